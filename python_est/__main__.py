@@ -1,0 +1,5 @@
+import sys
+
+from python_est.cli import main
+
+sys.exit(main())

@@ -1,0 +1,409 @@
+"""`CertificateAuthority`: create or load CA material and issue certificates with it.
+
+An instance is immutable once built, so one CA may serve many worker threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.x509.oid import NameOID, ObjectIdentifier
+
+from python_est import oids
+from python_est.ca import pem, rules
+from python_est.ca.rules import CLOCK_SKEW, SERIAL_BITS, IpAddress, IssuerPrivateKey
+from python_est.errors import CaError, InvalidCsr
+from python_est.keys import KeyType, generate_private_key, weak_key_reason
+from python_est.profile import IssuanceProfile
+
+
+@dataclass(frozen=True)
+class CaMaterial:
+    """The issuing certificate, its private key, and the chain from it up to the root.
+
+    Attributes:
+        certificate: the certificate that signs issued certificates.
+        private_key: the key of `certificate`.
+        chain: `certificate` first, then each issuer up to and including the self-signed root.
+    """
+
+    certificate: x509.Certificate
+    private_key: IssuerPrivateKey
+    chain: tuple[x509.Certificate, ...]
+
+
+class CertificateAuthority:
+    """Issues certificates under `IssuanceProfile` rules with an RSA or EC CA key."""
+
+    def __init__(self, material: CaMaterial) -> None:
+        self._material = material
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        common_name: str,
+        key_type: KeyType,
+        validity_days: int,
+        issuing_ca: bool = False,
+        issuing_key_type: KeyType | None = None,
+        organization: str | None = None,
+    ) -> CertificateAuthority:
+        """Create a new self-signed root CA, optionally with an issuing CA below it.
+
+        With `issuing_ca` the root is named "<common_name> Root" and the issuing CA takes
+        `common_name`, so issued certificates name the same issuer either way. The root key
+        is then discarded; call `create_root` and `create_issuing_ca` to keep it.
+
+        Args:
+            common_name: CN of the CA that signs issued certificates.
+            key_type: key type of the root, and of the issuing CA unless `issuing_key_type`.
+            validity_days: lifetime of the CA certificates.
+            issuing_ca: also create an intermediate that does the issuing.
+            issuing_key_type: key type of the issuing CA.
+            organization: optional O attribute of the CA subjects.
+
+        Returns:
+            The CA that signs issued certificates.
+        """
+        if not issuing_ca:
+            return cls.create_root(
+                common_name=common_name,
+                key_type=key_type,
+                validity_days=validity_days,
+                organization=organization,
+            )
+        root = cls.create_root(
+            common_name=f"{common_name} Root",
+            key_type=key_type,
+            validity_days=validity_days,
+            organization=organization,
+            path_length=1,
+        )
+        return root.create_issuing_ca(
+            common_name=common_name,
+            key_type=issuing_key_type or key_type,
+            validity_days=validity_days,
+            organization=organization,
+        )
+
+    @classmethod
+    def create_root(
+        cls,
+        *,
+        common_name: str,
+        key_type: KeyType,
+        validity_days: int,
+        organization: str | None = None,
+        path_length: int | None = 0,
+        now: datetime | None = None,
+    ) -> CertificateAuthority:
+        """Create a self-signed root CA.
+
+        Args:
+            path_length: basicConstraints pathLenConstraint; 0 allows no intermediate below.
+
+        Returns:
+            The root CA; its chain is its own certificate.
+        """
+        key = generate_private_key(key_type)
+        subject = _ca_name(common_name, organization)
+        not_before = _utc(now) - CLOCK_SKEW
+        not_after = not_before + timedelta(days=validity_days)
+        builder = _builder(subject, subject, key.public_key(), not_before, not_after)
+        builder = builder.serial_number(rules.random_serial())
+        builder = rules.add_ca_extensions(builder, key.public_key(), path_length, key.public_key())
+        cert = builder.sign(key, rules.signature_hash(key))
+        return cls(CaMaterial(certificate=cert, private_key=key, chain=(cert,)))
+
+    def create_issuing_ca(
+        self,
+        *,
+        common_name: str,
+        key_type: KeyType,
+        validity_days: int,
+        organization: str | None = None,
+        path_length: int | None = 0,
+        now: datetime | None = None,
+    ) -> CertificateAuthority:
+        """Create an intermediate CA signed by this CA.
+
+        Args:
+            path_length: its pathLenConstraint; 0 (the default) lets it sign end entities only.
+
+        Returns:
+            The new CA; its chain is its certificate followed by this CA's chain.
+
+        Raises:
+            ValueError: this CA's pathLenConstraint forbids a CA below it.
+        """
+        constraints = self.certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+        if constraints.value.path_length == 0:
+            raise ValueError("this CA's pathLenConstraint of 0 forbids an intermediate CA")
+        key = generate_private_key(key_type)
+        not_before, not_after = self._validity(validity_days, _utc(now))
+        subject = _ca_name(common_name, organization)
+        builder = _builder(
+            subject, self.certificate.subject, key.public_key(), not_before, not_after
+        )
+        builder = builder.serial_number(rules.random_serial())
+        issuer_key = self.private_key.public_key()
+        builder = rules.add_ca_extensions(builder, key.public_key(), path_length, issuer_key)
+        cert = builder.sign(self.private_key, rules.signature_hash(self.private_key))
+        chain = (cert, *self.chain)
+        return CertificateAuthority(CaMaterial(certificate=cert, private_key=key, chain=chain))
+
+    @classmethod
+    def from_pem(
+        cls, cert_pem: bytes, key_pem: bytes, chain_pem: bytes = b""
+    ) -> CertificateAuthority:
+        """Load a CA from PEM bytes.
+
+        Args:
+            cert_pem: the issuing CA certificate first; further certificates join the chain.
+            key_pem: its unencrypted private key (PKCS#8 or traditional PEM).
+            chain_pem: the remaining CA certificates up to and including the root, any order.
+
+        Returns:
+            The loaded CA.
+
+        Raises:
+            ValueError: unreadable PEM; a key that does not match, is encrypted, unsupported or
+                weak; a certificate that is not a CA; a chain that does not reach a
+                self-signed root.
+        """
+        certs = pem.load_pem_certificates(cert_pem)
+        if not certs:
+            raise ValueError("the CA certificate PEM holds no certificate")
+        key = pem.load_issuer_key(key_pem)
+        if not pem.same_public_key(key.public_key(), certs[0].public_key()):
+            raise ValueError("the CA private key does not match the CA certificate")
+        chain = pem.order_chain(certs[0], certs[1:] + pem.load_pem_certificates(chain_pem))
+        return cls(CaMaterial(certificate=certs[0], private_key=key, chain=chain))
+
+    @property
+    def material(self) -> CaMaterial:
+        """The certificate, key and chain this CA was built from."""
+        return self._material
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        """The issuing CA certificate."""
+        return self._material.certificate
+
+    @property
+    def private_key(self) -> IssuerPrivateKey:
+        """The issuing CA private key (to save it; never log it)."""
+        return self._material.private_key
+
+    @property
+    def chain(self) -> tuple[x509.Certificate, ...]:
+        """The issuing certificate first, then up to the root: what /cacerts returns."""
+        return self._material.chain
+
+    @property
+    def root(self) -> x509.Certificate:
+        """The self-signed root at the end of the chain."""
+        return self._material.chain[-1]
+
+    def issue(
+        self,
+        csr: x509.CertificateSigningRequest,
+        profile: IssuanceProfile,
+        *,
+        public_key: CertificatePublicKeyTypes | None = None,
+        serial: int | None = None,
+        now: datetime | None = None,
+    ) -> x509.Certificate:
+        """Issue a certificate for `csr` under `profile`.
+
+        Only the subject and the permitted subjectAltNames come from the CSR. Every other
+        requested extension is ignored: keyUsage, extendedKeyUsage and basicConstraints come
+        from the profile, and keyUsage bits meaningless for the key's algorithm are dropped
+        (keyEncipherment for an EC key).
+
+        Args:
+            csr: the request; its signature is the proof of possession of its key.
+            profile: validity, key usages and SAN rules.
+            public_key: certify this key instead of the CSR's (server-side key generation:
+                RFC 7030 §4.4.1 has the CSR's key and signature ignored).
+            serial: serial number to use instead of a fresh random one.
+            now: the issuance time (default: the current time).
+
+        Returns:
+            The signed certificate.
+
+        Raises:
+            InvalidCsr: bad signature, weak or unsupported key, or names the profile refuses.
+            CaError: the CA cannot sign (expired CA certificate, unusable profile).
+        """
+        if public_key is None:
+            public_key = rules.verified_csr_key(csr)
+        reason = weak_key_reason(public_key)
+        if reason is not None:
+            raise InvalidCsr(reason)
+        san = rules.permitted_san(csr, profile)
+        if len(csr.subject) == 0 and san is None:
+            raise InvalidCsr("CSR has neither a subject nor a subjectAltName")
+        return self._sign(csr.subject, public_key, san, profile, serial, _utc(now))
+
+    def issue_server_certificate(
+        self,
+        *,
+        common_name: str,
+        dns_names: Sequence[str],
+        ip_addresses: Sequence[IpAddress],
+        key_type: KeyType,
+        validity_days: int,
+        now: datetime | None = None,
+    ) -> tuple[x509.Certificate, IssuerPrivateKey]:
+        """Issue a TLS server certificate (EKU serverAuth) for a fresh key.
+
+        keyUsage is digitalSignature, plus keyEncipherment for an RSA key (RSA key transport).
+
+        Returns:
+            The certificate and its private key.
+
+        Raises:
+            ValueError: neither DNS names nor IP addresses were given.
+        """
+        if not dns_names and not ip_addresses:
+            raise ValueError("a server certificate needs at least one DNS name or IP address")
+        names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
+        names += [x509.IPAddress(address) for address in ip_addresses]
+        profile = IssuanceProfile(
+            name="tls-server",
+            validity_days=validity_days,
+            key_usage=frozenset({"digital_signature", "key_encipherment"}),
+            extended_key_usage=(oids.ID_KP_SERVER_AUTH,),
+        )
+        san = x509.SubjectAlternativeName(names)
+        return self._issue_for_new_key(common_name, key_type, profile, san, now)
+
+    def issue_client_certificate(
+        self,
+        *,
+        common_name: str,
+        key_type: KeyType = KeyType.EC_P256,
+        validity_days: int = 365,
+        extended_key_usage: Sequence[ObjectIdentifier] = (oids.ID_KP_CLIENT_AUTH,),
+        dns_names: Sequence[str] = (),
+        now: datetime | None = None,
+    ) -> tuple[x509.Certificate, IssuerPrivateKey]:
+        """Issue a client certificate (or an RA certificate, with id-kp-cmcRA) for a fresh key.
+
+        Returns:
+            The certificate and its private key.
+        """
+        profile = IssuanceProfile(
+            name="tls-client",
+            validity_days=validity_days,
+            key_usage=frozenset({"digital_signature"}),
+            extended_key_usage=tuple(extended_key_usage),
+        )
+        san = None
+        if dns_names:
+            san = x509.SubjectAlternativeName([x509.DNSName(name) for name in dns_names])
+        return self._issue_for_new_key(common_name, key_type, profile, san, now)
+
+    def _issue_for_new_key(
+        self,
+        common_name: str,
+        key_type: KeyType,
+        profile: IssuanceProfile,
+        san: x509.SubjectAlternativeName | None,
+        now: datetime | None,
+    ) -> tuple[x509.Certificate, IssuerPrivateKey]:
+        key = generate_private_key(key_type)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        return self._sign(subject, key.public_key(), san, profile, None, _utc(now)), key
+
+    def _validity(self, days: int, now: datetime) -> tuple[datetime, datetime]:
+        # Never outlive the issuer nor start before it: a relying party would otherwise see
+        # a certificate whose issuer is not valid for part of its lifetime.
+        issuer = self.certificate
+        if now >= issuer.not_valid_after_utc:
+            raise CaError("the issuing CA certificate has expired")
+        not_before = max(now - CLOCK_SKEW, issuer.not_valid_before_utc)
+        not_after = min(now + timedelta(days=days), issuer.not_valid_after_utc)
+        return not_before, not_after
+
+    def _sign(
+        self,
+        subject: x509.Name,
+        public_key: CertificatePublicKeyTypes,
+        san: x509.SubjectAlternativeName | None,
+        profile: IssuanceProfile,
+        serial: int | None,
+        now: datetime,
+    ) -> x509.Certificate:
+        if serial is None:
+            serial = rules.random_serial()
+        elif not 0 < serial < 1 << SERIAL_BITS:
+            raise ValueError(f"serial must be positive and below 2**{SERIAL_BITS}")
+        not_before, not_after = self._validity(profile.validity_days, now)
+        builder = (
+            _builder(subject, self.certificate.subject, public_key, not_before, not_after)
+            .serial_number(serial)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(self._authority_key_identifier(), critical=False)
+        )
+        key_usage = rules.key_usage(profile.key_usage, public_key)
+        if key_usage is not None:
+            builder = builder.add_extension(key_usage, critical=True)
+        if profile.extended_key_usage:
+            eku = x509.ExtendedKeyUsage(list(profile.extended_key_usage))
+            builder = builder.add_extension(eku, critical=False)
+        if san is not None:
+            # RFC 5280 §4.2.1.6: with an empty subject the SAN extension MUST be critical.
+            builder = builder.add_extension(san, critical=len(subject) == 0)
+        try:
+            return builder.sign(self.private_key, rules.signature_hash(self.private_key))
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise CaError("the CA could not sign the certificate") from exc
+
+    def _authority_key_identifier(self) -> x509.AuthorityKeyIdentifier:
+        # RFC 5280 §4.2.1.1: the AKI keyIdentifier matches the issuer's SKI, whatever method
+        # produced that SKI; derive one from the key only when the CA certificate has none.
+        try:
+            ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        except x509.ExtensionNotFound:
+            return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.private_key.public_key())
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
+
+
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    not_before: datetime,
+    not_after: datetime,
+) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+
+
+def _ca_name(common_name: str, organization: str | None) -> x509.Name:
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organization:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    return x509.Name(attributes)
+
+
+def _utc(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(timezone.utc)
+    # A naive time is taken as UTC, as cryptography's builders do.
+    return now if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)

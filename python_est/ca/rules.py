@@ -1,0 +1,151 @@
+"""What the CA accepts from a CSR and what it writes into a certificate."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from datetime import timedelta
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+
+from python_est.errors import CaError, InvalidCsr
+from python_est.profile import KEY_USAGE_NAMES, IssuanceProfile, SanType
+
+IssuerPrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+IssuerPublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+SignatureHash = hashes.SHA256 | hashes.SHA384 | hashes.SHA512
+
+# Backdating notBefore absorbs clock skew between the CA and relying parties.
+CLOCK_SKEW = timedelta(minutes=5)
+# 158 random bits under a set top bit: positive, always 20 DER octets (the RFC 5280 §4.1.2.2
+# maximum) and far more than the 64 bits of entropy the CA/Browser Forum asks for.
+SERIAL_BITS = 159
+
+_SAN_KINDS: dict[type[x509.GeneralName], SanType] = {
+    x509.DNSName: SanType.DNS,
+    x509.IPAddress: SanType.IP,
+    x509.RFC822Name: SanType.EMAIL,
+    x509.UniformResourceIdentifier: SanType.URI,
+}
+_OTHER_SAN_KINDS: dict[type[x509.GeneralName], str] = {
+    x509.OtherName: "otherName",
+    x509.DirectoryName: "directoryName",
+    x509.RegisteredID: "registeredID",
+}
+# RFC 8813 §3: an id-ecPublicKey certificate MUST NOT assert keyEncipherment or dataEncipherment
+# (an EC key cannot encrypt). RFC 8410 §5: Ed25519/Ed448 certificates carry signature bits only.
+_EC_USAGES = KEY_USAGE_NAMES - {"key_encipherment", "data_encipherment"}
+_EDDSA_USAGES = frozenset({"digital_signature", "content_commitment", "crl_sign"})
+_CA_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
+def random_serial() -> int:
+    """Return a fresh random serial number of exactly `SERIAL_BITS` bits."""
+    return secrets.randbits(SERIAL_BITS - 1) | 1 << (SERIAL_BITS - 1)
+
+
+def signature_hash(key: IssuerPrivateKey) -> SignatureHash:
+    """Return the hash to sign with: as strong as the CA's curve, SHA-256 for RSA keys."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if key.curve.key_size >= 521:
+            return hashes.SHA512()
+        if key.curve.key_size >= 384:
+            return hashes.SHA384()
+    return hashes.SHA256()
+
+
+def verified_csr_key(csr: x509.CertificateSigningRequest) -> CertificatePublicKeyTypes:
+    """Return the CSR's public key once its signature (proof of possession) verifies."""
+    try:
+        key = csr.public_key()
+        valid = csr.is_signature_valid
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise InvalidCsr("CSR key or signature algorithm is not supported") from exc
+    if not valid:
+        raise InvalidCsr("CSR signature does not verify")
+    return key
+
+
+def permitted_san(
+    csr: x509.CertificateSigningRequest, profile: IssuanceProfile
+) -> x509.SubjectAlternativeName | None:
+    """Return the CSR's requested subjectAltName if `profile` allows every entry in it."""
+    try:
+        requested = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    except (ValueError, x509.DuplicateExtension) as exc:
+        raise InvalidCsr("CSR extensionRequest is malformed") from exc
+    names = list(requested)
+    if len(names) > profile.max_sans:
+        raise InvalidCsr(f"CSR has {len(names)} subjectAltNames (at most {profile.max_sans})")
+    for name in names:
+        kind = _SAN_KINDS.get(type(name))
+        if kind is None:
+            label = _OTHER_SAN_KINDS.get(type(name), type(name).__name__)
+            raise InvalidCsr(f"subjectAltName of kind {label} is not allowed")
+        if kind not in profile.san_types:
+            raise InvalidCsr(f"subjectAltName of kind {kind.value} is not allowed")
+        if kind is not SanType.IP and not _is_plain_text(str(name.value)):
+            raise InvalidCsr(f"subjectAltName {kind.value} value is empty or contains spaces")
+    return requested if names else None
+
+
+def _is_plain_text(value: str) -> bool:
+    # RFC 5280 §4.2.1.6: a dNSName of " " MUST NOT be used; no IA5 name here may hold spaces.
+    return value != "" and value.isprintable() and not any(c.isspace() for c in value)
+
+
+def key_usage(names: frozenset[str], public_key: CertificatePublicKeyTypes) -> x509.KeyUsage | None:
+    """Return the keyUsage extension for an end-entity key, None when no bit applies.
+
+    Bits meaningless for the key's algorithm are dropped, so one profile serves RSA and EC
+    requesters alike.
+
+    Raises:
+        CaError: the profile names an unknown bit or keyCertSign.
+    """
+    if names - KEY_USAGE_NAMES or "key_cert_sign" in names:
+        # RFC 5280 §4.2.1.9: keyCertSign requires cA TRUE, which end-entity certificates lack.
+        raise CaError("the issuance profile has an unusable keyUsage")
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        names &= _EC_USAGES
+    elif not isinstance(public_key, rsa.RSAPublicKey):
+        names &= _EDDSA_USAGES
+    if not names:
+        return None
+    flags = {name: name in names for name in KEY_USAGE_NAMES}
+    return x509.KeyUsage(**flags, encipher_only=False, decipher_only=False)
+
+
+def add_ca_extensions(
+    builder: x509.CertificateBuilder,
+    public_key: IssuerPublicKey,
+    path_length: int | None,
+    issuer_public_key: IssuerPublicKey,
+) -> x509.CertificateBuilder:
+    """Add the extensions of a CA certificate (RFC 5280 §4.2.1.9: cA TRUE, critical)."""
+    constraints = x509.BasicConstraints(ca=True, path_length=path_length)
+    ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
+    aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key)
+    return (
+        builder.add_extension(constraints, critical=True)
+        .add_extension(_CA_KEY_USAGE, critical=True)
+        .add_extension(ski, critical=False)
+        .add_extension(aki, critical=False)
+    )

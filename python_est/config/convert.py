@@ -1,0 +1,187 @@
+"""Converters from INI text to typed values; each raises ValueError with a readable reason."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+
+from cryptography.x509.oid import ObjectIdentifier
+
+from python_est.config.model import (
+    SRP_GROUP_BITS,
+    TLS_VERSIONS,
+    AuthMethod,
+    AuthRequirement,
+)
+from python_est.keys import KeyType
+from python_est.profile import EKU_NAMES, KEY_USAGE_NAMES, SanType
+
+
+def to_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in {"1", "yes", "true", "on"}:
+        return True
+    if lowered in {"0", "no", "false", "off"}:
+        return False
+    raise ValueError(f"expected yes/no, got {text!r}")
+
+
+def to_positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def to_port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"port must be 0-65535, got {text!r}")
+    return value
+
+
+def to_positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def to_list(text: str) -> tuple[str, ...]:
+    cleaned = text.strip()
+    if cleaned.startswith("[") and cleaned.endswith("]"):
+        # est_proxy wrote lists as JSON-ish arrays: ["a.pem", "b.pem"]
+        cleaned = cleaned[1:-1]
+    return tuple(item.strip().strip("'\"") for item in cleaned.split(",") if item.strip())
+
+
+def to_choice(*allowed: str) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        if text.lower() not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}, got {text!r}")
+        return text.lower()
+
+    return convert
+
+
+def to_key_type(text: str) -> KeyType:
+    try:
+        return KeyType(text.lower())
+    except ValueError:
+        names = ", ".join(k.value for k in KeyType)
+        raise ValueError(f"unknown key type {text!r} (use {names})") from None
+
+
+def to_version(text: str) -> str:
+    cleaned = text.lower().removeprefix("tls").removeprefix("v").strip()
+    if cleaned not in TLS_VERSIONS:
+        raise ValueError(f"unknown TLS version {text!r} (use 1.0, 1.1, 1.2 or 1.3)")
+    return cleaned
+
+
+def to_names(allowed: frozenset[str]) -> Callable[[str], tuple[str, ...]]:
+    def convert(text: str) -> tuple[str, ...]:
+        items = tuple(item.lower() for item in to_list(text))
+        if not items:
+            raise ValueError("must name at least one value")
+        unknown = [item for item in items if item not in allowed]
+        if unknown:
+            raise ValueError(f"unknown name {unknown[0]!r} (known: {', '.join(sorted(allowed))})")
+        return items
+
+    return convert
+
+
+def to_auth_requirement(text: str) -> AuthRequirement:
+    alternatives = []
+    for alternative in to_list(text):
+        methods = set()
+        for part in alternative.split("+"):
+            try:
+                methods.add(AuthMethod(part.strip().lower()))
+            except ValueError:
+                raise ValueError(
+                    f"unknown auth method {part.strip()!r} (use cert, srp, basic)"
+                ) from None
+        alternatives.append(frozenset(methods))
+    if not alternatives:
+        raise ValueError("must name at least one auth method")
+    return tuple(alternatives)
+
+
+def to_server_names(text: str) -> tuple[str, ...]:
+    names = to_list(text)
+    for name in names:
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            if not all(part and len(part) <= 63 for part in name.rstrip(".").split(".")):
+                raise ValueError(f"not a DNS name or IP address: {name!r}") from None
+    return names
+
+
+def to_key_usage(text: str) -> frozenset[str]:
+    items = frozenset(to_list(text))
+    unknown = sorted(items - KEY_USAGE_NAMES)
+    if unknown:
+        raise ValueError(
+            f"unknown keyUsage {unknown[0]!r} (known: {', '.join(sorted(KEY_USAGE_NAMES))})"
+        )
+    return items
+
+
+def to_eku(text: str) -> tuple[ObjectIdentifier, ...]:
+    oids = []
+    for item in to_list(text):
+        if item in EKU_NAMES:
+            oids.append(EKU_NAMES[item])
+        elif all(part.isdigit() for part in item.split(".")) and item.count(".") >= 2:
+            oids.append(ObjectIdentifier(item))
+        else:
+            raise ValueError(
+                f"unknown extendedKeyUsage {item!r} (use {', '.join(EKU_NAMES)} or an OID)"
+            )
+    return tuple(oids)
+
+
+def to_san_types(text: str) -> frozenset[SanType]:
+    try:
+        return frozenset(SanType(item.lower()) for item in to_list(text))
+    except ValueError:
+        raise ValueError(f"unknown SAN type in {text!r} (use dns, ip, email, uri)") from None
+
+
+# Keys of a [profile] / [label:NAME] section, with their converters and LabelConfig/profile field.
+
+
+def to_address(text: str) -> str:
+    if text in {"", "*"}:
+        return "0.0.0.0"
+    if text != "localhost":
+        ipaddress.ip_address(text)
+    return text
+
+
+def to_group_bits(text: str) -> int:
+    value = int(text)
+    if value not in SRP_GROUP_BITS:
+        raise ValueError(f"SRP group must be one of 2048, 3072, 4096, got {text!r}")
+    return value
+
+
+def to_realm(text: str) -> str:
+    if not text or '"' in text or "\\" in text or not text.isprintable():
+        raise ValueError("realm must be printable text without quotes or backslashes")
+    return text
+
+
+def to_web_path(text: str) -> str:
+    if not text.startswith("/") or text.startswith("/.well-known/") or "?" in text:
+        raise ValueError(f"must be an absolute path outside /.well-known/, got {text!r}")
+    return text.rstrip("/") or "/"
+
+
+def to_nonempty(text: str) -> str:
+    if not text:
+        raise ValueError("must not be empty")
+    return text

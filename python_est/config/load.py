@@ -1,0 +1,457 @@
+"""Loading and validating the INI file.
+
+Every key is read here and nowhere else; `config/python_est.cfg` documents each one. Any problem
+raises `ConfigError` naming file, section and key. Relative paths resolve against the folder of
+the config file. Sections of the older tlslite-based python-est / est_proxy (`[DEFAULT]`,
+`[Daemon]`, `[CAhandler]`, `[SRP]`, `[Bootstrap]`) are translated by `python_est.legacy_config`
+rules below, with a warning for each key that no longer applies.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TypeVar
+
+from python_est.config.convert import (
+    to_address,
+    to_auth_requirement,
+    to_bool,
+    to_choice,
+    to_eku,
+    to_group_bits,
+    to_key_type,
+    to_key_usage,
+    to_list,
+    to_names,
+    to_nonempty,
+    to_port,
+    to_positive_float,
+    to_positive_int,
+    to_realm,
+    to_san_types,
+    to_server_names,
+    to_version,
+    to_web_path,
+)
+from python_est.config.model import (
+    CIPHER_NAMES,
+    EMBEDDED,
+    FORBIDDEN_KEY_EXCHANGES,
+    KEY_EXCHANGE_NAMES,
+    MAC_NAMES,
+    TLS_VERSIONS,
+    AuthConfig,
+    BootstrapConfig,
+    CaConfig,
+    Config,
+    LabelConfig,
+    LedgerConfig,
+    LoggingConfig,
+    ServerConfig,
+    SrpConfig,
+    TlsConfig,
+    legacy_tls_warnings,
+    weak_tls_settings,
+)
+from python_est.errors import ConfigError
+from python_est.keys import KeyType
+from python_est.messages import LABEL_RE, OPERATION_NAMES
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Reads typed values from one parsed file and remembers which keys were consumed."""
+
+    def __init__(self, parser: configparser.ConfigParser, source: str, base: Path) -> None:
+        self.parser = parser
+        self.source = source
+        self.base = base
+        self.used: set[tuple[str, str]] = set()
+
+    def error(self, section: str, key: str | None, problem: str) -> ConfigError:
+        return ConfigError(self.source, section, key, problem)
+
+    def raw(self, section: str, key: str) -> str | None:
+        if not self.parser.has_section(section) or not self.parser.has_option(section, key):
+            return None
+        self.used.add((section, key))
+        return self.parser.get(section, key).strip()
+
+    def get(self, section: str, key: str, default: T, convert: Callable[[str], T]) -> T:
+        text = self.raw(section, key)
+        if text is None:
+            return default
+        try:
+            return convert(text)
+        except (ValueError, KeyError) as exc:
+            raise self.error(section, key, f"{exc}") from None
+
+    def path(self, section: str, key: str, default: Path | None, base: Path) -> Path | None:
+        text = self.raw(section, key)
+        if text is None:
+            return default
+        if not text:
+            return None
+        return resolve(Path(text).expanduser(), base)
+
+
+def resolve(path: Path, base: Path) -> Path:
+    # normpath folds "config/../state" so logs and messages show the real location.
+    return Path(os.path.normpath(path if path.is_absolute() else base / path))
+
+
+_PROFILE_KEYS: dict[str, Callable[[str], object]] = {
+    "validity_days": to_positive_int,
+    "key_usage": to_key_usage,
+    "extended_key_usage": to_eku,
+    "san_types": to_san_types,
+    "max_sans": to_positive_int,
+}
+_LABEL_KEYS: dict[str, Callable[[str], object]] = {
+    "enroll_auth": to_auth_requirement,
+    "reenroll_auth": to_auth_requirement,
+    "serverkeygen_auth": to_auth_requirement,
+    "password_subjects": to_choice("own", "any"),
+    "csrattrs": str,
+    "require_pop": to_bool,
+    "approval": to_choice("auto", "manual"),
+    "enforce_csrattrs": to_bool,
+    "serverkeygen": to_bool,
+    "serverkeygen_key_type": to_key_type,
+}
+_PROFILE_FIELD = {
+    "validity_days": "validity_days",
+    "key_usage": "key_usage",
+    "extended_key_usage": "extended_key_usage",
+    "san_types": "san_types",
+    "max_sans": "max_sans",
+}
+
+KNOWN_KEYS: dict[str, frozenset[str]] = {
+    "server": frozenset(
+        {
+            "address",
+            "port",
+            "state_dir",
+            "server_names",
+            "max_connections",
+            "backlog",
+            "handshake_timeout",
+            "request_timeout",
+            "max_body_bytes",
+        }
+    ),
+    "logging": frozenset({"level", "format"}),
+    "ca": frozenset(
+        {
+            "common_name",
+            "organization",
+            "key_type",
+            "validity_days",
+            "issuing_ca",
+            "issuing_key_type",
+            "cert_file",
+            "key_file",
+            "chain_files",
+        }
+    ),
+    "tls": frozenset(
+        {
+            "cert_file",
+            "key_file",
+            "server_key_type",
+            "server_validity_days",
+            "min_version",
+            "max_version",
+            "cipher_names",
+            "mac_names",
+            "key_exchange_names",
+            "srp_min_version",
+            "srp_cipher_names",
+            "srp_mac_names",
+            "allow_legacy",
+            "client_trust_anchors",
+            "session_cache_size",
+            "session_lifetime",
+        }
+    ),
+    "srp": frozenset({"enabled", "user_db", "group_bits"}),
+    "ledger": frozenset({"path", "export_dir"}),
+    "auth": frozenset({"realm", "max_failures", "failure_window", "lockout"}),
+    "bootstrap": frozenset({"enabled", "path"}),
+    "profile": frozenset(_PROFILE_KEYS) | frozenset(_LABEL_KEYS),
+    # Older python-est / est_proxy sections.
+    "DEFAULT": frozenset({"debug"}),
+    "Daemon": frozenset({"address", "port", "key_file", "cert_file"}),
+    "CAhandler": frozenset(
+        {
+            "issuing_ca_key",
+            "issuing_ca_cert",
+            "ca_cert_chain_list",
+            "cert_validity_days",
+            "cert_save_path",
+        }
+    ),
+    "SRP": frozenset({"userdb"}),
+    "Bootstrap": frozenset({"enabled", "endpoint"}),
+}
+# Keys of the older product that no longer mean anything: accepted with a warning each.
+OBSOLETE_KEYS: dict[str, frozenset[str]] = {
+    "CAhandler": frozenset({"handler_file", "openssl_conf", "openssl_bin", "ca_cert_chain"}),
+    "Daemon": frozenset({"connection_log", "ca_handler"}),
+    "DEFAULT": frozenset({"log_level"}),
+}
+LABEL_PREFIX = "label:"
+NO_NAMES: tuple[str, ...] = ()
+
+
+def load_config(path: Path) -> Config:
+    """Load and validate the INI file at `path`.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, or a section, key or value is wrong.
+    """
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, None, None, "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, None, None, f"cannot read: {exc.__class__.__name__}") from None
+    # A private default section name keeps `[DEFAULT]` (used by the older product) an ordinary
+    # section instead of a set of values inherited by every other section.
+    parser = configparser.ConfigParser(interpolation=None, default_section="\x00defaults")
+    try:
+        parser.read_string(text, source)
+    except configparser.Error as exc:
+        problem = str(exc).splitlines()[0]
+        raise ConfigError(source, None, None, f"not a valid INI file: {problem}") from None
+    return _build(_Reader(parser, source, path.resolve().parent))
+
+
+def default_config(base: Path) -> Config:
+    """The embedded configuration, with its state directory resolved against `base`."""
+    return _build(_Reader(configparser.ConfigParser(interpolation=None), EMBEDDED, base))
+
+
+def _build(reader: _Reader) -> Config:
+    warnings = _check_sections(reader)
+    base = reader.base
+    legacy_debug = reader.get("DEFAULT", "debug", False, to_bool)
+    server = _server(reader, base)
+    state = server.state_dir
+    ca, ca_warnings = _ca(reader, base)
+    tls = _tls(reader, base)
+    srp_user_db = reader.path("SRP", "userdb", state / "users.srp", base)
+    srp = SrpConfig(
+        enabled=reader.get("srp", "enabled", True, to_bool),
+        user_db=reader.path("srp", "user_db", srp_user_db, base) or state / "users.srp",
+        group_bits=reader.get("srp", "group_bits", 2048, to_group_bits),
+    )
+    legacy_export = reader.path("CAhandler", "cert_save_path", None, base)
+    ledger = LedgerConfig(
+        path=reader.path("ledger", "path", state / "ledger.sqlite3", base)
+        or state / "ledger.sqlite3",
+        export_dir=reader.path("ledger", "export_dir", legacy_export, base),
+    )
+    auth = AuthConfig(
+        realm=reader.get("auth", "realm", "python-est", to_realm),
+        max_failures=reader.get("auth", "max_failures", 5, to_positive_int),
+        failure_window=reader.get("auth", "failure_window", 300, to_positive_int),
+        lockout=reader.get("auth", "lockout", 300, to_positive_int),
+    )
+    bootstrap = BootstrapConfig(
+        enabled=reader.get(
+            "bootstrap", "enabled", reader.get("Bootstrap", "enabled", True, to_bool), to_bool
+        ),
+        path=reader.get(
+            "bootstrap",
+            "path",
+            reader.get("Bootstrap", "endpoint", "/bootstrap", to_web_path),
+            to_web_path,
+        ),
+    )
+    logging_cfg = LoggingConfig(
+        level=reader.get(
+            "logging",
+            "level",
+            "debug" if legacy_debug else "info",
+            to_choice("debug", "info", "warning", "error"),
+        ),
+        format=reader.get("logging", "format", "plain", to_choice("plain", "json")),
+    )
+    labels = _labels(reader)
+    _check_unused(reader)
+    return Config(
+        source=reader.source,
+        server=server,
+        logging=logging_cfg,
+        ca=ca,
+        tls=tls,
+        srp=srp,
+        ledger=ledger,
+        auth=auth,
+        bootstrap=bootstrap,
+        labels=labels,
+        warnings=tuple(warnings + ca_warnings + legacy_tls_warnings(tls)),
+    )
+
+
+def _check_sections(reader: _Reader) -> list[str]:
+    warnings = []
+    for section in reader.parser.sections():
+        if section.startswith(LABEL_PREFIX):
+            label = section[len(LABEL_PREFIX) :]
+            if not LABEL_RE.match(label):
+                raise reader.error(section, None, "label must match [A-Za-z0-9._~-]{1,128}")
+            if label in OPERATION_NAMES:
+                # RFC 7030 §3.2.2: a label must not be an operation name.
+                raise reader.error(section, None, f"label {label!r} is an EST operation name")
+            known = KNOWN_KEYS["profile"]
+        elif section in KNOWN_KEYS:
+            known = KNOWN_KEYS[section]
+        else:
+            raise reader.error(section, None, "unknown section")
+        obsolete = OBSOLETE_KEYS.get(section, frozenset())
+        for key in reader.parser.options(section):
+            if key in obsolete:
+                reader.used.add((section, key))
+                warnings.append(f"{reader.source}: [{section}] {key}: no longer used; ignored")
+            elif key not in known:
+                raise reader.error(section, key, "unknown key")
+    return warnings
+
+
+def _check_unused(reader: _Reader) -> None:
+    # Every known key must have been consumed by a reader call; a miss here is our bug.
+    for section in reader.parser.sections():
+        for key in reader.parser.options(section):
+            if (section, key) not in reader.used:
+                raise reader.error(section, key, "key is not read by this version")
+
+
+def _server(reader: _Reader, base: Path) -> ServerConfig:
+    default = ServerConfig()
+    address = reader.get("Daemon", "address", default.address, to_address)
+    port = reader.get("Daemon", "port", default.port, to_port)
+    state_dir = reader.path("server", "state_dir", base / "state", base) or base / "state"
+    return ServerConfig(
+        address=reader.get("server", "address", address, to_address),
+        port=reader.get("server", "port", port, to_port),
+        state_dir=state_dir,
+        server_names=reader.get("server", "server_names", NO_NAMES, to_server_names),
+        max_connections=reader.get("server", "max_connections", 64, to_positive_int),
+        backlog=reader.get("server", "backlog", 128, to_positive_int),
+        handshake_timeout=reader.get("server", "handshake_timeout", 10.0, to_positive_float),
+        request_timeout=reader.get("server", "request_timeout", 30.0, to_positive_float),
+        max_body_bytes=reader.get("server", "max_body_bytes", 65536, to_positive_int),
+    )
+
+
+def _ca(reader: _Reader, base: Path) -> tuple[CaConfig, list[str]]:
+    legacy_cert = reader.path("CAhandler", "issuing_ca_cert", None, base)
+    legacy_key = reader.path("CAhandler", "issuing_ca_key", None, base)
+    legacy_chain = reader.get("CAhandler", "ca_cert_chain_list", NO_NAMES, to_list)
+    chain = reader.get("ca", "chain_files", legacy_chain, to_list)
+    cfg = CaConfig(
+        common_name=reader.get("ca", "common_name", "python-est Root CA", to_nonempty),
+        organization=reader.get("ca", "organization", "", str),
+        key_type=reader.get("ca", "key_type", KeyType.RSA_3072, to_key_type),
+        validity_days=reader.get("ca", "validity_days", 3650, to_positive_int),
+        issuing_ca=reader.get("ca", "issuing_ca", False, to_bool),
+        issuing_key_type=reader.get("ca", "issuing_key_type", KeyType.RSA_2048, to_key_type),
+        cert_file=reader.path("ca", "cert_file", legacy_cert, base),
+        key_file=reader.path("ca", "key_file", legacy_key, base),
+        chain_files=tuple(resolve(Path(item), base) for item in chain),
+    )
+    if (cfg.cert_file is None) != (cfg.key_file is None):
+        key = "cert_file" if cfg.cert_file is None else "key_file"
+        raise reader.error("ca", key, "cert_file and key_file must be given together")
+    return cfg, []
+
+
+def _tls(reader: _Reader, base: Path) -> TlsConfig:
+    d = TlsConfig()
+    cert = reader.path("Daemon", "cert_file", None, base)
+    key = reader.path("Daemon", "key_file", None, base)
+    anchors = reader.get("tls", "client_trust_anchors", NO_NAMES, to_list)
+    cfg = TlsConfig(
+        cert_file=reader.path("tls", "cert_file", cert, base),
+        key_file=reader.path("tls", "key_file", key, base),
+        server_key_type=reader.get("tls", "server_key_type", d.server_key_type, to_key_type),
+        server_validity_days=reader.get("tls", "server_validity_days", 825, to_positive_int),
+        min_version=reader.get("tls", "min_version", d.min_version, to_version),
+        max_version=reader.get("tls", "max_version", d.max_version, to_version),
+        cipher_names=reader.get("tls", "cipher_names", d.cipher_names, to_names(CIPHER_NAMES)),
+        mac_names=reader.get("tls", "mac_names", d.mac_names, to_names(MAC_NAMES)),
+        key_exchange_names=reader.get(
+            "tls", "key_exchange_names", d.key_exchange_names, to_names(KEY_EXCHANGE_NAMES)
+        ),
+        srp_min_version=reader.get("tls", "srp_min_version", d.srp_min_version, to_version),
+        srp_cipher_names=reader.get(
+            "tls", "srp_cipher_names", d.srp_cipher_names, to_names(CIPHER_NAMES)
+        ),
+        srp_mac_names=reader.get("tls", "srp_mac_names", d.srp_mac_names, to_names(MAC_NAMES)),
+        allow_legacy=reader.get("tls", "allow_legacy", False, to_bool),
+        client_trust_anchors=tuple(resolve(Path(item), base) for item in anchors),
+        session_cache_size=reader.get("tls", "session_cache_size", 10000, to_positive_int),
+        session_lifetime=reader.get("tls", "session_lifetime", 3600, to_positive_int),
+    )
+    if (cfg.cert_file is None) != (cfg.key_file is None):
+        key_name = "cert_file" if cfg.cert_file is None else "key_file"
+        raise reader.error("tls", key_name, "cert_file and key_file must be given together")
+    if TLS_VERSIONS[cfg.min_version] > TLS_VERSIONS[cfg.max_version]:
+        raise reader.error("tls", "min_version", "is above max_version")
+    if TLS_VERSIONS[cfg.srp_min_version] > TLS_VERSIONS["1.2"]:
+        # RFC 5054 suites exist only up to TLS 1.2.
+        raise reader.error("tls", "srp_min_version", "SRP suites exist only up to TLS 1.2")
+    forbidden = FORBIDDEN_KEY_EXCHANGES & set(cfg.key_exchange_names)
+    if forbidden:
+        raise reader.error(
+            "tls",
+            "key_exchange_names",
+            f"anonymous key exchange {sorted(forbidden)[0]} is never allowed",
+        )
+    if any(kx.startswith("srp") for kx in cfg.key_exchange_names):
+        raise reader.error(
+            "tls", "key_exchange_names", "SRP key exchange is chosen per connection; remove srp_*"
+        )
+    weak = weak_tls_settings(cfg)
+    if weak and not cfg.allow_legacy:
+        raise reader.error(
+            "tls", None, f"weak setting {weak[0]} needs allow_legacy = yes (refused by default)"
+        )
+    return cfg
+
+
+def _labels(reader: _Reader) -> dict[str, LabelConfig]:
+    default = _label_config(reader, "profile", "", LabelConfig())
+    legacy_days = reader.get("CAhandler", "cert_validity_days", None, to_positive_int)
+    if legacy_days is not None and not reader.parser.has_option("profile", "validity_days"):
+        default = replace(default, profile=replace(default.profile, validity_days=legacy_days))
+    labels = {"": default}
+    for section in reader.parser.sections():
+        if section.startswith(LABEL_PREFIX):
+            name = section[len(LABEL_PREFIX) :]
+            labels[name] = _label_config(reader, section, name, default)
+    return labels
+
+
+def _label_config(reader: _Reader, section: str, name: str, base: LabelConfig) -> LabelConfig:
+    profile_changes: dict[str, object] = {"name": name}
+    for key, convert in _PROFILE_KEYS.items():
+        value = reader.get(section, key, None, convert)
+        if value is not None:
+            profile_changes[_PROFILE_FIELD[key]] = value
+    label_changes: dict[str, object] = {"name": name}
+    for key, convert in _LABEL_KEYS.items():
+        value = reader.get(section, key, None, convert)
+        if value is not None:
+            label_changes[key] = value
+    profile = replace(base.profile, **profile_changes)  # type: ignore[arg-type]
+    return replace(base, profile=profile, **label_changes)  # type: ignore[arg-type]

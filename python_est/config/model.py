@@ -1,0 +1,208 @@
+"""Configuration values: frozen dataclasses and the name lists the loader checks against."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from python_est.keys import KeyType
+from python_est.profile import IssuanceProfile
+
+EMBEDDED = "<embedded default>"
+
+TLS_VERSIONS: dict[str, tuple[int, int]] = {
+    "1.0": (3, 1),
+    "1.1": (3, 2),
+    "1.2": (3, 3),
+    "1.3": (3, 4),
+}
+CIPHER_NAMES = frozenset(
+    {
+        "chacha20-poly1305",
+        "aes256gcm",
+        "aes128gcm",
+        "aes256ccm",
+        "aes128ccm",
+        "aes256",
+        "aes128",
+        "3des",
+        "rc4",
+    }
+)
+MAC_NAMES = frozenset({"aead", "sha", "sha256", "sha384", "md5"})
+KEY_EXCHANGE_NAMES = frozenset(
+    {"ecdhe_ecdsa", "ecdhe_rsa", "dhe_rsa", "rsa", "srp_sha", "srp_sha_rsa", "dh_anon", "ecdh_anon"}
+)
+# Refused unless [tls] allow_legacy = yes, and then each is named in a start-up warning.
+WEAK_VERSIONS = frozenset({"1.0", "1.1"})
+WEAK_CIPHERS = frozenset({"3des", "rc4"})
+WEAK_MACS = frozenset({"md5"})
+WEAK_KEY_EXCHANGES = frozenset({"rsa", "dh_anon", "ecdh_anon"})
+# Anonymous suites authenticate nobody (RFC 7030 §3.2.3 forbids them); never allowed.
+FORBIDDEN_KEY_EXCHANGES = frozenset({"dh_anon", "ecdh_anon"})
+# Groups for new verifiers (RFC 5054 Appendix A); smaller ones exist only in imported files.
+SRP_GROUP_BITS = (2048, 3072, 4096)
+
+
+class AuthMethod(enum.Enum):
+    CERT = "cert"
+    SRP = "srp"
+    BASIC = "basic"
+
+
+# A tuple of alternatives; each alternative is a set of methods that must all hold.
+AuthRequirement = tuple[frozenset[AuthMethod], ...]
+
+ANY_CREDENTIAL: AuthRequirement = (
+    frozenset({AuthMethod.CERT}),
+    frozenset({AuthMethod.SRP}),
+    frozenset({AuthMethod.BASIC}),
+)
+CERT_ONLY: AuthRequirement = (frozenset({AuthMethod.CERT}),)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    address: str = "127.0.0.1"
+    port: int = 8443
+    state_dir: Path = Path("state")
+    server_names: tuple[str, ...] = ()
+    max_connections: int = 64
+    backlog: int = 128
+    handshake_timeout: float = 10.0
+    request_timeout: float = 30.0
+    max_body_bytes: int = 65536
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "info"
+    format: str = "plain"
+
+
+@dataclass(frozen=True)
+class CaConfig:
+    """The embedded CA: generated under the state directory unless files are given."""
+
+    common_name: str = "python-est Root CA"
+    organization: str = ""
+    key_type: KeyType = KeyType.RSA_3072
+    validity_days: int = 3650
+    issuing_ca: bool = False
+    issuing_key_type: KeyType = KeyType.RSA_2048
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    chain_files: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    server_key_type: KeyType = KeyType.RSA_2048
+    server_validity_days: int = 825
+    min_version: str = "1.2"
+    max_version: str = "1.2"
+    cipher_names: tuple[str, ...] = ("aes256gcm", "aes128gcm", "chacha20-poly1305")
+    mac_names: tuple[str, ...] = ("aead", "sha256", "sha384")
+    key_exchange_names: tuple[str, ...] = ("ecdhe_ecdsa", "ecdhe_rsa")
+    srp_min_version: str = "1.2"
+    srp_cipher_names: tuple[str, ...] = ("aes256", "aes128")
+    srp_mac_names: tuple[str, ...] = ("sha",)
+    allow_legacy: bool = False
+    client_trust_anchors: tuple[Path, ...] = ()
+    session_cache_size: int = 10000
+    session_lifetime: int = 3600
+    alpn: tuple[str, ...] = ("http/1.1",)
+
+    @property
+    def srp_key_exchange_names(self) -> tuple[str, ...]:
+        return ("srp_sha_rsa", "srp_sha")
+
+
+@dataclass(frozen=True)
+class SrpConfig:
+    enabled: bool = True
+    user_db: Path = Path("users.srp")
+    group_bits: int = 2048
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    path: Path = Path("ledger.sqlite3")
+    export_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    realm: str = "python-est"
+    max_failures: int = 5
+    failure_window: int = 300
+    lockout: int = 300
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    enabled: bool = True
+    path: str = "/bootstrap"
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Policy for one CA label; name "" is the unlabelled `/.well-known/est/<op>` default."""
+
+    name: str = ""
+    profile: IssuanceProfile = field(default_factory=IssuanceProfile)
+    enroll_auth: AuthRequirement = ANY_CREDENTIAL
+    reenroll_auth: AuthRequirement = CERT_ONLY
+    serverkeygen_auth: AuthRequirement = ANY_CREDENTIAL
+    password_subjects: str = "own"
+    csrattrs: str = ""
+    require_pop: bool = False
+    approval: str = "auto"
+    enforce_csrattrs: bool = False
+    serverkeygen: bool = True
+    serverkeygen_key_type: KeyType = KeyType.RSA_2048
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str = EMBEDDED
+    server: ServerConfig = field(default_factory=ServerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    ca: CaConfig = field(default_factory=CaConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    srp: SrpConfig = field(default_factory=SrpConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    labels: Mapping[str, LabelConfig] = field(default_factory=lambda: {"": LabelConfig()})
+    warnings: tuple[str, ...] = ()
+
+
+def weak_tls_settings(cfg: TlsConfig) -> list[str]:
+    """Name every legacy setting in `cfg` (for the refusal or the start-up warning)."""
+    weak = []
+    for key, version in (
+        ("min_version", cfg.min_version),
+        ("srp_min_version", cfg.srp_min_version),
+    ):
+        if version in WEAK_VERSIONS:
+            weak.append(f"{key} = {version} (TLS 1.0/1.1 are deprecated by RFC 8996)")
+    for key, names, bad in (
+        ("cipher_names", cfg.cipher_names, WEAK_CIPHERS),
+        ("srp_cipher_names", cfg.srp_cipher_names, WEAK_CIPHERS),
+        ("mac_names", cfg.mac_names, WEAK_MACS),
+        ("srp_mac_names", cfg.srp_mac_names, WEAK_MACS),
+        ("key_exchange_names", cfg.key_exchange_names, WEAK_KEY_EXCHANGES),
+    ):
+        weak.extend(f"{key} includes {name}" for name in names if name in bad)
+    return weak
+
+
+def legacy_tls_warnings(cfg: TlsConfig) -> list[str]:
+    return [
+        f"[tls] weak setting enabled by allow_legacy: {item}" for item in weak_tls_settings(cfg)
+    ]

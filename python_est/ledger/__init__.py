@@ -1,0 +1,47 @@
+"""The ledger: every issued certificate and every pending (manual-approval) request, in SQLite.
+
+Split by concept: `records` (the values, the errors and the `Ledger` Protocol), `schema` (opening
+the file, migrations, rows, mapping storage errors to HTTP errors) and `sqlite` (`SqliteLedger`).
+"""
+
+from __future__ import annotations
+
+from python_est.ledger.records import (
+    REVOCATION_REASONS,
+    DuplicateSerial,
+    IssuedCertificate,
+    Ledger,
+    PendingRequest,
+    PendingStateError,
+    PendingStatus,
+    UnknownPendingRequest,
+    UnknownSerial,
+    public_key_sha256,
+    serial_hex,
+)
+from python_est.ledger.schema import (
+    BUSY_TIMEOUT_S,
+    RETRY_AFTER_S,
+    SCHEMA_VERSION,
+    translate_sqlite_error,
+)
+from python_est.ledger.sqlite import SqliteLedger
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "RETRY_AFTER_S",
+    "REVOCATION_REASONS",
+    "SCHEMA_VERSION",
+    "DuplicateSerial",
+    "IssuedCertificate",
+    "Ledger",
+    "PendingRequest",
+    "PendingStateError",
+    "PendingStatus",
+    "SqliteLedger",
+    "UnknownPendingRequest",
+    "UnknownSerial",
+    "public_key_sha256",
+    "serial_hex",
+    "translate_sqlite_error",
+]

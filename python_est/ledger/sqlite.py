@@ -1,0 +1,396 @@
+"""`SqliteLedger`: the `Ledger` in one SQLite file (WAL mode), shared by threads and processes.
+
+DESIGN.md decision 8, "nothing issued is lost": `record` commits in WAL mode with
+`synchronous=FULL`, so when it returns the certificate is on disk and the caller may send it.
+
+Concurrency. One `SqliteLedger` holds one connection guarded by a lock. A shared sqlite3
+connection has a single transaction state, so every method must own it for its whole transaction;
+the lock gives exactly that, and `close()` can close the one connection from any thread (a
+connection per thread could only be closed by its own thread, and worker threads come and go).
+SQLite admits one writer at a time anyway, and reads are indexed point lookups. Other processes
+(the CLI revoking while the server runs) share the file through SQLite's own locks: writes take
+`BEGIN IMMEDIATE` (the write lock up front, so two writers never deadlock upgrading a read) and
+wait up to `BUSY_TIMEOUT_S` for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from python_est.fileio import atomic_write
+from python_est.ledger.records import (
+    REVOCATION_REASONS,
+    DuplicateSerial,
+    IssuedCertificate,
+    PendingRequest,
+    PendingStateError,
+    PendingStatus,
+    UnknownPendingRequest,
+    UnknownSerial,
+    public_key_sha256,
+    serial_hex,
+    utc_text,
+)
+from python_est.ledger.schema import (
+    certificate_from_row,
+    connect,
+    pending_from_row,
+    translate_sqlite_error,
+)
+
+log = logging.getLogger(__name__)
+
+
+class SqliteLedger:
+    """The `Ledger` in one SQLite file; safe to share between threads and processes.
+
+    Args:
+        path: the database file; created 0600 (with missing parents 0700) when absent.
+        export_dir: also write each recorded certificate to `<SERIAL_HEX>.pem` here (0600), for
+            tools that read a directory of certificates (est_proxy's `cert_save_path`).
+        read_only: open without write access (for inspection); writes raise `Unavailable`.
+
+    Raises:
+        LedgerError: the file is not a ledger, or is from a newer version of this software.
+        Unavailable: the file cannot be created for lack of space or a read-only file system.
+    """
+
+    def __init__(
+        self, path: Path, *, export_dir: Path | None = None, read_only: bool = False
+    ) -> None:
+        self._path = path
+        self._export_dir = export_dir
+        self._lock = threading.Lock()
+        try:
+            self._conn = connect(path, read_only)
+        except (sqlite3.Error, OSError) as exc:
+            raise translate_sqlite_error(exc) from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise translate_sqlite_error(exc) from exc
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except Exception as exc:
+                if self._conn.in_transaction:
+                    try:
+                        self._conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        log.debug("ledger rollback failed", exc_info=True)
+                if isinstance(exc, sqlite3.Error):
+                    raise translate_sqlite_error(exc) from exc
+                raise
+
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise translate_sqlite_error(exc) from exc
+
+    def record(self, entry: IssuedCertificate) -> None:
+        """Commit `entry` durably; return only once it is on disk.
+
+        Raises:
+            DuplicateSerial: the serial is already recorded (sign again with a new serial).
+            Unavailable: the disk is full or read-only, or the file stayed locked.
+            LedgerError: any other storage failure.
+        """
+        with self._transaction() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO certificates (serial, subject, sans, not_before, not_after,"
+                    " issued_at, requester, auth_method, label, operation, server_generated_key,"
+                    " pem, revoked_at, revocation_reason)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        serial_hex(entry.serial),
+                        entry.subject,
+                        json.dumps(list(entry.sans)),
+                        utc_text(entry.not_before),
+                        utc_text(entry.not_after),
+                        utc_text(entry.issued_at),
+                        entry.requester,
+                        entry.auth_method,
+                        entry.label,
+                        entry.operation,
+                        int(entry.server_generated_key),
+                        entry.pem,
+                        None if entry.revoked_at is None else utc_text(entry.revoked_at),
+                        entry.revocation_reason,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                if "unique" not in str(exc).lower():
+                    raise
+                raise DuplicateSerial(entry.serial) from exc
+        if self._export_dir is not None:
+            _export(self._export_dir, entry)
+
+    def get(self, serial: int) -> IssuedCertificate | None:
+        """The certificate with this serial, or None."""
+        if serial <= 0:
+            return None
+        rows = self._query("SELECT * FROM certificates WHERE serial = ?", (serial_hex(serial),))
+        return certificate_from_row(rows[0]) if rows else None
+
+    def list_certificates(
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        label: str | None = None,
+        revoked: bool | None = None,
+    ) -> list[IssuedCertificate]:
+        """Certificates newest first.
+
+        Args:
+            limit, offset: the page.
+            label: only this label.
+            revoked: only revoked (True) or only unrevoked (False) certificates.
+        """
+        if limit < 0 or offset < 0:
+            raise ValueError("limit and offset are non-negative")
+        where: list[str] = []
+        params: list[object] = []
+        if label is not None:
+            where.append("label = ?")
+            params.append(label)
+        if revoked is not None:
+            where.append("revoked_at IS NOT NULL" if revoked else "revoked_at IS NULL")
+        sql = "SELECT * FROM certificates"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY issued_at DESC, id DESC LIMIT ? OFFSET ?"
+        return [certificate_from_row(row) for row in self._query(sql, (*params, limit, offset))]
+
+    def revoke(
+        self, serial: int, reason: str, *, when: datetime | None = None
+    ) -> IssuedCertificate:
+        """Mark a certificate revoked. Revoking it again keeps and returns the first revocation.
+
+        Args:
+            serial: the certificate.
+            reason: an RFC 5280 CRLReason name from `REVOCATION_REASONS`.
+            when: the revocation time; now when omitted.
+
+        Raises:
+            ValueError: unknown reason name.
+            UnknownSerial: no such certificate.
+        """
+        if reason not in REVOCATION_REASONS:
+            raise ValueError(f"unknown revocation reason {reason!r}")
+        when_text = utc_text(datetime.now(timezone.utc) if when is None else when)
+        if serial <= 0:
+            raise UnknownSerial(serial)
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE certificates SET revoked_at = ?, revocation_reason = ?"
+                " WHERE serial = ? AND revoked_at IS NULL",
+                (when_text, reason, serial_hex(serial)),
+            )
+            row = conn.execute(
+                "SELECT * FROM certificates WHERE serial = ?", (serial_hex(serial),)
+            ).fetchone()
+            if row is None:
+                raise UnknownSerial(serial)
+        return certificate_from_row(row)
+
+    def is_revoked(self, serial: int) -> bool:
+        """True when the ledger has this certificate revoked; False when unrevoked or unknown."""
+        if serial <= 0:
+            return False
+        rows = self._query(
+            "SELECT 1 FROM certificates WHERE serial = ? AND revoked_at IS NOT NULL",
+            (serial_hex(serial),),
+        )
+        return bool(rows)
+
+    def count(self) -> int:
+        """How many certificates the ledger holds."""
+        return int(self._query("SELECT count(*) FROM certificates")[0][0])
+
+    def integrity_check(self) -> list[str]:
+        """Problems found in the file and in every certificate row; empty when all is well.
+
+        Runs SQLite's `PRAGMA integrity_check`, then checks that each row's PEM parses and
+        carries the row's serial.
+        """
+        problems = [
+            str(row[0]) for row in self._query("PRAGMA integrity_check") if str(row[0]) != "ok"
+        ]
+        for row in self._query("SELECT serial, pem FROM certificates ORDER BY id"):
+            try:
+                cert = x509.load_pem_x509_certificate(str(row["pem"]).encode("ascii"))
+            except ValueError:
+                problems.append(f"certificate {row['serial']}: the PEM does not parse")
+                continue
+            if cert.serial_number <= 0 or serial_hex(cert.serial_number) != row["serial"]:
+                problems.append(f"certificate {row['serial']}: the PEM has another serial")
+        return problems
+
+    def add_pending(
+        self,
+        csr: x509.CertificateSigningRequest,
+        *,
+        label: str,
+        operation: str,
+        requester: str,
+        auth_method: str,
+    ) -> PendingRequest:
+        """Hold `csr` for manual approval and return the new request (status pending)."""
+        request = PendingRequest(
+            id=secrets.token_hex(16),
+            created_at=datetime.now(timezone.utc),
+            label=label,
+            operation=operation,
+            requester=requester,
+            auth_method=auth_method,
+            subject=csr.subject.rfc4514_string(),
+            public_key_sha256=public_key_sha256(csr.public_key()),
+            csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+        )
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO pending_requests (id, created_at, label, operation, requester,"
+                " auth_method, subject, public_key_sha256, csr_pem, status)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    request.id,
+                    utc_text(request.created_at),
+                    request.label,
+                    request.operation,
+                    request.requester,
+                    request.auth_method,
+                    request.subject,
+                    request.public_key_sha256,
+                    request.csr_pem,
+                    request.status.value,
+                ),
+            )
+        return request
+
+    def find_pending(
+        self, label: str, public_key_sha256: str, subject: str
+    ) -> PendingRequest | None:
+        """The newest request, in any status, for this label, key and subject (a retry)."""
+        rows = self._query(
+            "SELECT * FROM pending_requests"
+            " WHERE label = ? AND public_key_sha256 = ? AND subject = ?"
+            " ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (label, public_key_sha256.lower(), subject),
+        )
+        return pending_from_row(rows[0]) if rows else None
+
+    def get_pending(self, request_id: str) -> PendingRequest | None:
+        """The request with this id, or None."""
+        rows = self._query("SELECT * FROM pending_requests WHERE id = ?", (request_id,))
+        return pending_from_row(rows[0]) if rows else None
+
+    def list_pending(self, status: PendingStatus | None = None) -> list[PendingRequest]:
+        """Requests oldest first (the approval queue order), optionally of one status."""
+        if status is None:
+            rows = self._query("SELECT * FROM pending_requests ORDER BY created_at, rowid")
+        else:
+            rows = self._query(
+                "SELECT * FROM pending_requests WHERE status = ? ORDER BY created_at, rowid",
+                (status.value,),
+            )
+        return [pending_from_row(row) for row in rows]
+
+    def decide_pending(
+        self, request_id: str, approve: bool, reason: str | None = None
+    ) -> PendingRequest:
+        """Approve or reject a pending request. Of concurrent deciders exactly one succeeds.
+
+        Raises:
+            UnknownPendingRequest: no such id.
+            PendingStateError: the request was already decided.
+        """
+        status = PendingStatus.APPROVED if approve else PendingStatus.REJECTED
+        return self._transition(
+            request_id,
+            PendingStatus.PENDING,
+            "status = ?, reason = ?, decided_at = ?",
+            (status.value, reason, utc_text(datetime.now(timezone.utc))),
+        )
+
+    def mark_pending_issued(self, request_id: str, serial: int) -> PendingRequest:
+        """Note that certificate `serial` (recorded already) was issued for an approved request.
+
+        Raises:
+            UnknownPendingRequest: no such id.
+            UnknownSerial: the certificate is not in the ledger.
+            PendingStateError: the request is not approved (pending, rejected or issued).
+        """
+        if self.get(serial) is None:
+            raise UnknownSerial(serial)
+        return self._transition(
+            request_id,
+            PendingStatus.APPROVED,
+            "status = ?, serial = ?",
+            (PendingStatus.ISSUED.value, serial_hex(serial)),
+        )
+
+    def _transition(
+        self, request_id: str, needed: PendingStatus, assignments: str, params: tuple[object, ...]
+    ) -> PendingRequest:
+        # The status test sits in the UPDATE itself, so the check and the change are one atomic
+        # step even between processes: a second decider matches no row.
+        with self._transaction() as conn:
+            changed = conn.execute(
+                f"UPDATE pending_requests SET {assignments} WHERE id = ? AND status = ?",
+                (*params, request_id, needed.value),
+            ).rowcount
+            row = conn.execute(
+                "SELECT * FROM pending_requests WHERE id = ?", (request_id,)
+            ).fetchone()
+        if row is None:
+            raise UnknownPendingRequest(request_id)
+        request = pending_from_row(row)
+        if changed != 1:
+            raise PendingStateError(request, needed)
+        return request
+
+    def close(self) -> None:
+        """Close the connection; later calls raise `LedgerError`."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> SqliteLedger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _export(directory: Path, entry: IssuedCertificate) -> None:
+    # The ledger is the record; the export directory is a convenience copy. The certificate is
+    # committed, so failing the request now would only make the client enroll a second time.
+    name = f"{serial_hex(entry.serial)}.pem"
+    try:
+        atomic_write(directory / name, entry.pem.encode("ascii"), 0o600)
+    except OSError as exc:
+        log.warning("could not export certificate %s: %s", name, exc.strerror)

@@ -1,0 +1,131 @@
+"""Request and response values, EST operations, media types and the `/.well-known/est` paths."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from python_est.errors import NotFound
+
+WELL_KNOWN = "/.well-known/est"
+
+# Exact spellings matter: the libest client prefix-compares these byte for byte
+# (../shared/notes/client-interop.md).
+PKCS7_MIME = "application/pkcs7-mime"
+CERTS_ONLY = "application/pkcs7-mime; smime-type=certs-only"
+PKCS10 = "application/pkcs10"
+CSRATTRS = "application/csrattrs"
+PKCS8 = "application/pkcs8"
+CMC_REQUEST = "application/pkcs7-mime; smime-type=CMC-request"
+TEXT_PLAIN = "text/plain; charset=utf-8"
+TEXT_HTML = "text/html; charset=utf-8"
+
+# RFC 7030 §3.2.2: label segment charset; we document [A-Za-z0-9._~-]{1,128}.
+LABEL_RE = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
+
+
+class Operation(enum.Enum):
+    CACERTS = "cacerts"
+    SIMPLEENROLL = "simpleenroll"
+    SIMPLEREENROLL = "simplereenroll"
+    SERVERKEYGEN = "serverkeygen"
+    CSRATTRS = "csrattrs"
+    FULLCMC = "fullcmc"
+
+    @property
+    def method(self) -> str:
+        """The one HTTP method RFC 7030 §3.2.4/§4 defines for the operation."""
+        return "GET" if self in (Operation.CACERTS, Operation.CSRATTRS) else "POST"
+
+
+OPERATION_NAMES = frozenset(op.value for op in Operation)
+
+
+@dataclass(frozen=True)
+class EstPath:
+    """A parsed `/.well-known/est[/label]/operation` path; label "" is the default profile."""
+
+    label: str
+    operation: Operation
+
+
+def parse_est_path(raw_path: str) -> EstPath:
+    """Parse the request target of an EST request.
+
+    Raises:
+        NotFound: not under the well-known prefix, unknown operation, bad or extra segments.
+    """
+    path = raw_path.split("?", 1)[0].split("#", 1)[0]
+    if not path.startswith(WELL_KNOWN + "/"):
+        raise NotFound(f"no such resource: {_printable(path)}")
+    rest = path[len(WELL_KNOWN) + 1 :]
+    segments = [unquote(s) for s in rest.split("/")]
+    if len(segments) == 1:
+        label, op_name = "", segments[0]
+    elif len(segments) == 2:
+        label, op_name = segments
+        # §3.2.2: exactly one optional segment, which must not be an operation name.
+        if not LABEL_RE.match(label) or label in OPERATION_NAMES or label in {".", ".."}:
+            raise NotFound(f"invalid CA label: {_printable(label)}")
+    else:
+        raise NotFound("EST paths have at most one label segment")
+    try:
+        operation = Operation(op_name)
+    except ValueError:
+        raise NotFound(f"unknown EST operation: {_printable(op_name)}") from None
+    return EstPath(label=label, operation=operation)
+
+
+def _printable(text: str) -> str:
+    """Shorten and neutralise client text before echoing it in an error detail."""
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return cleaned[:80] + ("..." if len(cleaned) > 80 else "")
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One parsed HTTP/1.1 request. Header names are lower-cased; values keep their case."""
+
+    method: str
+    target: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key == wanted:
+                return value
+        return None
+
+    @property
+    def path(self) -> str:
+        return self.target.split("?", 1)[0]
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """A response as it will go on the wire. Header names keep their exact case."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    # Audit facts for the connection log line (never sent).
+    note: str = field(default="", compare=False)
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return None
+
+
+def text_response(
+    status: int, text: str, headers: tuple[tuple[str, str], ...] = ()
+) -> HttpResponse:
+    """A short plain-text response (RFC 8951 §5 allows text/plain for errors)."""
+    body = (text.rstrip("\n") + "\n").encode("utf-8")
+    return HttpResponse(status=status, headers=(("Content-Type", TEXT_PLAIN), *headers), body=body)

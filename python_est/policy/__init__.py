@@ -1,0 +1,36 @@
+"""Who the peer is, and the pure decisions made about it.
+
+Split by concept: `identity` (what TLS learned about the peer), `chain` (client certificate
+chain validation), `authz` (authentication and authorization decisions, tls-unique linking).
+"""
+
+from __future__ import annotations
+
+from python_est.policy.authz import (
+    Authentication,
+    BasicCredentials,
+    authorize_enrollment,
+    check_linking,
+    check_reenrollment,
+    names_equal,
+    parse_basic_authorization,
+    satisfied_methods,
+)
+from python_est.policy.chain import ClientChainValidator
+from python_est.policy.identity import AuthKind, ClientCertificate, PeerIdentity, TlsInfo
+
+__all__ = [
+    "AuthKind",
+    "Authentication",
+    "BasicCredentials",
+    "ClientCertificate",
+    "ClientChainValidator",
+    "PeerIdentity",
+    "TlsInfo",
+    "authorize_enrollment",
+    "check_linking",
+    "check_reenrollment",
+    "names_equal",
+    "parse_basic_authorization",
+    "satisfied_methods",
+]

@@ -1,0 +1,118 @@
+"""Validation of TLS client certificate chains (tlslite-ng checks only key possession)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+
+from cryptography import x509
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from python_est.errors import LedgerError
+from python_est.oids import ID_KP_CLIENT_AUTH, ID_KP_CMC_RA
+from python_est.policy.identity import ClientCertificate
+
+# EST device certificates often lack a subjectAltName or an authorityKeyIdentifier, and their CAs
+# a keyUsage, all of which the Web PKI profile requires. Relax exactly those: a CA must still
+# assert basicConstraints cA (checked by the path builder), and the leaf keeps the other Web PKI
+# end-entity rules (EKU, no cA, key sizes, signature algorithms).
+_CA_POLICY = ExtensionPolicy.permit_all().require_present(
+    x509.BasicConstraints, Criticality.AGNOSTIC, None
+)
+_EE_POLICY = (
+    ExtensionPolicy.webpki_defaults_ee()
+    .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+    .may_be_present(x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None)
+)
+
+
+class ClientChainValidator:
+    """Validates TLS client certificate chains; tlslite only checks possession of the key.
+
+    A chain is valid when it builds to one of the trust anchors at the validation time, every
+    certificate is inside its validity period, the leaf carries EKU id-kp-clientAuth explicitly
+    (an absent EKU extension is not enough), and the ledger does not list the leaf as revoked.
+
+    Args:
+        trust_anchors: certificates a client chain must end in (the EST CA's root, or
+            configured client trust anchors).
+        is_revoked: the ledger's revocation lookup by serial number.
+        intermediates: CA certificates to build paths with, without trusting them as anchors
+            (the EST CA's issuing CA: many clients, libest's among them, send only their leaf).
+    """
+
+    def __init__(
+        self,
+        trust_anchors: Sequence[x509.Certificate],
+        is_revoked: Callable[[int], bool],
+        *,
+        intermediates: Sequence[x509.Certificate] = (),
+    ) -> None:
+        if not trust_anchors:
+            raise ValueError("at least one client trust anchor is required")
+        self._store = Store(list(trust_anchors))
+        self._is_revoked = is_revoked
+        self._intermediates = list(intermediates)
+
+    def validate(
+        self, chain: Sequence[x509.Certificate], *, now: datetime | None = None
+    ) -> ClientCertificate:
+        """Validate a chain as presented by the client (leaf first).
+
+        Args:
+            chain: the leaf followed by any intermediates the client sent.
+            now: validation time; the current time when None.
+
+        Returns:
+            The chain with `valid` and, when invalid, the reason.
+        """
+        presented = tuple(chain)
+        if not presented:
+            raise ValueError("empty certificate chain")
+        leaf = presented[0]
+        verifier = (
+            PolicyBuilder()
+            .store(self._store)
+            .time(now or datetime.now(timezone.utc))
+            .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
+            .build_client_verifier()
+        )
+        try:
+            verifier.verify(leaf, [*presented[1:], *self._intermediates])
+        except VerificationError as exc:
+            return ClientCertificate(presented, valid=False, reason=_short(str(exc)))
+        usages = _extended_key_usages(leaf)
+        is_ra = ID_KP_CMC_RA in usages
+        if ID_KP_CLIENT_AUTH not in usages:
+            return ClientCertificate(
+                presented, valid=False, reason="no EKU clientAuth", is_ra=is_ra
+            )
+        try:
+            revoked = self._is_revoked(leaf.serial_number)
+        except LedgerError:
+            # Fail closed: without a revocation answer the certificate authenticates nobody.
+            return ClientCertificate(
+                presented, valid=False, reason="revocation status unavailable", is_ra=is_ra
+            )
+        if revoked:
+            return ClientCertificate(presented, valid=False, reason="revoked", is_ra=is_ra)
+        return ClientCertificate(presented, valid=True, is_ra=is_ra)
+
+
+def _extended_key_usages(cert: x509.Certificate) -> frozenset[x509.ObjectIdentifier]:
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return frozenset()
+    return frozenset(eku)
+
+
+def _short(message: str) -> str:
+    # cryptography appends a repr of the offending certificate; the reason alone is enough.
+    return message.split(" (encountered processing", 1)[0][:200]

@@ -1,0 +1,278 @@
+"""The state directory: created on first start, loaded on every start and reload.
+
+Layout (all under `[server] state_dir`, mode 0700; key files 0600):
+
+    ca/ca.pem, ca/ca.key         the CA that issues (the issuing CA when [ca] issuing_ca = yes)
+    ca/chain.pem                 the root above an issuing CA (its key is not kept: offline root)
+    tls/server.pem, server.key   the TLS server certificate (chain) and key
+    users.srp                    the SRP user store ([srp] user_db)
+    ledger.sqlite3               the ledger ([ledger] path)
+
+Configured files (`[ca] cert_file`, `[tls] cert_file`, ...) are used instead of generated ones.
+Problems with files the operator named are `ConfigError`s naming the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from python_est.ca import (
+    CertificateAuthority,
+    certificate_pem,
+    load_pem_certificates,
+    private_key_pem,
+)
+from python_est.config import Config
+from python_est.errors import ConfigError, LedgerError, Unavailable, UserStoreError
+from python_est.fileio import atomic_write, ensure_private_dir
+from python_est.ledger import SqliteLedger
+from python_est.users import UserStore
+
+
+@dataclass(frozen=True)
+class ServerCredentials:
+    """The TLS server certificate chain (leaf first) and its private key."""
+
+    chain: tuple[x509.Certificate, ...]
+    private_key: PrivateKeyTypes
+
+
+@dataclass
+class State:
+    """Everything loaded from disk that the server runs on."""
+
+    ca: CertificateAuthority
+    server: ServerCredentials
+    client_trust_anchors: tuple[x509.Certificate, ...]
+    ledger: SqliteLedger
+    users: UserStore | None
+    created: list[str] = field(default_factory=list)
+
+
+def default_server_names(
+    config: Config,
+) -> tuple[list[str], list[ipaddress.IPv4Address | ipaddress.IPv6Address]]:
+    """DNS names and IPs for a generated server certificate: localhost, 127.0.0.1, host, extras."""
+    dns = ["localhost"]
+    ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ipaddress.ip_address("127.0.0.1")]
+    host = platform.node()
+    candidates = [host, *config.server.server_names] if host else list(config.server.server_names)
+    for name in candidates:
+        try:
+            ip = ipaddress.ip_address(name)
+        except ValueError:
+            if name.lower() not in dns:
+                dns.append(name.lower())
+        else:
+            if ip not in ips:
+                ips.append(ip)
+    if config.server.address not in {"0.0.0.0", "::", "localhost"}:
+        ip = ipaddress.ip_address(config.server.address)
+        if ip not in ips:
+            ips.append(ip)
+    return dns, ips
+
+
+def open_state(config: Config, *, create: bool = True) -> State:
+    """Load the state, creating what is missing when `create` is true.
+
+    Raises:
+        ConfigError: a configured file is missing or unusable, or state is missing and
+            `create` is false.
+    """
+    created: list[str] = []
+    state_dir = config.server.state_dir
+    if create:
+        try:
+            ensure_private_dir(state_dir)
+        except OSError as exc:
+            raise ConfigError(
+                config.source, "server", "state_dir", f"cannot create {state_dir}: {exc.strerror}"
+            ) from None
+    ca = _load_or_create_ca(config, create, created)
+    server = _load_or_create_server(config, ca, create, created)
+    anchors = _client_trust_anchors(config, ca)
+    ledger = _open_ledger(config, create, created)
+    users = _open_users(config, create, created) if config.srp.enabled else None
+    return State(
+        ca=ca,
+        server=server,
+        client_trust_anchors=anchors,
+        ledger=ledger,
+        users=users,
+        created=created,
+    )
+
+
+def create_ca(config: Config) -> CertificateAuthority:
+    """Generate the CA described by `[ca]` and write it under the state directory."""
+    cfg = config.ca
+    ca = CertificateAuthority.create(
+        common_name=cfg.common_name,
+        key_type=cfg.key_type,
+        validity_days=cfg.validity_days,
+        issuing_ca=cfg.issuing_ca,
+        issuing_key_type=cfg.issuing_key_type,
+        organization=cfg.organization or None,
+    )
+    ca_dir = config.server.state_dir / "ca"
+    ensure_private_dir(ca_dir)
+    atomic_write(ca_dir / "ca.key", private_key_pem(ca.private_key))
+    atomic_write(ca_dir / "ca.pem", certificate_pem(ca.certificate), mode=0o644)
+    if len(ca.chain) > 1:
+        chain_pem = b"".join(certificate_pem(cert) for cert in ca.chain[1:])
+        atomic_write(ca_dir / "chain.pem", chain_pem, mode=0o644)
+    return ca
+
+
+def create_server_credentials(config: Config, ca: CertificateAuthority) -> ServerCredentials:
+    """Issue a TLS server certificate from `ca` and write it under the state directory."""
+    dns, ips = default_server_names(config)
+    cert, key = ca.issue_server_certificate(
+        common_name=dns[1] if len(dns) > 1 else dns[0],
+        dns_names=dns,
+        ip_addresses=ips,
+        key_type=config.tls.server_key_type,
+        validity_days=config.tls.server_validity_days,
+    )
+    tls_dir = config.server.state_dir / "tls"
+    ensure_private_dir(tls_dir)
+    chain = (cert, *ca.chain)
+    atomic_write(tls_dir / "server.key", private_key_pem(key))
+    atomic_write(tls_dir / "server.pem", b"".join(certificate_pem(c) for c in chain), mode=0o644)
+    return ServerCredentials(chain=chain, private_key=key)
+
+
+def _load_or_create_ca(config: Config, create: bool, created: list[str]) -> CertificateAuthority:
+    cfg = config.ca
+    if cfg.cert_file is not None and cfg.key_file is not None:
+        chain_pem = b"".join(_read(config, "ca", "chain_files", p) for p in cfg.chain_files)
+        cert_pem = _read(config, "ca", "cert_file", cfg.cert_file)
+        key_pem = _read(config, "ca", "key_file", cfg.key_file)
+        return _ca_from_pem(config, "cert_file", cert_pem, key_pem, chain_pem)
+    ca_dir = config.server.state_dir / "ca"
+    if (ca_dir / "ca.pem").exists():
+        chain_file = ca_dir / "chain.pem"
+        chain_pem = _read(config, "server", "state_dir", chain_file) if chain_file.exists() else b""
+        return _ca_from_pem(
+            config,
+            None,
+            _read(config, "server", "state_dir", ca_dir / "ca.pem"),
+            _read(config, "server", "state_dir", ca_dir / "ca.key"),
+            chain_pem,
+        )
+    if not create:
+        raise ConfigError(config.source, "server", "state_dir", "no CA yet; run `python-est init`")
+    created.append(f"CA {cfg.common_name!r} ({cfg.key_type.value}) in {ca_dir}")
+    return create_ca(config)
+
+
+def _ca_from_pem(
+    config: Config, key: str | None, cert_pem: bytes, key_pem: bytes, chain_pem: bytes
+) -> CertificateAuthority:
+    try:
+        return CertificateAuthority.from_pem(cert_pem, key_pem, chain_pem)
+    except ValueError as exc:
+        section, name = ("ca", key) if key else ("server", "state_dir")
+        raise ConfigError(config.source, section, name, f"unusable CA: {exc}") from None
+
+
+def _load_or_create_server(
+    config: Config, ca: CertificateAuthority, create: bool, created: list[str]
+) -> ServerCredentials:
+    cfg = config.tls
+    if cfg.cert_file is not None and cfg.key_file is not None:
+        return _server_from_files(config, "cert_file", cfg.cert_file, cfg.key_file)
+    tls_dir = config.server.state_dir / "tls"
+    if (tls_dir / "server.pem").exists():
+        return _server_from_files(config, None, tls_dir / "server.pem", tls_dir / "server.key")
+    if not create:
+        raise ConfigError(config.source, "server", "state_dir", "no server certificate yet")
+    created.append(f"TLS server certificate in {tls_dir}")
+    return create_server_credentials(config, ca)
+
+
+def _server_from_files(
+    config: Config, key: str | None, cert_path: Path, key_path: Path
+) -> ServerCredentials:
+    section = "tls" if key else "server"
+    name = key or "state_dir"
+    certs = load_pem_certificates(_read(config, section, name, cert_path))
+    if not certs:
+        raise ConfigError(config.source, section, name, f"no certificate in {cert_path}")
+    key_name = "key_file" if key else "state_dir"
+    try:
+        private_key = serialization.load_pem_private_key(
+            _read(config, section, key_name, key_path), password=None
+        )
+    except (ValueError, TypeError):
+        raise ConfigError(
+            config.source, section, key_name, f"no usable private key in {key_path}"
+        ) from None
+    if private_key.public_key() != certs[0].public_key():
+        raise ConfigError(config.source, section, key_name, "key does not match the certificate")
+    return ServerCredentials(chain=tuple(certs), private_key=private_key)
+
+
+def _client_trust_anchors(config: Config, ca: CertificateAuthority) -> tuple[x509.Certificate, ...]:
+    if not config.tls.client_trust_anchors:
+        return (ca.root,)
+    anchors: list[x509.Certificate] = []
+    for path in config.tls.client_trust_anchors:
+        certs = load_pem_certificates(_read(config, "tls", "client_trust_anchors", path))
+        if not certs:
+            raise ConfigError(
+                config.source, "tls", "client_trust_anchors", f"no certificate in {path}"
+            )
+        anchors.extend(certs)
+    return tuple(anchors)
+
+
+def _open_ledger(config: Config, create: bool, created: list[str]) -> SqliteLedger:
+    path = config.ledger.path
+    if not path.exists():
+        if not create:
+            raise ConfigError(config.source, "ledger", "path", f"{path} does not exist")
+        created.append(f"ledger {path}")
+    try:
+        return SqliteLedger(path, export_dir=config.ledger.export_dir)
+    except (LedgerError, Unavailable, OSError) as exc:
+        raise ConfigError(config.source, "ledger", "path", f"cannot open {path}: {exc}") from None
+
+
+def _open_users(config: Config, create: bool, created: list[str]) -> UserStore:
+    path = config.srp.user_db
+    try:
+        if not path.exists():
+            if not create:
+                raise ConfigError(config.source, "srp", "user_db", f"{path} does not exist")
+            created.append(f"user store {path}")
+            return UserStore.create(path)
+        store = UserStore(path)
+        store.load()
+        return store
+    except UserStoreError as exc:
+        raise ConfigError(config.source, "srp", "user_db", str(exc)) from None
+
+
+def _read(config: Config, section: str, key: str, path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(config.source, section, key, f"{path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(
+            config.source, section, key, f"cannot read {path}: {exc.strerror}"
+        ) from None
+
+
+def certificates_pem(certs: Sequence[x509.Certificate]) -> bytes:
+    return b"".join(certificate_pem(cert) for cert in certs)

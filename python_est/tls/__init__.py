@@ -1,0 +1,24 @@
+"""The only code that runs tlslite-ng handshakes.
+
+One port serves SRP and certificate clients: the ClientHello is peeked (`MSG_PEEK`) and parsed,
+and the `handshakeServer` arguments are chosen per connection, because tlslite-ng given both a
+verifierDB and a certificate offers only SRP-RSA suites (tlslite-ng#468). After the handshake the
+client chain is validated here (tlslite checks only possession of the key), tls-unique is
+captured (RFC 5929; tlslite does not expose it) and the peer becomes a `PeerIdentity`.
+tlslite's camelCase, types and exceptions stop at this package.
+"""
+
+from python_est.tls.endpoint import TlsEndpoint, VerifierLookup
+from python_est.tls.hello import Route, classify_client_hello
+from python_est.tls.settings import build_settings, validate_tls_names
+from python_est.tls.stream import TlsStream
+
+__all__ = [
+    "Route",
+    "TlsEndpoint",
+    "TlsStream",
+    "VerifierLookup",
+    "build_settings",
+    "classify_client_hello",
+    "validate_tls_names",
+]

@@ -1,0 +1,158 @@
+"""The connection after the handshake: deadline-bounded I/O, tls-unique capture, close."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from tlslite.api import TLSConnection
+from tlslite.errors import TLSError
+from tlslite.messages import Finished
+
+_LINGER = 1.0  # seconds to drain after our FIN, so unread bytes do not turn it into an RST
+
+
+class DeadlineSocket:
+    """The socket tlslite sees: every blocking call gets only the time left to `deadline`.
+
+    Per-call timeouts alone let a client that trickles one byte at a time live forever; an
+    absolute deadline bounds the whole handshake (and later the whole request).
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self.deadline = deadline
+        self._closed = False
+
+    def _arm(self) -> None:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("connection deadline passed")
+        self._sock.settimeout(remaining)
+
+    def recv(self, size: int) -> bytes:
+        self._arm()
+        return self._sock.recv(size)
+
+    def send(self, data: bytes) -> int:
+        self._arm()
+        return self._sock.send(data)
+
+    def sendall(self, data: bytes) -> None:
+        self._arm()
+        self._sock.sendall(data)
+
+    def getpeername(self) -> Any:
+        return self._sock.getpeername()
+
+    def getsockname(self) -> Any:
+        return self._sock.getsockname()
+
+    def settimeout(self, value: float | None) -> None:
+        """Ignored: the deadline decides."""
+
+    def gettimeout(self) -> float | None:
+        return self._sock.gettimeout()
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        self._sock.setsockopt(level, option, value)
+
+    def shutdown(self, how: int) -> None:
+        self._sock.shutdown(how)
+
+    def close(self) -> None:
+        """Send FIN, drain briefly, then close: closing with unread input sends an RST, which
+        can destroy the response or alert before the client reads it."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+            until = min(self.deadline, time.monotonic() + _LINGER)
+            while (remaining := until - time.monotonic()) > 0:
+                self._sock.settimeout(remaining)
+                if not self._sock.recv(4096):
+                    break
+        except OSError:
+            pass  # the peer is gone or slow; closing is all that is left to do
+        finally:
+            self._sock.close()
+
+
+class Connection(TLSConnection):  # type: ignore[misc]
+    """Records the first Finished of the latest handshake: RFC 5929 §3.1 tls-unique.
+
+    That is the client's Finished in a full handshake and the server's in an abbreviated one;
+    tlslite keeps neither, so the private send/receive hooks are wrapped (tlslite-ng is pinned,
+    and tests compare the value with OpenSSL's).
+    """
+
+    def __init__(self, sock: DeadlineSocket) -> None:
+        super().__init__(sock)
+        self.tls_unique: bytes | None = None
+
+    def _handshakeStart(self, client: bool) -> None:  # noqa: N802
+        super()._handshakeStart(client)
+        self.tls_unique = None
+
+    def _note(self, msg: object) -> None:
+        if self.tls_unique is None and isinstance(msg, Finished):
+            self.tls_unique = bytes(msg.verify_data)
+
+    def _sendMsg(self, msg: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
+        self._note(msg)
+        return super()._sendMsg(msg, *args, **kwargs)
+
+    def _getMsg(self, *args: Any, **kwargs: Any) -> Iterator[Any]:  # noqa: N802
+        for result in super()._getMsg(*args, **kwargs):
+            self._note(result)
+            yield result
+
+
+class TlsStream:
+    """The application-data side of an established connection, in our own terms.
+
+    `recv` and `sendall` raise `TimeoutError` once the deadline passes and `ConnectionError`
+    when TLS fails; `close` sends close_notify and never raises.
+    """
+
+    def __init__(self, conn: Connection, sock: DeadlineSocket) -> None:
+        self._conn = conn
+        self._sock = sock
+
+    def set_deadline(self, deadline: float) -> None:
+        """Move the absolute deadline (a `time.monotonic()` value) for all further I/O."""
+        self._sock.deadline = deadline
+
+    def recv(self, size: int) -> bytes:
+        """Up to `size` bytes of application data; b"" once the peer has closed."""
+        try:
+            return bytes(self._conn.recv(size))
+        except TLSError as exc:
+            raise ConnectionError(f"TLS read failed: {describe(exc)}") from None
+
+    def sendall(self, data: bytes) -> None:
+        """Send `data` (as one record when it fits in one)."""
+        try:
+            self._conn.sendall(data)
+        except TLSError as exc:
+            raise ConnectionError(f"TLS write failed: {describe(exc)}") from None
+
+    def close(self) -> None:
+        """Send close_notify (errors tolerated) and close the socket."""
+        try:
+            self._conn.close()
+        except (TLSError, OSError):
+            pass  # the peer may already be gone; close_notify is a courtesy here
+        self._sock.close()
+
+
+def describe(exc: TLSError) -> str:
+    """A short log text for a tlslite error: its class, and the alert and reason if any."""
+    name: str = type(exc).__name__
+    text: str = str(exc)
+    if not text or text.startswith((name, "TLS")):
+        return name
+    return f"{name}: {text}"[:200]

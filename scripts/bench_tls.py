@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Handshake cost of the TLS server: server CPU per handshake and handshakes per second.
+
+The server runs in a child process (one per server key type) so that its CPU time can be read
+from /proc/<pid>/stat without counting the clients. Clients are OpenSSL-based: Python `ssl` for
+the certificate suites, curl for SRP (many URLs per curl run; curl resumes by session ID unless
+told `--no-sessionid`). Prints figures; asserts nothing.
+
+    python scripts/bench_tls.py [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from python_est.ca import CertificateAuthority, certificate_pem
+from python_est.config import TlsConfig
+from python_est.keys import KeyType
+from python_est.messages import HttpRequest, HttpResponse, text_response
+from python_est.policy import PeerIdentity
+from python_est.server import EstServer
+from python_est.tls import TlsEndpoint
+from python_est.users import UserStore
+
+USER, PASSWORD = "bench", "bench password"
+REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def report(request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
+    return text_response(200, f"resumed={peer.tls.resumed}")
+
+
+def serve(key: str, workdir: Path) -> None:
+    """Child process: serve until stdin closes; print the port first."""
+    ca = CertificateAuthority.create(
+        common_name="Bench CA", key_type=KeyType.EC_P256, validity_days=2
+    )
+    (workdir / "ca.pem").write_bytes(certificate_pem(ca.root))
+    cert, private_key = ca.issue_server_certificate(
+        common_name="127.0.0.1",
+        dns_names=[],
+        ip_addresses=[ipaddress.ip_address("127.0.0.1")],
+        key_type=KeyType.RSA_2048 if key == "rsa" else KeyType.EC_P256,
+        validity_days=1,
+    )
+    users = UserStore.create(workdir / f"users-{key}.srp", reload_interval=None)
+    users.add(USER, PASSWORD)
+    endpoint = TlsEndpoint(
+        cert_chain=[cert, *ca.chain[:-1]],
+        private_key=private_key,
+        verifier_db=users.srp_verifiers(),
+        chain_validator=None,
+        params=TlsConfig(),
+    )
+    server = EstServer(
+        address="127.0.0.1",
+        port=0,
+        handshaker=endpoint,
+        handler=report,
+        max_connections=8,
+        backlog=128,
+        handshake_timeout=10,
+        request_timeout=10,
+        max_body_bytes=1024,
+    )
+    thread = server.start_in_thread()
+    print(server.server_address[1], flush=True)
+    sys.stdin.read()
+    server.shutdown()
+    thread.join()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ssl_client(port: int, cafile: Path, ciphers: str, resume: bool) -> Callable[[], int]:
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(ciphers)
+    session: list[ssl.SSLSession] = []
+
+    def once() -> int:
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            # As curl does; otherwise Nagle holds the request behind the client's Finished.
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with ctx.wrap_socket(
+                raw, server_hostname="127.0.0.1", session=session[0] if session else None
+            ) as tls:
+                tls.sendall(REQUEST)
+                while tls.recv(4096):
+                    pass
+                if resume and not session:
+                    session.append(tls.session)  # type: ignore[arg-type]
+                reused = 1 if tls.session_reused else 0
+        return reused
+
+    return once
+
+
+def curl_client(port: int, cipher: str, resume: bool, per_run: int = 25) -> Callable[[], int]:
+    curl = shutil.which("curl")
+    assert curl is not None
+    url = f"https://127.0.0.1:{port}/"
+    args = [curl, "-sS", "-k", "--tlsauthtype", "SRP", "--tlsuser", USER, "--tlspassword"]
+    args += [PASSWORD, "--ciphers", cipher]
+    if not resume:
+        args.append("--no-sessionid")
+
+    def batch() -> int:
+        out = subprocess.run(
+            [*args, *[url] * per_run], capture_output=True, text=True, timeout=60, check=True
+        )
+        return out.stdout.count("resumed=True")
+
+    return batch
+
+
+def measure(pid: int, client: Callable[[], int], seconds: float, per_call: int) -> str:
+    client()  # warm-up (and, for resumption, the full handshake that makes the session)
+    count = reused = 0
+    cpu = cpu_seconds(pid)
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        reused += client()
+        count += per_call
+    wall = time.perf_counter() - start
+    cpu = cpu_seconds(pid) - cpu
+    return (
+        f"{count:6d} {count / wall:8.1f}/s {cpu / count * 1000:9.2f} ms"
+        f" {reused / count * 100:6.0f}%"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each cell")
+    parser.add_argument("--serve", choices=["rsa", "ec"], help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.workdir)
+        return
+
+    from tlslite.utils import cryptomath
+
+    print(f"gmpy2: {'yes' if cryptomath.GMPY2_LOADED else 'no'}", end="; ")
+    print(f"M2Crypto: {'yes' if cryptomath.m2cryptoLoaded else 'no'}; CPUs: {os.cpu_count()}")
+    print(f"{'cell':34} {'hs':>6} {'rate':>10} {'CPU/hs':>12} {'resumed':>7}")
+    curl = shutil.which("curl")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        for key, suite in (
+            ("rsa", "ECDHE-RSA-AES128-GCM-SHA256"),
+            ("ec", "ECDHE-ECDSA-AES128-GCM-SHA256"),
+        ):
+            child = subprocess.Popen(
+                [sys.executable, __file__, "--serve", key, "--workdir", str(workdir)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert child.stdout is not None and child.stdin is not None
+            port = int(child.stdout.readline())
+            cells: list[tuple[str, Callable[[], int], int]] = []
+            for resume in (False, True):
+                mode = "resumed" if resume else "full"
+                client = ssl_client(port, workdir / "ca.pem", suite, resume)
+                cells.append((f"{suite} {mode}", client, 1))
+            if key == "rsa" and curl:
+                for cipher in ("SRP-AES-256-CBC-SHA", "SRP-RSA-AES-256-CBC-SHA"):
+                    for resume in (False, True):
+                        mode = "resumed" if resume else "full"
+                        cells.append((f"{cipher} {mode}", curl_client(port, cipher, resume), 25))
+            for name, client, per_call in cells:
+                print(f"{name:34} {measure(child.pid, client, args.seconds, per_call)}", flush=True)
+            child.stdin.close()
+            child.wait(timeout=30)
+    if not curl:
+        print("curl not found: SRP cells skipped")
+
+
+if __name__ == "__main__":
+    main()

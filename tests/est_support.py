@@ -1,0 +1,142 @@
+"""Client-side helpers for whole-server tests: CSRs, raw HTTP/1.1 over ssl and tlslite SRP."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from tlslite.api import HandshakeSettings, TLSConnection
+
+from python_est import wire
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: dict[str, str]
+    raw_head: bytes
+    body: bytes
+
+    def certificates(self) -> list[x509.Certificate]:
+        return wire.decode_certs_only(self.body)
+
+
+def make_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def make_csr(
+    common_name: str,
+    key: ec.EllipticCurvePrivateKey | None = None,
+    dns_names: tuple[str, ...] = (),
+) -> tuple[x509.CertificateSigningRequest, ec.EllipticCurvePrivateKey]:
+    key = key or make_key()
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    )
+    if dns_names:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False
+        )
+    return builder.sign(key, hashes.SHA256()), key
+
+
+def csr_body(csr: x509.CertificateSigningRequest, *, wrap: bool = True) -> bytes:
+    der = csr.public_bytes(serialization.Encoding.DER)
+    return wire.encode_base64(der) if wrap else base64.b64encode(der)
+
+
+def build_request(
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    port: int = 0,
+) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+    for name, value in (headers or {}).items():
+        lines.append(f"{name}: {value}")
+    if method == "POST" and "Transfer-Encoding" not in (headers or {}):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def parse_reply(raw: bytes) -> Reply:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip()] = value.strip()
+    return Reply(status, headers, head, body)
+
+
+def read_all(conn: ssl.SSLSocket | TLSConnection) -> bytes:
+    chunks = []
+    while True:
+        try:
+            data = conn.recv(65536)
+        except (ssl.SSLEOFError, ConnectionResetError):
+            break
+        if not data:
+            break
+        chunks.append(bytes(data))
+    return b"".join(chunks)
+
+
+def https(
+    port: int,
+    request: bytes,
+    *,
+    cafile: Path,
+    client_cert: tuple[Path, Path] | None = None,
+) -> Reply:
+    """Send one raw request over Python ssl (OpenSSL), verifying the server against `cafile`."""
+    context = ssl.create_default_context(cafile=str(cafile))
+    if client_cert is not None:
+        context.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(request)
+            return parse_reply(read_all(tls))
+
+
+def srp(port: int, user: str, password: str, request: bytes) -> Reply:
+    """Send one raw request over TLS-SRP (tlslite client, SRP-RSA or pure SRP as offered)."""
+    settings = HandshakeSettings()
+    settings.maxVersion = (3, 3)
+    settings.keyExchangeNames = ["srp_sha_rsa", "srp_sha"]
+    settings.cipherNames = ["aes256", "aes128"]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        conn = TLSConnection(raw)
+        conn.handshakeClientSRP(user, password, settings=settings)
+        conn.sendall(request)
+        return parse_reply(read_all(conn))
+
+
+def write_credentials(
+    directory: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+) -> tuple[Path, Path]:
+    cert_path = directory / f"{name}.pem"
+    key_path = directory / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path

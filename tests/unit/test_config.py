@@ -1,0 +1,209 @@
+"""Config loading: the shipped file, the embedded defaults, bad files and legacy files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from python_est.config import AuthMethod, default_config, load_config
+from python_est.errors import ConfigError
+from python_est.keys import KeyType
+from python_est.oids import ID_KP_CLIENT_AUTH, ID_KP_SERVER_AUTH
+from python_est.profile import SanType
+
+SHIPPED = Path(__file__).resolve().parents[2] / "config" / "python_est.cfg"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "est.cfg"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_config_loads_with_documented_defaults() -> None:
+    config = load_config(SHIPPED)
+    assert config.server.port == 8443
+    assert config.server.address == "0.0.0.0"
+    assert config.server.state_dir == SHIPPED.parent.parent / "state"
+    assert config.srp.user_db == SHIPPED.parent.parent / "state" / "users.srp"
+    assert config.tls.min_version == config.tls.max_version == "1.2"
+    assert "3des" not in config.tls.cipher_names
+    assert "rsa" not in config.tls.key_exchange_names
+    assert config.warnings == ()
+    default = config.labels[""]
+    assert default.profile.extended_key_usage == (ID_KP_CLIENT_AUTH,)
+    assert default.reenroll_auth == (frozenset({AuthMethod.CERT}),)
+
+
+def test_shipped_config_documents_every_key() -> None:
+    from python_est.config.load import KNOWN_KEYS
+
+    text = SHIPPED.read_text()
+    for section in (
+        "server",
+        "logging",
+        "ca",
+        "tls",
+        "srp",
+        "ledger",
+        "auth",
+        "bootstrap",
+        "profile",
+    ):
+        assert f"[{section}]" in text
+        for key in KNOWN_KEYS[section]:
+            assert f"\n{key} =" in text, f"[{section}] {key} is not documented"
+
+
+def test_embedded_default_resolves_state_dir_against_base(tmp_path: Path) -> None:
+    config = default_config(tmp_path)
+    assert config.source == "<embedded default>"
+    assert config.server.state_dir == tmp_path / "state"
+    assert config.ledger.path == tmp_path / "state" / "ledger.sqlite3"
+    assert config.server.address == "127.0.0.1"
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nstate_dir = st\n[ca]\ncert_file = a.pem\nkey_file = a.key\n")
+    config = load_config(path)
+    assert config.server.state_dir == tmp_path / "st"
+    assert config.ca.cert_file == tmp_path / "a.pem"
+    assert config.ledger.path == tmp_path / "st" / "ledger.sqlite3"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[nonsense]\na = 1\n", "[nonsense]: unknown section"),
+        ("[server]\nprot = 1\n", "[server] prot: unknown key"),
+        ("[server]\nport = 99999\n", "[server] port: port must be 0-65535"),
+        ("[server]\nport = http\n", "[server] port:"),
+        ("[srp]\nenabled = maybe\n", "[srp] enabled: expected yes/no"),
+        ("[ca]\nkey_type = rsa-1024\n", "[ca] key_type: unknown key type"),
+        ("[tls]\ncipher_names = aes256gcm, rot13\n", "[tls] cipher_names: unknown name 'rot13'"),
+        (
+            "[tls]\nmin_version = 1.3\nmax_version = 1.2\n",
+            "[tls] min_version: is above max_version",
+        ),
+        ("[tls]\ncipher_names = 3des\n", "needs allow_legacy = yes"),
+        ("[tls]\nkey_exchange_names = rsa\n", "needs allow_legacy = yes"),
+        ("[tls]\nmin_version = 1.0\n", "needs allow_legacy = yes"),
+        ("[tls]\nkey_exchange_names = dh_anon\nallow_legacy = yes\n", "never allowed"),
+        (
+            "[tls]\nsrp_min_version = 1.3\nmax_version = 1.3\n",
+            "SRP suites exist only up to TLS 1.2",
+        ),
+        ("[label:cacerts]\n", "is an EST operation name"),
+        ("[label:a/b]\n", "label must match"),
+        ("[profile]\nenroll_auth = cert, password\n", "unknown auth method 'password'"),
+        ("[profile]\nextended_key_usage = clientAuth, bogus\n", "unknown extendedKeyUsage"),
+        ("[profile]\nkey_usage = signing\n", "unknown keyUsage"),
+        ("[srp]\ngroup_bits = 1024\n", "SRP group must be"),
+        ("[bootstrap]\npath = /.well-known/est/bootstrap\n", "outside /.well-known/"),
+        ("[ca]\ncert_file = ca.pem\n", "must be given together"),
+        ("not an ini file\n", "not a valid INI file"),
+    ],
+)
+def test_bad_files_name_file_section_key_and_problem(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(str(path))
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "absent.cfg")
+
+
+def test_legacy_settings_are_expressible_with_allow_legacy(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[tls]\nmin_version = 1.0\nsrp_min_version = 1.0\n"
+        "cipher_names = aes128, aes256, 3des\nsrp_cipher_names = aes128, aes256, 3des\n"
+        "mac_names = sha, sha256, md5\nkey_exchange_names = rsa, dhe_rsa\nallow_legacy = yes\n",
+    )
+    config = load_config(path)
+    joined = "\n".join(config.warnings)
+    for weak in ("min_version = 1.0", "srp_min_version = 1.0", "3des", "md5", "includes rsa"):
+        assert weak in joined
+    assert config.tls.key_exchange_names == ("rsa", "dhe_rsa")
+
+
+def test_labels_inherit_from_profile_and_override(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[profile]\nvalidity_days = 30\nextended_key_usage = clientAuth, serverAuth\n"
+        "[label:iot]\nvalidity_days = 7\nsan_types = dns\nenroll_auth = cert+basic, srp\n"
+        "require_pop = yes\napproval = manual\nserverkeygen_key_type = ec-p256\n",
+    )
+    config = load_config(path)
+    iot = config.labels["iot"]
+    assert config.labels[""].profile.validity_days == 30
+    assert iot.profile.validity_days == 7
+    assert iot.profile.name == "iot"
+    assert iot.profile.extended_key_usage == (ID_KP_CLIENT_AUTH, ID_KP_SERVER_AUTH)
+    assert iot.profile.san_types == frozenset({SanType.DNS})
+    assert iot.enroll_auth == (
+        frozenset({AuthMethod.CERT, AuthMethod.BASIC}),
+        frozenset({AuthMethod.SRP}),
+    )
+    assert iot.require_pop and iot.approval == "manual"
+    assert iot.serverkeygen_key_type is KeyType.EC_P256
+
+
+LEGACY = """\
+[DEFAULT]
+debug = True
+
+[Daemon]
+address = 127.0.0.1
+port = 9443
+key_file = certs/server.key
+cert_file = certs/server.crt
+
+[CAhandler]
+handler_file = examples/ca_handler/openssl_ca_handler.py
+issuing_ca_key = certs/ca-key.pem
+issuing_ca_cert = certs/ca-cert.pem
+ca_cert_chain_list = ["certs/ca-cert.pem"]
+cert_validity_days = 30
+cert_save_path = certs/issued
+openssl_conf = certs/openssl.cnf
+
+[SRP]
+userdb = certs/srp_users.db
+
+[Bootstrap]
+enabled = true
+endpoint = /bootstrap
+"""
+
+
+def test_legacy_file_maps_onto_new_settings_with_warnings(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, LEGACY))
+    assert config.logging.level == "debug"
+    assert (config.server.address, config.server.port) == ("127.0.0.1", 9443)
+    assert config.tls.cert_file == tmp_path / "certs" / "server.crt"
+    assert config.tls.key_file == tmp_path / "certs" / "server.key"
+    assert config.ca.cert_file == tmp_path / "certs" / "ca-cert.pem"
+    assert config.ca.key_file == tmp_path / "certs" / "ca-key.pem"
+    assert config.ca.chain_files == (tmp_path / "certs" / "ca-cert.pem",)
+    assert config.labels[""].profile.validity_days == 30
+    assert config.ledger.export_dir == tmp_path / "certs" / "issued"
+    assert config.srp.user_db == tmp_path / "certs" / "srp_users.db"
+    assert config.bootstrap.enabled and config.bootstrap.path == "/bootstrap"
+    assert len(config.warnings) == 2
+    assert any("handler_file: no longer used" in w for w in config.warnings)
+    assert any("openssl_conf: no longer used" in w for w in config.warnings)
+
+
+def test_new_sections_win_over_legacy_ones(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "[Daemon]\nport = 9443\n[server]\nport = 8444\n"))
+    assert config.server.port == 8444
