@@ -7,6 +7,9 @@ same `build_server` that `python-est serve` runs.
 
 from __future__ import annotations
 
+import configparser
+import io
+import logging
 import os
 import shutil
 import ssl
@@ -67,12 +70,22 @@ class RunningServer:
         return context
 
 
+def merge_config(base: str, extra: str) -> str:
+    """`base` with the sections and keys of `extra` added or overriding."""
+    parser = configparser.ConfigParser(interpolation=None, default_section="\x00defaults")
+    parser.read_string(base)
+    parser.read_string(extra)  # later keys win; a repeated section header is fine across reads
+    out = io.StringIO()
+    parser.write(out)
+    return out.getvalue()
+
+
 @contextmanager
 def running_server(root: Path, cfg_text: str = "") -> Iterator[RunningServer]:
     """Write a config under `root`, create state, start the server, stop it afterwards."""
     root.mkdir(parents=True, exist_ok=True)
     cfg = root / "est.cfg"
-    cfg.write_text(BASE_CFG + cfg_text)
+    cfg.write_text(merge_config(BASE_CFG, cfg_text))
     config = load_config(cfg)
     state = open_state(config, create=True)
     server = build_server(config, state)
@@ -83,6 +96,15 @@ def running_server(root: Path, cfg_text: str = "") -> Iterator[RunningServer]:
         server.shutdown(grace=2.0)
         thread.join(timeout=5)
         state.ledger.close()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`python-est` commands configure the python_est logger; undo that after each test."""
+    logger = logging.getLogger("python_est")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.fixture

@@ -45,7 +45,13 @@ def build_server(config: Config, state: State) -> EstServer:
         limiter=limiter,
         realm=config.auth.realm,
     )
-    validator = ClientChainValidator(state.client_trust_anchors, state.ledger.is_revoked)
+    # Clients (libest's estclient, openssl s_client -cert) often send only their leaf, so the
+    # EST CA's own issuing certificates help build paths without becoming trust anchors.
+    validator = ClientChainValidator(
+        state.client_trust_anchors,
+        state.ledger.is_revoked,
+        intermediates=state.ca.chain[:-1],
+    )
     endpoint = TlsEndpoint(
         cert_chain=state.server.chain,
         private_key=state.server.private_key,

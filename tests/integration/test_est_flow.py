@@ -217,3 +217,24 @@ def test_routing_errors(server: RunningServer) -> None:
         cafile=server.ca_file,
     )
     assert fullcmc.status == 501
+
+
+def test_issuing_ca_leaf_only_client_can_reenroll(
+    start_est_server: Callable[[str], RunningServer], tmp_path: Path
+) -> None:
+    server = start_est_server("[ca]\nissuing_ca = yes\n")
+    assert len(server.state.ca.chain) == 2
+    assert server.state.users is not None
+    server.state.users.add("device-1", PASSWORD)
+    request, key = enroll_request(
+        server,
+        "/.well-known/est/simpleenroll",
+        "device-1",
+        Authorization=basic("device-1", PASSWORD),
+    )
+    reply = https(server.port, request, cafile=server.ca_file)
+    assert reply.status == 200, reply.body
+    cert = only_cert(reply.body)
+    assert cert.issuer == server.state.ca.chain[0].subject
+    # The client presents only its leaf; the server completes the path with its issuing CA.
+    reenroll(server, tmp_path, cert, key)

@@ -63,6 +63,30 @@ def server(pki: Pki, users: UserStore) -> Iterator[EstServer]:
         yield srv
 
 
+class _Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def logs() -> Iterator[list[logging.LogRecord]]:
+    """Every record of the python_est loggers, whatever propagation and levels are set."""
+    logger = logging.getLogger("python_est")
+    recorder = _Recorder()
+    level = logger.level
+    logger.addHandler(recorder)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield recorder.records
+    finally:
+        logger.removeHandler(recorder)
+        logger.setLevel(level)
+
+
 @dataclasses.dataclass
 class Reply:
     status: int
@@ -368,26 +392,23 @@ def _refuse(request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
     raise Forbidden("not for you")
 
 
-def test_errors_become_responses(
-    pki: Pki, users: UserStore, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_errors_become_responses(pki: Pki, users: UserStore, logs: list[logging.LogRecord]) -> None:
     with running_server(pki, users, handler=_refuse) as srv:
         forbidden = request(srv, client_context(pki))
         bug = request(srv, client_context(pki), b"GET /bug HTTP/1.1\r\nHost: x\r\n\r\n")
     assert forbidden.status == 403 and b"not for you" in forbidden.body
     assert b"text/plain" in forbidden.head
     assert bug.status == 500 and b"bug" not in bug.body
-    assert any(r.exc_info and r.levelno == logging.ERROR for r in caplog.records)
+    assert any(r.exc_info and r.levelno == logging.ERROR for r in logs)
 
 
 def test_connection_is_logged_once_with_its_facts(
-    server: EstServer, pki: Pki, caplog: pytest.LogCaptureFixture
+    server: EstServer, pki: Pki, logs: list[logging.LogRecord]
 ) -> None:
-    caplog.set_level(logging.INFO, logger="python_est.server")
     request(server, client_context(pki, "valid"))
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        lines = [r.getMessage() for r in caplog.records if r.name == "python_est.server"]
+        lines = [r.getMessage() for r in logs if r.name == "python_est.server"]
         if lines:
             break
         time.sleep(0.02)
@@ -483,7 +504,7 @@ def throw(address: tuple[str, int], payload: bytes) -> None:
 
 
 def test_fuzzed_client_hellos_leave_the_server_answering(
-    pki: Pki, users: UserStore, caplog: pytest.LogCaptureFixture
+    pki: Pki, users: UserStore, logs: list[logging.LogRecord]
 ) -> None:
     rng = random.Random(7030)
     hello = client_hello()
@@ -494,22 +515,21 @@ def test_fuzzed_client_hellos_leave_the_server_answering(
             list(pool.map(lambda p: throw(srv.server_address, p), payloads))
         reply = request(srv, client_context(pki, "valid"))
     assert reply.status == 200 and reply.echo["auth"] == "cert"
-    bugs = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    bugs = [r for r in logs if r.levelno >= logging.ERROR]
     assert bugs == []
 
 
 def test_tlslite_crash_on_a_malformed_hello_is_contained(
-    server: EstServer, pki: Pki, caplog: pytest.LogCaptureFixture
+    server: EstServer, pki: Pki, logs: list[logging.LogRecord]
 ) -> None:
     # An SNI extension without a host_name entry makes tlslite 0.8.2 raise IndexError.
-    caplog.set_level(logging.DEBUG, logger="python_est")
     sni = SNIExtension().create(serverNames=[SNIExtension.ServerName(1, bytearray(b"x"))])
     suites = [CipherSuite.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
     hello = ClientHello().create((3, 3), bytearray(32), bytearray(0), suites, extensions=[sni])
     body = bytes(hello.write())
     throw(server.server_address, b"\x16\x03\x03" + len(body).to_bytes(2, "big") + body)
     assert request(server, client_context(pki)).status == 200
-    contained = [r for r in caplog.records if r.exc_info and r.exc_info[0] is IndexError]
+    contained = [r for r in logs if r.exc_info and r.exc_info[0] is IndexError]
     assert contained and all(r.levelno == logging.DEBUG for r in contained)
 
 

@@ -140,6 +140,24 @@ def test_curl_wrong_password_and_unknown_user_fail_alike(server: EstServer) -> N
     assert "bad record mac" in unknown.stderr
 
 
+def test_srp_username_without_srp_suite_proves_nothing(pki: Pki) -> None:
+    # tlslite copies the ClientHello's SRP username into every session; with SRP off the
+    # server negotiates ECDHE, and the claimed "admin" must not become an identity.
+    with running_server(pki, None) as srv:
+        result = curl(
+            srv,
+            "-k",
+            "--tls-max",
+            "1.2",
+            *("--tlsauthtype", "SRP", "--tlsuser", "admin", "--tlspassword", "wrong"),
+            *("--ciphers", "SRP-AES-256-CBC-SHA:ECDHE-RSA-AES128-GCM-SHA256"),
+        )
+    assert result.returncode == 0, result.stderr
+    echo = parse_echo(result.stdout.encode())
+    assert echo["suite"] == "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+    assert (echo["auth"], echo["srp_user"]) == ("none", "")
+
+
 # --- certificates with curl and openssl s_client --------------------------------------------
 
 
