@@ -48,6 +48,7 @@ class IssuanceProfile:
         extended_key_usage: EKU OIDs; empty means no extension.
         san_types: SAN kinds copied from the CSR; others make the request fail.
         max_sans: most SAN entries accepted in one CSR.
+        crl_urls: URLs of the CRL, put in a cRLDistributionPoints extension; empty means none.
     """
 
     name: str = ""
@@ -58,3 +59,4 @@ class IssuanceProfile:
         default_factory=lambda: frozenset({SanType.DNS, SanType.IP, SanType.EMAIL, SanType.URI})
     )
     max_sans: int = 16
+    crl_urls: tuple[str, ...] = ()

@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from python_est.errors import TooManyRequests
 
@@ -51,6 +52,18 @@ def address_key(address: str) -> str:
             return f"addr:{ip.ipv4_mapped}"
         return f"addr:{ipaddress.IPv6Network((ip, 64), strict=False)}"
     return f"addr:{ip}"
+
+
+class FailureCounter(Protocol):
+    """The failure counters the service and the TLS layer use.
+
+    `FailureLimiter` keeps them in memory for one process;
+    `python_est.pgsql.DatabaseFailureLimiter` shares them between the instances of a fleet.
+    """
+
+    def check(self, keys: Iterable[str]) -> None: ...
+    def record_failure(self, keys: Iterable[str]) -> None: ...
+    def record_success(self, keys: Iterable[str]) -> None: ...
 
 
 @dataclass

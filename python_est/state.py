@@ -8,6 +8,9 @@ Layout (all under `[server] state_dir`, mode 0700; key files 0600):
     users.srp                    the SRP user store ([srp] user_db)
     ledger.sqlite3               the ledger ([ledger] path)
 
+With `[ledger] url` (PostgreSQL) the ledger, the users, the failure counters and the TLS
+session-ticket keys live in that database instead, shared by every instance (docs/scale-out.md).
+
 Configured files (`[ca] cert_file`, `[tls] cert_file`, ...) are used instead of generated ones.
 Problems with files the operator named are `ConfigError`s naming the key.
 """
@@ -16,9 +19,10 @@ from __future__ import annotations
 
 import ipaddress
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -34,7 +38,12 @@ from python_est.config import Config
 from python_est.errors import ConfigError, LedgerError, Unavailable, UserStoreError
 from python_est.fileio import atomic_write, ensure_private_dir
 from python_est.ledger import SqliteLedger
-from python_est.users import UserStore
+from python_est.ratelimit import FailureCounter, FailureLimiter
+from python_est.users import UserDirectory, UserStore
+
+if TYPE_CHECKING:
+    from python_est.ledger.postgres import PostgresLedger
+    from python_est.pgsql import Database
 
 
 @dataclass(frozen=True)
@@ -52,9 +61,10 @@ class State:
     ca: CertificateAuthority
     server: ServerCredentials
     client_trust_anchors: tuple[x509.Certificate, ...]
-    ledger: SqliteLedger
-    users: UserStore | None
+    ledger: SqliteLedger | PostgresLedger
+    users: UserDirectory | None
     created: list[str] = field(default_factory=list)
+    database: Database | None = None  # with [ledger] url: shared by ledger, users and limits
 
 
 def default_server_names(
@@ -81,6 +91,21 @@ def default_server_names(
     return dns, ips
 
 
+def is_first_start(config: Config) -> bool:
+    """True when none of the state files exist yet, so that `serve` may create all of them.
+
+    Once any exists, a missing piece is an error rather than a silent fresh start: a new empty
+    user store locks every device out, and a new empty ledger forgets every revocation.
+    """
+    state_dir = config.server.state_dir
+    paths = [state_dir / "ca" / "ca.pem", state_dir / "tls" / "server.pem"]
+    if not config.ledger.url:
+        paths.append(config.ledger.path)
+        if config.srp.enabled:
+            paths.append(config.srp.user_db)
+    return not any(path.exists() for path in paths)
+
+
 def open_state(config: Config, *, create: bool = True) -> State:
     """Load the state, creating what is missing when `create` is true.
 
@@ -100,8 +125,18 @@ def open_state(config: Config, *, create: bool = True) -> State:
     ca = _load_or_create_ca(config, create, created)
     server = _load_or_create_server(config, ca, create, created)
     anchors = _client_trust_anchors(config, ca)
-    ledger = _open_ledger(config, create, created)
-    users = _open_users(config, create, created) if config.srp.enabled else None
+    database = _open_database(config) if config.ledger.url else None
+    if database is not None:
+        from python_est.ledger.postgres import PostgresLedger
+        from python_est.users.database import DatabaseUserStore
+
+        ledger: SqliteLedger | PostgresLedger = PostgresLedger(
+            database, export_dir=config.ledger.export_dir
+        )
+        users: UserDirectory | None = DatabaseUserStore(database) if config.srp.enabled else None
+    else:
+        ledger = _open_ledger(config, create, created)
+        users = _open_users(config, create, created) if config.srp.enabled else None
     return State(
         ca=ca,
         server=server,
@@ -109,7 +144,52 @@ def open_state(config: Config, *, create: bool = True) -> State:
         ledger=ledger,
         users=users,
         created=created,
+        database=database,
     )
+
+
+def failure_limiter(config: Config, state: State) -> FailureCounter:
+    """The password-failure counters: in this process, or in the shared database."""
+    auth = config.auth
+    if state.database is None:
+        return FailureLimiter(auth.max_failures, auth.failure_window, auth.lockout)
+    from python_est.pgsql import DatabaseFailureLimiter
+
+    return DatabaseFailureLimiter(
+        state.database, auth.max_failures, auth.failure_window, auth.lockout
+    )
+
+
+def shared_ticket_keys(config: Config, state: State) -> Callable[[], Sequence[bytes]] | None:
+    """Session-ticket keys shared through the database (rotated there); None without one."""
+    if state.database is None:
+        return None
+    from python_est.pgsql import TicketKeyRing
+
+    return TicketKeyRing(state.database, ticket_lifetime=config.tls.session_lifetime).keys
+
+
+def _open_database(config: Config) -> Database:
+    from python_est.pgsql import SCHEMA_VERSION, Database, schema_version
+
+    def error(problem: str) -> ConfigError:
+        return ConfigError(config.source, "ledger", "url", problem)
+
+    try:
+        database = Database(config.ledger.url, pool_size=config.ledger.pool_size)
+    except ValueError as exc:
+        raise error(str(exc)) from None
+    try:
+        version = schema_version(database)
+    except (Unavailable, LedgerError):
+        raise error(f"cannot reach the database {database.name}") from None
+    if version != SCHEMA_VERSION:
+        database.close()
+        raise error(
+            f"the database {database.name} has schema version {version}, this python-est "
+            f"needs {SCHEMA_VERSION}: run `python-est db upgrade`"
+        )
+    return database
 
 
 def create_ca(config: Config) -> CertificateAuthority:
@@ -240,7 +320,12 @@ def _open_ledger(config: Config, create: bool, created: list[str]) -> SqliteLedg
     path = config.ledger.path
     if not path.exists():
         if not create:
-            raise ConfigError(config.source, "ledger", "path", f"{path} does not exist")
+            raise ConfigError(
+                config.source,
+                "ledger",
+                "path",
+                f"{path} does not exist (`python-est init` creates an empty one)",
+            )
         created.append(f"ledger {path}")
     try:
         return SqliteLedger(path, export_dir=config.ledger.export_dir)
@@ -253,7 +338,12 @@ def _open_users(config: Config, create: bool, created: list[str]) -> UserStore:
     try:
         if not path.exists():
             if not create:
-                raise ConfigError(config.source, "srp", "user_db", f"{path} does not exist")
+                raise ConfigError(
+                    config.source,
+                    "srp",
+                    "user_db",
+                    f"{path} does not exist (`python-est init` creates an empty one)",
+                )
             created.append(f"user store {path}")
             return UserStore.create(path)
         store = UserStore(path)

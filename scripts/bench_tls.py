@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
 """Handshake cost of the TLS server: server CPU per handshake and handshakes per second.
 
-The server runs in a child process (one per server key type) so that its CPU time can be read
-from /proc/<pid>/stat without counting the clients. Clients are OpenSSL-based: Python `ssl` for
-the certificate suites, curl for SRP (many URLs per curl run; curl resumes by session ID unless
-told `--no-sessionid`). Prints figures; asserts nothing.
+The server runs in a child process (one per server key type and engine) so that its CPU time
+can be read from /proc/<pid>/stat without counting the clients. Clients are OpenSSL-based:
+Python `ssl` for the certificate suites, curl for SRP (many URLs per curl run; curl resumes by
+session ID unless told `--no-sessionid`). `--engine python` runs tlslite without the OpenSSL
+fast path (`TlsEndpoint(accelerated=False)`, tickets sealed by tlslite's own AES-GCM), `both`
+runs each cell with both. Prints figures; asserts nothing. The whole-service benchmark is
+`scripts/bench.py`.
 
-    python scripts/bench_tls.py [--seconds 3]
+    python scripts/bench_tls.py [--seconds 3] [--engine fast|python|both]
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import itertools
 import os
 import shutil
 import socket
@@ -32,7 +36,7 @@ from python_est.keys import KeyType
 from python_est.messages import HttpRequest, HttpResponse, text_response
 from python_est.policy import PeerIdentity
 from python_est.server import EstServer
-from python_est.tls import TlsEndpoint
+from python_est.tls import TlsEndpoint, use_openssl_ticket_ciphers
 from python_est.users import UserStore
 
 USER, PASSWORD = "bench", "bench password"
@@ -43,8 +47,9 @@ def report(request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
     return text_response(200, f"resumed={peer.tls.resumed}")
 
 
-def serve(key: str, workdir: Path) -> None:
+def serve(key: str, workdir: Path, accelerated: bool) -> None:
     """Child process: serve until stdin closes; print the port first."""
+    use_openssl_ticket_ciphers(accelerated)
     ca = CertificateAuthority.create(
         common_name="Bench CA", key_type=KeyType.EC_P256, validity_days=2
     )
@@ -56,7 +61,7 @@ def serve(key: str, workdir: Path) -> None:
         key_type=KeyType.RSA_2048 if key == "rsa" else KeyType.EC_P256,
         validity_days=1,
     )
-    users = UserStore.create(workdir / f"users-{key}.srp", reload_interval=None)
+    users = UserStore.create(workdir / f"users-{key}-{accelerated}.srp", reload_interval=None)
     users.add(USER, PASSWORD)
     endpoint = TlsEndpoint(
         cert_chain=[cert, *ca.chain[:-1]],
@@ -64,6 +69,7 @@ def serve(key: str, workdir: Path) -> None:
         verifier_db=users.srp_verifiers(),
         chain_validator=None,
         params=TlsConfig(),
+        accelerated=accelerated,
     )
     server = EstServer(
         address="127.0.0.1",
@@ -149,30 +155,33 @@ def measure(pid: int, client: Callable[[], int], seconds: float, per_call: int) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each cell")
+    parser.add_argument("--engine", choices=["fast", "python", "both"], default="both")
     parser.add_argument("--serve", choices=["rsa", "ec"], help=argparse.SUPPRESS)
+    parser.add_argument("--python-engine", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.workdir)
+        serve(args.serve, args.workdir, accelerated=not args.python_engine)
         return
 
     from tlslite.utils import cryptomath
 
     print(f"gmpy2: {'yes' if cryptomath.GMPY2_LOADED else 'no'}", end="; ")
     print(f"M2Crypto: {'yes' if cryptomath.m2cryptoLoaded else 'no'}; CPUs: {os.cpu_count()}")
-    print(f"{'cell':34} {'hs':>6} {'rate':>10} {'CPU/hs':>12} {'resumed':>7}")
+    print(f"{'cell':42} {'hs':>6} {'rate':>10} {'CPU/hs':>12} {'resumed':>7}")
     curl = shutil.which("curl")
+    engines = ["fast", "python"] if args.engine == "both" else [args.engine]
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        for key, suite in (
-            ("rsa", "ECDHE-RSA-AES128-GCM-SHA256"),
-            ("ec", "ECDHE-ECDSA-AES128-GCM-SHA256"),
+        for (key, suite), engine in itertools.product(
+            (("rsa", "ECDHE-RSA-AES128-GCM-SHA256"), ("ec", "ECDHE-ECDSA-AES128-GCM-SHA256")),
+            engines,
         ):
+            command = [sys.executable, __file__, "--serve", key, "--workdir", str(workdir)]
+            if engine == "python":
+                command.append("--python-engine")
             child = subprocess.Popen(
-                [sys.executable, __file__, "--serve", key, "--workdir", str(workdir)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
             )
             assert child.stdout is not None and child.stdin is not None
             port = int(child.stdout.readline())
@@ -187,7 +196,8 @@ def main() -> None:
                         mode = "resumed" if resume else "full"
                         cells.append((f"{cipher} {mode}", curl_client(port, cipher, resume), 25))
             for name, client, per_call in cells:
-                print(f"{name:34} {measure(child.pid, client, args.seconds, per_call)}", flush=True)
+                figures = measure(child.pid, client, args.seconds, per_call)
+                print(f"{engine:6} {name:35} {figures}", flush=True)
             child.stdin.close()
             child.wait(timeout=30)
     if not curl:

@@ -2,23 +2,30 @@
 
 Everything here takes and returns objects or bytes; reading and writing files is the caller's job.
 The package is split by concept: `authority` (the `CertificateAuthority`), `rules` (what the CA
-accepts from a CSR and what it puts in a certificate) and `pem` (encoding and loading).
+accepts from a CSR and what it puts in a certificate), `pem` (encoding and loading) and `crl`
+(signed revocation lists).
 """
 
 from __future__ import annotations
 
 from python_est.ca.authority import CaMaterial, CertificateAuthority
+from python_est.ca.crl import REASON_FLAGS, Revocation, build_crl, can_sign_crls, crl_number
 from python_est.ca.pem import certificate_pem, load_pem_certificates, private_key_pem
 from python_est.ca.rules import CLOCK_SKEW, SERIAL_BITS, IpAddress, IssuerPrivateKey
 
 __all__ = [
     "CLOCK_SKEW",
+    "REASON_FLAGS",
     "SERIAL_BITS",
     "CaMaterial",
     "CertificateAuthority",
     "IpAddress",
     "IssuerPrivateKey",
+    "Revocation",
+    "build_crl",
+    "can_sign_crls",
     "certificate_pem",
+    "crl_number",
     "load_pem_certificates",
     "private_key_pem",
 ]

@@ -363,6 +363,10 @@ class CertificateAuthority:
         if san is not None:
             # RFC 5280 §4.2.1.6: with an empty subject the SAN extension MUST be critical.
             builder = builder.add_extension(san, critical=len(subject) == 0)
+        cdp = rules.crl_distribution_points(profile.crl_urls)
+        if cdp is not None:
+            # RFC 5280 §4.2.1.13: the extension SHOULD be non-critical.
+            builder = builder.add_extension(cdp, critical=False)
         try:
             return builder.sign(self.private_key, rules.signature_hash(self.private_key))
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:

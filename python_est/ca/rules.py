@@ -133,6 +133,17 @@ def key_usage(names: frozenset[str], public_key: CertificatePublicKeyTypes) -> x
     return x509.KeyUsage(**flags, encipher_only=False, decipher_only=False)
 
 
+def crl_distribution_points(urls: tuple[str, ...]) -> x509.CRLDistributionPoints | None:
+    """Return one distribution point naming every URL (RFC 5280 §4.2.1.13), None for none."""
+    if not urls:
+        return None
+    names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(url) for url in urls]
+    point = x509.DistributionPoint(
+        full_name=names, relative_name=None, reasons=None, crl_issuer=None
+    )
+    return x509.CRLDistributionPoints([point])
+
+
 def add_ca_extensions(
     builder: x509.CertificateBuilder,
     public_key: IssuerPublicKey,

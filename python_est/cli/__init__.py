@@ -15,6 +15,7 @@ from pathlib import Path
 
 from python_est import __version__
 from python_est.cli.admin import add_admin_commands
+from python_est.cli.client_cmd import add_client_commands
 from python_est.cli.logs import setup_logging
 from python_est.cli.serve import serve
 from python_est.config import Config, default_config, load_config
@@ -81,6 +82,7 @@ def _build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=_init)
 
     add_admin_commands(sub)
+    add_client_commands(sub)
     return parser
 
 

@@ -8,11 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from python_est.cli.crl_cmd import add_crl_command, publish_crl
+from python_est.cli.database import add_db_commands, import_user_file
+from python_est.cli.ledger_cmd import add_ledger_commands
+from python_est.cli.logs import audit_operator_action
+from python_est.cli.requests import add_request_commands
 from python_est.config import Config
 from python_est.errors import UserStoreError
-from python_est.ledger import REVOCATION_REASONS, IssuedCertificate, UnknownSerial
+from python_est.ledger import REVOCATION_REASONS, IssuedCertificate, UnknownSerial, serial_hex
 from python_est.state import open_state
-from python_est.users import UserStore
+from python_est.users import UserDirectory
 
 
 def add_admin_commands(sub: Any) -> None:
@@ -43,8 +48,12 @@ def add_admin_commands(sub: Any) -> None:
     allow.add_argument("name")
     allow.add_argument("allowed", nargs="+", metavar="ALLOWED")
     allow.set_defaults(func=_user_allow)
-    imp = users.add_parser("import", help="import an `openssl srp` file or a tlslite VerifierDB")
-    imp.add_argument("format", choices=["openssl", "tlslite"])
+    imp = users.add_parser(
+        "import",
+        help="import an `openssl srp` file or a tlslite VerifierDB; `file`: move the users of "
+        "a python-est verifier file into the [ledger] url database",
+    )
+    imp.add_argument("format", choices=["openssl", "tlslite", "file"])
     imp.add_argument("path")
     imp.add_argument("--overwrite", action="store_true", help="replace users that exist")
     imp.set_defaults(func=_user_import)
@@ -63,9 +72,13 @@ def add_admin_commands(sub: Any) -> None:
     revoke.add_argument("serial")
     revoke.add_argument("--reason", default="unspecified", choices=sorted(REVOCATION_REASONS))
     revoke.set_defaults(func=_certs_revoke)
+    add_crl_command(cert_cmds)
+    add_request_commands(sub)
+    add_db_commands(sub)
+    add_ledger_commands(sub)
 
 
-def _store(config: Config) -> UserStore:
+def _store(config: Config) -> UserDirectory:
     if not config.srp.enabled:
         raise UserStoreError("the user store is disabled ([srp] enabled = no)")
     store = open_state(config, create=True).users
@@ -113,6 +126,8 @@ def _user_allow(args: argparse.Namespace, config: Config) -> int:
 
 
 def _user_import(args: argparse.Namespace, config: Config) -> int:
+    if args.format == "file":
+        return import_user_file(args, config)
     store = _store(config)
     if args.format == "openssl":
         names = store.import_openssl_srpvfile(Path(args.path), overwrite=args.overwrite)
@@ -169,14 +184,25 @@ def _certs_show(args: argparse.Namespace, config: Config) -> int:
 
 
 def _certs_revoke(args: argparse.Namespace, config: Config) -> int:
-    ledger = open_state(config, create=True).ledger
+    state = open_state(config, create=True)
     try:
-        entry = ledger.revoke(_parse_serial(args.serial), args.reason)
+        entry = state.ledger.revoke(_parse_serial(args.serial), args.reason)
     except UnknownSerial:
         print(f"python-est: no certificate with serial {args.serial}", file=sys.stderr)
         return 1
+    # Effective at once: every handshake checks the ledger. The CRL tells everyone else.
     print(f"python-est: revoked {entry.serial:X} ({entry.revocation_reason})")
-    return 0
+    audit_operator_action(
+        "revoke",
+        "revoked",
+        serial=serial_hex(entry.serial),
+        subject=entry.subject,
+        requester=entry.requester,
+        auth=entry.auth_method,
+        label=entry.label,
+        reason=entry.revocation_reason,
+    )
+    return publish_crl(config, state)
 
 
 def read_new_password(args: argparse.Namespace) -> str:

@@ -1,10 +1,17 @@
 """Logging set-up: one event per line on stderr, plain or JSON.
 
 Under systemd (`JOURNAL_STREAM` set) the plain format drops the timestamp, which journald adds.
+With several worker processes each line names its process id (journald records the same in
+`_PID`; the JSON format always carries `pid`).
+
+Audit events (logger `python_est.audit`) pass their facts as `extra=` fields: the plain format
+shows the message, the JSON format adds every field (`event`, `result`, `serial`, `subject`,
+`requester`, `auth`, `label`, ...) as a key of its own.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
@@ -13,21 +20,34 @@ from datetime import datetime, timezone
 
 PLAIN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 PLAIN_JOURNAL = "%(levelname)s %(name)s: %(message)s"
+PLAIN_PID = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+PLAIN_JOURNAL_PID = "%(levelname)s %(name)s[%(process)d]: %(message)s"
+
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (and the exception, if any)."""
+    """One JSON object per line: time, level, logger, pid, message, `extra=` fields, exception."""
 
     def format(self, record: logging.LogRecord) -> str:
-        event = {
+        event: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,
             "message": record.getMessage(),
         }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and key not in event:
+                event[key] = value
         if record.exc_info:
             event["exception"] = self.formatException(record.exc_info)
-        return json.dumps(event, ensure_ascii=False)
+        return json.dumps(event, ensure_ascii=False, default=str)
 
 
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -46,16 +66,72 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def setup_logging(level: str, fmt: str) -> None:
-    """Route every python_est logger to stderr at `level` in format `fmt` (plain or json)."""
-    handler = StderrHandler()
+def make_formatter(fmt: str, *, pid: bool = False) -> logging.Formatter:
+    """The formatter for `fmt` ("plain" or "json") in the current environment."""
     if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    elif os.environ.get("JOURNAL_STREAM"):
-        handler.setFormatter(logging.Formatter(PLAIN_JOURNAL))
-    else:
-        handler.setFormatter(logging.Formatter(PLAIN))
+        return JsonFormatter()
+    journal = bool(os.environ.get("JOURNAL_STREAM"))
+    if pid:
+        return logging.Formatter(PLAIN_JOURNAL_PID if journal else PLAIN_PID)
+    return logging.Formatter(PLAIN_JOURNAL if journal else PLAIN)
+
+
+def setup_logging(level: str, fmt: str, *, pid: bool = False) -> None:
+    """Route every python_est logger to stderr at `level` in format `fmt` (plain or json).
+
+    Args:
+        level: debug, info, warning or error.
+        fmt: plain or json.
+        pid: name the process in plain lines (several worker processes share stderr).
+    """
+    handler = StderrHandler()
+    handler.setFormatter(make_formatter(fmt, pid=pid))
     root = logging.getLogger("python_est")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+
+
+def audit_operator_action(
+    event: str,
+    result: str,
+    *,
+    serial: str | None,
+    subject: str,
+    requester: str,
+    auth: str,
+    label: str,
+    **more: str | None,
+) -> None:
+    """Log what an operator did with a CLI command (revoke, approve, reject) on the audit log.
+
+    Args:
+        event: revoke, approve or reject.
+        result: what came of it (revoked, approved, rejected, or why nothing happened).
+        serial: the certificate's serial in hex, if there is one.
+        subject, requester, auth, label: of the certificate or request acted on (who asked for
+            it and how they authenticated).
+        more: further fields (reason, request id).
+    """
+    fields: dict[str, object] = {
+        "event": event,
+        "result": result,
+        "serial": serial,
+        "subject": subject,
+        "requester": requester,
+        "auth": auth,
+        "label": label,
+        "operator": _operator(),
+        **more,
+    }
+    text = " ".join(f"{key}={value!r}" for key, value in fields.items() if key != "event")
+    logging.getLogger("python_est.audit").info("%s %s", event, text, extra=fields)
+
+
+def _operator() -> str:
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = f"uid {os.getuid()}"
+    sudo = os.environ.get("SUDO_USER")
+    return f"{sudo} (sudo as {name})" if sudo and sudo != name else name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from cryptography.x509.oid import ObjectIdentifier
 
@@ -26,10 +27,23 @@ def to_bool(text: str) -> bool:
     raise ValueError(f"expected yes/no, got {text!r}")
 
 
+# Upper bounds keep accepted values usable at run time: socket.listen() takes a C int, and
+# socket.settimeout() rejects inf and values beyond a C timeval (found by property tests).
+MAX_INT = 2**31 - 1
+MAX_SECONDS = 1e8
+
+
 def to_positive_int(text: str) -> int:
     value = int(text)
-    if value <= 0:
-        raise ValueError(f"must be a positive integer, got {text!r}")
+    if not 0 < value <= MAX_INT:
+        raise ValueError(f"must be a positive integer up to {MAX_INT}, got {text!r}")
+    return value
+
+
+def to_count(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= MAX_INT:
+        raise ValueError(f"must be 0 or a positive integer up to {MAX_INT}, got {text!r}")
     return value
 
 
@@ -42,8 +56,8 @@ def to_port(text: str) -> int:
 
 def to_positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise ValueError(f"must be a positive number of seconds, got {text!r}")
+    if not 0 < value <= MAX_SECONDS:  # also false for nan
+        raise ValueError(f"must be a positive number of seconds up to 1e8, got {text!r}")
     return value
 
 
@@ -184,4 +198,31 @@ def to_web_path(text: str) -> str:
 def to_nonempty(text: str) -> str:
     if not text:
         raise ValueError("must not be empty")
+    return text
+
+
+def to_base_url(text: str) -> str:
+    """An http(s) URL of scheme, host, optional port and path prefix, without a trailing slash."""
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    port = parts.port  # raises ValueError when out of range
+    if (
+        port == 0
+        or parts.scheme not in {"http", "https"}
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+        or not text.isprintable()
+        or any(ch.isspace() for ch in text)
+    ):
+        raise ValueError(f"must be an http:// or https:// URL without query, got {text!r}")
+    return text.rstrip("/")
+
+
+def to_database_url(text: str) -> str:
+    """A PostgreSQL URL (postgresql://[user@]host[:port]/dbname), or empty for SQLite."""
+    if text and not text.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be a postgresql://user@host:port/dbname URL (or empty for SQLite)")
     return text

@@ -19,8 +19,11 @@ from typing import TypeVar
 from python_est.config.convert import (
     to_address,
     to_auth_requirement,
+    to_base_url,
     to_bool,
     to_choice,
+    to_count,
+    to_database_url,
     to_eku,
     to_group_bits,
     to_key_type,
@@ -41,6 +44,7 @@ from python_est.config.model import (
     CIPHER_NAMES,
     EMBEDDED,
     FORBIDDEN_KEY_EXCHANGES,
+    HEALTH_PATH,
     KEY_EXCHANGE_NAMES,
     MAC_NAMES,
     TLS_VERSIONS,
@@ -48,9 +52,11 @@ from python_est.config.model import (
     BootstrapConfig,
     CaConfig,
     Config,
+    CrlConfig,
     LabelConfig,
     LedgerConfig,
     LoggingConfig,
+    MetricsConfig,
     ServerConfig,
     SrpConfig,
     TlsConfig,
@@ -140,10 +146,13 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
             "state_dir",
             "server_names",
             "max_connections",
+            "max_connections_per_address",
             "backlog",
             "handshake_timeout",
             "request_timeout",
             "max_body_bytes",
+            "workers",
+            "shutdown_grace",
         }
     ),
     "logging": frozenset({"level", "format"}),
@@ -181,9 +190,11 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
         }
     ),
     "srp": frozenset({"enabled", "user_db", "group_bits"}),
-    "ledger": frozenset({"path", "export_dir"}),
+    "ledger": frozenset({"path", "export_dir", "url", "pool_size"}),
     "auth": frozenset({"realm", "max_failures", "failure_window", "lockout"}),
     "bootstrap": frozenset({"enabled", "path"}),
+    "metrics": frozenset({"enabled", "address", "port"}),
+    "crl": frozenset({"enabled", "path", "file", "validity_hours", "base_url"}),
     "profile": frozenset(_PROFILE_KEYS) | frozenset(_LABEL_KEYS),
     # Older python-est / est_proxy sections.
     "DEFAULT": frozenset({"debug"}),
@@ -258,6 +269,8 @@ def _build(reader: _Reader) -> Config:
         path=reader.path("ledger", "path", state / "ledger.sqlite3", base)
         or state / "ledger.sqlite3",
         export_dir=reader.path("ledger", "export_dir", legacy_export, base),
+        url=reader.get("ledger", "url", "", to_database_url),
+        pool_size=reader.get("ledger", "pool_size", 8, to_positive_int),
     )
     auth = AuthConfig(
         realm=reader.get("auth", "realm", "python-est", to_realm),
@@ -285,7 +298,11 @@ def _build(reader: _Reader) -> Config:
         ),
         format=reader.get("logging", "format", "plain", to_choice("plain", "json")),
     )
+    metrics = _metrics(reader)
+    crl = _crl(reader, base, state, bootstrap)
     labels = _labels(reader)
+    if crl.url is not None:
+        labels = {name: _with_crl_url(label, crl.url) for name, label in labels.items()}
     _check_unused(reader)
     return Config(
         source=reader.source,
@@ -297,6 +314,8 @@ def _build(reader: _Reader) -> Config:
         ledger=ledger,
         auth=auth,
         bootstrap=bootstrap,
+        metrics=metrics,
+        crl=crl,
         labels=labels,
         warnings=tuple(warnings + ca_warnings + legacy_tls_warnings(tls)),
     )
@@ -340,16 +359,23 @@ def _server(reader: _Reader, base: Path) -> ServerConfig:
     address = reader.get("Daemon", "address", default.address, to_address)
     port = reader.get("Daemon", "port", default.port, to_port)
     state_dir = reader.path("server", "state_dir", base / "state", base) or base / "state"
+    max_connections = reader.get("server", "max_connections", 64, to_positive_int)
     return ServerConfig(
         address=reader.get("server", "address", address, to_address),
         port=reader.get("server", "port", port, to_port),
         state_dir=state_dir,
         server_names=reader.get("server", "server_names", NO_NAMES, to_server_names),
-        max_connections=reader.get("server", "max_connections", 64, to_positive_int),
+        max_connections=max_connections,
+        # Default: half the workers, so one address can never take them all (slowloris).
+        max_connections_per_address=reader.get(
+            "server", "max_connections_per_address", max(1, max_connections // 2), to_count
+        ),
         backlog=reader.get("server", "backlog", 128, to_positive_int),
         handshake_timeout=reader.get("server", "handshake_timeout", 10.0, to_positive_float),
         request_timeout=reader.get("server", "request_timeout", 30.0, to_positive_float),
         max_body_bytes=reader.get("server", "max_body_bytes", 65536, to_positive_int),
+        workers=reader.get("server", "workers", 1, to_positive_int),
+        shutdown_grace=reader.get("server", "shutdown_grace", 30.0, to_positive_float),
     )
 
 
@@ -455,3 +481,30 @@ def _label_config(reader: _Reader, section: str, name: str, base: LabelConfig) -
             label_changes[key] = value
     profile = replace(base.profile, **profile_changes)  # type: ignore[arg-type]
     return replace(base, profile=profile, **label_changes)  # type: ignore[arg-type]
+
+
+def _metrics(reader: _Reader) -> MetricsConfig:
+    d = MetricsConfig()
+    return MetricsConfig(
+        enabled=reader.get("metrics", "enabled", d.enabled, to_bool),
+        address=reader.get("metrics", "address", d.address, to_address),
+        port=reader.get("metrics", "port", d.port, to_port),
+    )
+
+
+def _crl(reader: _Reader, base: Path, state: Path, bootstrap: BootstrapConfig) -> CrlConfig:
+    default_file = state / "crl" / "ca.crl"
+    cfg = CrlConfig(
+        enabled=reader.get("crl", "enabled", True, to_bool),
+        path=reader.get("crl", "path", CrlConfig.path, to_web_path),
+        file=reader.path("crl", "file", default_file, base) or default_file,
+        validity_hours=reader.get("crl", "validity_hours", 168, to_positive_int),
+        base_url=reader.get("crl", "base_url", "", to_base_url),
+    )
+    if cfg.path in {"/", HEALTH_PATH, bootstrap.path}:
+        raise reader.error("crl", "path", f"{cfg.path} is taken by another resource")
+    return cfg
+
+
+def _with_crl_url(label: LabelConfig, url: str) -> LabelConfig:
+    return replace(label, profile=replace(label.profile, crl_urls=(url,)))

@@ -70,10 +70,13 @@ class ServerConfig:
     state_dir: Path = Path("state")
     server_names: tuple[str, ...] = ()
     max_connections: int = 64
+    max_connections_per_address: int = 32  # the loader's default: max_connections // 2
     backlog: int = 128
     handshake_timeout: float = 10.0
     request_timeout: float = 30.0
     max_body_bytes: int = 65536
+    workers: int = 1
+    shutdown_grace: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,10 @@ class SrpConfig:
 class LedgerConfig:
     path: Path = Path("ledger.sqlite3")
     export_dir: Path | None = None
+    # A postgresql:// URL moves the ledger, users, failure counters and TLS ticket keys into
+    # PostgreSQL, shared by several instances; "" keeps the SQLite file at `path`.
+    url: str = ""
+    pool_size: int = 8
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,35 @@ class AuthConfig:
 class BootstrapConfig:
     enabled: bool = True
     path: str = "/bootstrap"
+
+
+# The anonymous health check (python_est.ops); fixed, so monitors need no configuration.
+HEALTH_PATH = "/healthz"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The Prometheus listener (plain HTTP, so loopback by default)."""
+
+    enabled: bool = False
+    address: str = "127.0.0.1"
+    port: int = 9464
+
+
+@dataclass(frozen=True)
+class CrlConfig:
+    """The CRL: served anonymously at `path`, written to `file`, named in issued certificates."""
+
+    enabled: bool = True
+    path: str = "/crl/ca.crl"
+    file: Path = Path("state/crl/ca.crl")
+    validity_hours: int = 168
+    base_url: str = ""
+
+    @property
+    def url(self) -> str | None:
+        """The CRL Distribution Point URL, or None without a public base URL."""
+        return self.base_url + self.path if self.enabled and self.base_url else None
 
 
 @dataclass(frozen=True)
@@ -178,6 +214,8 @@ class Config:
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    crl: CrlConfig = field(default_factory=CrlConfig)
     labels: Mapping[str, LabelConfig] = field(default_factory=lambda: {"": LabelConfig()})
     warnings: tuple[str, ...] = ()
 

@@ -2,6 +2,8 @@
 
 Split by concept: `records` (the values, the errors and the `Ledger` Protocol), `schema` (opening
 the file, migrations, rows, mapping storage errors to HTTP errors) and `sqlite` (`SqliteLedger`).
+`postgres` (`PostgresLedger`, one ledger shared by several instances) with `pgrows` (its rows)
+needs psycopg and is imported only when `[ledger] url` names a PostgreSQL database.
 """
 
 from __future__ import annotations

@@ -75,6 +75,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX pending_match ON pending_requests (label, public_key_sha256, subject)",
         "CREATE INDEX pending_status ON pending_requests (status, created_at)",
     ),
+    # 2: small named values: monotonic counters (the CRL number) and the health probe's write.
+    ("CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -153,6 +155,18 @@ def _migrate(conn: sqlite3.Connection, read_only: bool) -> None:
     except Exception:
         conn.execute("ROLLBACK")
         raise
+
+
+def bump_counter(conn: sqlite3.Connection, name: str, minimum: int) -> int:
+    """Inside a write transaction: store and return max(stored + 1, `minimum`) for `name`."""
+    row = conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+    value = max(minimum, 1 if row is None else int(row[0]) + 1)
+    conn.execute(
+        "INSERT INTO meta (name, value) VALUES (?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        (name, value),
+    )
+    return value
 
 
 def _optional_utc(text: str | None) -> datetime | None:

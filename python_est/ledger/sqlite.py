@@ -44,6 +44,7 @@ from python_est.ledger.records import (
     utc_text,
 )
 from python_est.ledger.schema import (
+    bump_counter,
     certificate_from_row,
     connect,
     pending_from_row,
@@ -226,6 +227,24 @@ class SqliteLedger:
     def count(self) -> int:
         """How many certificates the ledger holds."""
         return int(self._query("SELECT count(*) FROM certificates")[0][0])
+
+    def next_number(self, name: str, *, minimum: int = 1) -> int:
+        """Advance the counter `name` and return its new value: max(previous + 1, `minimum`).
+
+        The read and the write are one transaction, so processes sharing the file never get the
+        same number (the CRL number must grow with every CRL, RFC 5280 §5.2.3).
+        """
+        with self._transaction() as conn:
+            return bump_counter(conn, name, minimum)
+
+    def probe(self) -> None:
+        """Commit one tiny write, proving the ledger can record right now (for health checks).
+
+        Raises:
+            Unavailable: the disk is full or read-only, or the file stayed locked.
+            LedgerError: any other storage failure, or the ledger is closed.
+        """
+        self.next_number("health_probe")
 
     def integrity_check(self) -> list[str]:
         """Problems found in the file and in every certificate row; empty when all is well.

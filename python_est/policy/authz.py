@@ -218,6 +218,17 @@ def check_linking(
     if is_ra:
         return
     expected = tls.tls_unique
+    if required and expected is None:
+        # Said before anything else: a TLS 1.3 client cannot comply by changing its CSR.
+        why = (
+            "tls-unique is undefined for TLS 1.3 (RFC 9266)"
+            if tls.version == "TLS1.3"
+            else "this connection has no tls-unique"
+        )
+        raise InvalidCsr(
+            "this CA requires proof-of-possession linking (RFC 7030 §3.5), which needs TLS 1.2: "
+            f"{why}; reconnect with TLS 1.2"
+        )
     if challenge_password is None:
         if required:
             raise InvalidCsr(
@@ -226,8 +237,6 @@ def check_linking(
             )
         return
     if expected is None:
-        if required:
-            raise InvalidCsr("proof-of-possession linking (RFC 7030 §3.5) needs TLS 1.2")
         return
     if not required and not _looks_like(challenge_password, len(expected)):
         return

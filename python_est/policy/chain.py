@@ -14,7 +14,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from python_est.errors import LedgerError
+from python_est.errors import LedgerError, Unavailable
 from python_est.oids import ID_KP_CLIENT_AUTH, ID_KP_CMC_RA
 from python_est.policy.identity import ClientCertificate
 
@@ -95,7 +95,7 @@ class ClientChainValidator:
             )
         try:
             revoked = self._is_revoked(leaf.serial_number)
-        except LedgerError:
+        except (LedgerError, Unavailable):
             # Fail closed: without a revocation answer the certificate authenticates nobody.
             return ClientCertificate(
                 presented, valid=False, reason="revocation status unavailable", is_ra=is_ra

@@ -6,19 +6,30 @@ verifierDB and a certificate offers only SRP-RSA suites (tlslite-ng#468). After 
 client chain is validated here (tlslite checks only possession of the key), tls-unique is
 captured (RFC 5929; tlslite does not expose it) and the peer becomes a `PeerIdentity`.
 tlslite's camelCase, types and exceptions stop at this package.
+
+The handshake stays tlslite's, but its expensive primitives run in OpenSSL through
+`cryptography`, each plugged in at a tlslite seam: server signatures (`fastkeys`), ECDHE
+(`fastkex`), record protection and session tickets (`fastcipher`). Importing this package
+switches tlslite's session-ticket ciphers to OpenSSL (see `fastcipher`).
 """
 
-from python_est.tls.endpoint import TlsEndpoint, VerifierLookup
+from python_est.tls.endpoint import TicketKeys, TlsEndpoint, VerifierLookup
+from python_est.tls.fastcipher import openssl_ticket_ciphers, use_openssl_ticket_ciphers
 from python_est.tls.hello import Route, classify_client_hello
 from python_est.tls.settings import build_settings, validate_tls_names
 from python_est.tls.stream import TlsStream
 
 __all__ = [
     "Route",
+    "TicketKeys",
     "TlsEndpoint",
     "TlsStream",
     "VerifierLookup",
     "build_settings",
     "classify_client_hello",
+    "openssl_ticket_ciphers",
+    "use_openssl_ticket_ciphers",
     "validate_tls_names",
 ]
+
+use_openssl_ticket_ciphers()

@@ -4,29 +4,37 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import secrets
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from tlslite.api import X509, SessionCache, X509CertChain, parsePEMKey
-from tlslite.constants import CipherSuite
-from tlslite.errors import TLSError
+from tlslite.constants import AlertDescription, CipherSuite
+from tlslite.errors import TLSError, TLSLocalAlert
 
 from python_est.config import TlsConfig
-from python_est.errors import HandshakeFailed
+from python_est.errors import HandshakeFailed, TooManyRequests
 from python_est.policy import ClientCertificate, ClientChainValidator, PeerIdentity, TlsInfo
-from python_est.tls.hello import Route, classify_client_hello, peek_first_record
-from python_est.tls.settings import build_settings
-from python_est.tls.stream import Connection, DeadlineSocket, TlsStream, describe
+from python_est.ratelimit import FailureCounter, address_key, user_key
+from python_est.tls.fastkeys import tlslite_private_key
+from python_est.tls.hello import Route, classify_client_hello, peek_first_record, srp_username
+from python_est.tls.settings import build_settings, with_ticket_keys
+from python_est.tls.stream import Connection, DeadlineSocket, FastConnection, TlsStream, describe
 
 log = logging.getLogger("python_est.tls")
 
 VerifierLookup = Mapping[bytes, tuple[int, int, bytes, int]]
+TicketKeys = Callable[[], Sequence[bytes]]
 
+_TICKET_KEY_BYTES = 32  # tlslite's default ticket cipher is AES-256-GCM
 _VERSION_NAMES = {(3, 1): "TLS1.0", (3, 2): "TLS1.1", (3, 3): "TLS1.2", (3, 4): "TLS1.3"}
+# A fatal access_denied alert (RFC 5246 §7.2), sent in the clear before any ServerHello to
+# refuse an SRP login whose user or address is locked out.
+_ACCESS_DENIED = bytes([21, 3, 3, 0, 2, 2, AlertDescription.access_denied])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +45,9 @@ class _EndpointArgs:
     chain_validator: ClientChainValidator | None
     params: TlsConfig
     client_ca_names: Sequence[x509.Name]
+    limiter: FailureCounter | None
+    ticket_keys: TicketKeys | None
+    accelerated: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +81,19 @@ class TlsEndpoint:
             authenticates anybody.
         params: the [tls] configuration.
         client_ca_names: subject names sent in the CertificateRequest as hints.
+        limiter: counts failed SRP logins (a wrong password or an unknown user both end in
+            bad_record_mac) per user and per address, and refuses SRP handshakes for locked
+            keys with an access_denied alert; the service shares it for HTTP Basic.
+        ticket_keys: returns the RFC 5077 session-ticket keys (32 bytes; the sealing key
+            first), asked before each certificate handshake so rotations apply at once; shared
+            by every worker process so any of them resumes a ticket. None: one random key made
+            for this endpoint (tickets resume in this process only); a callable returning no
+            keys turns tickets off. SRP connections never get tickets: tlslite rebuilds a
+            session from a ticket without the SRP user name, and then answers an SRP client
+            presenting one with handshake_failure instead of a full handshake.
+        accelerated: run signatures, ECDHE and record protection in OpenSSL through
+            `cryptography` (the default); False leaves all of it to tlslite's Python code, for
+            comparison (`scripts/bench_tls.py`).
 
     Raises:
         ValueError: the settings select no cipher suite, or the key does not fit tlslite.
@@ -84,16 +108,31 @@ class TlsEndpoint:
         chain_validator: ClientChainValidator | None,
         params: TlsConfig,
         client_ca_names: Sequence[x509.Name] = (),
+        limiter: FailureCounter | None = None,
+        ticket_keys: TicketKeys | None = None,
+        accelerated: bool = True,
     ) -> None:
         self._args = _EndpointArgs(
-            cert_chain, private_key, verifier_db, chain_validator, params, client_ca_names
+            cert_chain,
+            private_key,
+            verifier_db,
+            chain_validator,
+            params,
+            client_ca_names,
+            limiter,
+            ticket_keys,
+            accelerated,
         )
+        self._limiter = limiter
         self._cert_settings, self._srp_settings = build_settings(params)
+        self._ticket_keys = _own_ticket_keys() if ticket_keys is None else ticket_keys
+        self._sealing: tuple[bytes, ...] = ()
         self._creds = _Credentials(
             chain=_tlslite_chain(cert_chain),
-            key=_tlslite_key(private_key),
+            key=tlslite_private_key(private_key) if accelerated else _tlslite_key(private_key),
             req_cas=[bytearray(n.public_bytes()) for n in client_ca_names] or None,
         )
+        self._connection = FastConnection if accelerated else Connection
         self._verifiers = None if verifier_db is None else _Verifiers(verifier_db)
         self._validator = chain_validator
         # One cache per route, so a session can only ever resume on the route that made it.
@@ -126,15 +165,20 @@ class TlsEndpoint:
             HandshakeFailed: the handshake failed or timed out; the socket has been closed.
         """
         wrapped = DeadlineSocket(sock, deadline)
+        srp_keys: tuple[str, ...] = ()
         try:
-            route = self._route(sock, deadline)
-            conn = Connection(wrapped)
+            route, record = self._route(sock, deadline)
+            if route is not Route.CERT and self._limiter is not None:
+                srp_keys = _admit_srp(self._limiter, wrapped, record, address)
+            conn = self._connection(wrapped)
             self._run(conn, route)
         except HandshakeFailed:
             wrapped.close()
             raise
         except TLSError as exc:
             wrapped.close()
+            if srp_keys and self._limiter is not None and _wrong_password(exc):
+                self._limiter.record_failure(srp_keys)
             raise HandshakeFailed(describe(exc)) from None
         except TimeoutError:
             wrapped.close()
@@ -146,6 +190,8 @@ class TlsEndpoint:
             log.debug("tlslite failed on input from %s", address, exc_info=True)
             wrapped.close()
             raise HandshakeFailed(f"malformed handshake ({exc.__class__.__name__})") from None
+        if srp_keys and self._limiter is not None:
+            self._limiter.record_success(srp_keys[:-1])  # the user; the address stays counted
         conn.ignoreAbruptClose = True
         stream = TlsStream(conn, wrapped)
         try:
@@ -154,15 +200,16 @@ class TlsEndpoint:
             stream.close()
             raise
 
-    def _route(self, sock: socket.socket, deadline: float) -> Route:
+    def _route(self, sock: socket.socket, deadline: float) -> tuple[Route, bytes]:
         if self._verifiers is None:
-            return Route.CERT
+            return Route.CERT, b""
         record = peek_first_record(sock, deadline)
-        return Route.CERT if record is None else classify_client_hello(record)
+        return (Route.CERT, b"") if record is None else (classify_client_hello(record), record)
 
     def _run(self, conn: Connection, route: Route) -> None:
         creds = self._creds
         if route is Route.CERT:
+            self._refresh_ticket_keys()
             conn.handshakeServer(
                 certChain=creds.chain,
                 privateKey=creds.key,
@@ -182,6 +229,13 @@ class TlsEndpoint:
             settings=self._srp_settings,
             alpn=self._alpn,
         )
+
+    def _refresh_ticket_keys(self) -> None:
+        keys = tuple(self._ticket_keys())
+        if keys != self._sealing:
+            # A new settings object: handshakes under way keep the keys they started with.
+            self._cert_settings = with_ticket_keys(self._cert_settings, keys)
+            self._sealing = keys
 
     def _identity(self, conn: Connection, address: str) -> PeerIdentity:
         session = conn.session
@@ -211,6 +265,33 @@ class TlsEndpoint:
         if self._validator is None:
             return ClientCertificate(certs, valid=False, reason="no client trust anchors")
         return self._validator.validate(certs)
+
+
+def _admit_srp(
+    limiter: FailureCounter, sock: DeadlineSocket, record: bytes, address: str
+) -> tuple[str, ...]:
+    """The limiter keys of an SRP login (user first, address last); refuses locked ones."""
+    # Online guessing is the only attack on SRP, and tlslite does nothing about it.
+    user = srp_username(record)
+    keys = (address_key(address),) if user is None else (user_key(user), address_key(address))
+    try:
+        limiter.check(keys)
+    except TooManyRequests:
+        sock.sendall(_ACCESS_DENIED)
+        who = "this address" if user is None else f"user {user[:64]!r} or this address"
+        raise HandshakeFailed(f"SRP login refused: too many failures for {who}") from None
+    return keys
+
+
+def _wrong_password(exc: TLSError) -> bool:
+    # A wrong password and an unknown user (simulated verifier, RFC 5054 §2.5.1.3) both fail
+    # the client's Finished check: the server raises bad_record_mac.
+    return isinstance(exc, TLSLocalAlert) and exc.description == AlertDescription.bad_record_mac
+
+
+def _own_ticket_keys() -> TicketKeys:
+    keys = (secrets.token_bytes(_TICKET_KEY_BYTES),)
+    return lambda: keys
 
 
 def _tlslite_chain(certs: Sequence[x509.Certificate]) -> Any:

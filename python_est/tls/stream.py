@@ -11,6 +11,10 @@ from tlslite.api import TLSConnection
 from tlslite.errors import TLSError
 from tlslite.messages import Finished
 
+from python_est.tls.fastcipher import FastRecordLayer
+from python_est.tls.fastkex import fast_kex, faster_key_exchange
+from python_est.tls.fastkeys import fast_public_key
+
 _LINGER = 1.0  # seconds to drain after our FIN, so unread bytes do not turn it into an RST
 
 
@@ -111,6 +115,52 @@ class Connection(TLSConnection):  # type: ignore[misc]
             yield result
 
 
+class FastConnection(Connection):
+    """`Connection` with OpenSSL doing record protection and ECDHE, at tlslite's own seams.
+
+    The record layer is tlslite's with OpenSSL ciphers (`fastcipher`); TLS 1.3 key shares come
+    from `_getKEX` and the TLS 1.2 ECDHE exchange object is swapped as it enters
+    `_serverCertKeyExchange` (`fastkex`); the client certificate's key, which checks its
+    CertificateVerify, leaves `_check_certchain_with_settings` wrapped by `fast_public_key`.
+    Messages, state machine and checks stay tlslite's.
+    """
+
+    def __init__(self, sock: DeadlineSocket) -> None:
+        super().__init__(sock)
+        self._recordLayer = FastRecordLayer(self.sock)
+
+    @staticmethod
+    def _getKEX(group: int, version: tuple[int, int]) -> Any:  # noqa: N802
+        return fast_kex(group, version) or TLSConnection._getKEX(group, version)
+
+    def _serverCertKeyExchange(  # noqa: N802
+        self,
+        clientHello: Any,  # noqa: N803 - tlslite's names
+        serverHello: Any,  # noqa: N803
+        sigHashAlg: Any,  # noqa: N803
+        serverCertChain: Any,  # noqa: N803
+        keyExchange: Any,  # noqa: N803
+        *rest: Any,
+    ) -> Iterator[Any]:
+        return super()._serverCertKeyExchange(  # type: ignore[no-any-return]
+            clientHello,
+            serverHello,
+            sigHashAlg,
+            serverCertChain,
+            faster_key_exchange(keyExchange),
+            *rest,
+        )
+
+    def _check_certchain_with_settings(
+        self,
+        cert_chain: Any,
+        settings: Any,
+    ) -> Iterator[Any]:
+        for result in super()._check_certchain_with_settings(cert_chain, settings):
+            # 0 and 1 are tlslite's "would block" markers; the last result is the key.
+            yield result if result in (0, 1) else fast_public_key(result)
+
+
 class TlsStream:
     """The application-data side of an established connection, in our own terms.
 
@@ -121,6 +171,11 @@ class TlsStream:
     def __init__(self, conn: Connection, sock: DeadlineSocket) -> None:
         self._conn = conn
         self._sock = sock
+
+    @property
+    def cipher_implementation(self) -> str:
+        """Who protects the records: "cryptography" (OpenSSL) on the fast path, else "python"."""
+        return str(self._conn.getCipherImplementation())
 
     def set_deadline(self, deadline: float) -> None:
         """Move the absolute deadline (a `time.monotonic()` value) for all further I/O."""

@@ -19,11 +19,14 @@ client must send the NFC form; ASCII names are unaffected. Passwords are used ex
 (UTF-8, no normalization), so that SRP clients and HTTP Basic hash the same bytes.
 
 Modules: `srp` (groups, names, verifier maths, the tlslite mapping), `fileformat` (the JSON file),
-`imports` (`openssl srp` files and tlslite VerifierDB files), `store` (`UserStore`).
+`imports` (`openssl srp` files and tlslite VerifierDB files), `store` (`UserStore`), `directory`
+(`UserDirectory`, the Protocol both stores meet) and `database` with `dbrows` (`DatabaseUserStore`,
+the users in PostgreSQL for several instances; imported only when a database is configured).
 """
 
 from __future__ import annotations
 
+from python_est.users.directory import UserDirectory
 from python_est.users.fileformat import UserInfo
 from python_est.users.srp import (
     ADD_GROUP_BITS,
@@ -47,6 +50,7 @@ __all__ = [
     "WEAK_GROUP_BITS",
     "SrpEntry",
     "SrpVerifiers",
+    "UserDirectory",
     "UserInfo",
     "UserStore",
     "normalize_username",

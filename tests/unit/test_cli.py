@@ -142,3 +142,20 @@ def test_certs_list_show_revoke(cfg: Path, capsys: pytest.CaptureFixture[str]) -
     assert "keyCompromise" in capsys.readouterr().out
     assert main(["-c", str(cfg), "certs", "revoke", "ABCDEF"]) == 1
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "device-7"
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [("nonsenseName", "csrattrs"), ("rsaEncryption=3072", "csrattrs")],
+)
+def test_bad_csrattrs_is_a_config_error_naming_the_label(
+    tmp_path: Path, spec: str, problem: str
+) -> None:
+    from python_est.cli.serve import check_csrattrs
+    from python_est.errors import ConfigError
+
+    path = tmp_path / "est.cfg"
+    path.write_text(f"[label:iot]\ncsrattrs = {spec}\n")
+    with pytest.raises(ConfigError) as info:
+        check_csrattrs(load_config(path))
+    assert f"[label:iot] {problem}:" in str(info.value)

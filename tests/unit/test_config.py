@@ -117,6 +117,16 @@ def test_bad_files_name_file_section_key_and_problem(
     assert "\n" not in message
 
 
+def test_workers_and_shutdown_grace(tmp_path: Path) -> None:
+    default = default_config(tmp_path).server
+    assert (default.workers, default.shutdown_grace) == (1, 30.0)
+    config = load_config(write(tmp_path, "[server]\nworkers = 4\nshutdown_grace = 2.5\n"))
+    assert (config.server.workers, config.server.shutdown_grace) == (4, 2.5)
+    for text in ("[server]\nworkers = 0\n", "[server]\nshutdown_grace = -1\n"):
+        with pytest.raises(ConfigError, match=r"\[server\] (workers|shutdown_grace):"):
+            load_config(write(tmp_path, text))
+
+
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "absent.cfg")
@@ -207,3 +217,97 @@ def test_legacy_file_maps_onto_new_settings_with_warnings(tmp_path: Path) -> Non
 def test_new_sections_win_over_legacy_ones(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "[Daemon]\nport = 9443\n[server]\nport = 8444\n"))
     assert config.server.port == 8444
+
+
+def test_ledger_url_selects_postgresql_and_defaults_to_sqlite(tmp_path: Path) -> None:
+    assert default_config(tmp_path).ledger.url == ""
+    assert default_config(tmp_path).ledger.pool_size == 8
+    path = write(tmp_path, "[ledger]\nurl = postgresql://est@127.0.0.1:5432/est\npool_size = 3\n")
+    config = load_config(path)
+    assert config.ledger.url == "postgresql://est@127.0.0.1:5432/est"
+    assert config.ledger.pool_size == 3
+
+
+@pytest.mark.parametrize("url", ["mysql://db/est", "127.0.0.1:5432", "sqlite:///x.db"])
+def test_ledger_url_must_be_postgresql(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError, match=r"\[ledger\] url: must be a postgresql://"):
+        load_config(write(tmp_path, f"[ledger]\nurl = {url}\n"))
+
+
+def test_metrics_and_crl_defaults(tmp_path: Path) -> None:
+    config = default_config(tmp_path)
+    assert (config.metrics.enabled, config.metrics.address, config.metrics.port) == (
+        False,
+        "127.0.0.1",
+        9464,
+    )
+    crl = config.crl
+    assert crl.enabled and crl.path == "/crl/ca.crl" and crl.validity_hours == 168
+    assert crl.file == tmp_path / "state" / "crl" / "ca.crl"
+    assert crl.base_url == "" and crl.url is None
+    assert all(label.profile.crl_urls == () for label in config.labels.values())
+
+
+def test_shipped_config_documents_metrics_and_crl_keys() -> None:
+    from python_est.config.load import KNOWN_KEYS
+
+    config = load_config(SHIPPED)
+    assert not config.metrics.enabled and config.crl.enabled
+    assert config.crl.file == SHIPPED.parent.parent / "state" / "crl" / "ca.crl"
+    text = SHIPPED.read_text()
+    for section in ("metrics", "crl"):
+        assert f"[{section}]" in text
+        for key in KNOWN_KEYS[section]:
+            assert f"\n{key} =" in text, f"[{section}] {key} is not documented"
+
+
+def test_crl_base_url_puts_a_distribution_point_in_every_label(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[metrics]\nenabled = yes\naddress = 0.0.0.0\nport = 0\n"
+        "[crl]\nbase_url = https://est.example.net:8443/\npath = /pki/est.crl\n"
+        "file = out/est.crl\nvalidity_hours = 48\n[label:iot]\nvalidity_days = 7\n",
+    )
+    config = load_config(path)
+    assert (config.metrics.enabled, config.metrics.address, config.metrics.port) == (
+        True,
+        "0.0.0.0",
+        0,
+    )
+    assert config.crl.file == tmp_path / "out" / "est.crl"
+    assert config.crl.validity_hours == 48
+    url = "https://est.example.net:8443/pki/est.crl"
+    assert config.crl.url == url
+    assert config.labels[""].profile.crl_urls == (url,)
+    assert config.labels["iot"].profile.crl_urls == (url,)
+    assert config.labels["iot"].profile.validity_days == 7
+
+
+def test_a_disabled_crl_is_never_named_in_certificates(tmp_path: Path) -> None:
+    path = write(tmp_path, "[crl]\nenabled = no\nbase_url = https://est.example.net\n")
+    config = load_config(path)
+    assert config.crl.url is None
+    assert config.labels[""].profile.crl_urls == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[crl]\nbase_url = ftp://est.example.net\n", "[crl] base_url: must be an http"),
+        ("[crl]\nbase_url = https://est.example.net/?x=1\n", "[crl] base_url: must be an http"),
+        ("[crl]\nbase_url = https://est.example.net:99999\n", "[crl] base_url:"),
+        ("[crl]\nbase_url = https://\n", "[crl] base_url: must be an http"),
+        ("[crl]\npath = crl.der\n", "[crl] path: must be an absolute path"),
+        ("[crl]\npath = /healthz\n", "[crl] path: /healthz is taken"),
+        ("[crl]\npath = /bootstrap\n", "[crl] path: /bootstrap is taken"),
+        ("[crl]\nvalidity_hours = 0\n", "[crl] validity_hours: must be a positive"),
+        ("[crl]\ncolour = blue\n", "[crl] colour: unknown key"),
+        ("[metrics]\nport = 70000\n", "[metrics] port: port must be 0-65535"),
+        ("[metrics]\naddress = localhorst\n", "[metrics] address:"),
+        ("[metrics]\nenabled = perhaps\n", "[metrics] enabled: expected yes/no"),
+    ],
+)
+def test_bad_metrics_and_crl_settings_are_refused(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert expected in str(info.value)

@@ -16,6 +16,7 @@ LAYERS: dict[str, int] = {
     "profile": 1,
     "fileio": 1,
     "messages": 1,
+    "pgsql": 1,
     "wire": 2,
     "http11": 2,
     "config": 2,
@@ -23,14 +24,17 @@ LAYERS: dict[str, int] = {
     "ledger": 2,
     "users": 2,
     "ratelimit": 2,
+    "metrics": 2,
     "policy": 3,
     "state": 3,
+    "revocation": 3,
     "service": 4,
     "tls": 4,
     "server": 5,
     "bootstrap": 5,
+    "ops": 5,
     "cli": 6,
-    "client": 6,
+    "client": 5,
 }
 TLSLITE_ALLOWED = {"tls", "users", "client"}
 SOCKET_ALLOWED = {"server", "tls", "client"}

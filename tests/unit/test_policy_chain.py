@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from python_est.ca import CertificateAuthority
-from python_est.errors import LedgerError
+from python_est.errors import LedgerError, Unavailable
 from python_est.keys import KeyType
 from python_est.oids import ID_KP_CMC_RA
 from python_est.policy import ClientChainValidator
@@ -141,11 +141,14 @@ def test_revoked_certificate_is_refused(ca: CertificateAuthority) -> None:
     assert asked == [leaf.serial_number]
 
 
-def test_unanswered_revocation_fails_closed(ca: CertificateAuthority) -> None:
+@pytest.mark.parametrize(
+    "error", [LedgerError("the certificate ledger is unavailable"), Unavailable("disk full")]
+)
+def test_unanswered_revocation_fails_closed(ca: CertificateAuthority, error: Exception) -> None:
     leaf, _ = ca.issue_client_certificate(common_name="device")
 
     def is_revoked(serial: int) -> bool:
-        raise LedgerError("database is locked")
+        raise error
 
     result = validator(ca, is_revoked).validate([leaf, ca.certificate])
     assert (result.valid, result.reason) == (False, "revocation status unavailable")

@@ -137,9 +137,12 @@ SRP_RSA = CipherSuite.TLS_SRP_SHA_RSA_WITH_AES_256_CBC_SHA
         ([ECDHE], None, Route.CERT),
         ([SRP], b"alice", Route.SRP),
         ([SRP, SRP_RSA], b"alice", Route.SRP_RSA),
-        ([SRP], None, Route.SRP),  # an SRP suite alone is enough
-        ([ECDHE], b"alice", Route.SRP),  # so is the srp extension alone
-        ([ECDHE, SRP_RSA], None, Route.SRP_RSA),
+        # SRP needs a user name and an SRP suite; with only one, a certificate suite is the
+        # only way the handshake can succeed.
+        ([SRP], None, Route.CERT),
+        ([ECDHE], b"alice", Route.CERT),
+        ([ECDHE, SRP_RSA], None, Route.CERT),
+        ([ECDHE, SRP_RSA], b"alice", Route.SRP_RSA),
     ],
 )
 def test_route_follows_srp_extension_and_suites(

@@ -1,17 +1,4 @@
-"""The accept loop: bounded workers, deadlines, HTTP/1.1 framing, one response per connection.
-
-This is the one place where exceptions become responses: an `EstError` becomes its status with a
-short text/plain reason; anything else is a bug, logged with its traceback and answered with a
-bare 500.
-
-Capacity. A semaphore with `max_connections` slots gates `accept()`: while every worker is busy
-the server does not accept, so further connections wait in the kernel's listen queue (`backlog`)
-instead of being accepted and dropped. Every connection is bounded in time: the handshake must
-finish within `handshake_timeout` and the request must then arrive within `request_timeout`.
-Both are absolute deadlines applied to every socket call (see `python_est.tls`), so a client that
-trickles bytes cannot hold a worker longer than that, and idle or half-open connections are
-dropped when their deadline passes.
-"""
+"""`EstServer`: the accept loop, the connection workers, reload and graceful stop."""
 
 from __future__ import annotations
 
@@ -20,6 +7,7 @@ import selectors
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
@@ -29,6 +17,9 @@ from python_est.errors import EstError, HandshakeFailed
 from python_est.http11 import CONTINUE, RequestParser, serialize_response
 from python_est.messages import HttpRequest, HttpResponse, text_response
 from python_est.policy import PeerIdentity
+from python_est.ratelimit import address_key
+from python_est.server.outcome import Outcome, audit_refusal, printable
+from python_est.server.system import Listener, bind_listener
 from python_est.tls import TlsStream
 
 log = logging.getLogger("python_est.server")
@@ -37,6 +28,7 @@ Handler = Callable[[HttpRequest, PeerIdentity], HttpResponse]
 
 _RECV_SIZE = 65536
 _POLL = 0.5  # seconds between checks for shutdown while every worker is busy
+_CUT_WAIT = 5.0  # seconds for connection threads to notice that their socket was cut
 
 
 class Handshaker(Protocol):
@@ -53,14 +45,21 @@ class EstServer:
     Args:
         address: IP address (or "localhost") to listen on.
         port: TCP port; 0 picks a free one (see `server_address`).
-        handshaker: runs the TLS handshake; replace `handshaker` to reload credentials.
+        handshaker: runs the TLS handshake.
         handler: turns a request and the peer's identity into a response.
         max_connections: connections served at once; more wait in the listen queue.
+        max_connections_per_address: connections one client address (an IPv6 /64) may hold at
+            once; beyond it a new connection is closed as soon as it is accepted, so one slow
+            or hostile client cannot take every worker (slowloris). 0: no cap.
         backlog: length of the kernel's listen queue.
         handshake_timeout: seconds from accept to a completed handshake.
         request_timeout: seconds from the handshake to a complete request.
         max_body_bytes: larger request bodies are refused with 413 (request heads are
             limited by `python_est.http11`, 431).
+        listener: an already listening socket (from `bind_listener`, possibly shared with
+            other processes) to serve instead of binding `address` and `port`.
+        observer: called with each finished connection's `Outcome` (metrics); it survives
+            `replace_app`, and an exception in it is logged, never raised.
     """
 
     def __init__(
@@ -75,24 +74,29 @@ class EstServer:
         handshake_timeout: float,
         request_timeout: float,
         max_body_bytes: int,
+        listener: Listener | None = None,
+        observer: Callable[[Outcome], None] | None = None,
+        max_connections_per_address: int = 0,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
-        self.handshaker = handshaker
-        self.handler = handler
+        self._app: tuple[Handshaker, Handler] = (handshaker, handler)
+        self.observer = observer
         self.handshake_timeout = handshake_timeout
         self.request_timeout = request_timeout
         self.max_body_bytes = max_body_bytes
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        self._listener = socket.create_server((address, port), family=family, backlog=backlog)
+        self._listener = listener if listener is not None else bind_listener(address, port, backlog)
         self._listener.setblocking(False)
         self._slots = threading.BoundedSemaphore(max_connections)
         self._pool = ThreadPoolExecutor(max_connections, thread_name_prefix="est-conn")
         self._stop = threading.Event()
+        self._grace = 0.0
         self._stopped = threading.Event()
         self._stopped.set()
         self._wake_recv, self._wake_send = socket.socketpair()
-        self._in_flight = 0
+        self._in_flight: set[socket.socket] = set()
+        self.max_connections_per_address = max_connections_per_address
+        self._per_address: Counter[str] = Counter()
         self._idle = threading.Condition()
 
     @property
@@ -101,8 +105,34 @@ class EstServer:
         host, port = self._listener.getsockname()[:2]
         return str(host), int(port)
 
+    @property
+    def handshaker(self) -> Handshaker:
+        return self._app[0]
+
+    @handshaker.setter
+    def handshaker(self, value: Handshaker) -> None:
+        self._app = (value, self._app[1])
+
+    @property
+    def handler(self) -> Handler:
+        return self._app[1]
+
+    @handler.setter
+    def handler(self, value: Handler) -> None:
+        self._app = (self._app[0], value)
+
+    @property
+    def in_flight(self) -> int:
+        """Connections accepted and not yet finished."""
+        with self._idle:
+            return len(self._in_flight)
+
+    def replace_app(self, handshaker: Handshaker, handler: Handler) -> None:
+        """Serve new connections with `handshaker` and `handler`; those in flight keep theirs."""
+        self._app = (handshaker, handler)  # one assignment: no connection sees a mixed pair
+
     def serve_forever(self) -> None:
-        """Accept and serve connections until `shutdown()` is called."""
+        """Accept and serve connections until a stop is requested, then drain and return."""
         self._stopped.clear()
         selector = selectors.DefaultSelector()
         selector.register(self._listener, selectors.EVENT_READ)
@@ -115,28 +145,33 @@ class EstServer:
                 if accepted is None:
                     self._slots.release()
                     continue
-                with self._idle:
-                    self._in_flight += 1
-                self._pool.submit(self._serve, *accepted)
+                sock, address = accepted
+                if not self._admit(sock, address):
+                    self._slots.release()
+                    continue
+                self._pool.submit(self._serve, sock, address, self._app)
         finally:
             selector.close()
+            self._listener.close()
+            self._drain()
             self._stopped.set()
 
-    def shutdown(self, grace: float = 5.0) -> None:
-        """Stop accepting, then wait up to `grace` seconds for connections in progress."""
+    def request_stop(self, grace: float = 5.0) -> None:
+        """Stop accepting; connections in flight get up to `grace` seconds. Returns at once."""
+        self._grace = grace
         self._stop.set()
         try:
             self._wake_send.send(b"\0")
         except OSError:
             pass  # already woken or closed
+
+    def shutdown(self, grace: float = 5.0) -> None:
+        """Stop accepting and wait until connections in flight are done (at most ~`grace` s).
+
+        Must not be called from the thread running `serve_forever`.
+        """
+        self.request_stop(grace)
         self._stopped.wait()
-        self._listener.close()
-        with self._idle:
-            self._idle.wait_for(lambda: self._in_flight == 0, timeout=grace)
-        # Connections still running end at their own deadlines; don't block on them.
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._wake_recv.close()
-        self._wake_send.close()
 
     def start_in_thread(self) -> threading.Thread:
         """Run `serve_forever` in a daemon thread (for tests and embedding)."""
@@ -156,6 +191,25 @@ class EstServer:
     ) -> None:
         self.shutdown()
 
+    def _drain(self) -> None:
+        with self._idle:
+            if not self._idle.wait_for(lambda: not self._in_flight, timeout=self._grace):
+                log.warning(
+                    "%d connection(s) still open after %.0fs; closing them",
+                    len(self._in_flight),
+                    self._grace,
+                )
+                for sock in self._in_flight:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)  # their threads see EOF or EPIPE now
+                    except OSError:
+                        pass  # already closed by its thread
+                self._idle.wait_for(lambda: not self._in_flight, timeout=_CUT_WAIT)
+        # A thread still busy (say, signing) ends by itself; its socket is already cut.
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._wake_recv.close()
+        self._wake_send.close()
+
     def _accept(self, selector: selectors.BaseSelector) -> tuple[socket.socket, str] | None:
         while not self._stop.is_set():
             for key, _ in selector.select(timeout=_POLL):
@@ -164,7 +218,7 @@ class EstServer:
                 try:
                     sock, peer = self._listener.accept()
                 except (BlockingIOError, InterruptedError):
-                    continue  # another wakeup took it, or the client gave up already
+                    continue  # another process or wakeup took it, or the client gave up
                 except OSError as exc:
                     # e.g. EMFILE: back off instead of spinning; the connection stays queued.
                     log.warning("accept failed: %s", exc)
@@ -175,11 +229,24 @@ class EstServer:
                 return sock, str(peer[0])
         return None
 
-    def _serve(self, sock: socket.socket, address: str) -> None:
+    def _admit(self, sock: socket.socket, address: str) -> bool:
+        key = address_key(address)
+        cap = self.max_connections_per_address
+        with self._idle:
+            if cap <= 0 or self._per_address[key] < cap:
+                self._per_address[key] += 1
+                self._in_flight.add(sock)
+                return True
+        # Closed before any TLS: the cheapest refusal, and the slot is free again at once.
+        log.debug("%s - refused: already %d connections from this address", address, cap)
+        sock.close()
+        return False
+
+    def _serve(self, sock: socket.socket, address: str, app: tuple[Handshaker, Handler]) -> None:
         started = time.monotonic()
-        outcome = _Outcome(address)
+        outcome = Outcome(address)
         try:
-            self._exchange(sock, address, started, outcome)
+            self._exchange(sock, address, started, outcome, app)
         except Exception:
             # A bug in our own code: log it, and keep the worker and the process alive.
             log.exception("connection from %s failed", address)
@@ -187,24 +254,44 @@ class EstServer:
             sock.close()
             self._slots.release()
             with self._idle:
-                self._in_flight -= 1
+                self._in_flight.discard(sock)
+                key = address_key(address)
+                self._per_address[key] -= 1
+                if self._per_address[key] <= 0:
+                    del self._per_address[key]
                 self._idle.notify_all()
             outcome.log(started)
+            self._observe(outcome, started)
+
+    def _observe(self, outcome: Outcome, started: float) -> None:
+        if self.observer is None:
+            return
+        outcome.seconds = time.monotonic() - started
+        try:
+            self.observer(outcome)
+        except Exception:
+            log.exception("connection observer failed")
 
     def _exchange(
-        self, sock: socket.socket, address: str, started: float, outcome: _Outcome
+        self,
+        sock: socket.socket,
+        address: str,
+        started: float,
+        outcome: Outcome,
+        app: tuple[Handshaker, Handler],
     ) -> None:
+        handshaker, handler = app
         try:
-            stream, peer = self.handshaker.handshake(
-                sock, address, started + self.handshake_timeout
-            )
+            stream, peer = handshaker.handshake(sock, address, started + self.handshake_timeout)
         except HandshakeFailed as exc:
+            outcome.handshake_seconds = time.monotonic() - started
             outcome.failure = f"handshake failed: {exc}"
             return
+        outcome.handshake_seconds = time.monotonic() - started
         outcome.peer = peer
         stream.set_deadline(time.monotonic() + self.request_timeout)
         try:
-            response = self._respond(stream, peer, outcome)
+            response = self._respond(stream, peer, outcome, handler)
             if response is not None:
                 outcome.status = response.status
                 outcome.note = response.note
@@ -217,7 +304,7 @@ class EstServer:
             stream.close()
 
     def _respond(
-        self, stream: TlsStream, peer: PeerIdentity, outcome: _Outcome
+        self, stream: TlsStream, peer: PeerIdentity, outcome: Outcome, handler: Handler
     ) -> HttpResponse | None:
         try:
             request = self._read_request(stream)
@@ -230,10 +317,11 @@ class EstServer:
         except OSError as exc:
             outcome.failure = f"no request: {exc}"
             return None
-        outcome.request = f"{request.method} {_printable(request.target)}"
+        outcome.request = f"{request.method} {printable(request.target)}"
         try:
-            return self.handler(request, peer)
+            return handler(request, peer)
         except EstError as err:
+            audit_refusal(request, peer, err)
             return _error_response(err)
         except Exception:
             log.exception("handler failed on %s from %s", outcome.request, peer.address)
@@ -267,46 +355,3 @@ def _error_response(err: EstError) -> HttpResponse:
     detail = " ".join(err.detail.split())
     text = err.title if detail in ("", err.title) else f"{err.title}: {detail}"
     return text_response(err.status, text, err.headers())
-
-
-def _printable(text: str) -> str:
-    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return cleaned[:200]
-
-
-# What happened on one connection, for its single log line.
-class _Outcome:
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.peer: PeerIdentity | None = None
-        self.request = "-"
-        self.status: int | None = None
-        self.note = ""
-        self.failure = ""
-
-    def log(self, started: float) -> None:
-        elapsed = (time.monotonic() - started) * 1000
-        if self.peer is None:
-            log.info("%s - %s %.1fms", self.address, self.failure or "closed", elapsed)
-            return
-        tls = self.peer.tls
-        auth = f"auth={self.peer.tls_auth.value}"
-        cert = self.peer.client_cert
-        refused = ""
-        if self.peer.srp_user is not None:
-            auth += f":{self.peer.srp_user}"
-        elif cert is not None and cert.valid:
-            auth += f":{cert.leaf.subject.rfc4514_string()}"
-        elif cert is not None:
-            refused = f'refused certificate "{cert.leaf.subject.rfc4514_string()}" ({cert.reason})'
-        parts = [
-            self.address,
-            tls.version,
-            tls.cipher_suite + (" resumed" if tls.resumed else ""),
-            auth,
-            f'"{self.request}"',
-            "-" if self.status is None else str(self.status),
-            f"{elapsed:.1f}ms",
-        ]
-        parts += [text for text in (self.note, refused, self.failure) if text]
-        log.info(" ".join(parts))

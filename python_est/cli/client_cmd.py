@@ -1,0 +1,309 @@
+"""`python-est client ...`: the EST client on the command line (`python_est.client` does the work).
+
+Exit status: 0 success, 1 failure, 2 usage, 75 (EX_TEMPFAIL) the request still awaits approval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography import x509
+
+from python_est.client import (
+    CertificateFiles,
+    ClientError,
+    Credentials,
+    EnrollmentPending,
+    EstClient,
+    Password,
+    Trust,
+    build_csr,
+    certificates_pem,
+    fingerprint,
+    is_self_signed,
+    load_certificates,
+    load_csr,
+    load_private_key,
+    new_key,
+    normalize_fingerprint,
+    parse_key_type,
+    renewal_csr,
+    write_certificates,
+    write_private_key,
+)
+from python_est.config import Config
+from python_est.keys import KeyType
+
+EX_TEMPFAIL = 75
+
+Run = Callable[[argparse.Namespace], int]
+
+
+def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `client cacerts|csrattrs|enroll|reenroll|serverkeygen` under `sub`."""
+    client = sub.add_parser("client", help="EST client: fetch CA certificates, enroll, renew")
+    commands = client.add_subparsers(title="client commands", metavar="OPERATION", required=True)
+
+    server = argparse.ArgumentParser(add_help=False)
+    group = server.add_argument_group("server")
+    group.add_argument("--server", default="127.0.0.1", help="host name or IP (default 127.0.0.1)")
+    group.add_argument("--port", type=int, default=8443, help="port (default 8443)")
+    group.add_argument("--label", default="", help="CA label (default: none)")
+    group.add_argument("--cacert", type=Path, help="trust anchors (PEM) for the server certificate")
+    group.add_argument("--timeout", type=float, default=30.0, help="seconds per connection")
+
+    auth = argparse.ArgumentParser(add_help=False)
+    group = auth.add_argument_group("authentication")
+    group.add_argument("--user", help="user name (HTTP Basic, or TLS-SRP with --srp)")
+    group.add_argument("--password", help="password (prefer --password-file or the prompt)")
+    group.add_argument("--password-file", type=Path, help="read the password from this file")
+    group.add_argument("--srp", action="store_true", help="authenticate by TLS-SRP, not Basic")
+    group.add_argument("--cert", type=Path, help="client certificate (PEM)")
+    group.add_argument("--key", type=Path, help="private key of --cert (PEM)")
+
+    subject = argparse.ArgumentParser(add_help=False)
+    group = subject.add_argument_group("subject")
+    group.add_argument("--common-name", help="subject CN of the new certificate")
+    group.add_argument("--dns", action="append", default=[], help="DNS subjectAltName (repeat)")
+    group.add_argument("--ip", action="append", default=[], help="IP subjectAltName (repeat)")
+
+    wait = argparse.ArgumentParser(add_help=False)
+    wait.add_argument(
+        "--max-wait",
+        type=float,
+        default=60.0,
+        help="seconds to keep retrying while the request awaits approval (default 60)",
+    )
+
+    cmd = commands.add_parser(
+        "cacerts", parents=[server], help="fetch the CA certificates (/cacerts)"
+    )
+    cmd.add_argument("--out", type=Path, help="write them here (PEM); default: standard output")
+    cmd.add_argument(
+        "--accept-fingerprint",
+        metavar="HEX",
+        help="without --cacert: store the certificates only if a root has this SHA-256 "
+        "fingerprint (RFC 7030 §4.1.1 bootstrap)",
+    )
+    cmd.set_defaults(func=_command(_cacerts))
+
+    cmd = commands.add_parser("csrattrs", parents=[server], help="show the CSR attributes")
+    cmd.set_defaults(func=_command(_csrattrs))
+
+    cmd = commands.add_parser(
+        "enroll", parents=[server, auth, subject, wait], help="get a certificate (/simpleenroll)"
+    )
+    cmd.add_argument("--csr", type=Path, help="send this CSR (PEM or DER) instead of making one")
+    cmd.add_argument("--private-key", type=Path, help="use this existing key (PEM) for the CSR")
+    cmd.add_argument("--key-type", type=parse_key_type, default=KeyType.EC_P256, help=_KEY_HELP)
+    cmd.add_argument("--key-out", type=Path, help="where to write a new key (default CN.key)")
+    cmd.add_argument("--cert-out", type=Path, help="where to write the certificate (CN.pem)")
+    cmd.set_defaults(func=_command(_enroll))
+
+    cmd = commands.add_parser(
+        "reenroll",
+        parents=[server, auth, wait],
+        help="renew the certificate given by --cert/--key (/simplereenroll)",
+    )
+    cmd.add_argument("--rekey", action="store_true", help="use a new key (default: keep the key)")
+    cmd.add_argument("--key-type", type=parse_key_type, default=KeyType.EC_P256, help=_KEY_HELP)
+    cmd.add_argument("--key-out", type=Path, help="where to write the new key (default --key)")
+    cmd.add_argument("--cert-out", type=Path, help="where to write the certificate (--cert)")
+    cmd.set_defaults(func=_command(_reenroll))
+
+    cmd = commands.add_parser(
+        "serverkeygen",
+        parents=[server, auth, subject, wait],
+        help="get a key generated by the server and its certificate (/serverkeygen)",
+    )
+    cmd.add_argument("--key-out", type=Path, help="where to write the key (default CN.key)")
+    cmd.add_argument("--cert-out", type=Path, help="where to write the certificate (CN.pem)")
+    cmd.set_defaults(func=_command(_serverkeygen))
+
+
+_KEY_HELP = "rsa, ec, or rsa-2048|rsa-3072|rsa-4096|ec-p256|ec-p384 (default ec = ec-p256)"
+
+
+def _command(run: Run) -> Callable[[argparse.Namespace, Config], int]:
+    """Adapt a client command to the CLI's `(args, config)` signature; map client errors."""
+
+    def command(args: argparse.Namespace, config: Config) -> int:
+        try:
+            return run(args)
+        except EnrollmentPending as exc:
+            print(f"python-est client: {exc}", file=sys.stderr)
+            return EX_TEMPFAIL
+        except (ClientError, ValueError, OSError) as exc:
+            print(f"python-est client: {exc}", file=sys.stderr)
+            return 1
+
+    return command
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def _cacerts(args: argparse.Namespace) -> int:
+    bootstrap = args.cacert is None
+    client = _client(args, Credentials(), verify=not bootstrap)
+    certs = client.cacerts()
+    for cert in certs:
+        kind = "root" if is_self_signed(cert) else "CA"
+        print(f"{kind}: {cert.subject.rfc4514_string()}", file=sys.stderr)
+        print(f"  SHA-256 fingerprint: {fingerprint(cert)}", file=sys.stderr)
+    if bootstrap:
+        # RFC 7030 §4.1.1: certificates fetched without authenticating the server are trusted
+        # only after the user has compared a fingerprint obtained out of band.
+        if args.accept_fingerprint is None:
+            print(
+                "python-est client: the server was not authenticated (no --cacert); compare the "
+                "root fingerprint above with the one from your administrator, then run again "
+                "with --accept-fingerprint HEX. Nothing was stored.",
+                file=sys.stderr,
+            )
+            return 1
+        wanted = normalize_fingerprint(args.accept_fingerprint)
+        roots = [c for c in certs if is_self_signed(c)]
+        if not any(normalize_fingerprint(fingerprint(c)) == wanted for c in roots):
+            print(
+                "python-est client: no root certificate has that fingerprint; nothing stored",
+                file=sys.stderr,
+            )
+            return 1
+    if args.out is not None:
+        write_certificates(args.out, certs)
+        print(f"wrote {len(certs)} certificate(s) to {args.out}")
+    else:
+        sys.stdout.write(certificates_pem(certs).decode("ascii"))
+    return 0
+
+
+def _csrattrs(args: argparse.Namespace) -> int:
+    attrs = _client(args, Credentials()).csrattrs()
+    if not attrs:
+        print("no CSR attributes requested")
+    for item in attrs:
+        if isinstance(item, str):
+            print(item)
+        else:
+            values = ", ".join(v if isinstance(v, str) else v.hex() for v in item.values)
+            print(f"{item.oid}: {values}")
+    return 0
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    client = _client(args, _credentials(args))
+    key = None
+    if args.csr is not None:
+        csr = load_csr(args.csr)
+    else:
+        name = _require_name(args)
+        key = load_private_key(args.private_key) if args.private_key else new_key(args.key_type)
+        csr = build_csr(key, common_name=name, dns_names=args.dns, ip_addresses=args.ip)
+    stem = _stem(csr.subject)
+    key_out = args.key_out or Path(f"{stem}.key")
+    if key is not None and args.private_key is None:
+        # Written before the request, so a request left pending can be sent again later with
+        # --private-key (RFC 7030 §4.2.3: the same request, the same key).
+        write_private_key(key_out, key)
+        print(f"wrote private key to {key_out}")
+    cert = client.simpleenroll(csr, max_wait=args.max_wait)
+    return _save(cert, args.cert_out or Path(f"{stem}.pem"))
+
+
+def _reenroll(args: argparse.Namespace) -> int:
+    if args.cert is None or args.key is None:
+        raise ValueError("reenroll needs --cert and --key (the certificate being renewed)")
+    client = _client(args, _credentials(args))
+    current = load_certificates(args.cert)[0]
+    key = new_key(args.key_type) if args.rekey else load_private_key(args.key)
+    cert = client.simplereenroll(renewal_csr(key, current), max_wait=args.max_wait)
+    if args.rekey:
+        key_out = args.key_out or args.key
+        write_private_key(key_out, key)
+        print(f"wrote private key to {key_out}")
+    return _save(cert, args.cert_out or args.cert)
+
+
+def _serverkeygen(args: argparse.Namespace) -> int:
+    client = _client(args, _credentials(args))
+    name = _require_name(args)
+    # §4.4.1: the server ignores this key; the CSR only carries the requested names.
+    csr = build_csr(
+        new_key(KeyType.EC_P256), common_name=name, dns_names=args.dns, ip_addresses=args.ip
+    )
+    result = client.serverkeygen(csr, max_wait=args.max_wait)
+    stem = _stem(result.certificate.subject)
+    key_out = args.key_out or Path(f"{stem}.key")
+    write_private_key(key_out, result.private_key)
+    print(f"wrote private key to {key_out}")
+    return _save(result.certificate, args.cert_out or Path(f"{stem}.pem"))
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _client(
+    args: argparse.Namespace, credentials: Credentials, *, verify: bool = True
+) -> EstClient:
+    anchors = tuple(load_certificates(args.cacert)) if args.cacert is not None else ()
+    return EstClient(
+        args.server,
+        args.port,
+        label=args.label,
+        trust=Trust(anchors=anchors, verify=verify),
+        credentials=credentials,
+        timeout=args.timeout,
+    )
+
+
+def _credentials(args: argparse.Namespace) -> Credentials:
+    client_cert = None
+    if (args.cert is None) != (args.key is None):
+        raise ValueError("--cert and --key go together")
+    if args.cert is not None:
+        client_cert = CertificateFiles(args.cert, args.key)
+    if args.user is None:
+        if args.srp:
+            raise ValueError("--srp needs --user")
+        return Credentials(client_cert=client_cert)
+    password = Password(args.user, _password(args))
+    if args.srp:
+        return Credentials(srp=password, client_cert=client_cert)
+    return Credentials(basic=password, client_cert=client_cert)
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password is not None:
+        return str(args.password)
+    if args.password_file is not None:
+        return str(args.password_file.read_text(encoding="utf-8").rstrip("\r\n"))
+    if not sys.stdin.isatty():
+        raise ValueError("no password: give --password-file or run on a terminal")
+    return getpass.getpass(f"Password for {args.user}: ")
+
+
+def _require_name(args: argparse.Namespace) -> str:
+    if not args.common_name:
+        raise ValueError("--common-name is required")
+    return str(args.common_name)
+
+
+def _save(cert: x509.Certificate, path: Path) -> int:
+    write_certificates(path, [cert])
+    print(f"wrote certificate to {path}")
+    print(f"  subject: {cert.subject.rfc4514_string()}")
+    print(f"  serial:  {cert.serial_number:X}")
+    print(f"  valid:   {cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d}")
+    return 0
+
+
+def _stem(subject: x509.Name) -> str:
+    names = subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    raw = str(names[0].value) if names else ""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", raw).strip("._")[:64] or "certificate"

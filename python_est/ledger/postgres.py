@@ -1,0 +1,366 @@
+"""`PostgresLedger`: the `Ledger` in PostgreSQL, shared by every instance of a fleet.
+
+The same contract as `SqliteLedger`: `record` returns only once the COMMIT is acknowledged (so
+the certificate may be sent), the database enforces serial uniqueness (`UNIQUE`), and each
+pending-request transition is a single `UPDATE ... WHERE status = ...`, so of two instances
+deciding or fulfilling the same request at once exactly one succeeds. Connection loss and an
+unreachable database are `Unavailable` (503 with Retry-After); see `python_est.pgsql.connection`
+for why a certificate is never handed out unrecorded, and how connections heal.
+
+The schema comes from `python-est db upgrade` (`python_est.pgsql.schema`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final
+
+import psycopg
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from python_est.ledger.pgrows import (
+    certificate,
+    export,
+    insert_certificate,
+    pending,
+    pending_row,
+)
+from python_est.ledger.records import (
+    REVOCATION_REASONS,
+    DuplicateSerial,
+    IssuedCertificate,
+    PendingRequest,
+    PendingStateError,
+    PendingStatus,
+    UnknownPendingRequest,
+    UnknownSerial,
+    public_key_sha256,
+    serial_hex,
+)
+from python_est.pgsql import Cursor, Database, scalar
+
+if TYPE_CHECKING:
+    from typing_extensions import LiteralString
+
+_ORDER_NEWEST: Final = " ORDER BY issued_at DESC, id DESC LIMIT %s OFFSET %s"
+
+
+class PostgresLedger:
+    """The `Ledger` in a PostgreSQL database; safe to share between threads and instances.
+
+    Args:
+        db: the database (schema from `python-est db upgrade`); closed by `close()`.
+        export_dir: also write each recorded certificate to `<SERIAL_HEX>.pem` here (0600).
+    """
+
+    def __init__(self, db: Database, *, export_dir: Path | None = None) -> None:
+        self._db = db
+        self._export_dir = export_dir
+
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    def record(self, entry: IssuedCertificate) -> None:
+        """Commit `entry`; return only once PostgreSQL acknowledged the COMMIT.
+
+        Raises:
+            DuplicateSerial: another certificate has this serial (sign again with a new one).
+            Unavailable: the database cannot be reached, or the COMMIT's outcome is unknown.
+            LedgerError: any other database failure.
+        """
+        try:
+            self._db.run(lambda cursor: insert_certificate(cursor, entry))
+        except psycopg.errors.UniqueViolation as exc:
+            # A retried COMMIT whose first attempt had in fact succeeded finds its own row: the
+            # same PEM means this very certificate is recorded.
+            existing = self.get(entry.serial)
+            if existing is None or existing.pem != entry.pem:
+                raise DuplicateSerial(entry.serial) from exc
+        if self._export_dir is not None:
+            export(self._export_dir, entry)
+
+    def get(self, serial: int) -> IssuedCertificate | None:
+        """The certificate with this serial, or None."""
+        if serial <= 0:
+            return None
+        rows = self._db.run(
+            lambda cursor: cursor.execute(
+                "SELECT * FROM certificates WHERE serial = %s", (serial_hex(serial),)
+            ).fetchall()
+        )
+        return certificate(rows[0]) if rows else None
+
+    def list_certificates(
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        label: str | None = None,
+        revoked: bool | None = None,
+    ) -> list[IssuedCertificate]:
+        """Certificates newest first; `label` and `revoked` filter as in `SqliteLedger`."""
+        if limit < 0 or offset < 0:
+            raise ValueError("limit and offset are non-negative")
+
+        def work(cursor: Cursor) -> list[dict[str, Any]]:
+            page = (limit, offset)
+            if label is None and revoked is None:
+                return cursor.execute("SELECT * FROM certificates" + _ORDER_NEWEST, page).fetchall()
+            if revoked is None:
+                return cursor.execute(
+                    "SELECT * FROM certificates WHERE label = %s" + _ORDER_NEWEST, (label, *page)
+                ).fetchall()
+            # %s IS NULL: one statement serves "any label" and "this label".
+            sql: LiteralString
+            if revoked:
+                sql = "SELECT * FROM certificates WHERE revoked_at IS NOT NULL"
+            else:
+                sql = "SELECT * FROM certificates WHERE revoked_at IS NULL"
+            return cursor.execute(
+                sql + " AND (%s::text IS NULL OR label = %s)" + _ORDER_NEWEST,
+                (label, label, *page),
+            ).fetchall()
+
+        return [certificate(row) for row in self._db.run(work)]
+
+    def revoke(
+        self, serial: int, reason: str, *, when: datetime | None = None
+    ) -> IssuedCertificate:
+        """Mark a certificate revoked; revoking it again keeps and returns the first revocation.
+
+        Raises:
+            ValueError: unknown reason name.
+            UnknownSerial: no such certificate.
+        """
+        if reason not in REVOCATION_REASONS:
+            raise ValueError(f"unknown revocation reason {reason!r}")
+        moment = datetime.now(timezone.utc) if when is None else when
+        if serial <= 0:
+            raise UnknownSerial(serial)
+
+        def work(cursor: Cursor) -> dict[str, Any] | None:
+            cursor.execute(
+                "UPDATE certificates SET revoked_at = %s, revocation_reason = %s"
+                " WHERE serial = %s AND revoked_at IS NULL",
+                (moment, reason, serial_hex(serial)),
+            )
+            return cursor.execute(
+                "SELECT * FROM certificates WHERE serial = %s", (serial_hex(serial),)
+            ).fetchone()
+
+        row = self._db.run(work)
+        if row is None:
+            raise UnknownSerial(serial)
+        return certificate(row)
+
+    def is_revoked(self, serial: int) -> bool:
+        """True when the ledger has this certificate revoked; False when unrevoked or unknown."""
+        if serial <= 0:
+            return False
+        found = self._db.run(
+            lambda cursor: scalar(
+                cursor,
+                "SELECT 1 FROM certificates WHERE serial = %s AND revoked_at IS NOT NULL",
+                (serial_hex(serial),),
+            )
+        )
+        return found is not None
+
+    def count(self) -> int:
+        """How many certificates the ledger holds."""
+        return int(self._db.run(lambda cursor: scalar(cursor, "SELECT count(*) FROM certificates")))
+
+    def next_number(self, name: str, *, minimum: int = 1) -> int:
+        """Advance the counter `name` and return its new value: max(previous + 1, `minimum`).
+
+        One statement, so instances never get the same number (the CRL number must grow with
+        every CRL, RFC 5280 §5.2.3).
+        """
+        value = self._db.run(
+            lambda cursor: scalar(
+                cursor,
+                "INSERT INTO counters (name, value) VALUES (%s, %s) ON CONFLICT (name)"
+                " DO UPDATE SET value = greatest(counters.value + 1, EXCLUDED.value)"
+                " RETURNING value",
+                (name, max(1, minimum)),
+            )
+        )
+        return int(value)
+
+    def probe(self) -> None:
+        """Commit one tiny write, proving the ledger can record right now (for health checks).
+
+        Raises:
+            Unavailable: the database cannot be reached.
+            LedgerError: any other database failure.
+        """
+        self.next_number("health_probe")
+
+    def integrity_check(self) -> list[str]:
+        """Rows whose PEM does not parse or carries another serial; empty when all is well."""
+        problems: list[str] = []
+        rows = self._db.run(
+            lambda cursor: cursor.execute(
+                "SELECT serial, pem FROM certificates ORDER BY id"
+            ).fetchall()
+        )
+        for row in rows:
+            try:
+                cert = x509.load_pem_x509_certificate(str(row["pem"]).encode("ascii"))
+            except ValueError:
+                problems.append(f"certificate {row['serial']}: the PEM does not parse")
+                continue
+            if cert.serial_number <= 0 or serial_hex(cert.serial_number) != row["serial"]:
+                problems.append(f"certificate {row['serial']}: the PEM has another serial")
+        return problems
+
+    def add_pending(
+        self,
+        csr: x509.CertificateSigningRequest,
+        *,
+        label: str,
+        operation: str,
+        requester: str,
+        auth_method: str,
+    ) -> PendingRequest:
+        """Hold `csr` for manual approval and return the new request (status pending)."""
+        request = PendingRequest(
+            id=secrets.token_hex(16),
+            created_at=datetime.now(timezone.utc),
+            label=label,
+            operation=operation,
+            requester=requester,
+            auth_method=auth_method,
+            subject=csr.subject.rfc4514_string(),
+            public_key_sha256=public_key_sha256(csr.public_key()),
+            csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+        )
+        self._db.run(
+            lambda cursor: cursor.execute(
+                "INSERT INTO pending_requests (id, created_at, label, operation, requester,"
+                " auth_method, subject, public_key_sha256, csr_pem, status)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    request.id,
+                    request.created_at,
+                    request.label,
+                    request.operation,
+                    request.requester,
+                    request.auth_method,
+                    request.subject,
+                    request.public_key_sha256,
+                    request.csr_pem,
+                    request.status.value,
+                ),
+            )
+        )
+        return request
+
+    def find_pending(
+        self, label: str, public_key_sha256: str, subject: str
+    ) -> PendingRequest | None:
+        """The newest request, in any status, for this label, key and subject (a retry)."""
+        row = self._db.run(
+            lambda cursor: cursor.execute(
+                "SELECT * FROM pending_requests"
+                " WHERE label = %s AND public_key_sha256 = %s AND subject = %s"
+                " ORDER BY created_at DESC, seq DESC LIMIT 1",
+                (label, public_key_sha256.lower(), subject),
+            ).fetchone()
+        )
+        return None if row is None else pending(row)
+
+    def get_pending(self, request_id: str) -> PendingRequest | None:
+        """The request with this id, or None."""
+        row = self._db.run(lambda cursor: pending_row(cursor, request_id))
+        return None if row is None else pending(row)
+
+    def list_pending(self, status: PendingStatus | None = None) -> list[PendingRequest]:
+        """Requests oldest first (the approval queue order), optionally of one status."""
+        rows = self._db.run(
+            lambda cursor: cursor.execute(
+                "SELECT * FROM pending_requests WHERE (%s::text IS NULL OR status = %s)"
+                " ORDER BY created_at, seq",
+                (None if status is None else status.value,) * 2,
+            ).fetchall()
+        )
+        return [pending(row) for row in rows]
+
+    def decide_pending(
+        self, request_id: str, approve: bool, reason: str | None = None
+    ) -> PendingRequest:
+        """Approve or reject a pending request. Of concurrent deciders exactly one succeeds.
+
+        Raises:
+            UnknownPendingRequest: no such id.
+            PendingStateError: the request was already decided.
+        """
+        status = PendingStatus.APPROVED if approve else PendingStatus.REJECTED
+        moment = datetime.now(timezone.utc)
+
+        def work(cursor: Cursor) -> tuple[int, dict[str, Any] | None]:
+            cursor.execute(
+                "UPDATE pending_requests SET status = %s, reason = %s, decided_at = %s"
+                " WHERE id = %s AND status = %s",
+                (status.value, reason, moment, request_id, PendingStatus.PENDING.value),
+            )
+            return cursor.rowcount, pending_row(cursor, request_id)
+
+        return self._transitioned(request_id, PendingStatus.PENDING, *self._db.run(work))
+
+    def mark_pending_issued(self, request_id: str, serial: int) -> PendingRequest:
+        """Note that certificate `serial` (recorded already) was issued for an approved request.
+
+        Raises:
+            UnknownPendingRequest: no such id.
+            UnknownSerial: the certificate is not in the ledger.
+            PendingStateError: the request is not approved (pending, rejected or issued).
+        """
+        if self.get(serial) is None:
+            raise UnknownSerial(serial)
+
+        def work(cursor: Cursor) -> tuple[int, dict[str, Any] | None]:
+            cursor.execute(
+                "UPDATE pending_requests SET status = %s, serial = %s"
+                " WHERE id = %s AND status = %s",
+                (
+                    PendingStatus.ISSUED.value,
+                    serial_hex(serial),
+                    request_id,
+                    PendingStatus.APPROVED.value,
+                ),
+            )
+            return cursor.rowcount, pending_row(cursor, request_id)
+
+        return self._transitioned(request_id, PendingStatus.APPROVED, *self._db.run(work))
+
+    @staticmethod
+    def _transitioned(
+        request_id: str, needed: PendingStatus, changed: int, row: dict[str, Any] | None
+    ) -> PendingRequest:
+        if row is None:
+            raise UnknownPendingRequest(request_id)
+        request = pending(row)
+        if changed != 1:
+            raise PendingStateError(request, needed)
+        return request
+
+    def close(self) -> None:
+        """Close the idle database connections (a later call connects again)."""
+        self._db.close()
+
+    def __enter__(self) -> PostgresLedger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,96 @@
+"""`OpsEndpoints`: the anonymous operational resources, in front of the EST handler."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from python_est.config import HEALTH_PATH
+from python_est.errors import EstError, MethodNotAllowed
+from python_est.messages import HttpRequest, HttpResponse, text_response
+from python_est.ops.health import HealthCheck
+from python_est.policy import PeerIdentity
+from python_est.revocation import CrlPublisher
+
+log = logging.getLogger("python_est.ops")
+
+Handler = Callable[[HttpRequest, PeerIdentity], HttpResponse]
+
+# RFC 2585 §4.2: the media type of a DER CRL.
+PKIX_CRL = "application/pkix-crl"
+RETRY_AFTER_S = 30
+_NO_STORE = ("Cache-Control", "no-store")
+
+
+class OpsEndpoints:
+    """`GET /healthz` and `GET <crl path>`, anonymous, on the EST port.
+
+    `/healthz` answers 200 "ok" when the CA, the ledger and the user store are usable
+    (`HealthCheck`), otherwise 503 naming the failing parts, with Retry-After. The CRL path
+    answers the DER CRL as `application/pkix-crl`. Both need no credentials: a TLS handshake
+    without a client certificate is enough.
+
+    Args:
+        health: the health check.
+        crl: the CRL publisher, or None when CRLs are off (the path then falls through).
+        crl_path: where the CRL is served (config `[crl] path`).
+    """
+
+    def __init__(
+        self, health: HealthCheck, crl: CrlPublisher | None, *, crl_path: str = "/crl/ca.crl"
+    ) -> None:
+        self.health = health
+        self.crl = crl
+        self.crl_path = crl_path
+
+    def route(self, fallback: Handler) -> Handler:
+        """A server handler: operational paths are answered here, all others by `fallback`.
+
+        After every request the CRL is regenerated if it has lived half its validity, so a
+        server that answers any request keeps its CRL fresh without a timer thread.
+        """
+
+        def handler(request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
+            path = request.path
+            if path == HEALTH_PATH:
+                return self.health_response(request)
+            if self.crl is not None and path == self.crl_path:
+                return self.crl_response(request, self.crl)
+            try:
+                return fallback(request, peer)
+            finally:
+                self.refresh_crl()
+
+        return handler
+
+    def health_response(self, request: HttpRequest) -> HttpResponse:
+        """The answer to a request for /healthz."""
+        _require_get(request)
+        report = self.health.report()
+        if report.ok:
+            self.refresh_crl()
+            return text_response(200, "ok", (_NO_STORE,))
+        return text_response(
+            503,
+            f"unavailable: {', '.join(report.failing)}",
+            (_NO_STORE, ("Retry-After", str(RETRY_AFTER_S))),
+        )
+
+    def crl_response(self, request: HttpRequest, crl: CrlPublisher) -> HttpResponse:
+        """The answer to a request for the CRL (regenerated first when due)."""
+        _require_get(request)
+        return HttpResponse(200, (("Content-Type", PKIX_CRL),), crl.current())
+
+    def refresh_crl(self) -> None:
+        """Regenerate the CRL if due; a failure is logged, never raised."""
+        if self.crl is None:
+            return
+        try:
+            self.crl.refresh_if_due()
+        except EstError as exc:
+            log.warning("could not regenerate the CRL: %s", exc.detail)
+
+
+def _require_get(request: HttpRequest) -> None:
+    if request.method != "GET":
+        raise MethodNotAllowed(f"{request.method} is not allowed here", allowed=("GET",))

@@ -1,0 +1,140 @@
+"""`HealthCheck`: can this server issue right now? The CA signs, the ledger commits, users load."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Protocol
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from python_est.ca import CertificateAuthority
+from python_est.ca.rules import signature_hash
+from python_est.errors import EstError, UserStoreError
+
+log = logging.getLogger("python_est.health")
+
+_PROBE_MESSAGE = b"python-est health probe"
+
+
+class LedgerProbe(Protocol):
+    """`python_est.ledger.SqliteLedger.probe`: commit one tiny write or raise an `EstError`."""
+
+    def probe(self) -> None: ...
+
+
+class UserStoreProbe(Protocol):
+    """`python_est.users.UserStore.reload`: re-read a changed file or raise `UserStoreError`."""
+
+    def reload(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """The parts that failed ("CA", "ledger", "user store"); none when healthy."""
+
+    failing: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.failing
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class HealthCheck:
+    """Checks the CA, the ledger and the user store, at most once per `cache_seconds`.
+
+    A check signs and verifies a short message with the CA key (the key is usable and matches
+    the certificate, which is within its validity), commits one write to the ledger (a full or
+    read-only disk shows at once), and re-reads the user store if its file changed (a missing
+    or malformed file fails). The result is kept `cache_seconds`, so a monitor polling often
+    costs one signature and one commit per interval. Thread-safe.
+
+    Args:
+        ca: the issuing CA.
+        ledger: the ledger's write probe.
+        users: the user store, or None when SRP and Basic are off.
+        cache_seconds: how long a result is reused.
+        monotonic, clock: time sources (tests pass fixed ones).
+    """
+
+    def __init__(
+        self,
+        ca: CertificateAuthority,
+        ledger: LedgerProbe,
+        users: UserStoreProbe | None,
+        *,
+        cache_seconds: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._ca = ca
+        self._ledger = ledger
+        self._users = users
+        self._cache_seconds = cache_seconds
+        self._monotonic = monotonic
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._report: HealthReport | None = None
+        self._checked_at = 0.0
+
+    def report(self) -> HealthReport:
+        """The current report, from the cache when it is fresh enough."""
+        with self._lock:
+            now = self._monotonic()
+            if self._report is None or now - self._checked_at >= self._cache_seconds:
+                self._report = self._check()
+                self._checked_at = now
+            return self._report
+
+    def _check(self) -> HealthReport:
+        failing: list[str] = []
+        problem = self._ca_problem()
+        if problem:
+            failing.append("CA")
+            log.warning("health: the CA cannot sign: %s", problem)
+        try:
+            self._ledger.probe()
+        except (EstError, OSError) as exc:
+            failing.append("ledger")
+            log.warning("health: the ledger cannot commit: %s", exc)
+        if self._users is not None:
+            try:
+                self._users.reload()
+            except UserStoreError as exc:
+                failing.append("user store")
+                log.warning("health: the user store is unusable: %s", exc)
+        return HealthReport(tuple(failing))
+
+    def _ca_problem(self) -> str:
+        cert = self._ca.certificate
+        now = self._clock()
+        if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
+            return "the CA certificate is outside its validity period"
+        key = self._ca.private_key
+        public = cert.public_key()
+        algorithm = signature_hash(key)
+        try:
+            if isinstance(key, rsa.RSAPrivateKey) and isinstance(public, rsa.RSAPublicKey):
+                signature = key.sign(_PROBE_MESSAGE, padding.PKCS1v15(), algorithm)
+                public.verify(signature, _PROBE_MESSAGE, padding.PKCS1v15(), algorithm)
+            elif isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(
+                public, ec.EllipticCurvePublicKey
+            ):
+                signature = key.sign(_PROBE_MESSAGE, ec.ECDSA(algorithm))
+                public.verify(signature, _PROBE_MESSAGE, ec.ECDSA(algorithm))
+            else:
+                return "the CA key does not match the certificate's key type"
+        except InvalidSignature:
+            return "the CA key does not match the certificate"
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            return f"signing failed ({exc.__class__.__name__})"
+        return ""

@@ -1,0 +1,42 @@
+"""PostgreSQL storage for several python-est instances sharing one database (psycopg 3).
+
+Split by concept: `connection` (`Database`: the pool, retries and error mapping), `schema`
+(migrations and the `schema_version` table), `meta` (shared server secrets), `limiter`
+(`DatabaseFailureLimiter`) and `tickets` (`TicketKeyRing`). The ledger and the user store built
+on it live with their SQLite and file siblings: `python_est.ledger.postgres` and
+`python_est.users.database`.
+
+psycopg is an optional dependency (`pip install python-est[postgres]`): import this package only
+when a database URL is configured.
+"""
+
+from __future__ import annotations
+
+from python_est.pgsql.connection import (
+    RETRY_AFTER_S,
+    Cursor,
+    Database,
+    describe_url,
+    is_database_url,
+    scalar,
+)
+from python_est.pgsql.limiter import DatabaseFailureLimiter
+from python_est.pgsql.meta import shared_secret
+from python_est.pgsql.schema import SCHEMA_VERSION, SchemaTooNew, schema_version, upgrade
+from python_est.pgsql.tickets import TicketKeyRing
+
+__all__ = [
+    "RETRY_AFTER_S",
+    "SCHEMA_VERSION",
+    "Cursor",
+    "Database",
+    "DatabaseFailureLimiter",
+    "SchemaTooNew",
+    "TicketKeyRing",
+    "describe_url",
+    "is_database_url",
+    "scalar",
+    "schema_version",
+    "shared_secret",
+    "upgrade",
+]

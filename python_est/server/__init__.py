@@ -1,0 +1,32 @@
+"""The accept loop: bounded workers, deadlines, HTTP/1.1 framing, one response per connection.
+
+This is the one place where exceptions become responses: an `EstError` becomes its status with a
+short text/plain reason; anything else is a bug, logged with its traceback and answered with a
+bare 500.
+
+Capacity. A semaphore with `max_connections` slots gates `accept()`: while every worker is busy
+the server does not accept, so further connections wait in the kernel's listen queue (`backlog`)
+instead of being accepted and dropped. Every connection is bounded in time: the handshake must
+finish within `handshake_timeout` and the request must then arrive within `request_timeout`.
+Both are absolute deadlines applied to every socket call (see `python_est.tls`), so a client that
+trickles bytes cannot hold a worker longer than that, and idle or half-open connections are
+dropped when their deadline passes.
+
+Reload and stop. `replace_app` swaps the handshaker and handler as one pair: each connection
+takes the pair current when it is accepted, so connections in flight finish with the old
+credentials and configuration while new ones get the new. `request_stop(grace)` (safe from any
+thread) stops accepting; `serve_forever` then waits up to `grace` seconds for connections in
+flight, cuts the rest, and returns once every connection thread is done.
+
+Pre-fork. `bind_listener` makes the listening socket; several processes may each run an
+`EstServer` on the same inherited socket (`listener=`), and the kernel hands each connection to
+one of them. `notify_systemd` sends sd_notify(3) messages (the only other socket the CLI needs).
+
+Split by concept: `loop` (`EstServer`), `outcome` (the connection log line and the audit event of
+a refused enrollment), `system` (listening socket, sd_notify).
+"""
+
+from python_est.server.loop import EstServer, Handler, Handshaker
+from python_est.server.system import Listener, bind_listener, notify_systemd
+
+__all__ = ["EstServer", "Handler", "Handshaker", "Listener", "bind_listener", "notify_systemd"]

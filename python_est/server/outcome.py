@@ -1,0 +1,136 @@
+"""What happened on one connection: its single log line, and audit events of refusals."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+
+from python_est.errors import AuthenticationRequired, EstError
+from python_est.messages import HttpRequest, Operation, parse_est_path
+from python_est.policy import PeerIdentity
+
+log = logging.getLogger("python_est.server")
+audit = logging.getLogger("python_est.audit")
+
+# Audit event names of the operations that issue certificates.
+AUDITED = {
+    Operation.SIMPLEENROLL: "enroll",
+    Operation.SIMPLEREENROLL: "reenroll",
+    Operation.SERVERKEYGEN: "serverkeygen",
+}
+
+
+class Outcome:
+    """Facts about one connection, gathered while serving it, for its one log line."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.peer: PeerIdentity | None = None
+        self.request = "-"
+        self.status: int | None = None
+        self.note = ""
+        self.failure = ""
+        self.handshake_seconds: float | None = None  # from accept to the handshake's end
+        self.seconds = 0.0  # the whole connection (set for the observer)
+
+    def log(self, started: float) -> None:
+        elapsed = (time.monotonic() - started) * 1000
+        if self.peer is None:
+            log.info("%s - %s %.1fms", self.address, self.failure or "closed", elapsed)
+            return
+        tls = self.peer.tls
+        auth = f"auth={self.peer.tls_auth.value}"
+        cert = self.peer.client_cert
+        refused = ""
+        who = peer_text(self.peer)
+        if who:
+            auth += f":{who}"
+        elif cert is not None:
+            refused = f'refused certificate "{cert.leaf.subject.rfc4514_string()}" ({cert.reason})'
+        parts = [
+            self.address,
+            tls.version,
+            tls.cipher_suite + (" resumed" if tls.resumed else ""),
+            auth,
+            f'"{self.request}"',
+            "-" if self.status is None else str(self.status),
+            f"{elapsed:.1f}ms",
+        ]
+        parts += [text for text in (self.note, refused, self.failure) if text]
+        log.info(" ".join(parts))
+
+
+def audit_refusal(request: HttpRequest, peer: PeerIdentity, err: EstError) -> None:
+    """One audit event for a refused enroll, reenroll or serverkeygen (issuance audits itself).
+
+    A 401 to a request without credentials is a challenge, not a refusal: libest's estclient
+    and others ask without credentials first.
+    """
+    if request.method != "POST":
+        return
+    try:
+        path = parse_est_path(request.target)
+    except EstError:
+        return
+    event = AUDITED.get(path.operation)
+    if event is None:
+        return
+    if isinstance(err, AuthenticationRequired) and request.header("authorization") is None:
+        return
+    tls_user = peer_text(peer)
+    basic_user = _basic_user(request)
+    requester = " + ".join(u for u in (basic_user, tls_user) if u) or "anonymous"
+    auth = "+".join(
+        kind for kind, used in ((peer.tls_auth.value, tls_user), ("basic", basic_user)) if used
+    )
+    reason = " ".join(err.detail.split())[:200] or err.title
+    audit.info(
+        "%s refused status=%d requester=%r auth=%s label=%r reason=%r",
+        event,
+        err.status,
+        requester,
+        auth or "none",
+        path.label,
+        reason,
+        extra={
+            "event": event,
+            "result": "refused",
+            "status": err.status,
+            "serial": None,
+            "subject": None,
+            "requester": requester,
+            "auth": auth or "none",
+            "label": path.label,
+            "reason": reason,
+        },
+    )
+
+
+def _basic_user(request: HttpRequest) -> str:
+    """The user name of an `Authorization: Basic` header (never the password); "" for none."""
+    scheme, _, token = (request.header("authorization") or "").partition(" ")
+    if scheme.lower() != "basic":
+        return ""
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except ValueError:  # bad base64 (binascii.Error), non-ASCII text (found by fuzzing), bad UTF-8
+        return ""
+    user, colon, _ = decoded.partition(":")
+    return printable(user)[:128] if colon else ""
+
+
+def peer_text(peer: PeerIdentity) -> str:
+    """The authenticated TLS identity: SRP user or valid certificate subject; "" for none."""
+    if peer.srp_user is not None:
+        return peer.srp_user
+    cert = peer.client_cert
+    if cert is not None and cert.valid:
+        return cert.leaf.subject.rfc4514_string()
+    return ""
+
+
+def printable(text: str) -> str:
+    """Client text made safe for one log line."""
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return cleaned[:200]

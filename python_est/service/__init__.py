@@ -1,0 +1,72 @@
+"""The EST operations of RFC 7030 (as clarified by RFC 8951): `EstService.handle(request, peer)`.
+
+No sockets, threads or files: an `HttpRequest` and the `PeerIdentity` the TLS layer established
+go in, an `HttpResponse` comes out, and every refusal is raised as an `EstError` (the server, or
+`error_response`, turns it into a short text/plain answer). It is safe to call from many worker
+threads at once.
+
+Split by concept: `core` (`EstService`: routing and the operations), `auth` (who asked), `enforce`
+(what /csrattrs demands of a CSR), `issuance` (signing, the ledger record, success bodies) and
+`approval` (manual approval: 202 and the pending queue).
+
+Routing. `/.well-known/est[/<label>]/<operation>`; an unknown label is 404, a wrong method 405
+with `Allow`. `/cacerts` and `/csrattrs` are anonymous GETs (§4.1.1, §4.5); the POST operations
+authenticate first (§4.2, R43), then read the body.
+
+Authentication (§3.2.3, §3.3). Each label names, per operation, alternatives of methods that must
+all hold ("cert", "srp", "basic", "cert+basic"). TLS credentials (a validated client certificate,
+a TLS-SRP user) are weighed first; HTTP Basic is consulted only when they do not already satisfy
+an alternative, so an empty `Authorization: Basic Og==` that libest's estclient sends on its
+retry never spoils a certificate-authenticated request. A missing credential is 401 with
+`WWW-Authenticate: Basic realm=...` whenever Basic could complete an alternative; a wrong password
+is 401 with the challenge again, counted by the `FailureLimiter` per user and per client address;
+a locked user or address gets 429 with `Retry-After` before its password is even checked.
+
+Linking (§3.5). With `require_pop`, /csrattrs lists challengePassword and every CSR must carry
+base64(tls-unique) of its own connection there (PrintableString or UTF8String, compared in
+constant time); a TLS 1.3 connection, which has no tls-unique, is refused with that reason. RA
+clients are exempt (§3.7). Without `require_pop`, a challengePassword shaped like a tls-unique is
+still checked. See `python_est.policy.check_linking`.
+
+CSR attributes (§4.5.2). With `enforce_csrattrs`, a CSR that misses what /csrattrs announces gets
+400 naming every shortfall; `enforce` documents how each CsrAttrs item is read.
+
+Authorization: see the section comment in `python_est.policy` (RA certificates may request any
+subject the profile allows; password users their allowed names; a plain client certificate only
+its own Subject and subjectAltNames).
+
+Reenrollment (§4.2.2, §3.3.2). The certificate being renewed is the validated TLS client
+certificate; without one the answer is 403. It must be signed by this EST CA and not revoked in
+the ledger. The CSR Subject must equal the certificate's: compared as DER bytes first, falling back
+to RFC 5280 §7.1-style comparison (same attribute types in the same RDN order, values compared
+case-insensitively with white space folded). subjectAltName is compared as a set of GeneralNames;
+both absent is a match. Rekey (new key) and renewal (same key) are both allowed. The rule holds
+for RA certificates too: an RA requests other subjects through /simpleenroll.
+
+Server-side key generation (§4.4). Authenticated, linked, enforced and authorized like
+/simpleenroll, but the CSR's key and signature are ignored. The key type is the label's
+`serverkeygen_key_type`, unless the label's csrattrs announce a key type that excludes it; then
+the first announced type that can be generated (`enforce.serverkeygen_key_type`). The answer is
+multipart/mixed: the PKCS#8 key, then the certs-only certificate, both base64. The private key
+exists only in that response (never logged, written or recorded); the ledger marks the
+certificate `server_generated_key`. Requests for an encrypted key (DecryptKeyIdentifier,
+AsymmetricDecryptKeyIdentifier) get 501, never a plaintext key.
+
+Manual approval (§4.2.3). `approval = manual` holds /simpleenroll and /serverkeygen requests:
+202 with Retry-After until an operator decides with `python-est requests`; see `approval`.
+
+Issuance. Every certificate is committed to the ledger before the response is built (a serial
+collision signs again, up to three times), then one audit line is logged on "python_est.audit".
+"""
+
+from __future__ import annotations
+
+from python_est.service.core import (
+    PENDING_RETRY_AFTER,
+    EstService,
+    check_label,
+    error_response,
+    utcnow,
+)
+
+__all__ = ["PENDING_RETRY_AFTER", "EstService", "check_label", "error_response", "utcnow"]

@@ -1,0 +1,101 @@
+"""Who made a request (RFC 7030 §3.2.3, §3.3): TLS credentials first, then HTTP Basic."""
+
+from __future__ import annotations
+
+import logging
+
+from python_est.config import AuthMethod, AuthRequirement
+from python_est.errors import AuthenticationRequired
+from python_est.messages import HttpRequest
+from python_est.policy import (
+    Authentication,
+    BasicCredentials,
+    PeerIdentity,
+    parse_basic_authorization,
+    satisfied_methods,
+)
+from python_est.ratelimit import FailureCounter, address_key, user_key
+from python_est.users import UserDirectory
+
+log = logging.getLogger("python_est.service")
+
+
+class Authenticator:
+    """Decides which identities authenticated a request (see the package docstring).
+
+    Args:
+        users: the password store for HTTP Basic (None: Basic never succeeds).
+        limiter: failure counters for password attempts.
+        realm: the HTTP Basic realm of challenges.
+    """
+
+    def __init__(self, users: UserDirectory | None, limiter: FailureCounter, realm: str) -> None:
+        self._users = users
+        self._limiter = limiter
+        self._realm = realm
+
+    def authenticate(
+        self, request: HttpRequest, peer: PeerIdentity, requirement: AuthRequirement
+    ) -> Authentication:
+        """The identities that satisfy `requirement`.
+
+        Raises:
+            AuthenticationRequired: 401, with the Basic challenge when Basic could complete an
+                alternative.
+            TooManyRequests: 429, the user or address is locked out.
+        """
+        client = (
+            peer.client_cert if peer.client_cert is not None and peer.client_cert.valid else None
+        )
+        present = set[AuthMethod]()
+        if client is not None:
+            present.add(AuthMethod.CERT)
+        if peer.srp_user is not None:
+            present.add(AuthMethod.SRP)
+        basic_user = None
+        satisfied = satisfied_methods(requirement, frozenset(present))
+        if satisfied is None:
+            # Basic is consulted only when TLS credentials fall short, and only when it could
+            # complete an alternative: then a missing or wrong password gets the challenge.
+            satisfied = satisfied_methods(requirement, frozenset(present | {AuthMethod.BASIC}))
+            if satisfied is None:
+                raise AuthenticationRequired(_missing(requirement, peer))
+            credentials = self._basic_credentials(request, _missing(requirement, peer))
+            self._check_password(credentials, peer)
+            basic_user = credentials.user
+        return Authentication(
+            methods=satisfied,
+            certificate=client if AuthMethod.CERT in satisfied else None,
+            srp_user=peer.srp_user if AuthMethod.SRP in satisfied else None,
+            basic_user=basic_user if AuthMethod.BASIC in satisfied else None,
+        )
+
+    def _basic_credentials(self, request: HttpRequest, missing: str) -> BasicCredentials:
+        try:
+            credentials = parse_basic_authorization(request.header("authorization"))
+        except ValueError as exc:
+            raise AuthenticationRequired(str(exc), basic_realm=self._realm) from None
+        if credentials is None or credentials.is_empty:
+            raise AuthenticationRequired(missing, basic_realm=self._realm)
+        return credentials
+
+    def _check_password(self, credentials: BasicCredentials, peer: PeerIdentity) -> None:
+        keys = (user_key(credentials.user), address_key(peer.address))
+        self._limiter.check(keys)
+        users = self._users
+        if users is None or not users.check_password(credentials.user, credentials.password):
+            self._limiter.record_failure(keys)
+            log.info("HTTP Basic authentication failed for user %r", credentials.user[:128])
+            raise AuthenticationRequired("invalid user name or password", basic_realm=self._realm)
+        self._limiter.record_success(keys[:1])
+
+
+def _missing(requirement: AuthRequirement, peer: PeerIdentity) -> str:
+    accepted = " or ".join(
+        "+".join(m.value for m in (AuthMethod.CERT, AuthMethod.SRP, AuthMethod.BASIC) if m in alt)
+        for alt in requirement
+    )
+    text = f"authentication required (accepted: {accepted})"
+    if peer.client_cert is not None and not peer.client_cert.valid:
+        text += f"; client certificate not accepted: {peer.client_cert.reason}"
+    return text

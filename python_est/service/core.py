@@ -1,0 +1,353 @@
+"""`EstService`: routing, authentication and the EST operations (see the package docstring)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+
+from python_est import oids, wire
+from python_est.ca import CertificateAuthority
+from python_est.config import LabelConfig
+from python_est.errors import (
+    CaError,
+    EstError,
+    Forbidden,
+    InvalidCsr,
+    MethodNotAllowed,
+    NotFound,
+    NotImplementedOperation,
+    UnsupportedMediaType,
+)
+from python_est.keys import KeyType, generate_private_key
+from python_est.ledger import Ledger
+from python_est.messages import (
+    CSRATTRS,
+    PKCS7_MIME,
+    PKCS10,
+    HttpRequest,
+    HttpResponse,
+    Operation,
+    parse_est_path,
+    text_response,
+)
+from python_est.policy import (
+    Authentication,
+    PeerIdentity,
+    authorize_enrollment,
+    check_linking,
+    check_reenrollment,
+)
+from python_est.ratelimit import FailureCounter
+from python_est.service.approval import ApprovalGate
+from python_est.service.auth import Authenticator
+from python_est.service.enforce import (
+    CsrRequirements,
+    check_csr,
+    csr_requirements,
+    serverkeygen_key_type,
+)
+from python_est.service.issuance import (
+    B64,
+    Issuer,
+    certs_only_response,
+    precheck,
+    serverkeygen_response,
+)
+from python_est.users import UserDirectory
+
+log = logging.getLogger("python_est.service")
+
+REENROLL_NEEDS_CERT = "reenrollment requires the client certificate being renewed (RFC 7030 §4.2.2)"
+PENDING_RETRY_AFTER = 60
+
+Handler = Callable[[HttpRequest, PeerIdentity, LabelConfig], HttpResponse]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+def error_response(err: EstError) -> HttpResponse:
+    """The text/plain response for `err`: one line, its status and the headers it requires."""
+    detail = " ".join(err.detail.split())
+    text = err.title if detail in ("", err.title) else f"{err.title}: {detail}"
+    return text_response(err.status, text, err.headers())
+
+
+@dataclass(frozen=True)
+class _LabelPlan:
+    """What start-up derives once from a label's config."""
+
+    attrs: wire.CsrAttrs
+    requirements: CsrRequirements
+    keygen_type: KeyType
+
+
+class EstService:
+    """Answers EST requests for every configured CA label.
+
+    Args:
+        labels: label name ("" for the unlabelled paths) to its policy.
+        ca: the CA that signs, and whose chain /cacerts returns.
+        ledger: where every issued certificate is committed before it is returned, and the
+            queue of requests awaiting manual approval.
+        users: the password store for HTTP Basic (None: Basic never succeeds).
+        limiter: failure counters for password attempts.
+        realm: the HTTP Basic realm of challenges.
+        clock: current time (tests pass a fixed one).
+        pending_retry_after: seconds in `Retry-After` of a 202 (manual approval).
+
+    Raises:
+        ValueError: a label's `csrattrs` text does not parse, or announces a key type that
+            /serverkeygen cannot generate.
+    """
+
+    def __init__(
+        self,
+        *,
+        labels: Mapping[str, LabelConfig],
+        ca: CertificateAuthority,
+        ledger: Ledger,
+        users: UserDirectory | None,
+        limiter: FailureCounter,
+        realm: str,
+        clock: Callable[[], datetime] = utcnow,
+        pending_retry_after: int = PENDING_RETRY_AFTER,
+    ) -> None:
+        self._labels = dict(labels)
+        self._plans = {label.name: _plan(label) for label in self._labels.values()}
+        self._ca = ca
+        self._ledger = ledger
+        self._users = users
+        self._auth = Authenticator(users, limiter, realm)
+        self._issuer = Issuer(ca, ledger, clock)
+        self._gate = ApprovalGate(ledger, retry_after=pending_retry_after, clock=clock)
+        self._routes: dict[Operation, Handler] = {
+            Operation.CACERTS: self._cacerts,
+            Operation.SIMPLEENROLL: self._simpleenroll,
+            Operation.SIMPLEREENROLL: self._simplereenroll,
+            Operation.SERVERKEYGEN: self._serverkeygen,
+            Operation.CSRATTRS: self._csrattrs,
+            Operation.FULLCMC: self._fullcmc,
+        }
+
+    def handle(self, request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
+        """Answer one EST request.
+
+        Returns:
+            The success response: 200, or 202 while a request awaits manual approval.
+
+        Raises:
+            EstError: every refusal, carrying its status, detail and required headers.
+        """
+        path = parse_est_path(request.target)
+        label = self._labels.get(path.label)
+        if label is None:
+            raise NotFound(f"unknown CA label {path.label!r}")
+        method = path.operation.method
+        if request.method != method:
+            raise MethodNotAllowed(
+                f"/{path.operation.value} takes {method}, not {request.method[:16]!r}",
+                allowed=(method,),
+            )
+        return self._routes[path.operation](request, peer, label)
+
+    # --- operations ----------------------------------------------------------------------------
+
+    def _cacerts(
+        self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
+    ) -> HttpResponse:
+        # §4.1.3: the current root and every certificate needed to chain to it; no CA means 5xx,
+        # never an empty 200 (R42).
+        chain = self._ca.chain
+        if not chain:
+            raise CaError("no CA certificate is configured")
+        body = wire.encode_certs_only(chain)
+        return HttpResponse(200, (("Content-Type", PKCS7_MIME), B64), body)
+
+    def _simpleenroll(
+        self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
+    ) -> HttpResponse:
+        auth = self._auth.authenticate(request, peer, label.enroll_auth)
+        csr = self._read_csr(request)
+        self._check_csr(csr, peer, label, client_key=True)
+        self._authorize(csr, auth, label)
+        if label.approval == "manual":
+            precheck(csr, label, client_key=True)
+
+            def fulfil(
+                approved: x509.CertificateSigningRequest,
+            ) -> tuple[x509.Certificate, HttpResponse]:
+                cert = self._issuer.issue(approved, label, auth, Operation.SIMPLEENROLL)
+                return cert, certs_only_response(cert)
+
+            return self._gate.admit(csr, label, auth, Operation.SIMPLEENROLL, fulfil)
+        cert = self._issuer.issue(csr, label, auth, Operation.SIMPLEENROLL)
+        return certs_only_response(cert)
+
+    def _simplereenroll(
+        self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
+    ) -> HttpResponse:
+        client = peer.client_cert
+        if client is None:
+            raise Forbidden(REENROLL_NEEDS_CERT)
+        if not client.valid:
+            raise Forbidden(f"{REENROLL_NEEDS_CERT}; the certificate presented: {client.reason}")
+        auth = self._auth.authenticate(request, peer, label.reenroll_auth)
+        current = client.leaf
+        self._check_ours(current)
+        csr = self._read_csr(request)
+        self._check_csr(csr, peer, label, client_key=True)
+        check_reenrollment(csr, current)
+        # Not held for manual approval: the client holds this CA's certificate for these names.
+        cert = self._issuer.issue(csr, label, auth, Operation.SIMPLEREENROLL)
+        return certs_only_response(cert)
+
+    def _csrattrs(
+        self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
+    ) -> HttpResponse:
+        # §4.5: anonymous. 204 when nothing is requested (RFC 8951 §4 allows 204/404/empty 200).
+        attrs = self._plans[label.name].attrs
+        if not attrs:
+            return HttpResponse(204)
+        body = wire.encode_base64(wire.encode_csrattrs(attrs))
+        return HttpResponse(200, (("Content-Type", CSRATTRS), B64), body)
+
+    def _serverkeygen(
+        self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
+    ) -> HttpResponse:
+        if not label.serverkeygen:
+            raise NotImplementedOperation(
+                "server-side key generation (/serverkeygen) is disabled for this CA"
+            )
+        auth = self._auth.authenticate(request, peer, label.serverkeygen_auth)
+        csr = self._read_csr(request)
+        if _requests_encrypted_key(csr):
+            # §4.4.1.1/§4.4.1.2: the client asked for an encrypted key; answering with a
+            # plaintext key instead would defeat the request.
+            raise NotImplementedOperation("encrypted key return is not supported")
+        # §4.4.1: the CSR's key and signature are ignored; everything else is checked as for
+        # /simpleenroll, linking included (libest does the same).
+        self._check_csr(csr, peer, label, client_key=False)
+        self._authorize(csr, auth, label)
+        key_type = self._plans[label.name].keygen_type
+
+        def fulfil(
+            approved: x509.CertificateSigningRequest,
+        ) -> tuple[x509.Certificate, HttpResponse]:
+            key = generate_private_key(key_type)
+            cert = self._issuer.issue(
+                approved, label, auth, Operation.SERVERKEYGEN, key.public_key()
+            )
+            return cert, serverkeygen_response(key, cert)
+
+        if label.approval == "manual":
+            precheck(csr, label, client_key=False)
+            return self._gate.admit(csr, label, auth, Operation.SERVERKEYGEN, fulfil)
+        return fulfil(csr)[1]
+
+    def _fullcmc(
+        self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
+    ) -> HttpResponse:
+        raise NotImplementedOperation(
+            "Full CMC (RFC 7030 §4.3) is not supported; use /simpleenroll"
+        )
+
+    # --- checks ---------------------------------------------------------------------------------
+
+    def _read_csr(self, request: HttpRequest) -> x509.CertificateSigningRequest:
+        # §4.2.1: the body is a base64 PKCS#10 labelled application/pkcs10 (R08). Parameters,
+        # case and spacing are accepted; any Content-Transfer-Encoding is ignored (RFC 8951 §3).
+        value = request.header("content-type")
+        if value is None:
+            raise UnsupportedMediaType(f"missing Content-Type: send {PKCS10}")
+        media_type, _ = wire.parse_media_type(value)
+        if media_type != PKCS10:
+            raise UnsupportedMediaType(f"Content-Type must be {PKCS10}")
+        return wire.decode_csr(request.body)
+
+    def _check_csr(
+        self,
+        csr: x509.CertificateSigningRequest,
+        peer: PeerIdentity,
+        label: LabelConfig,
+        *,
+        client_key: bool,
+    ) -> None:
+        # §3.5 linking first (its reason is the most specific), then §4.5.2 enforcement.
+        is_ra = peer.client_cert is not None and peer.client_cert.valid and peer.client_cert.is_ra
+        check_linking(
+            wire.csr_challenge_password(csr), peer.tls, required=label.require_pop, is_ra=is_ra
+        )
+        if label.enforce_csrattrs:
+            requirements = self._plans[label.name].requirements
+            check_csr(requirements, csr, client_key=client_key, is_ra=is_ra)
+
+    def _authorize(
+        self, csr: x509.CertificateSigningRequest, auth: Authentication, label: LabelConfig
+    ) -> None:
+        names = {
+            user: (self._users.allowed_names(user) if self._users is not None else ())
+            for user in auth.password_users
+        }
+        authorize_enrollment(
+            csr, auth, password_subjects=label.password_subjects, allowed_names=names
+        )
+
+    def _check_ours(self, cert: x509.Certificate) -> None:
+        # R57: the certificate being renewed must come from this EST CA, whatever other client
+        # trust anchors are configured; and it must not be revoked.
+        try:
+            cert.verify_directly_issued_by(self._ca.certificate)
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+            raise Forbidden(
+                "the client certificate was not issued by this EST CA and cannot be renewed here"
+            ) from None
+        if self._ledger.is_revoked(cert.serial_number):
+            raise Forbidden("the certificate being renewed is revoked")
+
+
+def check_label(label: LabelConfig) -> None:
+    """Check that the service can serve `label`, as `EstService` does at start-up.
+
+    For the CLI, which reports the problem as a config error on the label's `csrattrs` key.
+
+    Raises:
+        ValueError: `csrattrs` does not parse or cannot be read as requirements (see
+            `enforce`), or announces only key types /serverkeygen cannot generate.
+    """
+    _derive(label)
+
+
+def _plan(label: LabelConfig) -> _LabelPlan:
+    # Derived once at start-up, so a bad spec stops the server instead of failing requests.
+    try:
+        return _derive(label)
+    except ValueError as exc:
+        raise ValueError(f"CA label {label.name!r}: csrattrs: {exc}") from None
+
+
+def _derive(label: LabelConfig) -> _LabelPlan:
+    attrs = wire.parse_csrattrs_spec(label.csrattrs)
+    if label.require_pop:
+        # §3.5: a server that requires linking MUST list challengePassword (R48).
+        attrs = wire.with_challenge_password(attrs)
+    requirements = csr_requirements(attrs)
+    keygen_type = label.serverkeygen_key_type
+    if label.serverkeygen:
+        keygen_type = serverkeygen_key_type(requirements, keygen_type)
+    return _LabelPlan(attrs, requirements, keygen_type)
+
+
+def _requests_encrypted_key(csr: x509.CertificateSigningRequest) -> bool:
+    try:
+        present = {attribute.oid for attribute in csr.attributes}
+    except ValueError:
+        raise InvalidCsr("malformed CSR attributes") from None
+    return bool(present & {oids.DECRYPT_KEY_IDENTIFIER, oids.ASYMMETRIC_DECRYPT_KEY_IDENTIFIER})

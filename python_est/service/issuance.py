@@ -1,0 +1,180 @@
+"""Signing, committing to the ledger, and the success bodies of the enrollment operations."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from python_est import wire
+from python_est.ca import CertificateAuthority
+from python_est.ca.rules import permitted_san, verified_csr_key
+from python_est.config import LabelConfig
+from python_est.errors import InvalidCsr, LedgerError
+from python_est.keys import weak_key_reason
+from python_est.ledger import (
+    DuplicateSerial,
+    IssuedCertificate,
+    Ledger,
+    PendingRequest,
+    serial_hex,
+)
+from python_est.messages import CERTS_ONLY, PKCS8, HttpResponse, Operation
+from python_est.policy import Authentication
+
+log = logging.getLogger("python_est.service")
+audit = logging.getLogger("python_est.audit")
+
+MAX_SERIAL_ATTEMPTS = 3
+# Audit event names (python_est.cli.logs: structured in the JSON log format).
+AUDIT_EVENTS = {
+    Operation.SIMPLEENROLL: "enroll",
+    Operation.SIMPLEREENROLL: "reenroll",
+    Operation.SERVERKEYGEN: "serverkeygen",
+}
+B64 = ("Content-Transfer-Encoding", "base64")
+
+
+class Issuer:
+    """Signs certificates and commits each one to the ledger before anyone sees it.
+
+    Args:
+        ca: the signing CA.
+        ledger: where every certificate is recorded.
+        clock: the issuance time source.
+    """
+
+    def __init__(
+        self, ca: CertificateAuthority, ledger: Ledger, clock: Callable[[], datetime]
+    ) -> None:
+        self._ca = ca
+        self._ledger = ledger
+        self._clock = clock
+
+    def issue(
+        self,
+        csr: x509.CertificateSigningRequest,
+        label: LabelConfig,
+        auth: Authentication,
+        operation: Operation,
+        public_key: CertificatePublicKeyTypes | None = None,
+    ) -> x509.Certificate:
+        """Sign `csr` under the label's profile and record it (a serial collision signs again).
+
+        Args:
+            csr: the request; its key is certified unless `public_key` is given.
+            label: the label whose profile applies.
+            auth: who asked (the ledger's requester and method).
+            operation: the EST operation, for the ledger.
+            public_key: a server-generated key to certify instead (RFC 7030 §4.4.1).
+
+        Raises:
+            InvalidCsr: the CA refuses the request.
+            LedgerError: the certificate could not be recorded under a unique serial.
+        """
+        for _ in range(MAX_SERIAL_ATTEMPTS):
+            now = self._clock()
+            cert = self._ca.issue(csr, label.profile, public_key=public_key, now=now)
+            entry = IssuedCertificate.from_certificate(
+                cert,
+                requester=auth.requester,
+                auth_method=auth.method_text,
+                label=label.name,
+                operation=operation.value,
+                server_generated_key=public_key is not None,
+                issued_at=now,
+            )
+            try:
+                # DESIGN.md decision 8: committed before the response exists.
+                self._ledger.record(entry)
+            except DuplicateSerial:
+                log.warning(
+                    "serial %s already in the ledger; signing again", serial_hex(cert.serial_number)
+                )
+                continue
+            audit.info(
+                "%s issued serial=%s subject=%r requester=%r auth=%s label=%r operation=%s",
+                AUDIT_EVENTS.get(operation, operation.value),
+                serial_hex(cert.serial_number),
+                entry.subject,
+                entry.requester,
+                entry.auth_method,
+                label.name,
+                operation.value,
+                extra=audit_fields(AUDIT_EVENTS.get(operation, operation.value), "issued", entry),
+            )
+            return cert
+        raise LedgerError("could not record the certificate under a unique serial number")
+
+
+def audit_fields(
+    event: str, result: str, entry: IssuedCertificate | PendingRequest, **more: object
+) -> dict[str, object]:
+    """The `extra=` fields of an audit event about a certificate or a pending request."""
+    serial = getattr(entry, "serial", None)
+    return {
+        "event": event,
+        "result": result,
+        "serial": None if serial is None else serial_hex(serial),
+        "subject": entry.subject,
+        "requester": entry.requester,
+        "auth": entry.auth_method,
+        "label": entry.label,
+        **more,
+    }
+
+
+def precheck(csr: x509.CertificateSigningRequest, label: LabelConfig, *, client_key: bool) -> None:
+    """Refuse now what the CA would refuse at issuance, so no doomed request waits for approval.
+
+    Args:
+        csr: the request.
+        label: its label (the profile's subjectAltName rules).
+        client_key: the CSR key is certified, so its signature and strength matter.
+
+    Raises:
+        InvalidCsr: as `CertificateAuthority.issue` would.
+    """
+    if client_key:
+        reason = weak_key_reason(verified_csr_key(csr))
+        if reason is not None:
+            raise InvalidCsr(reason)
+    else:
+        try:
+            csr.public_key()  # the pending queue identifies the request by this key
+        except (ValueError, UnsupportedAlgorithm):
+            raise InvalidCsr("CSR key algorithm is not supported") from None
+    san = permitted_san(csr, label.profile)
+    if len(csr.subject) == 0 and san is None:
+        raise InvalidCsr("CSR has neither a subject nor a subjectAltName")
+
+
+def certs_only_response(cert: x509.Certificate) -> HttpResponse:
+    """The 200 answer of /simpleenroll and /simplereenroll (RFC 7030 §4.2.3)."""
+    # Exactly the issued certificate; the exact Content-Type spelling matters to libest's
+    # estclient, which prefix-compares it byte for byte.
+    body = wire.encode_certs_only((cert,))
+    return HttpResponse(200, (("Content-Type", CERTS_ONLY), B64), body)
+
+
+def serverkeygen_response(
+    key: CertificateIssuerPrivateKeyTypes, cert: x509.Certificate
+) -> HttpResponse:
+    """The 200 multipart answer of /serverkeygen (RFC 7030 §4.4.2): PKCS#8 key, then the cert.
+
+    The key exists only in this response: it is never recorded, written or logged.
+    """
+    key_der = key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+    content_type, body = wire.encode_serverkeygen(
+        key_der, PKCS8, wire.encode_certs_only((cert,)), f"est-{secrets.token_hex(12)}"
+    )
+    return HttpResponse(200, (("Content-Type", content_type),), body)

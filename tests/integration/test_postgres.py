@@ -1,0 +1,361 @@
+"""PostgreSQL storage against a real server: schema, ledger, users, limits, ticket keys, outages.
+
+Each test gets a new database in one throwaway cluster (tests/pg_support.py). Two `Database`
+objects on one database stand for two instances of a fleet.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from python_est import wire
+from python_est.ca import CertificateAuthority
+from python_est.cli import main
+from python_est.config import load_config
+from python_est.errors import ConfigError, TooManyRequests, Unavailable, UserStoreError
+from python_est.keys import KeyType
+from python_est.ledger import (
+    DuplicateSerial,
+    IssuedCertificate,
+    PendingStateError,
+    PendingStatus,
+    UnknownSerial,
+)
+from python_est.state import open_state
+from python_est.users import UserStore
+from tests.conftest import BASE_CFG, RunningServer, merge_config
+from tests.est_support import basic, build_request, csr_body, https, make_csr, srp
+from tests.pg_support import PgCluster, postgres_cluster
+
+if TYPE_CHECKING:
+    from python_est.ledger.postgres import PostgresLedger
+    from python_est.pgsql import Database
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "a long enough password"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PgCluster]:
+    with postgres_cluster() as running:
+        yield running
+
+
+@pytest.fixture
+def url(cluster: PgCluster) -> str:
+    """A new database with the current schema."""
+    from python_est.pgsql import Database, upgrade
+
+    address = cluster.create_database()
+    db = Database(address, pool_size=1)
+    assert upgrade(db) == (0, 1)
+    db.close()
+    return address
+
+
+@pytest.fixture
+def databases(url: str) -> Iterator[Callable[[], Database]]:
+    """Make `Database`s on the test database (each one an instance); all closed afterwards."""
+    from python_est.pgsql import Database
+
+    made: list[Database] = []
+
+    def make() -> Database:
+        made.append(Database(url, pool_size=4))
+        return made[-1]
+
+    yield make
+    for db in made:
+        db.close()
+
+
+def ledger_on(db: Database) -> PostgresLedger:
+    from python_est.ledger.postgres import PostgresLedger
+
+    return PostgresLedger(db)
+
+
+CA = CertificateAuthority.create(
+    common_name="pg test CA", key_type=KeyType.EC_P256, validity_days=30
+)
+
+
+def issued(cn: str = "device-1") -> IssuedCertificate:
+    cert, _ = CA.issue_client_certificate(common_name=cn)
+    return IssuedCertificate.from_certificate(
+        cert, requester=cn, auth_method="basic", label="", operation="simpleenroll"
+    )
+
+
+def test_upgrade_is_idempotent_and_a_newer_schema_is_refused(
+    cluster: PgCluster, tmp_path: Path
+) -> None:
+    from python_est.pgsql import SCHEMA_VERSION, Database, SchemaTooNew, schema_version, upgrade
+
+    db = Database(cluster.create_database())
+    try:
+        assert schema_version(db) == 0
+        assert upgrade(db) == (0, SCHEMA_VERSION)
+        assert upgrade(db) == (SCHEMA_VERSION, SCHEMA_VERSION)
+        db.run(lambda c: c.execute("INSERT INTO schema_version (version) VALUES (99)"))
+        with pytest.raises(SchemaTooNew):
+            upgrade(db)
+    finally:
+        db.close()
+
+
+def test_servers_refuse_an_old_schema_until_db_upgrade_runs(
+    cluster: PgCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    address = cluster.create_database()
+    cfg = tmp_path / "est.cfg"
+    cfg.write_text(merge_config(BASE_CFG, f"[ledger]\nurl = {address}\n"))
+    with pytest.raises(ConfigError, match=r"schema version 0.*python-est db upgrade"):
+        open_state(load_config(cfg))
+    assert main(["-c", str(cfg), "db", "status"]) == 1
+    assert main(["-c", str(cfg), "db", "upgrade"]) == 0
+    assert "upgraded from schema version 0 to 1" in capsys.readouterr().out
+    assert main(["-c", str(cfg), "db", "status"]) == 0
+    assert main(["-c", str(cfg), "db", "upgrade"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    state = open_state(load_config(cfg))
+    try:
+        assert state.database is not None
+        assert type(state.ledger).__name__ == "PostgresLedger"
+        assert type(state.users).__name__ == "DatabaseUserStore"
+    finally:
+        state.ledger.close()
+
+
+def test_ledger_records_lists_and_revokes(databases: Callable[[], Database]) -> None:
+    ledger = ledger_on(databases())
+    first, second = issued("a"), issued("b")
+    second = replace(second, label="iot", issued_at=first.issued_at + timedelta(seconds=1))
+    ledger.record(first)
+    ledger.record(second)
+    assert ledger.get(first.serial) == first
+    assert ledger.count() == 2
+    assert [e.serial for e in ledger.list_certificates()] == [second.serial, first.serial]
+    assert [e.serial for e in ledger.list_certificates(label="iot")] == [second.serial]
+    assert ledger.list_certificates(revoked=True) == []
+    when = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    revoked = ledger.revoke(first.serial, "keyCompromise", when=when)
+    assert (revoked.revoked_at, revoked.revocation_reason) == (when, "keyCompromise")
+    again = ledger.revoke(first.serial, "superseded")
+    assert again.revocation_reason == "keyCompromise"  # the first revocation stays
+    assert ledger.is_revoked(first.serial) and not ledger.is_revoked(second.serial)
+    assert [e.serial for e in ledger.list_certificates(revoked=True, label="")] == [first.serial]
+    assert [e.serial for e in ledger.list_certificates(revoked=False)] == [second.serial]
+    with pytest.raises(UnknownSerial):
+        ledger.revoke(12345, "unspecified")
+    assert ledger.integrity_check() == []
+    assert [ledger.next_number("crl"), ledger.next_number("crl", minimum=10)] == [1, 10]
+    ledger.probe()
+
+
+def test_the_database_enforces_unique_serials(databases: Callable[[], Database]) -> None:
+    a, b = ledger_on(databases()), ledger_on(databases())
+    entry = issued("a")
+    a.record(entry)
+    b.record(entry)  # the same certificate again (a retried COMMIT): already recorded
+    clash = replace(issued("b"), serial=entry.serial)
+    with pytest.raises(DuplicateSerial):
+        b.record(clash)
+    assert a.count() == 1 and a.get(entry.serial) == entry
+
+
+def test_concurrent_decisions_and_fulfilments_succeed_exactly_once(
+    databases: Callable[[], Database],
+) -> None:
+    instances = [ledger_on(databases()) for _ in range(6)]
+    csr, _ = make_csr("device-7")
+    request = instances[0].add_pending(
+        csr, label="", operation="simpleenroll", requester="device-7", auth_method="basic"
+    )
+    assert instances[1].find_pending("", request.public_key_sha256, request.subject) == request
+    assert instances[2].list_pending(PendingStatus.PENDING) == [request]
+    barrier = threading.Barrier(len(instances))
+
+    def decide(ledger: PostgresLedger) -> str:
+        barrier.wait()
+        try:
+            ledger.decide_pending(request.id, approve=True, reason="ok")
+        except PendingStateError:
+            return "refused"
+        return "decided"
+
+    with ThreadPoolExecutor(len(instances)) as pool:
+        outcomes = list(pool.map(decide, instances))
+    assert sorted(outcomes) == ["decided"] + ["refused"] * (len(instances) - 1)
+    entries = [issued("device-7") for _ in instances]
+    for ledger, entry in zip(instances, entries, strict=True):
+        ledger.record(entry)
+
+    def fulfil(pair: tuple[PostgresLedger, IssuedCertificate]) -> str:
+        barrier.wait()
+        try:
+            pair[0].mark_pending_issued(request.id, pair[1].serial)
+        except PendingStateError:
+            return "refused"
+        return "issued"
+
+    with ThreadPoolExecutor(len(instances)) as pool:
+        outcomes = list(pool.map(fulfil, zip(instances, entries, strict=True)))
+    assert outcomes.count("issued") == 1
+    final = instances[0].get_pending(request.id)
+    assert final is not None and final.status is PendingStatus.ISSUED
+    assert final.serial == entries[outcomes.index("issued")].serial
+
+
+def test_connections_heal_after_a_drop_and_an_outage_is_unavailable(
+    cluster: PgCluster, url: str, databases: Callable[[], Database]
+) -> None:
+    ledger = ledger_on(databases())
+    ledger.record(issued("a"))
+    assert cluster.terminate_backends(url) >= 1
+    ledger.record(issued("b"))  # the dead pooled connection is replaced transparently
+    assert ledger.count() == 2
+    cluster.stop()
+    try:
+        with pytest.raises(Unavailable) as caught:
+            ledger.record(issued("c"))
+        assert caught.value.status == 503 and caught.value.retry_after > 0
+    finally:
+        cluster.start()
+    ledger.record(issued("d"))
+    assert ledger.count() == 3
+
+
+def test_users_are_shared_and_unknown_users_are_simulated_alike(
+    databases: Callable[[], Database], tmp_path: Path
+) -> None:
+    from python_est.users.database import DatabaseUserStore
+
+    a, b = DatabaseUserStore(databases()), DatabaseUserStore(databases())
+    a.add("alice", PASSWORD, allowed_names=["alice", "dev1.example"])
+    assert b.exists("alice") and b.check_password("alice", PASSWORD)
+    assert not b.check_password("alice", "wrong") and not b.check_password("nobody", PASSWORD)
+    assert b.allowed_names("alice") == ("alice", "dev1.example")
+    assert b.list_users() == ["alice"] and b"alice" in b.srp_verifiers()
+    assert a.srp_verifiers()[b"mallory"] == b.srp_verifiers()[b"mallory"]  # one shared secret
+    assert b.srp_verifiers()[b"alice"][2] != a.srp_verifiers()[b"mallory"][2]
+    b.passwd("alice", "another password")
+    assert a.check_password("alice", "another password")
+    b.set_allowed_names("alice", None)
+    assert a.allowed_names("alice") == ("alice",)
+    with pytest.raises(UserStoreError, match="already exists"):
+        b.add("alice", PASSWORD)
+    b.remove("alice")
+    assert not a.exists("alice") and a.reload() is False
+
+    file_store = UserStore.create(tmp_path / "users.srp")
+    file_store.add("bob", "bob's password", allowed_names=["bob", "bob.example"])
+    file_store.add("carol", "carol's password")
+    assert a.import_user_file(tmp_path / "users.srp") == ["bob", "carol"]
+    assert b.check_password("bob", "bob's password") and b.check_password(
+        "carol", "carol's password"
+    )
+    assert b.allowed_names("bob") == ("bob", "bob.example")
+    assert b.srp_verifiers()[b"bob"] == file_store.srp_verifiers()[b"bob"]
+    with pytest.raises(UserStoreError, match="already exist"):
+        a.import_user_file(tmp_path / "users.srp")
+
+
+def test_failure_counters_are_shared_between_instances(databases: Callable[[], Database]) -> None:
+    from python_est.pgsql import DatabaseFailureLimiter
+
+    a = DatabaseFailureLimiter(databases(), max_failures=3, window_s=60, lockout_s=30)
+    b = DatabaseFailureLimiter(databases(), max_failures=3, window_s=60, lockout_s=30)
+    keys = ("user:eve", "addr:192.0.2.1")
+    a.record_failure(keys)
+    b.record_failure(keys)
+    b.record_success(keys[:1])  # forgets the user's failures, not the address's
+    a.check(keys)
+    a.record_failure(keys)
+    a.check(["user:eve"])
+    with pytest.raises(TooManyRequests) as caught:
+        b.check(keys)  # the address reached 3 failures through two instances
+    assert caught.value.status == 429 and 0 < caught.value.retry_after <= 30
+    b.record_success(["addr:192.0.2.1"])
+    with pytest.raises(TooManyRequests):
+        a.check(["addr:192.0.2.1"])  # a lock outlives a success
+
+
+def test_ticket_keys_are_shared_and_rotate_with_a_grace_period(
+    databases: Callable[[], Database],
+) -> None:
+    from python_est.pgsql import TicketKeyRing
+
+    now = [0.0]
+    rings = [
+        TicketKeyRing(db, rotate_after=0.5, refresh=0.1, clock=lambda: now[0])
+        for db in (databases(), databases())
+    ]
+    first = rings[0].keys()
+    assert len(first) == 1 and len(first[0]) == 32
+    assert rings[1].keys() == first
+    time.sleep(0.6)
+    now[0] += 1
+    rotated = rings[1].keys()
+    assert len(rotated) == 2 and rotated[0] == first[0]  # new key published, not sealing yet
+    time.sleep(0.25)
+    now[0] += 1
+    assert rings[0].keys() == [rotated[1], first[0]]  # now it seals; the old one still opens
+
+
+def test_server_answers_503_while_the_database_is_down_then_recovers(
+    cluster: PgCluster, url: str, start_est_server: Callable[[str], RunningServer]
+) -> None:
+    server = start_est_server(f"[ledger]\nurl = {url}\n")
+    assert server.state.users is not None
+    server.state.users.add("device-1", PASSWORD)
+
+    def enroll() -> int:
+        csr, _ = make_csr("device-1")
+        request = build_request(
+            "POST",
+            "/.well-known/est/simpleenroll",
+            csr_body(csr),
+            {"Content-Type": "application/pkcs10", "Authorization": basic("device-1", PASSWORD)},
+            server.port,
+        )
+        reply = https(server.port, request, cafile=server.ca_file)
+        if reply.status == 503:
+            assert int(reply.headers["Retry-After"]) > 0
+        if reply.status == 200:
+            (cert,) = wire.decode_certs_only(reply.body)
+            assert server.state.ledger.get(cert.serial_number) is not None
+        return reply.status
+
+    assert enroll() == 200
+    csr, _ = make_csr("device-1")
+    reply = srp(
+        server.port,
+        "device-1",
+        PASSWORD,
+        build_request(
+            "POST",
+            "/.well-known/est/simpleenroll",
+            csr_body(csr),
+            {"Content-Type": "application/pkcs10"},
+            server.port,
+        ),
+    )
+    assert reply.status == 200
+    cluster.stop()
+    try:
+        assert enroll() == 503
+    finally:
+        cluster.start()
+    assert enroll() == 200
+    assert server.state.ledger.count() == 3
