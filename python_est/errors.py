@@ -91,16 +91,23 @@ class UnsupportedMediaType(EstError):
     title = "Unsupported Media Type"
 
 
-class TooManyRequests(EstError):
-    status = 429
-    title = "Too Many Requests"
+class _RetryLater(EstError):
+    """An error that tells the client when to try again (`Retry-After`, delta-seconds)."""
 
-    def __init__(self, detail: str = "", *, retry_after: int = 60) -> None:
+    default_retry_after = 30
+
+    def __init__(self, detail: str = "", *, retry_after: int | None = None) -> None:
         super().__init__(detail)
-        self.retry_after = retry_after
+        self.retry_after = self.default_retry_after if retry_after is None else retry_after
 
     def headers(self) -> tuple[tuple[str, str], ...]:
         return (("Retry-After", str(self.retry_after)),)
+
+
+class TooManyRequests(_RetryLater):
+    status = 429
+    title = "Too Many Requests"
+    default_retry_after = 60
 
 
 class HeaderFieldsTooLarge(EstError):
@@ -126,16 +133,9 @@ class NotImplementedOperation(EstError):
     title = "Not Implemented"
 
 
-class Unavailable(EstError):
+class Unavailable(_RetryLater):
     status = 503
     title = "Service Unavailable"
-
-    def __init__(self, detail: str = "", *, retry_after: int = 30) -> None:
-        super().__init__(detail)
-        self.retry_after = retry_after
-
-    def headers(self) -> tuple[tuple[str, str], ...]:
-        return (("Retry-After", str(self.retry_after)),)
 
 
 class ConfigError(Exception):

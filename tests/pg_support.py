@@ -216,8 +216,11 @@ frontend est
 
 backend instances
     balance roundrobin
-{servers}
+{source}{servers}
 """
+# With the PROXY protocol, HAProxy connects to the instances from this loopback address (the
+# instances' `trusted_proxies`), so tests connecting straight from 127.0.0.1 stay direct clients.
+PROXY_SOURCE = "127.0.0.2"
 
 
 @dataclass
@@ -230,16 +233,24 @@ class HaProxy:
 
 
 @contextlib.contextmanager
-def haproxy(directory: Path, backends: Sequence[int]) -> Iterator[HaProxy]:
-    """Run HAProxy on a free loopback port, balancing over 127.0.0.1:`backends`."""
+def haproxy(
+    directory: Path, backends: Sequence[int], *, proxy_protocol: bool = False
+) -> Iterator[HaProxy]:
+    """Run HAProxy on a free loopback port, balancing over 127.0.0.1:`backends`.
+
+    With `proxy_protocol`, HAProxy connects from `PROXY_SOURCE` and starts every connection,
+    health checks included (a LOCAL header), with a PROXY v2 header (`send-proxy-v2`).
+    """
     binary = require_tool("haproxy")
     port = free_port()
+    options = " send-proxy-v2 check-send-proxy" if proxy_protocol else ""
     servers = "\n".join(
-        f"    server i{n} 127.0.0.1:{backend} check inter 300ms fall 1 rise 2"
+        f"    server i{n} 127.0.0.1:{backend} check inter 300ms fall 1 rise 2{options}"
         for n, backend in enumerate(backends)
     )
+    source = f"    source {PROXY_SOURCE}\n" if proxy_protocol else ""
     config = directory / "haproxy.cfg"
-    config.write_text(HAPROXY_CFG.format(port=port, servers=servers))
+    config.write_text(HAPROXY_CFG.format(port=port, servers=servers, source=source))
     log = (directory / "haproxy.log").open("wb")
     process = subprocess.Popen(
         [binary, "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT

@@ -87,7 +87,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
-    return serve(config, config_path=Path(args.config) if args.config else None)
+    return serve(
+        config, config_path=Path(args.config) if args.config else None, debug=args.debug
+    )
 
 
 def _init(args: argparse.Namespace, config: Config) -> int:

@@ -261,6 +261,7 @@ class ServingProcess:
             self.server.handshake_timeout = cfg.handshake_timeout
             self.server.request_timeout = cfg.request_timeout
             self.server.max_body_bytes = cfg.max_body_bytes
+            self.server.set_proxy_protocol(cfg.proxy_protocol, cfg.trusted_proxies)
             self.generation = new
             log.info("reloaded the configuration from %s", new.config.source)
         if self._main:

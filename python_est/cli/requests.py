@@ -1,7 +1,9 @@
 """`python-est requests list|show|approve|reject`: the manual-approval queue (RFC 7030 §4.2.3).
 
 Works on the ledger while the server runs (SQLite shares the file between processes): a decision
-takes effect on the client's next retry. An id may be abbreviated to any unique prefix.
+takes effect on the client's next retry. An id may be abbreviated to any unique prefix. `list
+--status issuing` shows approved requests that a server has claimed and is signing; `show` names
+the claim's holder (host/pid/attempt).
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ def _show(args: argparse.Namespace, config: Config) -> int:
     print(f"created {request.created_at.isoformat()}")
     if request.decided_at is not None:
         print(f"decided {request.decided_at.isoformat()}: {request.reason or '-'}")
+    if request.claimed_at is not None:
+        # Who signs (or signed) it: an issuing request whose claim is old lost its holder.
+        print(f"claimed {request.claimed_at.isoformat()} by {request.claimed_by}")
     if request.serial is not None:
         print(f"issued serial {serial_hex(request.serial)}")
     print(f"key SHA-256 {request.public_key_sha256}")

@@ -125,6 +125,8 @@ def build_server(
         handler=handler,
         max_connections=cfg.max_connections,
         max_connections_per_address=cfg.max_connections_per_address,
+        proxy_protocol=cfg.proxy_protocol,
+        trusted_proxies=cfg.trusted_proxies,
         backlog=cfg.backlog,
         handshake_timeout=cfg.handshake_timeout,
         request_timeout=cfg.request_timeout,
@@ -134,7 +136,7 @@ def build_server(
     )
 
 
-def serve(config: Config, *, config_path: Path | None) -> int:
+def serve(config: Config, *, config_path: Path | None, debug: bool = False) -> int:
     """Run the server in the foreground until SIGTERM or SIGINT; returns the exit status.
 
     `[server] workers` > 1 pre-forks that many worker processes (`python_est.cli.workers`);
@@ -147,9 +149,7 @@ def serve(config: Config, *, config_path: Path | None) -> int:
         log.info("created %s", item)
     keys_path = ticket_key_path(config.server.state_dir)
     rotate_ticket_keys(keys_path)
-    root = logging.getLogger("python_est")
     # -d forces debug logging; keep it through reloads.
-    debug = root.level == logging.DEBUG and config.logging.level != "debug"
     if workers > 1:
         setup_logging("debug" if debug else config.logging.level, config.logging.format, pid=True)
     meter = ProcessMetrics()  # started in the process that serves (after any fork)

@@ -176,6 +176,17 @@ def to_address(text: str) -> str:
     return text
 
 
+def to_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """A comma-separated list of addresses and CIDR networks (a bare address is a /32 or /128)."""
+    networks = []
+    for item in to_list(text):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=True))
+        except ValueError as exc:  # a typo, or host bits set (10.0.0.1/8): say which
+            raise ValueError(f"not an address or network: {item!r} ({exc})") from None
+    return tuple(networks)
+
+
 def to_group_bits(text: str) -> int:
     value = int(text)
     if value not in SRP_GROUP_BITS:

@@ -3,42 +3,45 @@
 Every key is read here and nowhere else; `config/python_est.cfg` documents each one. Any problem
 raises `ConfigError` naming file, section and key. Relative paths resolve against the folder of
 the config file. Sections of the older tlslite-based python-est / est_proxy (`[DEFAULT]`,
-`[Daemon]`, `[CAhandler]`, `[SRP]`, `[Bootstrap]`) are translated by `python_est.legacy_config`
-rules below, with a warning for each key that no longer applies.
+`[Daemon]`, `[CAhandler]`, `[SRP]`, `[Bootstrap]`) are read as defaults for the new sections, with
+a warning for each key that no longer applies (`keys.OBSOLETE_KEYS`).
 """
 
 from __future__ import annotations
 
 import configparser
-import os
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar
 
 from python_est.config.convert import (
     to_address,
-    to_auth_requirement,
     to_base_url,
     to_bool,
     to_choice,
     to_count,
     to_database_url,
-    to_eku,
     to_group_bits,
     to_key_type,
-    to_key_usage,
     to_list,
     to_names,
+    to_networks,
     to_nonempty,
     to_port,
     to_positive_float,
     to_positive_int,
     to_realm,
-    to_san_types,
     to_server_names,
     to_version,
     to_web_path,
+)
+from python_est.config.keys import (
+    KNOWN_KEYS,
+    LABEL_KEYS,
+    LABEL_PREFIX,
+    NO_NAMES,
+    OBSOLETE_KEYS,
+    PROFILE_FIELD,
+    PROFILE_KEYS,
 )
 from python_est.config.model import (
     CIPHER_NAMES,
@@ -63,162 +66,10 @@ from python_est.config.model import (
     legacy_tls_warnings,
     weak_tls_settings,
 )
+from python_est.config.reader import Reader, resolve
 from python_est.errors import ConfigError
 from python_est.keys import KeyType
 from python_est.messages import LABEL_RE, OPERATION_NAMES
-
-T = TypeVar("T")
-
-
-class _Reader:
-    """Reads typed values from one parsed file and remembers which keys were consumed."""
-
-    def __init__(self, parser: configparser.ConfigParser, source: str, base: Path) -> None:
-        self.parser = parser
-        self.source = source
-        self.base = base
-        self.used: set[tuple[str, str]] = set()
-
-    def error(self, section: str, key: str | None, problem: str) -> ConfigError:
-        return ConfigError(self.source, section, key, problem)
-
-    def raw(self, section: str, key: str) -> str | None:
-        if not self.parser.has_section(section) or not self.parser.has_option(section, key):
-            return None
-        self.used.add((section, key))
-        return self.parser.get(section, key).strip()
-
-    def get(self, section: str, key: str, default: T, convert: Callable[[str], T]) -> T:
-        text = self.raw(section, key)
-        if text is None:
-            return default
-        try:
-            return convert(text)
-        except (ValueError, KeyError) as exc:
-            raise self.error(section, key, f"{exc}") from None
-
-    def path(self, section: str, key: str, default: Path | None, base: Path) -> Path | None:
-        text = self.raw(section, key)
-        if text is None:
-            return default
-        if not text:
-            return None
-        return resolve(Path(text).expanduser(), base)
-
-
-def resolve(path: Path, base: Path) -> Path:
-    # normpath folds "config/../state" so logs and messages show the real location.
-    return Path(os.path.normpath(path if path.is_absolute() else base / path))
-
-
-_PROFILE_KEYS: dict[str, Callable[[str], object]] = {
-    "validity_days": to_positive_int,
-    "key_usage": to_key_usage,
-    "extended_key_usage": to_eku,
-    "san_types": to_san_types,
-    "max_sans": to_positive_int,
-}
-_LABEL_KEYS: dict[str, Callable[[str], object]] = {
-    "enroll_auth": to_auth_requirement,
-    "reenroll_auth": to_auth_requirement,
-    "serverkeygen_auth": to_auth_requirement,
-    "password_subjects": to_choice("own", "any"),
-    "csrattrs": str,
-    "require_pop": to_bool,
-    "approval": to_choice("auto", "manual"),
-    "enforce_csrattrs": to_bool,
-    "serverkeygen": to_bool,
-    "serverkeygen_key_type": to_key_type,
-}
-_PROFILE_FIELD = {
-    "validity_days": "validity_days",
-    "key_usage": "key_usage",
-    "extended_key_usage": "extended_key_usage",
-    "san_types": "san_types",
-    "max_sans": "max_sans",
-}
-
-KNOWN_KEYS: dict[str, frozenset[str]] = {
-    "server": frozenset(
-        {
-            "address",
-            "port",
-            "state_dir",
-            "server_names",
-            "max_connections",
-            "max_connections_per_address",
-            "backlog",
-            "handshake_timeout",
-            "request_timeout",
-            "max_body_bytes",
-            "workers",
-            "shutdown_grace",
-        }
-    ),
-    "logging": frozenset({"level", "format"}),
-    "ca": frozenset(
-        {
-            "common_name",
-            "organization",
-            "key_type",
-            "validity_days",
-            "issuing_ca",
-            "issuing_key_type",
-            "cert_file",
-            "key_file",
-            "chain_files",
-        }
-    ),
-    "tls": frozenset(
-        {
-            "cert_file",
-            "key_file",
-            "server_key_type",
-            "server_validity_days",
-            "min_version",
-            "max_version",
-            "cipher_names",
-            "mac_names",
-            "key_exchange_names",
-            "srp_min_version",
-            "srp_cipher_names",
-            "srp_mac_names",
-            "allow_legacy",
-            "client_trust_anchors",
-            "session_cache_size",
-            "session_lifetime",
-        }
-    ),
-    "srp": frozenset({"enabled", "user_db", "group_bits"}),
-    "ledger": frozenset({"path", "export_dir", "url", "pool_size"}),
-    "auth": frozenset({"realm", "max_failures", "failure_window", "lockout"}),
-    "bootstrap": frozenset({"enabled", "path"}),
-    "metrics": frozenset({"enabled", "address", "port"}),
-    "crl": frozenset({"enabled", "path", "file", "validity_hours", "base_url"}),
-    "profile": frozenset(_PROFILE_KEYS) | frozenset(_LABEL_KEYS),
-    # Older python-est / est_proxy sections.
-    "DEFAULT": frozenset({"debug"}),
-    "Daemon": frozenset({"address", "port", "key_file", "cert_file"}),
-    "CAhandler": frozenset(
-        {
-            "issuing_ca_key",
-            "issuing_ca_cert",
-            "ca_cert_chain_list",
-            "cert_validity_days",
-            "cert_save_path",
-        }
-    ),
-    "SRP": frozenset({"userdb"}),
-    "Bootstrap": frozenset({"enabled", "endpoint"}),
-}
-# Keys of the older product that no longer mean anything: accepted with a warning each.
-OBSOLETE_KEYS: dict[str, frozenset[str]] = {
-    "CAhandler": frozenset({"handler_file", "openssl_conf", "openssl_bin", "ca_cert_chain"}),
-    "Daemon": frozenset({"connection_log", "ca_handler"}),
-    "DEFAULT": frozenset({"log_level"}),
-}
-LABEL_PREFIX = "label:"
-NO_NAMES: tuple[str, ...] = ()
 
 
 def load_config(path: Path) -> Config:
@@ -242,15 +93,15 @@ def load_config(path: Path) -> Config:
     except configparser.Error as exc:
         problem = str(exc).splitlines()[0]
         raise ConfigError(source, None, None, f"not a valid INI file: {problem}") from None
-    return _build(_Reader(parser, source, path.resolve().parent))
+    return _build(Reader(parser, source, path.resolve().parent))
 
 
 def default_config(base: Path) -> Config:
     """The embedded configuration, with its state directory resolved against `base`."""
-    return _build(_Reader(configparser.ConfigParser(interpolation=None), EMBEDDED, base))
+    return _build(Reader(configparser.ConfigParser(interpolation=None), EMBEDDED, base))
 
 
-def _build(reader: _Reader) -> Config:
+def _build(reader: Reader) -> Config:
     warnings = _check_sections(reader)
     base = reader.base
     legacy_debug = reader.get("DEFAULT", "debug", False, to_bool)
@@ -321,7 +172,7 @@ def _build(reader: _Reader) -> Config:
     )
 
 
-def _check_sections(reader: _Reader) -> list[str]:
+def _check_sections(reader: Reader) -> list[str]:
     warnings = []
     for section in reader.parser.sections():
         if section.startswith(LABEL_PREFIX):
@@ -346,7 +197,7 @@ def _check_sections(reader: _Reader) -> list[str]:
     return warnings
 
 
-def _check_unused(reader: _Reader) -> None:
+def _check_unused(reader: Reader) -> None:
     # Every known key must have been consumed by a reader call; a miss here is our bug.
     for section in reader.parser.sections():
         for key in reader.parser.options(section):
@@ -354,12 +205,20 @@ def _check_unused(reader: _Reader) -> None:
                 raise reader.error(section, key, "key is not read by this version")
 
 
-def _server(reader: _Reader, base: Path) -> ServerConfig:
+def _server(reader: Reader, base: Path) -> ServerConfig:
     default = ServerConfig()
     address = reader.get("Daemon", "address", default.address, to_address)
     port = reader.get("Daemon", "port", default.port, to_port)
     state_dir = reader.path("server", "state_dir", base / "state", base) or base / "state"
     max_connections = reader.get("server", "max_connections", 64, to_positive_int)
+    proxy_protocol = reader.get("server", "proxy_protocol", False, to_bool)
+    trusted_proxies = reader.get(
+        "server", "trusted_proxies", ServerConfig.trusted_proxies, to_networks
+    )
+    if proxy_protocol and not trusted_proxies:
+        # Accepting a header from anyone would let any client pick the address it is counted
+        # and logged under; the proxies must be named.
+        raise reader.error("server", "trusted_proxies", "must be set when proxy_protocol = yes")
     return ServerConfig(
         address=reader.get("server", "address", address, to_address),
         port=reader.get("server", "port", port, to_port),
@@ -376,10 +235,12 @@ def _server(reader: _Reader, base: Path) -> ServerConfig:
         max_body_bytes=reader.get("server", "max_body_bytes", 65536, to_positive_int),
         workers=reader.get("server", "workers", 1, to_positive_int),
         shutdown_grace=reader.get("server", "shutdown_grace", 30.0, to_positive_float),
+        proxy_protocol=proxy_protocol,
+        trusted_proxies=trusted_proxies,
     )
 
 
-def _ca(reader: _Reader, base: Path) -> tuple[CaConfig, list[str]]:
+def _ca(reader: Reader, base: Path) -> tuple[CaConfig, list[str]]:
     legacy_cert = reader.path("CAhandler", "issuing_ca_cert", None, base)
     legacy_key = reader.path("CAhandler", "issuing_ca_key", None, base)
     legacy_chain = reader.get("CAhandler", "ca_cert_chain_list", NO_NAMES, to_list)
@@ -401,7 +262,7 @@ def _ca(reader: _Reader, base: Path) -> tuple[CaConfig, list[str]]:
     return cfg, []
 
 
-def _tls(reader: _Reader, base: Path) -> TlsConfig:
+def _tls(reader: Reader, base: Path) -> TlsConfig:
     d = TlsConfig()
     cert = reader.path("Daemon", "cert_file", None, base)
     key = reader.path("Daemon", "key_file", None, base)
@@ -455,7 +316,7 @@ def _tls(reader: _Reader, base: Path) -> TlsConfig:
     return cfg
 
 
-def _labels(reader: _Reader) -> dict[str, LabelConfig]:
+def _labels(reader: Reader) -> dict[str, LabelConfig]:
     default = _label_config(reader, "profile", "", LabelConfig())
     legacy_days = reader.get("CAhandler", "cert_validity_days", None, to_positive_int)
     if legacy_days is not None and not reader.parser.has_option("profile", "validity_days"):
@@ -468,14 +329,14 @@ def _labels(reader: _Reader) -> dict[str, LabelConfig]:
     return labels
 
 
-def _label_config(reader: _Reader, section: str, name: str, base: LabelConfig) -> LabelConfig:
+def _label_config(reader: Reader, section: str, name: str, base: LabelConfig) -> LabelConfig:
     profile_changes: dict[str, object] = {"name": name}
-    for key, convert in _PROFILE_KEYS.items():
+    for key, convert in PROFILE_KEYS.items():
         value = reader.get(section, key, None, convert)
         if value is not None:
-            profile_changes[_PROFILE_FIELD[key]] = value
+            profile_changes[PROFILE_FIELD[key]] = value
     label_changes: dict[str, object] = {"name": name}
-    for key, convert in _LABEL_KEYS.items():
+    for key, convert in LABEL_KEYS.items():
         value = reader.get(section, key, None, convert)
         if value is not None:
             label_changes[key] = value
@@ -483,7 +344,7 @@ def _label_config(reader: _Reader, section: str, name: str, base: LabelConfig) -
     return replace(base, profile=profile, **label_changes)  # type: ignore[arg-type]
 
 
-def _metrics(reader: _Reader) -> MetricsConfig:
+def _metrics(reader: Reader) -> MetricsConfig:
     d = MetricsConfig()
     return MetricsConfig(
         enabled=reader.get("metrics", "enabled", d.enabled, to_bool),
@@ -492,7 +353,7 @@ def _metrics(reader: _Reader) -> MetricsConfig:
     )
 
 
-def _crl(reader: _Reader, base: Path, state: Path, bootstrap: BootstrapConfig) -> CrlConfig:
+def _crl(reader: Reader, base: Path, state: Path, bootstrap: BootstrapConfig) -> CrlConfig:
     default_file = state / "crl" / "ca.crl"
     cfg = CrlConfig(
         enabled=reader.get("crl", "enabled", True, to_bool),

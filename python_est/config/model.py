@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,10 @@ class ServerConfig:
     max_body_bytes: int = 65536
     workers: int = 1
     shutdown_grace: float = 30.0
+    # PROXY protocol (HAProxy send-proxy / send-proxy-v2): connections from `trusted_proxies`
+    # must start with a header naming the client; everyone else is a direct client.
+    proxy_protocol: bool = False
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The ledger: every issued certificate and every pending (manual-approval) request, in SQLite.
 
 Split by concept: `records` (the values, the errors and the `Ledger` Protocol), `schema` (opening
-the file, migrations, rows, mapping storage errors to HTTP errors) and `sqlite` (`SqliteLedger`).
+the file, migrations, rows, mapping storage errors to HTTP errors), `sqlite` (`SqliteLedger`) and
+`sqlite_queue` (its pending-request queue, a mixin).
 `postgres` (`PostgresLedger`, one ledger shared by several instances) with `pgrows` (its rows)
 needs psycopg and is imported only when `[ledger] url` names a PostgreSQL database.
 """

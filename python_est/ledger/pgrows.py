@@ -101,4 +101,6 @@ def pending(row: dict[str, Any]) -> PendingRequest:
         reason=row["reason"],
         decided_at=_optional_utc(row["decided_at"]),
         serial=None if row["serial"] is None else int(row["serial"], 16),
+        claimed_by=row["claimed_by"],
+        claimed_at=_optional_utc(row["claimed_at"]),
     )

@@ -3,7 +3,7 @@
 The same contract as `SqliteLedger`: `record` returns only once the COMMIT is acknowledged (so
 the certificate may be sent), the database enforces serial uniqueness (`UNIQUE`), and each
 pending-request transition is a single `UPDATE ... WHERE status = ...`, so of two instances
-deciding or fulfilling the same request at once exactly one succeeds. Connection loss and an
+deciding or claiming the same request at once exactly one succeeds. Connection loss and an
 unreachable database are `Unavailable` (503 with Retry-After); see `python_est.pgsql.connection`
 for why a certificate is never handed out unrecorded, and how connections heal.
 
@@ -13,7 +13,7 @@ The schema comes from `python-est db upgrade` (`python_est.pgsql.schema`).
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from typing_extensions import LiteralString
 
 _ORDER_NEWEST: Final = " ORDER BY issued_at DESC, id DESC LIMIT %s OFFSET %s"
+_PENDING: Final = PendingStatus.PENDING.value
+_ISSUING: Final = PendingStatus.ISSUING.value
 
 
 class PostgresLedger:
@@ -301,54 +303,87 @@ class PostgresLedger:
             PendingStateError: the request was already decided.
         """
         status = PendingStatus.APPROVED if approve else PendingStatus.REJECTED
-        moment = datetime.now(timezone.utc)
+        changed, request = self._update_pending(
+            request_id,
+            "UPDATE pending_requests SET status = %s, reason = %s, decided_at = %s"
+            " WHERE id = %s AND status = %s",
+            (status.value, reason, datetime.now(timezone.utc), request_id, _PENDING),
+        )
+        if not changed:
+            raise PendingStateError(request, PendingStatus.PENDING)
+        return request
 
-        def work(cursor: Cursor) -> tuple[int, dict[str, Any] | None]:
-            cursor.execute(
-                "UPDATE pending_requests SET status = %s, reason = %s, decided_at = %s"
-                " WHERE id = %s AND status = %s",
-                (status.value, reason, moment, request_id, PendingStatus.PENDING.value),
-            )
-            return cursor.rowcount, pending_row(cursor, request_id)
+    def claim_pending(
+        self, request_id: str, *, holder: str, lease_seconds: int
+    ) -> PendingRequest | None:
+        """Claim an approved request for issuing (approved -> issuing); one claimer wins.
 
-        return self._transitioned(request_id, PendingStatus.PENDING, *self._db.run(work))
+        A claim older than `lease_seconds` (its holder died, or is very slow) may be taken over.
+        Claim times come from the database clock, so the instances' clocks need not agree.
 
-    def mark_pending_issued(self, request_id: str, serial: int) -> PendingRequest:
-        """Note that certificate `serial` (recorded already) was issued for an approved request.
+        Args:
+            request_id: the request.
+            holder: who claims; unique per attempt (`mark_pending_issued` must name it).
+            lease_seconds: how long a claim excludes others.
+
+        Returns:
+            The claimed request, or None: not approved, or claimed by another live claim.
+
+        Raises:
+            ValueError: `lease_seconds` is less than 1.
+            UnknownPendingRequest: no such id.
+        """
+        if lease_seconds < 1:
+            raise ValueError("lease_seconds must be at least one second")
+        changed, request = self._update_pending(
+            request_id,
+            "UPDATE pending_requests SET status = %s, claimed_by = %s, claimed_at = now()"
+            " WHERE id = %s AND (status = %s OR (status = %s AND claimed_at < now() - %s))",
+            (
+                _ISSUING,
+                holder,
+                request_id,
+                PendingStatus.APPROVED.value,
+                _ISSUING,
+                timedelta(seconds=lease_seconds),
+            ),
+        )
+        return request if changed else None
+
+    def mark_pending_issued(self, request_id: str, serial: int, *, holder: str) -> PendingRequest:
+        """Note that certificate `serial` (recorded already) was issued for a claimed request.
 
         Raises:
             UnknownPendingRequest: no such id.
             UnknownSerial: the certificate is not in the ledger.
-            PendingStateError: the request is not approved (pending, rejected or issued).
+            PendingStateError: the request is not issuing under `holder`'s claim (never claimed,
+                issued already, or claimed by another holder after this claim's lease ran out).
         """
         if self.get(serial) is None:
             raise UnknownSerial(serial)
+        changed, request = self._update_pending(
+            request_id,
+            "UPDATE pending_requests SET status = %s, serial = %s"
+            " WHERE id = %s AND status = %s AND claimed_by = %s",
+            (PendingStatus.ISSUED.value, serial_hex(serial), request_id, _ISSUING, holder),
+        )
+        if not changed:
+            raise PendingStateError(request, PendingStatus.ISSUING, holder=holder)
+        return request
 
+    def _update_pending(
+        self, request_id: str, update: LiteralString, params: tuple[object, ...]
+    ) -> tuple[bool, PendingRequest]:
+        # The status test sits in the UPDATE itself, so the check and the change are one atomic
+        # step between instances: a second decider or claimer matches no row.
         def work(cursor: Cursor) -> tuple[int, dict[str, Any] | None]:
-            cursor.execute(
-                "UPDATE pending_requests SET status = %s, serial = %s"
-                " WHERE id = %s AND status = %s",
-                (
-                    PendingStatus.ISSUED.value,
-                    serial_hex(serial),
-                    request_id,
-                    PendingStatus.APPROVED.value,
-                ),
-            )
+            cursor.execute(update, params)
             return cursor.rowcount, pending_row(cursor, request_id)
 
-        return self._transitioned(request_id, PendingStatus.APPROVED, *self._db.run(work))
-
-    @staticmethod
-    def _transitioned(
-        request_id: str, needed: PendingStatus, changed: int, row: dict[str, Any] | None
-    ) -> PendingRequest:
+        changed, row = self._db.run(work)
         if row is None:
             raise UnknownPendingRequest(request_id)
-        request = pending(row)
-        if changed != 1:
-            raise PendingStateError(request, needed)
-        return request
+        return changed == 1, pending(row)
 
     def close(self) -> None:
         """Close the idle database connections (a later call connects again)."""

@@ -45,10 +45,19 @@ class UnknownPendingRequest(LookupError):
 
 
 class PendingStateError(Exception):
-    """A pending request is not in the state the operation needs; `request` is its current state."""
+    """A pending request is not in the state the operation needs; `request` is its current state.
 
-    def __init__(self, request: PendingRequest, needed: PendingStatus) -> None:
-        super().__init__(f"request {request.id} is {request.status.value}, not {needed.value}")
+    `holder` is the claim the operation needed (`mark_pending_issued`), if any.
+    """
+
+    def __init__(
+        self, request: PendingRequest, needed: PendingStatus, *, holder: str | None = None
+    ) -> None:
+        actual = request.status.value
+        if request.status is PendingStatus.ISSUING:
+            actual += f" (claimed by {request.claimed_by})"
+        wanted = needed.value if holder is None else f"{needed.value} (claimed by {holder})"
+        super().__init__(f"request {request.id} is {actual}, not {wanted}")
         self.request = request
 
 
@@ -185,9 +194,12 @@ class IssuedCertificate:
 
 
 class PendingStatus(enum.Enum):
+    """pending -> approved | rejected; approved -> issuing (claimed) -> issued."""
+
     PENDING = "pending"
     APPROVED = "approved"
     REJECTED = "rejected"
+    ISSUING = "issuing"
     ISSUED = "issued"
 
 
@@ -203,10 +215,13 @@ class PendingRequest:
         public_key_sha256: `public_key_sha256()` of the CSR key; with label and subject it
             recognises the client's retry.
         csr_pem: the CSR in PEM.
-        status: pending, then approved or rejected, then (approved only) issued.
+        status: pending, then approved or rejected; an approved request is claimed (issuing)
+            by the one process that signs it, then issued.
         reason: the operator's note on the decision.
         decided_at: when approved or rejected.
         serial: the certificate issued for it.
+        claimed_by: the holder of the latest claim (`claim_pending`); kept once issued.
+        claimed_at: when that claim was taken.
     """
 
     id: str
@@ -222,6 +237,8 @@ class PendingRequest:
     reason: str | None = None
     decided_at: datetime | None = None
     serial: int | None = None
+    claimed_by: str | None = None
+    claimed_at: datetime | None = None
 
 
 class Ledger(Protocol):
@@ -259,4 +276,9 @@ class Ledger(Protocol):
     def decide_pending(
         self, request_id: str, approve: bool, reason: str | None = None
     ) -> PendingRequest: ...
-    def mark_pending_issued(self, request_id: str, serial: int) -> PendingRequest: ...
+    def claim_pending(
+        self, request_id: str, *, holder: str, lease_seconds: int
+    ) -> PendingRequest | None: ...
+    def mark_pending_issued(
+        self, request_id: str, serial: int, *, holder: str
+    ) -> PendingRequest: ...

@@ -77,6 +77,37 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: small named values: monotonic counters (the CRL number) and the health probe's write.
     ("CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",),
+    # 3: the 'issuing' status with its claim (holder, time), so that exactly one process signs
+    # an approved request. SQLite cannot alter a CHECK constraint: the table is rebuilt, keeping
+    # rowids (find_pending orders by them).
+    (
+        """CREATE TABLE pending_requests_v3 (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            label TEXT NOT NULL,
+            operation TEXT NOT NULL,
+            requester TEXT NOT NULL,
+            auth_method TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            public_key_sha256 TEXT NOT NULL,
+            csr_pem TEXT NOT NULL,
+            status TEXT NOT NULL
+                CHECK (status IN ('pending', 'approved', 'rejected', 'issuing', 'issued')),
+            reason TEXT,
+            decided_at TEXT,
+            serial TEXT,
+            claimed_by TEXT,
+            claimed_at TEXT
+        )""",
+        "INSERT INTO pending_requests_v3 (rowid, id, created_at, label, operation, requester,"
+        " auth_method, subject, public_key_sha256, csr_pem, status, reason, decided_at, serial)"
+        " SELECT rowid, id, created_at, label, operation, requester, auth_method, subject,"
+        " public_key_sha256, csr_pem, status, reason, decided_at, serial FROM pending_requests",
+        "DROP TABLE pending_requests",
+        "ALTER TABLE pending_requests_v3 RENAME TO pending_requests",
+        "CREATE INDEX pending_match ON pending_requests (label, public_key_sha256, subject)",
+        "CREATE INDEX pending_status ON pending_requests (status, created_at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -207,4 +238,6 @@ def pending_from_row(row: sqlite3.Row) -> PendingRequest:
         reason=row["reason"],
         decided_at=_optional_utc(row["decided_at"]),
         serial=None if row["serial"] is None else int(row["serial"], 16),
+        claimed_by=row["claimed_by"],
+        claimed_at=_optional_utc(row["claimed_at"]),
     )

@@ -10,14 +10,13 @@ connection per thread could only be closed by its own thread, and worker threads
 SQLite admits one writer at a time anyway, and reads are indexed point lookups. Other processes
 (the CLI revoking while the server runs) share the file through SQLite's own locks: writes take
 `BEGIN IMMEDIATE` (the write lock up front, so two writers never deadlock upgrading a read) and
-wait up to `BUSY_TIMEOUT_S` for it.
+wait up to `BUSY_TIMEOUT_S` for it. The pending-request queue lives in `sqlite_queue`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -27,19 +26,13 @@ from pathlib import Path
 from types import TracebackType
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from python_est.fileio import atomic_write
 from python_est.ledger.records import (
     REVOCATION_REASONS,
     DuplicateSerial,
     IssuedCertificate,
-    PendingRequest,
-    PendingStateError,
-    PendingStatus,
-    UnknownPendingRequest,
     UnknownSerial,
-    public_key_sha256,
     serial_hex,
     utc_text,
 )
@@ -47,14 +40,14 @@ from python_est.ledger.schema import (
     bump_counter,
     certificate_from_row,
     connect,
-    pending_from_row,
     translate_sqlite_error,
 )
+from python_est.ledger.sqlite_queue import SqlitePendingQueue
 
 log = logging.getLogger(__name__)
 
 
-class SqliteLedger:
+class SqliteLedger(SqlitePendingQueue):
     """The `Ledger` in one SQLite file; safe to share between threads and processes.
 
     Args:
@@ -264,129 +257,6 @@ class SqliteLedger:
             if cert.serial_number <= 0 or serial_hex(cert.serial_number) != row["serial"]:
                 problems.append(f"certificate {row['serial']}: the PEM has another serial")
         return problems
-
-    def add_pending(
-        self,
-        csr: x509.CertificateSigningRequest,
-        *,
-        label: str,
-        operation: str,
-        requester: str,
-        auth_method: str,
-    ) -> PendingRequest:
-        """Hold `csr` for manual approval and return the new request (status pending)."""
-        request = PendingRequest(
-            id=secrets.token_hex(16),
-            created_at=datetime.now(timezone.utc),
-            label=label,
-            operation=operation,
-            requester=requester,
-            auth_method=auth_method,
-            subject=csr.subject.rfc4514_string(),
-            public_key_sha256=public_key_sha256(csr.public_key()),
-            csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-        )
-        with self._transaction() as conn:
-            conn.execute(
-                "INSERT INTO pending_requests (id, created_at, label, operation, requester,"
-                " auth_method, subject, public_key_sha256, csr_pem, status)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    request.id,
-                    utc_text(request.created_at),
-                    request.label,
-                    request.operation,
-                    request.requester,
-                    request.auth_method,
-                    request.subject,
-                    request.public_key_sha256,
-                    request.csr_pem,
-                    request.status.value,
-                ),
-            )
-        return request
-
-    def find_pending(
-        self, label: str, public_key_sha256: str, subject: str
-    ) -> PendingRequest | None:
-        """The newest request, in any status, for this label, key and subject (a retry)."""
-        rows = self._query(
-            "SELECT * FROM pending_requests"
-            " WHERE label = ? AND public_key_sha256 = ? AND subject = ?"
-            " ORDER BY created_at DESC, rowid DESC LIMIT 1",
-            (label, public_key_sha256.lower(), subject),
-        )
-        return pending_from_row(rows[0]) if rows else None
-
-    def get_pending(self, request_id: str) -> PendingRequest | None:
-        """The request with this id, or None."""
-        rows = self._query("SELECT * FROM pending_requests WHERE id = ?", (request_id,))
-        return pending_from_row(rows[0]) if rows else None
-
-    def list_pending(self, status: PendingStatus | None = None) -> list[PendingRequest]:
-        """Requests oldest first (the approval queue order), optionally of one status."""
-        if status is None:
-            rows = self._query("SELECT * FROM pending_requests ORDER BY created_at, rowid")
-        else:
-            rows = self._query(
-                "SELECT * FROM pending_requests WHERE status = ? ORDER BY created_at, rowid",
-                (status.value,),
-            )
-        return [pending_from_row(row) for row in rows]
-
-    def decide_pending(
-        self, request_id: str, approve: bool, reason: str | None = None
-    ) -> PendingRequest:
-        """Approve or reject a pending request. Of concurrent deciders exactly one succeeds.
-
-        Raises:
-            UnknownPendingRequest: no such id.
-            PendingStateError: the request was already decided.
-        """
-        status = PendingStatus.APPROVED if approve else PendingStatus.REJECTED
-        return self._transition(
-            request_id,
-            PendingStatus.PENDING,
-            "status = ?, reason = ?, decided_at = ?",
-            (status.value, reason, utc_text(datetime.now(timezone.utc))),
-        )
-
-    def mark_pending_issued(self, request_id: str, serial: int) -> PendingRequest:
-        """Note that certificate `serial` (recorded already) was issued for an approved request.
-
-        Raises:
-            UnknownPendingRequest: no such id.
-            UnknownSerial: the certificate is not in the ledger.
-            PendingStateError: the request is not approved (pending, rejected or issued).
-        """
-        if self.get(serial) is None:
-            raise UnknownSerial(serial)
-        return self._transition(
-            request_id,
-            PendingStatus.APPROVED,
-            "status = ?, serial = ?",
-            (PendingStatus.ISSUED.value, serial_hex(serial)),
-        )
-
-    def _transition(
-        self, request_id: str, needed: PendingStatus, assignments: str, params: tuple[object, ...]
-    ) -> PendingRequest:
-        # The status test sits in the UPDATE itself, so the check and the change are one atomic
-        # step even between processes: a second decider matches no row.
-        with self._transaction() as conn:
-            changed = conn.execute(
-                f"UPDATE pending_requests SET {assignments} WHERE id = ? AND status = ?",
-                (*params, request_id, needed.value),
-            ).rowcount
-            row = conn.execute(
-                "SELECT * FROM pending_requests WHERE id = ?", (request_id,)
-            ).fetchone()
-        if row is None:
-            raise UnknownPendingRequest(request_id)
-        request = pending_from_row(row)
-        if changed != 1:
-            raise PendingStateError(request, needed)
-        return request
 
     def close(self) -> None:
         """Close the connection; later calls raise `LedgerError`."""

@@ -173,5 +173,10 @@ class CountingLedger:
     ) -> PendingRequest:
         return self._ledger.decide_pending(request_id, approve, reason)
 
-    def mark_pending_issued(self, request_id: str, serial: int) -> PendingRequest:
-        return self._ledger.mark_pending_issued(request_id, serial)
+    def claim_pending(
+        self, request_id: str, *, holder: str, lease_seconds: int
+    ) -> PendingRequest | None:
+        return self._ledger.claim_pending(request_id, holder=holder, lease_seconds=lease_seconds)
+
+    def mark_pending_issued(self, request_id: str, serial: int, *, holder: str) -> PendingRequest:
+        return self._ledger.mark_pending_issued(request_id, serial, holder=holder)

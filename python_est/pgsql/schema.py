@@ -94,6 +94,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at TIMESTAMPTZ NOT NULL DEFAULT now()
         )""",
     ),
+    # 2: the 'issuing' status with its claim (holder, time), so that exactly one instance signs
+    # an approved request (PostgresLedger.claim_pending).
+    (
+        "ALTER TABLE pending_requests DROP CONSTRAINT pending_requests_status_check",
+        """ALTER TABLE pending_requests ADD CONSTRAINT pending_requests_status_check
+            CHECK (status IN ('pending', 'approved', 'rejected', 'issuing', 'issued'))""",
+        "ALTER TABLE pending_requests ADD COLUMN claimed_by TEXT",
+        "ALTER TABLE pending_requests ADD COLUMN claimed_at TIMESTAMPTZ",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

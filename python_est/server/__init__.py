@@ -22,8 +22,15 @@ Pre-fork. `bind_listener` makes the listening socket; several processes may each
 `EstServer` on the same inherited socket (`listener=`), and the kernel hands each connection to
 one of them. `notify_systemd` sends sd_notify(3) messages (the only other socket the CLI needs).
 
+PROXY protocol. With `proxy_protocol` on, a connection from one of `trusted_proxies` (a TCP
+load balancer) must begin with a PROXY header (`python_est.proxyproto`), read before the TLS
+handshake and under its deadline; the client it names is then the connection's address for the
+per-address cap, the handshake's `PeerIdentity` (and so the failed-login counters) and the log
+line. Connections from other addresses are direct clients.
+
 Split by concept: `loop` (`EstServer`), `outcome` (the connection log line and the audit event of
-a refused enrollment), `system` (listening socket, sd_notify).
+a refused enrollment), `proxied` (reading the PROXY header off the socket), `system` (listening
+socket, sd_notify).
 """
 
 from python_est.server.loop import EstServer, Handler, Handshaker

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Protocol
@@ -17,8 +17,10 @@ from python_est.errors import EstError, HandshakeFailed
 from python_est.http11 import CONTINUE, RequestParser, serialize_response
 from python_est.messages import HttpRequest, HttpResponse, text_response
 from python_est.policy import PeerIdentity
+from python_est.proxyproto import Network, is_trusted
 from python_est.ratelimit import address_key
 from python_est.server.outcome import Outcome, audit_refusal, printable
+from python_est.server.proxied import NoProxyHeader, proxied_client
 from python_est.server.system import Listener, bind_listener
 from python_est.tls import TlsStream
 
@@ -60,6 +62,11 @@ class EstServer:
             other processes) to serve instead of binding `address` and `port`.
         observer: called with each finished connection's `Outcome` (metrics); it survives
             `replace_app`, and an exception in it is logged, never raised.
+        proxy_protocol: connections from `trusted_proxies` must begin with a PROXY protocol
+            header; the client address it names is then the connection's address (the
+            per-address cap, the identity given to the handshake, the log line).
+        trusted_proxies: the addresses and networks allowed (and, with `proxy_protocol`,
+            required) to send a PROXY header; everyone else is a direct client.
     """
 
     def __init__(
@@ -77,6 +84,8 @@ class EstServer:
         listener: Listener | None = None,
         observer: Callable[[Outcome], None] | None = None,
         max_connections_per_address: int = 0,
+        proxy_protocol: bool = False,
+        trusted_proxies: Iterable[Network] = (),
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
@@ -98,6 +107,8 @@ class EstServer:
         self.max_connections_per_address = max_connections_per_address
         self._per_address: Counter[str] = Counter()
         self._idle = threading.Condition()
+        self._proxies: tuple[Network, ...] | None = None
+        self.set_proxy_protocol(proxy_protocol, trusted_proxies)
 
     @property
     def server_address(self) -> tuple[str, int]:
@@ -127,6 +138,11 @@ class EstServer:
         with self._idle:
             return len(self._in_flight)
 
+    def set_proxy_protocol(self, enabled: bool, trusted_proxies: Iterable[Network]) -> None:
+        """Expect PROXY headers from `trusted_proxies` on new connections (or, disabled, none)."""
+        # One assignment: a connection is accepted under either the old or the new setting.
+        self._proxies = tuple(trusted_proxies) if enabled else None
+
     def replace_app(self, handshaker: Handshaker, handler: Handler) -> None:
         """Serve new connections with `handshaker` and `handler`; those in flight keep theirs."""
         self._app = (handshaker, handler)  # one assignment: no connection sees a mixed pair
@@ -146,10 +162,14 @@ class EstServer:
                     self._slots.release()
                     continue
                 sock, address = accepted
-                if not self._admit(sock, address):
+                proxies = self._proxies
+                # A proxy's connections carry many clients: each is capped once its header
+                # names it (in `_serve`), not here under the proxy's own address.
+                proxied = proxies is not None and is_trusted(address, proxies)
+                if not self._admit(sock, address, capped=not proxied):
                     self._slots.release()
                     continue
-                self._pool.submit(self._serve, sock, address, self._app)
+                self._pool.submit(self._serve, sock, address, self._app, proxied)
         finally:
             selector.close()
             self._listener.close()
@@ -229,24 +249,58 @@ class EstServer:
                 return sock, str(peer[0])
         return None
 
-    def _admit(self, sock: socket.socket, address: str) -> bool:
-        key = address_key(address)
-        cap = self.max_connections_per_address
+    def _admit(self, sock: socket.socket, address: str, *, capped: bool = True) -> bool:
         with self._idle:
-            if cap <= 0 or self._per_address[key] < cap:
-                self._per_address[key] += 1
+            if not capped or self._claim(address):
                 self._in_flight.add(sock)
                 return True
         # Closed before any TLS: the cheapest refusal, and the slot is free again at once.
-        log.debug("%s - refused: already %d connections from this address", address, cap)
+        self._refused(address)
         sock.close()
         return False
 
-    def _serve(self, sock: socket.socket, address: str, app: tuple[Handshaker, Handler]) -> None:
+    def _claim(self, address: str) -> bool:
+        """Count a connection against `address` unless it is at its cap (hold `_idle`)."""
+        key = address_key(address)
+        cap = self.max_connections_per_address
+        if cap > 0 and self._per_address[key] >= cap:
+            return False
+        self._per_address[key] += 1
+        return True
+
+    def _refused(self, address: str) -> None:
+        cap = self.max_connections_per_address
+        log.debug("%s - refused: already %d connections from this address", address, cap)
+
+    def _serve(
+        self,
+        sock: socket.socket,
+        address: str,
+        app: tuple[Handshaker, Handler],
+        proxied: bool = False,
+    ) -> None:
         started = time.monotonic()
         outcome = Outcome(address)
+        counted = None if proxied else address  # the address holding a per-address slot
+        report = True
         try:
-            self._exchange(sock, address, started, outcome, app)
+            client = address
+            if proxied:
+                try:
+                    client, named = proxied_client(sock, address, started + self.handshake_timeout)
+                except NoProxyHeader as exc:
+                    outcome.failure = str(exc)
+                    outcome.handshake_seconds = time.monotonic() - started
+                    return
+                if named:
+                    outcome.address, outcome.proxy = client, address
+                with self._idle:
+                    counted = client if self._claim(client) else None
+                if counted is None:
+                    self._refused(client)
+                    report = False  # refused as at accept: no log line or metrics of its own
+                    return
+            self._exchange(sock, client, started, outcome, app)
         except Exception:
             # A bug in our own code: log it, and keep the worker and the process alive.
             log.exception("connection from %s failed", address)
@@ -255,13 +309,15 @@ class EstServer:
             self._slots.release()
             with self._idle:
                 self._in_flight.discard(sock)
-                key = address_key(address)
-                self._per_address[key] -= 1
-                if self._per_address[key] <= 0:
-                    del self._per_address[key]
+                if counted is not None:
+                    key = address_key(counted)
+                    self._per_address[key] -= 1
+                    if self._per_address[key] <= 0:
+                        del self._per_address[key]
                 self._idle.notify_all()
-            outcome.log(started)
-            self._observe(outcome, started)
+            if report:
+                outcome.log(started)
+                self._observe(outcome, started)
 
     def _observe(self, outcome: Outcome, started: float) -> None:
         if self.observer is None:

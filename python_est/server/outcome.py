@@ -26,6 +26,7 @@ class Outcome:
 
     def __init__(self, address: str) -> None:
         self.address = address
+        self.proxy: str | None = None  # the trusted proxy that named `address` in a header
         self.peer: PeerIdentity | None = None
         self.request = "-"
         self.status: int | None = None
@@ -36,8 +37,9 @@ class Outcome:
 
     def log(self, started: float) -> None:
         elapsed = (time.monotonic() - started) * 1000
+        via = "" if self.proxy is None else f" proxy={self.proxy}"
         if self.peer is None:
-            log.info("%s - %s %.1fms", self.address, self.failure or "closed", elapsed)
+            log.info("%s - %s %.1fms%s", self.address, self.failure or "closed", elapsed, via)
             return
         tls = self.peer.tls
         auth = f"auth={self.peer.tls_auth.value}"
@@ -58,7 +60,7 @@ class Outcome:
             f"{elapsed:.1f}ms",
         ]
         parts += [text for text in (self.note, refused, self.failure) if text]
-        log.info(" ".join(parts))
+        log.info(" ".join(parts) + via)
 
 
 def audit_refusal(request: HttpRequest, peer: PeerIdentity, err: EstError) -> None:

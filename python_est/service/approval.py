@@ -15,23 +15,34 @@ the newest request for that key and subject:
 - pending: 202 again, same request id.
 - rejected: 403 with the operator's reason. The same key and subject stay rejected for that
   operation; a new key (or subject) starts a new request.
-- approved: the certificate is issued from the CSR that was *approved* (not the retry's, whose
-  other fields could differ), recorded, and the request marked issued.
+- approved: the one process that claims it issues the certificate from the CSR that was
+  *approved* (not the retry's, whose other fields could differ), records it, and marks the
+  request issued.
+- issuing: another process holds the claim and is signing: 202 again; the retry finds it issued.
 - issued: /simpleenroll answers with the same certificate again from the ledger (an idempotent
   retry, e.g. after a lost response) while it is neither revoked nor expired; after that, the
   same key and subject start a new request. /serverkeygen cannot answer again, since the private
   key is never kept: 403.
 
-Issuing once. Two retries that both see "approved" must not both issue. Within the process a lock
-serialises the approved-to-issued step and the status is re-read under it. Across processes (two
-servers on one ledger) `mark_pending_issued` succeeds for exactly one of them; the loser revokes
-the certificate it had just recorded (reason superseded; it was never sent) and answers as for
-an issued request.
+Issuing once. Two retries that both see "approved", in one process or in several sharing the
+ledger, must not both sign. Before signing, a retry claims the request (`Ledger.claim_pending`: one
+conditional UPDATE, approved -> issuing, so exactly one claimer wins); a retry that finds it
+claimed by another process gets 202 with Retry-After. Only the claimer signs, and it marks the
+request issued under its own claim. Within one process a lock also serialises the claim-to-mark
+step, so a concurrent retry there waits a moment and gets the certificate instead of a 202. A claim
+is a lease of `CLAIM_LEASE_S` seconds, so a process killed between claim and mark does not block
+the request for ever: once the lease has run out another retry may claim it again. The lease is
+long against signing and recording; if a holder still outlives it and another process has claimed
+the request meanwhile, the late holder's mark fails, and it revokes the certificate it had just
+recorded (reason superseded; it was never sent) and answers as the request now stands.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import platform
+import secrets
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -58,6 +69,15 @@ audit = logging.getLogger("python_est.audit")
 # Issues the certificate for an approved CSR (recording it) and builds the 200 response.
 Fulfil = Callable[[x509.CertificateSigningRequest], tuple[x509.Certificate, HttpResponse]]
 
+# How long a claim on an approved request keeps other processes from issuing it. Far above the
+# worst honest time from claim to mark (key generation, then recording: SQLite waits up to 10 s
+# for its lock and PostgreSQL 15 s for a statement, and a serial collision signs again), and
+# short enough that a request whose claimer was killed is issued on a retry a few minutes later.
+CLAIM_LEASE_S = 120
+
+# Statuses in which a request is still open (not rejected, not issued).
+_OPEN = (PendingStatus.PENDING, PendingStatus.APPROVED, PendingStatus.ISSUING)
+
 
 class ApprovalGate:
     """Holds requests of manual-approval labels in the ledger's pending queue.
@@ -74,6 +94,8 @@ class ApprovalGate:
         self._ledger = ledger
         self._retry_after = retry_after
         self._clock = clock
+        # Within one process, concurrent retries wait for the claimer instead of getting a 202:
+        # after it, their own claim fails and they find the request issued (a 200 at once).
         self._issuing = threading.Lock()
 
     def admit(
@@ -91,10 +113,10 @@ class ApprovalGate:
             label: its label.
             auth: who asked.
             operation: SIMPLEENROLL or SERVERKEYGEN.
-            fulfil: issues for the approved CSR; called at most once per request.
+            fulfil: issues for the approved CSR; called only once this retry holds the claim.
 
         Returns:
-            202 while pending, or the 200 response.
+            202 while pending or while another retry issues it, or the 200 response.
 
         Raises:
             Forbidden: rejected, another requester's request, or a server-generated key that
@@ -104,7 +126,7 @@ class ApprovalGate:
             label.name, public_key_sha256(csr.public_key()), csr.subject.rfc4514_string()
         )
         if found is not None and found.operation != operation.value:
-            if found.status in (PendingStatus.PENDING, PendingStatus.APPROVED):
+            if found.status in _OPEN:
                 # Fulfilling it through another operation would certify another key.
                 raise Forbidden(
                     f"request {found.id} for this key and subject is a /{found.operation} "
@@ -122,7 +144,8 @@ class ApprovalGate:
                 f"request {found.id} was rejected by the CA operator: "
                 f"{found.reason or 'no reason given'}"
             )
-        if found.status is PendingStatus.APPROVED:
+        if found.status in (PendingStatus.APPROVED, PendingStatus.ISSUING):
+            # Issuing: the claim may have outlived its holder; claim_pending decides.
             return self._fulfil(found, operation, fulfil)
         return self._issued(found, operation) or self._hold(csr, label, auth, operation)
 
@@ -157,50 +180,64 @@ class ApprovalGate:
 
     def _wait(self, request: PendingRequest) -> HttpResponse:
         # §4.2.3: 202 with Retry-After (delta-seconds); the text is for humans and logs.
+        if request.status is PendingStatus.ISSUING:
+            state = "is being issued"
+        else:
+            state = "awaits approval by the CA operator"
         return text_response(
             202,
-            f"request {request.id} awaits approval by the CA operator; "
-            f"retry in {self._retry_after} seconds",
+            f"request {request.id} {state}; retry in {self._retry_after} seconds",
             (("Retry-After", str(self._retry_after)),),
         )
 
     def _fulfil(
         self, request: PendingRequest, operation: Operation, fulfil: Fulfil
     ) -> HttpResponse:
+        holder = _claim_holder()
         with self._issuing:
-            current = self._ledger.get_pending(request.id) or request
-            if current.status is not PendingStatus.APPROVED:
-                # Another thread issued it while this one waited for the lock.
-                return self._issued_or_refuse(current, operation)
-            approved = x509.load_pem_x509_csr(current.csr_pem.encode("ascii"))
+            claimed = self._ledger.claim_pending(
+                request.id, holder=holder, lease_seconds=CLAIM_LEASE_S
+            )
+            if claimed is None:
+                # Issued meanwhile, or another process holds a live claim.
+                return self._as_it_stands(request, operation)
+            approved = x509.load_pem_x509_csr(claimed.csr_pem.encode("ascii"))
             cert, response = fulfil(approved)
             try:
-                self._ledger.mark_pending_issued(current.id, cert.serial_number)
+                self._ledger.mark_pending_issued(claimed.id, cert.serial_number, holder=holder)
             except PendingStateError as exc:
-                # Another process issued it first; this certificate was never sent.
+                # This claim's lease ran out while signing and another process claimed the
+                # request; the certificate just recorded was never sent.
                 self._ledger.revoke(cert.serial_number, "superseded")
                 log.warning(
-                    "request %s was issued elsewhere meanwhile; revoked duplicate %s",
-                    current.id,
+                    "request %s was claimed elsewhere after this claim expired; "
+                    "revoked duplicate %s",
+                    claimed.id,
                     serial_hex(cert.serial_number),
                 )
-                return self._issued_or_refuse(exc.request, operation)
+                return self._as_it_stands(exc.request, operation)
         audit.info(
             "%s fulfilled id=%s serial=%s label=%r operation=%s",
             AUDIT_EVENTS.get(operation, operation.value),
-            current.id,
+            claimed.id,
             serial_hex(cert.serial_number),
-            current.label,
+            claimed.label,
             operation.value,
             extra=audit_fields(
                 AUDIT_EVENTS.get(operation, operation.value),
                 "fulfilled",
-                current,
-                request=current.id,
+                claimed,
+                request=claimed.id,
                 serial=serial_hex(cert.serial_number),
             ),
         )
         return response
+
+    def _as_it_stands(self, request: PendingRequest, operation: Operation) -> HttpResponse:
+        current = self._ledger.get_pending(request.id) or request
+        if current.status is PendingStatus.ISSUING:
+            return self._wait(current)
+        return self._issued_or_refuse(current, operation)
 
     def _issued_or_refuse(self, request: PendingRequest, operation: Operation) -> HttpResponse:
         response = self._issued(request, operation)
@@ -221,3 +258,9 @@ class ApprovalGate:
                 "delivered only once and is not kept"
             )
         return certs_only_response(x509.load_pem_x509_certificate(entry.pem.encode("ascii")))
+
+
+def _claim_holder() -> str:
+    # Unique per attempt (so a mark can only succeed under its own claim); the host and process
+    # tell an operator who held a claim (`python-est requests show`).
+    return f"{platform.node() or 'host'}/{os.getpid()}/{secrets.token_hex(4)}"

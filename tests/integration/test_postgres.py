@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from python_est import wire
 from python_est.ca import CertificateAuthority
@@ -38,7 +39,7 @@ from tests.pg_support import PgCluster, postgres_cluster
 
 if TYPE_CHECKING:
     from python_est.ledger.postgres import PostgresLedger
-    from python_est.pgsql import Database
+    from python_est.pgsql import Cursor, Database
 
 pytestmark = pytest.mark.integration
 
@@ -54,11 +55,11 @@ def cluster() -> Iterator[PgCluster]:
 @pytest.fixture
 def url(cluster: PgCluster) -> str:
     """A new database with the current schema."""
-    from python_est.pgsql import Database, upgrade
+    from python_est.pgsql import SCHEMA_VERSION, Database, upgrade
 
     address = cluster.create_database()
     db = Database(address, pool_size=1)
-    assert upgrade(db) == (0, 1)
+    assert upgrade(db) == (0, SCHEMA_VERSION)
     db.close()
     return address
 
@@ -117,6 +118,8 @@ def test_upgrade_is_idempotent_and_a_newer_schema_is_refused(
 def test_servers_refuse_an_old_schema_until_db_upgrade_runs(
     cluster: PgCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from python_est.pgsql import SCHEMA_VERSION
+
     address = cluster.create_database()
     cfg = tmp_path / "est.cfg"
     cfg.write_text(merge_config(BASE_CFG, f"[ledger]\nurl = {address}\n"))
@@ -124,7 +127,7 @@ def test_servers_refuse_an_old_schema_until_db_upgrade_runs(
         open_state(load_config(cfg))
     assert main(["-c", str(cfg), "db", "status"]) == 1
     assert main(["-c", str(cfg), "db", "upgrade"]) == 0
-    assert "upgraded from schema version 0 to 1" in capsys.readouterr().out
+    assert f"upgraded from schema version 0 to {SCHEMA_VERSION}" in capsys.readouterr().out
     assert main(["-c", str(cfg), "db", "status"]) == 0
     assert main(["-c", str(cfg), "db", "upgrade"]) == 0
     assert "nothing to do" in capsys.readouterr().out
@@ -174,7 +177,7 @@ def test_the_database_enforces_unique_serials(databases: Callable[[], Database])
     assert a.count() == 1 and a.get(entry.serial) == entry
 
 
-def test_concurrent_decisions_and_fulfilments_succeed_exactly_once(
+def test_concurrent_decisions_and_claims_succeed_exactly_once(
     databases: Callable[[], Database],
 ) -> None:
     instances = [ledger_on(databases()) for _ in range(6)]
@@ -197,24 +200,107 @@ def test_concurrent_decisions_and_fulfilments_succeed_exactly_once(
     with ThreadPoolExecutor(len(instances)) as pool:
         outcomes = list(pool.map(decide, instances))
     assert sorted(outcomes) == ["decided"] + ["refused"] * (len(instances) - 1)
-    entries = [issued("device-7") for _ in instances]
-    for ledger, entry in zip(instances, entries, strict=True):
-        ledger.record(entry)
 
-    def fulfil(pair: tuple[PostgresLedger, IssuedCertificate]) -> str:
+    def claim(index: int) -> str | None:
         barrier.wait()
-        try:
-            pair[0].mark_pending_issued(request.id, pair[1].serial)
-        except PendingStateError:
-            return "refused"
-        return "issued"
+        holder = f"instance-{index}"
+        won = instances[index].claim_pending(request.id, holder=holder, lease_seconds=60)
+        return None if won is None else holder
 
     with ThreadPoolExecutor(len(instances)) as pool:
-        outcomes = list(pool.map(fulfil, zip(instances, entries, strict=True)))
-    assert outcomes.count("issued") == 1
-    final = instances[0].get_pending(request.id)
-    assert final is not None and final.status is PendingStatus.ISSUED
-    assert final.serial == entries[outcomes.index("issued")].serial
+        holders = [h for h in pool.map(claim, range(len(instances))) if h is not None]
+    assert len(holders) == 1
+    claimed = instances[0].get_pending(request.id)
+    assert claimed is not None and claimed.status is PendingStatus.ISSUING
+    assert claimed.claimed_by == holders[0] and claimed.claimed_at is not None
+    entry = issued("device-7")
+    instances[1].record(entry)
+    loser = next(f"instance-{i}" for i in range(len(instances)) if f"instance-{i}" != holders[0])
+    with pytest.raises(PendingStateError):
+        instances[2].mark_pending_issued(request.id, entry.serial, holder=loser)
+    final = instances[3].mark_pending_issued(request.id, entry.serial, holder=holders[0])
+    assert final.status is PendingStatus.ISSUED and final.serial == entry.serial
+    assert instances[4].claim_pending(request.id, holder="late", lease_seconds=1) is None
+
+
+def age_claim(ledger: PostgresLedger, request_id: str, seconds: int) -> None:
+    """Make the request's claim `seconds` older, as if its holder had stalled that long."""
+    ledger.database.run(
+        lambda cursor: cursor.execute(
+            "UPDATE pending_requests SET claimed_at = claimed_at - %s WHERE id = %s",
+            (timedelta(seconds=seconds), request_id),
+        )
+    )
+
+
+def test_an_expired_claim_is_taken_over_and_only_its_new_holder_marks(
+    databases: Callable[[], Database],
+) -> None:
+    a, b = ledger_on(databases()), ledger_on(databases())
+    csr, _ = make_csr("device-8")
+    request = a.add_pending(
+        csr, label="", operation="simpleenroll", requester="device-8", auth_method="basic"
+    )
+    assert a.claim_pending(request.id, holder="a", lease_seconds=60) is None  # not approved
+    a.decide_pending(request.id, approve=True)
+    assert a.claim_pending(request.id, holder="a", lease_seconds=60) is not None
+    assert b.claim_pending(request.id, holder="b", lease_seconds=60) is None
+    age_claim(a, request.id, 30)
+    assert b.claim_pending(request.id, holder="b", lease_seconds=60) is None  # still live
+    age_claim(a, request.id, 31)
+    taken = b.claim_pending(request.id, holder="b", lease_seconds=60)
+    assert taken is not None and taken.claimed_by == "b"
+    late, fresh = issued("device-8"), issued("device-8")
+    a.record(late)
+    b.record(fresh)
+    with pytest.raises(PendingStateError) as info:
+        a.mark_pending_issued(request.id, late.serial, holder="a")
+    assert info.value.request.claimed_by == "b"
+    done = b.mark_pending_issued(request.id, fresh.serial, holder="b")
+    assert (done.status, done.serial) == (PendingStatus.ISSUED, fresh.serial)
+    with pytest.raises(ValueError):
+        a.claim_pending(request.id, holder="a", lease_seconds=0)
+
+
+def test_schema_1_is_upgraded_keeping_pending_requests(cluster: PgCluster) -> None:
+    import psycopg
+
+    from python_est.ledger.postgres import PostgresLedger
+    from python_est.pgsql import SCHEMA_VERSION, Database, upgrade
+    from python_est.pgsql.schema import MIGRATIONS
+
+    db = Database(cluster.create_database(), pool_size=2)
+    try:
+
+        def version_1(cursor: Cursor) -> None:
+            cursor.execute(
+                "CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
+                " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            for statement in MIGRATIONS[0]:
+                cursor.execute(statement.encode("utf-8"))
+            cursor.execute("INSERT INTO schema_version (version) VALUES (1)")
+
+        db.run(version_1)
+        csr, _ = make_csr("device-9")
+        # An approved request written by the previous version (its columns only).
+        db.run(
+            lambda cursor: cursor.execute(
+                "INSERT INTO pending_requests (id, created_at, label, operation, requester,"
+                " auth_method, subject, public_key_sha256, csr_pem, status)"
+                " VALUES ('r1', now(), '', 'simpleenroll', 'd', 'basic', 'CN=device-9', 'ab',"
+                " %s, 'approved')",
+                (csr.public_bytes(Encoding.PEM).decode(),),
+            )
+        )
+        with pytest.raises(psycopg.errors.CheckViolation):
+            db.run(lambda cursor: cursor.execute("UPDATE pending_requests SET status = 'issuing'"))
+        assert upgrade(db) == (1, SCHEMA_VERSION)
+        claimed = PostgresLedger(db).claim_pending("r1", holder="a", lease_seconds=60)
+        assert claimed is not None and claimed.status is PendingStatus.ISSUING
+        assert (claimed.subject, claimed.claimed_by) == ("CN=device-9", "a")
+    finally:
+        db.close()
 
 
 def test_connections_heal_after_a_drop_and_an_outage_is_unavailable(

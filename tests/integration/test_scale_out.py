@@ -2,12 +2,16 @@
 
 The fleet: a throwaway PostgreSQL cluster, `python-est db upgrade`, instances A and B as
 subprocesses sharing the database, each with its own copy of the state directory (CA and TLS
-server credentials, as on two hosts), and HAProxy in TCP mode passing TLS through to both. Then:
+server credentials, as on two hosts), and HAProxy in TCP mode passing TLS through to both, each
+connection prefixed with a PROXY v2 header (`send-proxy-v2`; the instances trust HAProxy's source
+address only, so tests connecting to an instance directly stay direct clients). Then:
 
 - a user added through A (the CLI with A's config) logs in through B, by TLS-SRP and Basic;
 - a manual-approval request held by A, approved with B's CLI, is picked up by the client
   retrying through A;
 - a TLS session made on A resumes on B (session tickets sealed with keys from the database);
+- through HAProxy the instances see each client's own address (log line, and failed logins lock
+  that address on every instance, not every client behind the balancer);
 - 200 concurrent enrollments (Basic, TLS-SRP, certificate) through HAProxy while B is killed
   halfway: every certificate a client received is in the ledger exactly once, all serials are
   unique, and every client that saw an error succeeded on a retry. (This test kills B: it runs
@@ -50,7 +54,15 @@ from tests.est_support import (
     srp,
     write_credentials,
 )
-from tests.pg_support import HaProxy, PgCluster, free_port, haproxy, postgres_cluster, wait_for_port
+from tests.pg_support import (
+    PROXY_SOURCE,
+    HaProxy,
+    PgCluster,
+    free_port,
+    haproxy,
+    postgres_cluster,
+    wait_for_port,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -122,6 +134,8 @@ port = {port}
 state_dir = {state_dir}
 handshake_timeout = 10
 request_timeout = 10
+proxy_protocol = yes
+trusted_proxies = {PROXY_SOURCE}
 [ledger]
 url = {url}
 [label:manual]
@@ -169,7 +183,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         try:
             a.start()
             b.start()
-            with haproxy(root, [a.port, b.port]) as proxy:
+            with haproxy(root, [a.port, b.port], proxy_protocol=True) as proxy:
                 yield Fleet(cluster, url, root, a, b, proxy, ca_file, clients)
         finally:
             a.stop()
@@ -255,6 +269,43 @@ def test_a_tls_session_made_on_a_resumes_on_b(fleet: Fleet) -> None:
     assert not reused and session.has_ticket
     _, reused = cacerts(fleet.b.port, session)
     assert reused
+
+
+def _https_from(source: str, port: int, request: bytes, cafile: Path) -> Reply:
+    """`https`, from the loopback address `source` (a distinct client address)."""
+    context = ssl.create_default_context(cafile=str(cafile))
+    with socket.create_connection(("127.0.0.1", port), 10, source_address=(source, 0)) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(request)
+            return parse_reply(read_all(tls))
+
+
+def _logs(fleet: Fleet) -> list[str]:
+    return [(fleet.root / f"{name}.log").read_text(errors="replace") for name in ("a", "b")]
+
+
+def test_instances_see_the_client_address_through_haproxy(fleet: Fleet) -> None:
+    port = fleet.proxy.port
+    user = USERS[1]
+    guesser, other = "127.0.0.3", "127.0.0.4"
+    for _ in range(4):  # round robin: some land on each instance
+        request = build_request("GET", "/.well-known/est/cacerts", port=port)
+        assert _https_from(guesser, port, request, fleet.ca_file).status == 200
+    line = f"{guesser} TLS"  # an instance logs a connection just after its response
+    deadline = time.monotonic() + 10
+    while not all(line in text and f"proxy={PROXY_SOURCE}" in text for text in _logs(fleet)):
+        assert time.monotonic() < deadline, "an instance logged HAProxy's address, not the client's"
+        time.sleep(0.1)
+    # Five wrong passwords (the default [auth] max_failures) for five names from one client:
+    # that address is locked on both instances (shared counters); its neighbour is not.
+    for n in range(5):
+        request, _, _ = _enroll_request(port, user, Authorization=basic(f"guess-{n}", "x"))
+        assert _https_from(guesser, port, request, fleet.ca_file).status == 401
+    for _ in range(2):
+        request, _, _ = _enroll_request(port, user, Authorization=basic(user, PASSWORD))
+        assert _https_from(guesser, port, request, fleet.ca_file).status == 429
+    request, _, _ = _enroll_request(port, user, Authorization=basic(user, PASSWORD))
+    _only_cert(_https_from(other, port, request, fleet.ca_file))
 
 
 def test_200_concurrent_enrollments_survive_killing_an_instance(fleet: Fleet) -> None:

@@ -37,7 +37,7 @@ def test_shipped_config_loads_with_documented_defaults() -> None:
 
 
 def test_shipped_config_documents_every_key() -> None:
-    from python_est.config.load import KNOWN_KEYS
+    from python_est.config.keys import KNOWN_KEYS
 
     text = SHIPPED.read_text()
     for section in (
@@ -249,7 +249,7 @@ def test_metrics_and_crl_defaults(tmp_path: Path) -> None:
 
 
 def test_shipped_config_documents_metrics_and_crl_keys() -> None:
-    from python_est.config.load import KNOWN_KEYS
+    from python_est.config.keys import KNOWN_KEYS
 
     config = load_config(SHIPPED)
     assert not config.metrics.enabled and config.crl.enabled
@@ -311,3 +311,45 @@ def test_bad_metrics_and_crl_settings_are_refused(tmp_path: Path, text: str, exp
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
     assert expected in str(info.value)
+
+
+def test_proxy_protocol_is_off_by_default_and_names_its_proxies(tmp_path: Path) -> None:
+    import ipaddress
+
+    default = default_config(tmp_path).server
+    assert (default.proxy_protocol, default.trusted_proxies) == (False, ())
+    assert load_config(SHIPPED).server.proxy_protocol is False
+    config = load_config(
+        write(
+            tmp_path,
+            "[server]\nproxy_protocol = yes\n"
+            "trusted_proxies = 127.0.0.1, 10.0.0.0/8, 2001:db8::/64\n",
+        )
+    )
+    assert config.server.proxy_protocol is True
+    assert config.server.trusted_proxies == (
+        ipaddress.ip_network("127.0.0.1/32"),
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("2001:db8::/64"),
+    )
+    # Listing proxies without turning the protocol on is allowed (and changes nothing).
+    listed = load_config(write(tmp_path, "[server]\ntrusted_proxies = 192.0.2.1\n"))
+    assert listed.server.proxy_protocol is False
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[server]\nproxy_protocol = yes\n", "[server] trusted_proxies: must be set when"),
+        ("[server]\nproxy_protocol = yes\ntrusted_proxies =\n", "[server] trusted_proxies:"),
+        ("[server]\nproxy_protocol = maybe\n", "[server] proxy_protocol: expected yes/no"),
+        ("[server]\ntrusted_proxies = 10.0.0.1/8\n", "[server] trusted_proxies: not an address"),
+        ("[server]\ntrusted_proxies = haproxy.local\n", "[server] trusted_proxies: not an"),
+        ("[server]\ntrusted_proxies = 10.0.0.0/33\n", "[server] trusted_proxies: not an"),
+    ],
+)
+def test_bad_proxy_protocol_settings_are_refused(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)

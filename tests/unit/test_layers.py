@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "ledger": 2,
     "users": 2,
     "ratelimit": 2,
+    "proxyproto": 2,
     "metrics": 2,
     "policy": 3,
     "state": 3,

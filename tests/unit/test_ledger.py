@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
@@ -559,24 +559,44 @@ def test_pending_lifecycle(ledger: SqliteLedger, key: ec.EllipticCurvePrivateKey
 
     cert = make_cert(key)
     ledger.record(make_entry(cert, label="routers"))
+    assert ledger.claim_pending(request.id, holder="a", lease_seconds=60) is None  # not approved
     with pytest.raises(PendingStateError):
-        ledger.mark_pending_issued(request.id, cert.serial_number)  # not approved yet
+        ledger.mark_pending_issued(request.id, cert.serial_number, holder="a")
     approved = ledger.decide_pending(request.id, True, "known device")
     assert approved.status is PendingStatus.APPROVED
     assert approved.reason == "known device"
     assert approved.decided_at is not None
+    assert (approved.claimed_by, approved.claimed_at) == (None, None)
     with pytest.raises(PendingStateError) as info:
         ledger.decide_pending(request.id, False)
     assert info.value.request == approved
+    with pytest.raises(PendingStateError, match="is approved, not issuing"):
+        ledger.mark_pending_issued(request.id, cert.serial_number, holder="a")  # not claimed
+
+    before = datetime.now(timezone.utc)
+    claimed = ledger.claim_pending(request.id, holder="a", lease_seconds=60)
+    assert claimed is not None and claimed.status is PendingStatus.ISSUING
+    assert claimed.claimed_by == "a"
+    assert claimed.claimed_at is not None and before <= claimed.claimed_at
+    assert claimed.claimed_at <= datetime.now(timezone.utc)
+    assert ledger.get_pending(request.id) == claimed
+    assert ledger.list_pending(PendingStatus.ISSUING) == [claimed]
+    assert ledger.claim_pending(request.id, holder="a", lease_seconds=60) is None  # held: once
+    with pytest.raises(PendingStateError):
+        ledger.decide_pending(request.id, False)
 
     with pytest.raises(UnknownSerial):
-        ledger.mark_pending_issued(request.id, cert.serial_number + 1)
-    issued = ledger.mark_pending_issued(request.id, cert.serial_number)
+        ledger.mark_pending_issued(request.id, cert.serial_number + 1, holder="a")
+    with pytest.raises(PendingStateError, match=r"issuing \(claimed by a\), not issuing"):
+        ledger.mark_pending_issued(request.id, cert.serial_number, holder="b")
+    issued = ledger.mark_pending_issued(request.id, cert.serial_number, holder="a")
     assert issued.status is PendingStatus.ISSUED
     assert issued.serial == cert.serial_number
+    assert (issued.claimed_by, issued.claimed_at) == ("a", claimed.claimed_at)
     assert ledger.get_pending(request.id) == issued
     with pytest.raises(PendingStateError):
-        ledger.mark_pending_issued(request.id, cert.serial_number)
+        ledger.mark_pending_issued(request.id, cert.serial_number, holder="a")
+    assert ledger.claim_pending(request.id, holder="c", lease_seconds=1) is None
     assert ledger.list_pending(PendingStatus.PENDING) == []
     assert ledger.list_pending() == [issued]
 
@@ -591,10 +611,18 @@ def test_rejected_requests_cannot_be_issued(
     assert rejected.status is PendingStatus.REJECTED
     cert = make_cert(key)
     ledger.record(make_entry(cert))
+    assert ledger.claim_pending(request.id, holder="a", lease_seconds=60) is None
     with pytest.raises(PendingStateError):
-        ledger.mark_pending_issued(request.id, cert.serial_number)
+        ledger.mark_pending_issued(request.id, cert.serial_number, holder="a")
+    assert ledger.get_pending(request.id) == rejected
     with pytest.raises(UnknownPendingRequest):
         ledger.decide_pending("no-such-id", True)
+    with pytest.raises(UnknownPendingRequest):
+        ledger.claim_pending("no-such-id", holder="a", lease_seconds=60)
+    with pytest.raises(UnknownPendingRequest):
+        ledger.mark_pending_issued("no-such-id", cert.serial_number, holder="a")
+    with pytest.raises(ValueError, match="lease_seconds"):
+        ledger.claim_pending(request.id, holder="a", lease_seconds=0)
     assert ledger.get_pending("no-such-id") is None
 
 
@@ -636,3 +664,140 @@ def test_concurrent_decisions_let_exactly_one_win(
         assert final.status is (PendingStatus.APPROVED if wins[0] else PendingStatus.REJECTED)
     shared.close()
     other.close()
+
+
+def approved_request(ledger: SqliteLedger, key: ec.EllipticCurvePrivateKey) -> str:
+    request = ledger.add_pending(
+        make_csr(key), label="", operation="simpleenroll", requester="b", auth_method="srp"
+    )
+    ledger.decide_pending(request.id, True)
+    return request.id
+
+
+def backdate_claim(db_path: Path, request_id: str, seconds: int) -> None:
+    """Make the request's claim `seconds` older, as if its holder had stalled that long."""
+    raw = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        [claimed_at] = raw.execute(
+            "SELECT claimed_at FROM pending_requests WHERE id = ?", (request_id,)
+        ).fetchone()
+        earlier = datetime.fromisoformat(claimed_at) - timedelta(seconds=seconds)
+        raw.execute(
+            "UPDATE pending_requests SET claimed_at = ? WHERE id = ?",
+            (earlier.isoformat(timespec="microseconds"), request_id),
+        )
+    finally:
+        raw.close()
+
+
+def test_concurrent_claims_across_connections_let_exactly_one_win(
+    db_path: Path, key: ec.EllipticCurvePrivateKey
+) -> None:
+    # Two connections to one file stand for two processes; three threads on each.
+    ledgers = (SqliteLedger(db_path), SqliteLedger(db_path))
+    try:
+        for _ in range(10):
+            request_id = approved_request(ledgers[0], key)
+            claims: list[str] = []
+
+            def claim(index: int, request_id: str = request_id, claims: list[str] = claims) -> None:
+                holder = f"holder-{index}"
+                if ledgers[index % 2].claim_pending(request_id, holder=holder, lease_seconds=60):
+                    claims.append(holder)
+
+            assert run_threads(6, claim) == []
+            assert len(claims) == 1
+            final = ledgers[1].get_pending(request_id)
+            assert final is not None and final.status is PendingStatus.ISSUING
+            assert final.claimed_by == claims[0]
+    finally:
+        for opened in ledgers:
+            opened.close()
+
+
+def test_an_expired_claim_can_be_taken_over_and_only_the_new_holder_marks(
+    db_path: Path, ledger: SqliteLedger, key: ec.EllipticCurvePrivateKey
+) -> None:
+    request_id = approved_request(ledger, key)
+    first = ledger.claim_pending(request_id, holder="dead", lease_seconds=60)
+    assert first is not None
+    assert ledger.claim_pending(request_id, holder="new", lease_seconds=60) is None
+    backdate_claim(db_path, request_id, 30)
+    assert ledger.claim_pending(request_id, holder="new", lease_seconds=60) is None  # still live
+    backdate_claim(db_path, request_id, 31)
+    taken = ledger.claim_pending(request_id, holder="new", lease_seconds=60)
+    assert taken is not None and taken.status is PendingStatus.ISSUING
+    assert taken.claimed_by == "new"
+    assert first.claimed_at is not None and taken.claimed_at is not None
+    assert taken.claimed_at > first.claimed_at
+    late, fresh = make_cert(key), make_cert(key)
+    ledger.record(make_entry(late))
+    ledger.record(make_entry(fresh))
+    with pytest.raises(PendingStateError) as info:
+        ledger.mark_pending_issued(request_id, late.serial_number, holder="dead")
+    assert info.value.request == taken
+    issued = ledger.mark_pending_issued(request_id, fresh.serial_number, holder="new")
+    assert (issued.status, issued.serial) == (PendingStatus.ISSUED, fresh.serial_number)
+
+
+def test_a_holder_whose_lease_ran_out_may_still_mark_when_nobody_took_over(
+    db_path: Path, ledger: SqliteLedger, key: ec.EllipticCurvePrivateKey
+) -> None:
+    request_id = approved_request(ledger, key)
+    assert ledger.claim_pending(request_id, holder="slow", lease_seconds=60) is not None
+    backdate_claim(db_path, request_id, 3600)
+    cert = make_cert(key)
+    ledger.record(make_entry(cert))
+    issued = ledger.mark_pending_issued(request_id, cert.serial_number, holder="slow")
+    assert issued.status is PendingStatus.ISSUED and issued.claimed_by == "slow"
+
+
+def test_a_version_2_ledger_is_migrated_keeping_its_requests(
+    db_path: Path, key: ec.EllipticCurvePrivateKey
+) -> None:
+    from python_est.ledger.schema import MIGRATIONS
+
+    db_path.parent.mkdir()
+    raw = sqlite3.connect(db_path, isolation_level=None)
+    raw.execute("PRAGMA journal_mode=WAL")
+    for statements in MIGRATIONS[:2]:
+        for statement in statements:
+            raw.execute(statement)
+    raw.execute("PRAGMA user_version = 2")
+    columns = (
+        "id, created_at, label, operation, requester, auth_method, subject, public_key_sha256,"
+        " csr_pem, status"
+    )
+    # Same creation time: the newest is the one inserted last (rowid order must survive).
+    for request_id, status in (("old", "approved"), ("new", "pending")):
+        raw.execute(
+            f"INSERT INTO pending_requests ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                request_id,
+                T0.isoformat(),
+                "",
+                "simpleenroll",
+                "b",
+                "srp",
+                "CN=device-1",
+                public_key_sha256(key.public_key()),
+                make_csr(key).public_bytes(serialization.Encoding.PEM).decode(),
+                status,
+            ),
+        )
+    with pytest.raises(sqlite3.IntegrityError):
+        raw.execute("UPDATE pending_requests SET status = 'issuing' WHERE id = 'old'")
+    raw.close()
+    with SqliteLedger(db_path) as ledger:
+        found = ledger.find_pending("", public_key_sha256(key.public_key()), "CN=device-1")
+        assert found is not None and found.id == "new"
+        assert [r.id for r in ledger.list_pending()] == ["old", "new"]
+        claimed = ledger.claim_pending("old", holder="a", lease_seconds=60)
+        assert claimed is not None and claimed.status is PendingStatus.ISSUING
+    raw = sqlite3.connect(db_path)
+    try:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 3
+        indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert {"pending_match", "pending_status"} <= indexes
+    finally:
+        raw.close()

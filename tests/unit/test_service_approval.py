@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import logging
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -27,7 +29,7 @@ from python_est.messages import HttpRequest, HttpResponse, Operation
 from python_est.policy import Authentication, ClientCertificate, PeerIdentity, TlsInfo
 from python_est.ratelimit import FailureLimiter
 from python_est.service import EstService
-from python_est.service.approval import ApprovalGate
+from python_est.service.approval import CLAIM_LEASE_S, ApprovalGate
 from python_est.service.issuance import Issuer, certs_only_response
 from python_est.state import State, open_state
 
@@ -314,34 +316,163 @@ def test_reenrollment_is_not_held(
 # --- issuing once ---
 
 
+def being_issued(response: HttpResponse) -> str:
+    """The request id of a 202 answered while another retry holds the claim."""
+    assert response.status == 202
+    assert response.header("Retry-After") == str(RETRY_AFTER)
+    text = response.body.decode()
+    assert "is being issued" in text
+    return text.split()[1]
+
+
+def backdate_claim(config: Config, request_id: str, seconds: int) -> None:
+    """Age the request's claim by `seconds`, as if its holder had stalled (or died) that long."""
+    raw = sqlite3.connect(config.ledger.path, isolation_level=None)
+    try:
+        [claimed_at] = raw.execute(
+            "SELECT claimed_at FROM pending_requests WHERE id = ?", (request_id,)
+        ).fetchone()
+        earlier = datetime.fromisoformat(claimed_at) - timedelta(seconds=seconds)
+        raw.execute(
+            "UPDATE pending_requests SET claimed_at = ? WHERE id = ?",
+            (earlier.isoformat(timespec="microseconds"), request_id),
+        )
+    finally:
+        raw.close()
+
+
+def race(
+    services: list[EstService], key: ec.EllipticCurvePrivateKey
+) -> tuple[list[x509.Certificate], list[str]]:
+    """Each service retries the approved request from two threads at once, each until a 200.
+
+    Returns:
+        Every client's certificate, and the request id of every 202 on the way.
+    """
+    clients = [service for service in services for _ in range(2)]
+    barrier = threading.Barrier(len(clients))
+    results: list[x509.Certificate] = []
+    waits: list[str] = []
+
+    def client(service: EstService) -> None:
+        barrier.wait()
+        for _ in range(500):
+            response = service.handle(request(csr_for(key)), ANON)
+            if response.status == 200:
+                results.append(certificate(response))
+                return
+            waits.append(being_issued(response))  # a retry would come after Retry-After
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=client, args=(service,)) for service in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(results) == len(clients)
+    return results, waits
+
+
 def test_concurrent_retries_issue_one_certificate(
     service: EstService, state: State, key: ec.EllipticCurvePrivateKey
 ) -> None:
     request_id = held_id(service.handle(request(csr_for(key)), ANON))
     state.ledger.decide_pending(request_id, approve=True)
-    barrier = threading.Barrier(4)
-    results: list[x509.Certificate] = []
-
-    def retry() -> None:
-        barrier.wait()
-        results.append(certificate(service.handle(request(csr_for(key)), ANON)))
-
-    threads = [threading.Thread(target=retry) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert len(results) == 4 and len(set(results)) == 1
+    results, waits = race([service, service], key)
+    assert len(set(results)) == 1
+    assert waits == []  # in one process, the others wait for the claimer: no 202
     assert state.ledger.count() == 1
 
 
-def test_lost_race_across_processes_revokes_the_duplicate(
+def test_two_servers_on_one_ledger_file_issue_one_certificate(
     state: State, config: Config, clock: Clock, key: ec.EllipticCurvePrivateKey
 ) -> None:
-    # Two servers on one ledger file: each has its own connection and its own lock.
-    here = make_service(state, clock)
+    # Two servers on one ledger file, each with its own connection (as two processes); the
+    # race is repeated, since one run may well never overlap.
+    with SqliteLedger(config.ledger.path) as other:
+        servers = [make_service(state, clock), make_service(state, clock, other)]
+        for round_number in range(5):
+            round_key = ec.generate_private_key(ec.SECP256R1()) if round_number else key
+            request_id = held_id(
+                servers[round_number % 2].handle(request(csr_for(round_key)), ANON)
+            )
+            state.ledger.decide_pending(request_id, approve=True)
+            results, waits = race(servers, round_key)
+            assert set(waits) <= {request_id}
+            [cert] = set(results)
+            entry = other.get(cert.serial_number)
+            assert entry is not None and entry.revoked_at is None
+            pending = other.get_pending(request_id)
+            assert pending is not None and pending.status is PendingStatus.ISSUED
+            assert pending.serial == cert.serial_number
+            assert state.ledger.count() == round_number + 1  # exactly one signed per request
+        assert state.ledger.list_certificates(revoked=True) == []
+
+
+def test_a_retry_during_issuing_gets_202_then_the_same_certificate(
+    state: State, config: Config, clock: Clock, key: ec.EllipticCurvePrivateKey
+) -> None:
     there = make_service(state, clock, SqliteLedger(config.ledger.path))
-    request_id = held_id(here.handle(request(csr_for(key)), ANON))
+    request_id = held_id(there.handle(request(csr_for(key)), ANON))
+    state.ledger.decide_pending(request_id, approve=True)
+    auth = Authentication(methods=frozenset({AuthMethod.BASIC}), basic_user="alice")
+    issuer = Issuer(state.ca, state.ledger, clock)
+    gate = ApprovalGate(state.ledger, retry_after=RETRY_AFTER, clock=clock)
+    meanwhile: list[HttpResponse] = []
+
+    def fulfil(approved: x509.CertificateSigningRequest) -> tuple[x509.Certificate, HttpResponse]:
+        # The other server sees the request claimed while this one signs: it does not sign.
+        meanwhile.append(there.handle(request(csr_for(key)), ANON))
+        cert = issuer.issue(approved, HELD, auth, Operation.SIMPLEENROLL)
+        return cert, certs_only_response(cert)
+
+    cert = certificate(gate.admit(csr_for(key), HELD, auth, Operation.SIMPLEENROLL, fulfil))
+    assert being_issued(meanwhile[0]) == request_id
+    assert certificate(there.handle(request(csr_for(key)), ANON)) == cert
+    assert state.ledger.count() == 1
+
+
+def test_a_claim_whose_holder_died_is_issued_after_the_lease(
+    service: EstService,
+    state: State,
+    config: Config,
+    cfg: Path,
+    key: ec.EllipticCurvePrivateKey,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    request_id = held_id(service.handle(request(csr_for(key)), ANON))
+    state.ledger.decide_pending(request_id, approve=True)
+    # A process claimed it and was killed (kill -9) before marking it issued.
+    assert state.ledger.claim_pending(request_id, holder="gone/1/x", lease_seconds=60)
+    assert being_issued(service.handle(request(csr_for(key)), ANON)) == request_id
+    capsys.readouterr()
+    assert main(["-c", str(cfg), "requests", "list", "--status", "issuing"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.split("\t")[:3:2] == [request_id, "issuing"]
+    assert main(["-c", str(cfg), "requests", "show", request_id]) == 0
+    assert "by gone/1/x" in capsys.readouterr().out
+
+    backdate_claim(config, request_id, CLAIM_LEASE_S - 5)
+    assert being_issued(service.handle(request(csr_for(key)), ANON)) == request_id
+    backdate_claim(config, request_id, 10)
+    cert = certificate(service.handle(request(csr_for(key)), ANON))
+    pending = state.ledger.get_pending(request_id)
+    assert pending is not None and pending.status is PendingStatus.ISSUED
+    assert pending.serial == cert.serial_number and pending.claimed_by != "gone/1/x"
+    assert state.ledger.count() == 1
+
+
+def test_a_holder_that_outlived_its_lease_revokes_its_unsent_duplicate(
+    state: State,
+    config: Config,
+    clock: Clock,
+    key: ec.EllipticCurvePrivateKey,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The defensive path: this holder stalls past the lease while signing, the other server
+    # claims the request again and issues it; this holder's mark then fails.
+    there = make_service(state, clock, SqliteLedger(config.ledger.path))
+    request_id = held_id(there.handle(request(csr_for(key)), ANON))
     state.ledger.decide_pending(request_id, approve=True)
     auth = Authentication(methods=frozenset({AuthMethod.BASIC}), basic_user="alice")
     issuer = Issuer(state.ca, state.ledger, clock)
@@ -349,17 +480,20 @@ def test_lost_race_across_processes_revokes_the_duplicate(
     winner: list[x509.Certificate] = []
 
     def fulfil(approved: x509.CertificateSigningRequest) -> tuple[x509.Certificate, HttpResponse]:
-        # The other server completes the same approved request while this one is issuing.
+        backdate_claim(config, request_id, CLAIM_LEASE_S + 1)
         winner.append(certificate(there.handle(request(csr_for(key)), ANON)))
         cert = issuer.issue(approved, HELD, auth, Operation.SIMPLEENROLL)
         return cert, certs_only_response(cert)
 
-    response = gate.admit(csr_for(key), HELD, auth, Operation.SIMPLEENROLL, fulfil)
+    with caplog.at_level(logging.WARNING, logger="python_est.service"):
+        response = gate.admit(csr_for(key), HELD, auth, Operation.SIMPLEENROLL, fulfil)
     assert certificate(response) == winner[0]
+    assert "revoked duplicate" in caplog.text
     entries = state.ledger.list_certificates()
     assert len(entries) == 2
     [duplicate] = [e for e in entries if e.serial != winner[0].serial_number]
     assert duplicate.revocation_reason == "superseded"
+    assert not state.ledger.is_revoked(winner[0].serial_number)
     pending = state.ledger.get_pending(request_id)
     assert pending is not None and pending.serial == winner[0].serial_number
 
