@@ -87,9 +87,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
-    return serve(
-        config, config_path=Path(args.config) if args.config else None, debug=args.debug
-    )
+    return serve(config, config_path=Path(args.config) if args.config else None, debug=args.debug)
 
 
 def _init(args: argparse.Namespace, config: Config) -> int:
