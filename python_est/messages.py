@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -78,6 +79,15 @@ def parse_est_path(raw_path: str) -> EstPath:
     return EstPath(label=label, operation=operation)
 
 
+def header_value(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+    """The first value of header `name` among `headers` whose names are lower-cased, or None."""
+    wanted = name.lower()
+    for key, value in headers:
+        if key == wanted:
+            return value
+    return None
+
+
 def _printable(text: str) -> str:
     """Shorten and neutralise client text before echoing it in an error detail."""
     cleaned = "".join(ch if ch.isprintable() else "?" for ch in text)
@@ -94,11 +104,7 @@ class HttpRequest:
     body: bytes = b""
 
     def header(self, name: str) -> str | None:
-        wanted = name.lower()
-        for key, value in self.headers:
-            if key == wanted:
-                return value
-        return None
+        return header_value(self.headers, name)
 
     @property
     def path(self) -> str:

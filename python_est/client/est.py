@@ -182,8 +182,7 @@ class EstClient:
             HttpStatusError: the server refused.
             ClientError: transport failure or an unreadable answer.
         """
-        reply = self._enroll("simpleenroll", csr, max_wait)
-        return _decode(lambda: wire.decode_certs_only(reply.body)[0], "/simpleenroll")
+        return self._enroll_certificate("simpleenroll", csr, max_wait)
 
     def simplereenroll(
         self, csr: x509.CertificateSigningRequest, *, max_wait: float = 0.0
@@ -195,8 +194,7 @@ class EstClient:
             HttpStatusError: the server refused.
             ClientError: transport failure or an unreadable answer.
         """
-        reply = self._enroll("simplereenroll", csr, max_wait)
-        return _decode(lambda: wire.decode_certs_only(reply.body)[0], "/simplereenroll")
+        return self._enroll_certificate("simplereenroll", csr, max_wait)
 
     def serverkeygen(
         self, csr: x509.CertificateSigningRequest, *, max_wait: float = 0.0
@@ -214,6 +212,12 @@ class EstClient:
         return _decode(lambda: _server_key(reply), "/serverkeygen")
 
     # --- internals ------------------------------------------------------------------------------
+
+    def _enroll_certificate(
+        self, operation: str, csr: x509.CertificateSigningRequest, max_wait: float
+    ) -> x509.Certificate:
+        reply = self._enroll(operation, csr, max_wait)
+        return _decode(lambda: wire.decode_certs_only(reply.body)[0], "/" + operation)
 
     def _enroll(
         self, operation: str, csr: x509.CertificateSigningRequest, max_wait: float

@@ -28,6 +28,7 @@ from tlslite.constants import AlertDescription, CipherSuite
 from tlslite.errors import TLSAbruptCloseError, TLSError, TLSRemoteAlert
 
 import python_est
+from python_est.messages import header_value
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +100,7 @@ class HttpReply:
     cipher_suite: str = ""
 
     def header(self, name: str) -> str | None:
-        wanted = name.lower()
-        for key, value in self.headers:
-            if key == wanted:
-                return value
-        return None
+        return header_value(self.headers, name)
 
     @property
     def message(self) -> str:

@@ -2,7 +2,8 @@
 
 Split by concept: `records` (the values, the errors and the `Ledger` Protocol), `schema` (opening
 the file, migrations, rows, mapping storage errors to HTTP errors), `sqlite` (`SqliteLedger`) and
-`sqlite_queue` (its pending-request queue, a mixin).
+`sqlite_queue` (its pending-request queue, a mixin); `rows` holds what both backends share (values
+from rows, a new pending request, the revocation and lease checks, the export copy).
 `postgres` (`PostgresLedger`, one ledger shared by several instances) with `pgrows` (its rows)
 needs psycopg and is imported only when `[ledger] url` names a PostgreSQL database.
 """

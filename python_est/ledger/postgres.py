@@ -12,7 +12,6 @@ The schema comes from `python-est db upgrade` (`python_est.pgsql.schema`).
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import TracebackType
@@ -20,17 +19,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 import psycopg
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from python_est.ledger.pgrows import (
-    certificate,
-    export,
-    insert_certificate,
-    pending,
-    pending_row,
-)
+from python_est.ledger.pgrows import certificate, insert_certificate, pending, pending_row
 from python_est.ledger.records import (
-    REVOCATION_REASONS,
     DuplicateSerial,
     IssuedCertificate,
     PendingRequest,
@@ -38,8 +29,14 @@ from python_est.ledger.records import (
     PendingStatus,
     UnknownPendingRequest,
     UnknownSerial,
-    public_key_sha256,
     serial_hex,
+)
+from python_est.ledger.rows import (
+    certificate_problems,
+    check_lease,
+    export,
+    new_pending,
+    revocation_moment,
 )
 from python_est.pgsql import Cursor, Database, scalar
 
@@ -139,9 +136,7 @@ class PostgresLedger:
             ValueError: unknown reason name.
             UnknownSerial: no such certificate.
         """
-        if reason not in REVOCATION_REASONS:
-            raise ValueError(f"unknown revocation reason {reason!r}")
-        moment = datetime.now(timezone.utc) if when is None else when
+        moment = revocation_moment(reason, when)
         if serial <= 0:
             raise UnknownSerial(serial)
 
@@ -205,21 +200,12 @@ class PostgresLedger:
 
     def integrity_check(self) -> list[str]:
         """Rows whose PEM does not parse or carries another serial; empty when all is well."""
-        problems: list[str] = []
         rows = self._db.run(
             lambda cursor: cursor.execute(
                 "SELECT serial, pem FROM certificates ORDER BY id"
             ).fetchall()
         )
-        for row in rows:
-            try:
-                cert = x509.load_pem_x509_certificate(str(row["pem"]).encode("ascii"))
-            except ValueError:
-                problems.append(f"certificate {row['serial']}: the PEM does not parse")
-                continue
-            if cert.serial_number <= 0 or serial_hex(cert.serial_number) != row["serial"]:
-                problems.append(f"certificate {row['serial']}: the PEM has another serial")
-        return problems
+        return certificate_problems(rows)
 
     def add_pending(
         self,
@@ -231,16 +217,8 @@ class PostgresLedger:
         auth_method: str,
     ) -> PendingRequest:
         """Hold `csr` for manual approval and return the new request (status pending)."""
-        request = PendingRequest(
-            id=secrets.token_hex(16),
-            created_at=datetime.now(timezone.utc),
-            label=label,
-            operation=operation,
-            requester=requester,
-            auth_method=auth_method,
-            subject=csr.subject.rfc4514_string(),
-            public_key_sha256=public_key_sha256(csr.public_key()),
-            csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+        request = new_pending(
+            csr, label=label, operation=operation, requester=requester, auth_method=auth_method
         )
         self._db.run(
             lambda cursor: cursor.execute(
@@ -333,8 +311,7 @@ class PostgresLedger:
             ValueError: `lease_seconds` is less than 1.
             UnknownPendingRequest: no such id.
         """
-        if lease_seconds < 1:
-            raise ValueError("lease_seconds must be at least one second")
+        check_lease(lease_seconds)
         changed, request = self._update_pending(
             request_id,
             "UPDATE pending_requests SET status = %s, claimed_by = %s, claimed_at = now()"

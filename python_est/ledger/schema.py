@@ -16,11 +16,11 @@ import json
 import logging
 import os
 import sqlite3
-from datetime import datetime
 from pathlib import Path
 
 from python_est.errors import LedgerError, Unavailable
-from python_est.ledger.records import IssuedCertificate, PendingRequest, PendingStatus, parse_utc
+from python_est.ledger.records import IssuedCertificate, PendingRequest, parse_utc
+from python_est.ledger.rows import build_certificate, build_pending
 
 log = logging.getLogger(__name__)
 
@@ -200,44 +200,9 @@ def bump_counter(conn: sqlite3.Connection, name: str, minimum: int) -> int:
     return value
 
 
-def _optional_utc(text: str | None) -> datetime | None:
-    return None if text is None else parse_utc(text)
-
-
 def certificate_from_row(row: sqlite3.Row) -> IssuedCertificate:
-    return IssuedCertificate(
-        serial=int(row["serial"], 16),
-        subject=row["subject"],
-        sans=tuple(json.loads(row["sans"])),
-        not_before=parse_utc(row["not_before"]),
-        not_after=parse_utc(row["not_after"]),
-        issued_at=parse_utc(row["issued_at"]),
-        requester=row["requester"],
-        auth_method=row["auth_method"],
-        label=row["label"],
-        operation=row["operation"],
-        pem=row["pem"],
-        server_generated_key=bool(row["server_generated_key"]),
-        revoked_at=_optional_utc(row["revoked_at"]),
-        revocation_reason=row["revocation_reason"],
-    )
+    return build_certificate(row, sans=json.loads(row["sans"]), instant=parse_utc)
 
 
 def pending_from_row(row: sqlite3.Row) -> PendingRequest:
-    return PendingRequest(
-        id=row["id"],
-        created_at=parse_utc(row["created_at"]),
-        label=row["label"],
-        operation=row["operation"],
-        requester=row["requester"],
-        auth_method=row["auth_method"],
-        subject=row["subject"],
-        public_key_sha256=row["public_key_sha256"],
-        csr_pem=row["csr_pem"],
-        status=PendingStatus(row["status"]),
-        reason=row["reason"],
-        decided_at=_optional_utc(row["decided_at"]),
-        serial=None if row["serial"] is None else int(row["serial"], 16),
-        claimed_by=row["claimed_by"],
-        claimed_at=_optional_utc(row["claimed_at"]),
-    )
+    return build_pending(row, instant=parse_utc)

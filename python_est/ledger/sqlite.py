@@ -21,21 +21,18 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
-from cryptography import x509
-
-from python_est.fileio import atomic_write
 from python_est.ledger.records import (
-    REVOCATION_REASONS,
     DuplicateSerial,
     IssuedCertificate,
     UnknownSerial,
     serial_hex,
     utc_text,
 )
+from python_est.ledger.rows import certificate_problems, export, revocation_moment
 from python_est.ledger.schema import (
     bump_counter,
     certificate_from_row,
@@ -136,7 +133,7 @@ class SqliteLedger(SqlitePendingQueue):
                     raise
                 raise DuplicateSerial(entry.serial) from exc
         if self._export_dir is not None:
-            _export(self._export_dir, entry)
+            export(self._export_dir, entry)
 
     def get(self, serial: int) -> IssuedCertificate | None:
         """The certificate with this serial, or None."""
@@ -189,9 +186,7 @@ class SqliteLedger(SqlitePendingQueue):
             ValueError: unknown reason name.
             UnknownSerial: no such certificate.
         """
-        if reason not in REVOCATION_REASONS:
-            raise ValueError(f"unknown revocation reason {reason!r}")
-        when_text = utc_text(datetime.now(timezone.utc) if when is None else when)
+        when_text = utc_text(revocation_moment(reason, when))
         if serial <= 0:
             raise UnknownSerial(serial)
         with self._transaction() as conn:
@@ -248,15 +243,8 @@ class SqliteLedger(SqlitePendingQueue):
         problems = [
             str(row[0]) for row in self._query("PRAGMA integrity_check") if str(row[0]) != "ok"
         ]
-        for row in self._query("SELECT serial, pem FROM certificates ORDER BY id"):
-            try:
-                cert = x509.load_pem_x509_certificate(str(row["pem"]).encode("ascii"))
-            except ValueError:
-                problems.append(f"certificate {row['serial']}: the PEM does not parse")
-                continue
-            if cert.serial_number <= 0 or serial_hex(cert.serial_number) != row["serial"]:
-                problems.append(f"certificate {row['serial']}: the PEM has another serial")
-        return problems
+        rows = self._query("SELECT serial, pem FROM certificates ORDER BY id")
+        return problems + certificate_problems(rows)
 
     def close(self) -> None:
         """Close the connection; later calls raise `LedgerError`."""
@@ -273,13 +261,3 @@ class SqliteLedger(SqlitePendingQueue):
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _export(directory: Path, entry: IssuedCertificate) -> None:
-    # The ledger is the record; the export directory is a convenience copy. The certificate is
-    # committed, so failing the request now would only make the client enroll a second time.
-    name = f"{serial_hex(entry.serial)}.pem"
-    try:
-        atomic_write(directory / name, entry.pem.encode("ascii"), 0o600)
-    except OSError as exc:
-        log.warning("could not export certificate %s: %s", name, exc.strerror)

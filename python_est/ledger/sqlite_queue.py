@@ -9,14 +9,12 @@ the check and the change are atomic between threads and processes.
 from __future__ import annotations
 
 import abc
-import secrets
 import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta, timezone
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from python_est.ledger.records import (
     IssuedCertificate,
@@ -25,10 +23,10 @@ from python_est.ledger.records import (
     PendingStatus,
     UnknownPendingRequest,
     UnknownSerial,
-    public_key_sha256,
     serial_hex,
     utc_text,
 )
+from python_est.ledger.rows import check_lease, new_pending
 from python_est.ledger.schema import pending_from_row
 
 
@@ -54,16 +52,8 @@ class SqlitePendingQueue(abc.ABC):
         auth_method: str,
     ) -> PendingRequest:
         """Hold `csr` for manual approval and return the new request (status pending)."""
-        request = PendingRequest(
-            id=secrets.token_hex(16),
-            created_at=datetime.now(timezone.utc),
-            label=label,
-            operation=operation,
-            requester=requester,
-            auth_method=auth_method,
-            subject=csr.subject.rfc4514_string(),
-            public_key_sha256=public_key_sha256(csr.public_key()),
-            csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+        request = new_pending(
+            csr, label=label, operation=operation, requester=requester, auth_method=auth_method
         )
         with self._transaction() as conn:
             conn.execute(
@@ -153,8 +143,7 @@ class SqlitePendingQueue(abc.ABC):
             ValueError: `lease_seconds` is less than 1.
             UnknownPendingRequest: no such id.
         """
-        if lease_seconds < 1:
-            raise ValueError("lease_seconds must be at least one second")
+        check_lease(lease_seconds)
         now = datetime.now(timezone.utc)
         changed, request = self._update_pending(
             request_id,

@@ -19,9 +19,11 @@ client must send the NFC form; ASCII names are unaffected. Passwords are used ex
 (UTF-8, no normalization), so that SRP clients and HTTP Basic hash the same bytes.
 
 Modules: `srp` (groups, names, verifier maths, the tlslite mapping), `fileformat` (the JSON file),
-`imports` (`openssl srp` files and tlslite VerifierDB files), `store` (`UserStore`), `directory`
-(`UserDirectory`, the Protocol both stores meet) and `database` with `dbrows` (`DatabaseUserStore`,
-the users in PostgreSQL for several instances; imported only when a database is configured).
+`imports` (`openssl srp` files and tlslite VerifierDB files), `accounts` (the rules both stores
+apply: new records, password changes and checks, lookups, imports), `store` (`UserStore`),
+`directory` (`UserDirectory`, the Protocol both stores meet) and `database` with `dbrows`
+(`DatabaseUserStore`, the users in PostgreSQL for several instances; imported only when a database
+is configured).
 """
 
 from __future__ import annotations

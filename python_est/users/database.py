@@ -11,7 +11,6 @@ Administrative changes raise `UserStoreError` instead, which the CLI prints as o
 
 from __future__ import annotations
 
-import hmac
 import logging
 import threading
 import time
@@ -22,25 +21,32 @@ from typing import TypeVar
 
 from python_est.errors import EstError, UserStoreError
 from python_est.pgsql import Cursor, Database, scalar, shared_secret
+from python_est.users.accounts import (
+    Found,
+    allowed_names_of,
+    describe_user,
+    import_names,
+    log_import,
+    lookup,
+    new_user,
+    password_matches,
+    with_password,
+)
 from python_est.users.dbrows import insert_user, json_names, read_record
-from python_est.users.fileformat import Record, UserInfo, decode, now
+from python_est.users.fileformat import Record, UserInfo, decode
 from python_est.users.imports import Imported, read_openssl_srpvfile, read_tlslite_verifierdb
 from python_est.users.srp import (
-    ADD_GROUP_BITS,
     DEFAULT_GROUP_BITS,
     GROUPS,
-    MAX_NAME_BYTES,
     SECRET_BYTES,
     WEAK_GROUP_BITS,
     SrpEntry,
     check_allowed_names,
-    compute_verifier,
     int_bytes,
     new_salt,
     normalize_username,
     password_bytes,
     simulated_entry,
-    simulated_salt,
 )
 
 log = logging.getLogger(__name__)
@@ -73,15 +79,7 @@ class DatabaseUserStore:
         allowed_names: Iterable[str] | None = None,
     ) -> None:
         """Add a user with a fresh salt. Raises UserStoreError if it exists or is invalid."""
-        name = normalize_username(user)
-        secret = password_bytes(password)
-        if group_bits not in ADD_GROUP_BITS:
-            choices = ", ".join(str(b) for b in sorted(ADD_GROUP_BITS))
-            raise UserStoreError(f"the SRP group must be one of {choices} bits")
-        allowed = check_allowed_names(allowed_names)
-        salt = new_salt()
-        verifier = compute_verifier(group_bits, salt, name.encode("utf-8"), secret)
-        record = Record(group_bits, salt, verifier, allowed, now())
+        name, record = new_user(user, password, group_bits=group_bits, allowed_names=allowed_names)
         added = self._admin(lambda cursor: insert_user(cursor, name, record, overwrite=False))
         if not added:
             raise UserStoreError(f"user {name!r} already exists")
@@ -94,13 +92,13 @@ class DatabaseUserStore:
         old = self._record(name)
         if old is None:
             raise UserStoreError(f"no such user {name!r}")
-        group = old.group_bits if old.group_bits in ADD_GROUP_BITS else DEFAULT_GROUP_BITS
-        verifier = compute_verifier(group, salt, name.encode("utf-8"), secret)
+        new = with_password(old, name, secret, salt)
+        verifier = int_bytes(new.verifier, GROUPS[new.group_bits][0])
         changed = self._admin(
             lambda cursor: (
                 cursor.execute(
                     "UPDATE users SET group_bits = %s, salt = %s, verifier = %s WHERE name = %s",
-                    (group, salt, int_bytes(verifier, GROUPS[group][0]), name),
+                    (new.group_bits, salt, verifier, name),
                 ).rowcount
             )
         )
@@ -154,19 +152,11 @@ class DatabaseUserStore:
 
     def allowed_names(self, user: str) -> tuple[str, ...]:
         """The names `user` may ask for: `(user,)` unless set; `()` for an unknown user."""
-        found = self._lookup(user)
-        if found is None:
-            return ()
-        name, record = found
-        return record.allowed_names or (name,)
+        return allowed_names_of(self._lookup(user))
 
     def describe(self, user: str) -> UserInfo | None:
         """Group, allowed names and creation time of `user`, or None if unknown."""
-        found = self._lookup(user)
-        if found is None:
-            return None
-        name, record = found
-        return UserInfo(name, record.group_bits, record.allowed_names or (name,), record.created)
+        return describe_user(self._lookup(user))
 
     def weak_users(self) -> list[str]:
         """Users whose verifier uses a group below 2048 bits (only imports can add them)."""
@@ -186,19 +176,9 @@ class DatabaseUserStore:
             Unavailable: the database cannot be reached.
         """
         found = self._lookup(user)
-        if found is None:
-            group = self.simulated_bits()
-            raw_user = user.encode("utf-8", "surrogatepass")[:MAX_NAME_BYTES]
-            salt, expected = simulated_salt(self.secret(), raw_user), 0
-        else:
-            name, record = found
-            group, salt, expected = record.group_bits, record.salt, record.verifier
-            raw_user = name.encode("utf-8")
-        raw_password = password.encode("utf-8", "surrogatepass")
-        modulus = GROUPS[group][0]
-        candidate = compute_verifier(group, salt, raw_user, raw_password)
-        same = hmac.compare_digest(int_bytes(candidate, modulus), int_bytes(expected, modulus))
-        return same and found is not None and bool(raw_password)
+        return password_matches(
+            user, password, found, lambda: (self.simulated_bits(), self.secret())
+        )
 
     def srp_verifiers(self) -> DatabaseVerifiers:
         """The `verifierDB` to pass to tlslite's `handshakeServer`; every lookup reads the table."""
@@ -271,13 +251,8 @@ class DatabaseUserStore:
         n, g = GROUPS[record.group_bits]
         return n, g, record.salt, record.verifier
 
-    def _lookup(self, user: str) -> tuple[str, Record] | None:
-        try:
-            name = normalize_username(user)
-        except UserStoreError:
-            return None
-        record = self._record(name)
-        return None if record is None else (name, record)
+    def _lookup(self, user: str) -> Found | None:
+        return lookup(user, self._record)
 
     def _record(self, name: str) -> Record | None:
         row = self._db.run(
@@ -296,10 +271,7 @@ class DatabaseUserStore:
             raise UserStoreError(f"the user database failed: {exc.detail}") from None
 
     def _import(self, found: Imported, overwrite: bool, *, keep_allowed: bool) -> list[str]:
-        names = [name for name, _ in found.users]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise UserStoreError(f"users listed twice: {', '.join(repeated)}")
+        names = import_names(found)
 
         def work(cursor: Cursor) -> list[str]:
             rows = cursor.execute(
@@ -320,11 +292,7 @@ class DatabaseUserStore:
         clash = self._admin(work)
         if clash:
             raise UserStoreError(f"users already exist: {', '.join(clash)}")
-        if found.revoked:
-            log.warning("skipped revoked SRP users: %s", ", ".join(found.revoked))
-        for name, record in found.users:
-            if record.group_bits in WEAK_GROUP_BITS:
-                log.warning("user %r has a weak %d-bit SRP group", name, record.group_bits)
+        log_import(found, log)
         return names
 
 

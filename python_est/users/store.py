@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import secrets
@@ -15,6 +14,17 @@ from pathlib import Path
 
 from python_est.errors import UserStoreError
 from python_est.fileio import atomic_write
+from python_est.users.accounts import (
+    Found,
+    allowed_names_of,
+    describe_user,
+    import_names,
+    log_import,
+    lookup,
+    new_user,
+    password_matches,
+    with_password,
+)
 from python_est.users.fileformat import (
     Record,
     Snapshot,
@@ -22,25 +32,18 @@ from python_est.users.fileformat import (
     UserInfo,
     decode,
     encode,
-    now,
     snapshot,
 )
 from python_est.users.imports import Imported, read_openssl_srpvfile, read_tlslite_verifierdb
 from python_est.users.srp import (
-    ADD_GROUP_BITS,
     DEFAULT_GROUP_BITS,
-    GROUPS,
-    MAX_NAME_BYTES,
     SECRET_BYTES,
     WEAK_GROUP_BITS,
     SrpVerifiers,
     check_allowed_names,
-    compute_verifier,
-    int_bytes,
     new_salt,
     normalize_username,
     password_bytes,
-    simulated_salt,
 )
 
 logger = logging.getLogger(__name__)
@@ -112,15 +115,7 @@ class UserStore:
         allowed_names: Iterable[str] | None = None,
     ) -> None:
         """Add a user with a fresh salt. Raises UserStoreError if it exists or is invalid."""
-        name = normalize_username(user)
-        secret = password_bytes(password)
-        if group_bits not in ADD_GROUP_BITS:
-            choices = ", ".join(str(b) for b in sorted(ADD_GROUP_BITS))
-            raise UserStoreError(f"the SRP group must be one of {choices} bits")
-        allowed = check_allowed_names(allowed_names)
-        salt = new_salt()
-        verifier = compute_verifier(group_bits, salt, name.encode("utf-8"), secret)
-        record = Record(group_bits, salt, verifier, allowed, now())
+        name, record = new_user(user, password, group_bits=group_bits, allowed_names=allowed_names)
 
         def change(users: dict[str, Record]) -> None:
             if name in users:
@@ -136,10 +131,7 @@ class UserStore:
         salt = new_salt()
 
         def change(users: dict[str, Record]) -> None:
-            old = _existing(users, name)
-            group = old.group_bits if old.group_bits in ADD_GROUP_BITS else DEFAULT_GROUP_BITS
-            verifier = compute_verifier(group, salt, name.encode("utf-8"), secret)
-            users[name] = replace(old, group_bits=group, salt=salt, verifier=verifier)
+            users[name] = with_password(_existing(users, name), name, secret, salt)
 
         self._mutate(change)
 
@@ -173,19 +165,11 @@ class UserStore:
 
     def allowed_names(self, user: str) -> tuple[str, ...]:
         """The names `user` may ask for: `(user,)` unless set; `()` for an unknown user."""
-        found = self._lookup(user)
-        if found is None:
-            return ()
-        name, record = found
-        return record.allowed_names or (name,)
+        return allowed_names_of(self._lookup(user))
 
     def describe(self, user: str) -> UserInfo | None:
         """Group, allowed names and creation time of `user`, or None if unknown."""
-        found = self._lookup(user)
-        if found is None:
-            return None
-        name, record = found
-        return UserInfo(name, record.group_bits, record.allowed_names or (name,), record.created)
+        return describe_user(self._lookup(user))
 
     def weak_users(self) -> list[str]:
         """Users whose verifier uses a group below 2048 bits (only imports can add them)."""
@@ -199,19 +183,9 @@ class UserStore:
         """
         current = self._current()
         found = self._lookup(user, current)
-        if found is None:
-            group = current.simulated_bits
-            raw_user = user.encode("utf-8", "surrogatepass")[:MAX_NAME_BYTES]
-            salt, expected = simulated_salt(current.secret, raw_user), 0
-        else:
-            name, record = found
-            group, salt, expected = record.group_bits, record.salt, record.verifier
-            raw_user = name.encode("utf-8")
-        raw_password = password.encode("utf-8", "surrogatepass")
-        modulus = GROUPS[group][0]
-        candidate = compute_verifier(group, salt, raw_user, raw_password)
-        same = hmac.compare_digest(int_bytes(candidate, modulus), int_bytes(expected, modulus))
-        return same and found is not None and bool(raw_password)
+        return password_matches(
+            user, password, found, lambda: (current.simulated_bits, current.secret)
+        )
 
     def srp_verifiers(self) -> SrpVerifiers:
         """The `verifierDB` to pass to tlslite's `handshakeServer`; it follows reloads."""
@@ -241,13 +215,8 @@ class UserStore:
         self._maybe_reload()
         return self._snapshot
 
-    def _lookup(self, user: str, current: Snapshot | None = None) -> tuple[str, Record] | None:
-        try:
-            name = normalize_username(user)
-        except UserStoreError:
-            return None
-        record = (current or self._current()).users.get(name)
-        return None if record is None else (name, record)
+    def _lookup(self, user: str, current: Snapshot | None = None) -> Found | None:
+        return lookup(user, lambda name: (current or self._current()).users.get(name))
 
     def _maybe_reload(self) -> None:
         if self._reload_interval is None or time.monotonic() < self._next_check:
@@ -298,10 +267,7 @@ class UserStore:
             self._snapshot = snapshot(secret, users, _stamp(self._path))
 
     def _import(self, found: Imported, overwrite: bool) -> list[str]:
-        names = [name for name, _ in found.users]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            raise UserStoreError(f"users listed twice: {', '.join(repeated)}")
+        names = import_names(found)
 
         def change(users: dict[str, Record]) -> None:
             clash = sorted(name for name in names if name in users)
@@ -313,11 +279,7 @@ class UserStore:
                 users[name] = replace(record, allowed_names=keep)
 
         self._mutate(change)
-        if found.revoked:
-            logger.warning("skipped revoked SRP users: %s", ", ".join(found.revoked))
-        for name, record in found.users:
-            if record.group_bits in WEAK_GROUP_BITS:
-                logger.warning("user %r has a weak %d-bit SRP group", name, record.group_bits)
+        log_import(found, logger)
         return names
 
 

@@ -1,0 +1,146 @@
+"""What both ledger backends share: building values from rows, checks, the export copy.
+
+The SQL differs between SQLite and PostgreSQL (placeholders, types, clocks); the meaning of a
+row, of a new pending request and of an integrity problem does not, so it lives here once.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from python_est.fileio import atomic_write
+from python_est.ledger.records import (
+    REVOCATION_REASONS,
+    IssuedCertificate,
+    PendingRequest,
+    PendingStatus,
+    public_key_sha256,
+    serial_hex,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Row(Protocol):
+    """A result row read by column name (`sqlite3.Row`, psycopg's dict rows)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def build_certificate(
+    row: Row, *, sans: Iterable[str], instant: Callable[[Any], datetime]
+) -> IssuedCertificate:
+    """The certificate in `row`; `sans` decoded by the backend, `instant` reads a stored time."""
+    return IssuedCertificate(
+        serial=int(row["serial"], 16),
+        subject=row["subject"],
+        sans=tuple(sans),
+        not_before=instant(row["not_before"]),
+        not_after=instant(row["not_after"]),
+        issued_at=instant(row["issued_at"]),
+        requester=row["requester"],
+        auth_method=row["auth_method"],
+        label=row["label"],
+        operation=row["operation"],
+        pem=row["pem"],
+        server_generated_key=bool(row["server_generated_key"]),
+        revoked_at=_optional(instant, row["revoked_at"]),
+        revocation_reason=row["revocation_reason"],
+    )
+
+
+def build_pending(row: Row, *, instant: Callable[[Any], datetime]) -> PendingRequest:
+    """The pending request in `row`; `instant` reads a stored time."""
+    return PendingRequest(
+        id=row["id"],
+        created_at=instant(row["created_at"]),
+        label=row["label"],
+        operation=row["operation"],
+        requester=row["requester"],
+        auth_method=row["auth_method"],
+        subject=row["subject"],
+        public_key_sha256=row["public_key_sha256"],
+        csr_pem=row["csr_pem"],
+        status=PendingStatus(row["status"]),
+        reason=row["reason"],
+        decided_at=_optional(instant, row["decided_at"]),
+        serial=None if row["serial"] is None else int(row["serial"], 16),
+        claimed_by=row["claimed_by"],
+        claimed_at=_optional(instant, row["claimed_at"]),
+    )
+
+
+def _optional(instant: Callable[[Any], datetime], value: Any) -> datetime | None:
+    return None if value is None else instant(value)
+
+
+def new_pending(
+    csr: x509.CertificateSigningRequest,
+    *,
+    label: str,
+    operation: str,
+    requester: str,
+    auth_method: str,
+) -> PendingRequest:
+    """A fresh request (status pending, random id, created now) holding `csr`."""
+    return PendingRequest(
+        id=secrets.token_hex(16),
+        created_at=datetime.now(timezone.utc),
+        label=label,
+        operation=operation,
+        requester=requester,
+        auth_method=auth_method,
+        subject=csr.subject.rfc4514_string(),
+        public_key_sha256=public_key_sha256(csr.public_key()),
+        csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+    )
+
+
+def revocation_moment(reason: str, when: datetime | None) -> datetime:
+    """When a revocation takes effect (`when`, or now).
+
+    Raises:
+        ValueError: `reason` is not a name from `REVOCATION_REASONS`.
+    """
+    if reason not in REVOCATION_REASONS:
+        raise ValueError(f"unknown revocation reason {reason!r}")
+    return datetime.now(timezone.utc) if when is None else when
+
+
+def check_lease(lease_seconds: int) -> None:
+    """Raises ValueError when a claim's lease is shorter than one second."""
+    if lease_seconds < 1:
+        raise ValueError("lease_seconds must be at least one second")
+
+
+def certificate_problems(rows: Iterable[Row]) -> list[str]:
+    """The rows (serial, pem) whose PEM does not parse or carries another serial."""
+    problems: list[str] = []
+    for row in rows:
+        try:
+            cert = x509.load_pem_x509_certificate(str(row["pem"]).encode("ascii"))
+        except ValueError:
+            problems.append(f"certificate {row['serial']}: the PEM does not parse")
+            continue
+        if cert.serial_number <= 0 or serial_hex(cert.serial_number) != row["serial"]:
+            problems.append(f"certificate {row['serial']}: the PEM has another serial")
+    return problems
+
+
+def export(directory: Path, entry: IssuedCertificate) -> None:
+    """Write `entry` to `<SERIAL_HEX>.pem` in `directory` (0600); a failure is only logged."""
+    # The ledger is the record; the export directory is a convenience copy. The certificate is
+    # committed, so failing the request now would only make the client enroll a second time.
+    name = f"{serial_hex(entry.serial)}.pem"
+    try:
+        atomic_write(directory / name, entry.pem.encode("ascii"), 0o600)
+    except OSError as exc:
+        log.warning("could not export certificate %s: %s", name, exc.strerror)
