@@ -172,6 +172,11 @@ def serve(config: Config, *, config_path: Path | None, debug: bool = False) -> i
             )
     except ValueError as exc:
         raise ConfigError(config.source, "tls", None, str(exc)) from None
+    except OSError as exc:
+        # bind(): port in use, address not on this host, privileged port.
+        raise ConfigError(
+            config.source, "server", "port", f"cannot listen: {_os_reason(exc)}"
+        ) from None
     if workers > 1:
         state.ledger.close()  # each worker opens its own: SQLite connections must not cross fork
         return _supervise(config, config_path, reloader, meter)
@@ -191,7 +196,7 @@ def _supervise(
         listener = bind_listener(cfg.address, cfg.port, cfg.backlog)
     except OSError as exc:
         raise ConfigError(
-            config.source, "server", "port", f"cannot listen: {exc.strerror}"
+            config.source, "server", "port", f"cannot listen: {_os_reason(exc)}"
         ) from None
     host, port = listener.getsockname()[:2]
     _announce(config, config_path, (str(host), int(port)), f" with {cfg.workers} workers")
@@ -254,3 +259,8 @@ def _announce(
         f"state in {config.server.state_dir}; add a user with: python-est {cfg_arg}user add NAME",
         flush=True,
     )
+
+
+def _os_reason(exc: OSError) -> str:
+    # socket.create_server appends the address to strerror; the errno text alone is enough.
+    return os.strerror(exc.errno) if exc.errno else str(exc)

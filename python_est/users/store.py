@@ -60,13 +60,15 @@ class UserStore:
 
     Args:
         path: the store file; it must exist (see `create`).
-        reload_interval: seconds between automatic change checks; None turns them off.
+        reload_interval: seconds between automatic change checks; None turns them off. The
+            default 0 checks (one stat) on every lookup, so a user added by `python-est user
+            add` can log in at once.
 
     Raises:
         UserStoreError: the file is missing, unreadable or malformed.
     """
 
-    def __init__(self, path: Path, *, reload_interval: float | None = 2.0) -> None:
+    def __init__(self, path: Path, *, reload_interval: float | None = 0.0) -> None:
         self._path = Path(path)
         self._lock = threading.Lock()
         self._reload_interval = reload_interval
@@ -76,7 +78,7 @@ class UserStore:
         self._srp = SrpVerifiers(self._current)
 
     @classmethod
-    def create(cls, path: Path, *, reload_interval: float | None = 2.0) -> UserStore:
+    def create(cls, path: Path, *, reload_interval: float | None = 0.0) -> UserStore:
         """Create an empty store with a fresh server secret at `path`; never overwrites a file."""
         path = Path(path)
         if path.exists():

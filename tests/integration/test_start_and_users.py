@@ -1,0 +1,70 @@
+"""Start-up refusals that name the key, and users added while the server runs."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from python_est.users import UserStore
+from tests.conftest import RunningServer
+from tests.est_support import basic, build_request, csr_body, https, make_csr, srp
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_port_in_use_exits_2_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = tmp_path / "est.cfg"
+        cfg.write_text(f"[server]\naddress = 127.0.0.1\nport = {port}\n[ca]\nkey_type = ec-p256\n")
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "main.py"), "-c", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == f"python-est: {cfg}: [server] port: cannot listen: Address already in use"
+    assert "Traceback" not in result.stderr
+
+
+def test_a_user_added_by_another_process_logs_in_at_once(
+    start_est_server: Callable[[str], RunningServer],
+) -> None:
+    server = start_est_server("")
+    # What `python-est user add` does: its own store object on the same file.
+    UserStore(server.config.srp.user_db).add("late-user", "late user password")
+    csr, _ = make_csr("late-user")
+    body = csr_body(csr)
+    headers = {"Content-Type": "application/pkcs10"}
+    path = "/.well-known/est/simpleenroll"
+    over_srp = srp(
+        server.port,
+        "late-user",
+        "late user password",
+        build_request("POST", path, body, headers, server.port),
+    )
+    assert over_srp.status == 200, over_srp.body
+    with_basic = https(
+        server.port,
+        build_request(
+            "POST",
+            path,
+            body,
+            {**headers, "Authorization": basic("late-user", "late user password")},
+            server.port,
+        ),
+        cafile=server.ca_file,
+    )
+    assert with_basic.status == 200, with_basic.body
