@@ -73,6 +73,7 @@ def build_app(
         users=state.users,
         limiter=limiter,
         realm=config.auth.realm,
+        pending_retry_after=config.server.pending_retry_after,
     )
     # Clients (libest's estclient, openssl s_client -cert) often send only their leaf, so the
     # EST CA's own issuing certificates help build paths without becoming trust anchors.

@@ -55,6 +55,7 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
             "handshake_timeout",
             "request_timeout",
             "max_body_bytes",
+            "pending_retry_after",
             "workers",
             "shutdown_grace",
             "proxy_protocol",

@@ -233,6 +233,7 @@ def _server(reader: Reader, base: Path) -> ServerConfig:
         handshake_timeout=reader.get("server", "handshake_timeout", 10.0, to_positive_float),
         request_timeout=reader.get("server", "request_timeout", 30.0, to_positive_float),
         max_body_bytes=reader.get("server", "max_body_bytes", 65536, to_positive_int),
+        pending_retry_after=reader.get("server", "pending_retry_after", 60, to_positive_int),
         workers=reader.get("server", "workers", 1, to_positive_int),
         shutdown_grace=reader.get("server", "shutdown_grace", 30.0, to_positive_float),
         proxy_protocol=proxy_protocol,

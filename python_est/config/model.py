@@ -76,6 +76,7 @@ class ServerConfig:
     handshake_timeout: float = 10.0
     request_timeout: float = 30.0
     max_body_bytes: int = 65536
+    pending_retry_after: int = 60
     workers: int = 1
     shutdown_grace: float = 30.0
     # PROXY protocol (HAProxy send-proxy / send-proxy-v2): connections from `trusted_proxies`

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 
 from cryptography import x509
@@ -25,7 +26,6 @@ from python_est.wire.der import (
     check_der_tree,
     children,
     decode_base64_der,
-    encode_base64,
     read_tlv,
 )
 
@@ -87,7 +87,7 @@ def _not_a_csr_reason(der: bytes) -> str:
 
 
 def encode_certs_only(certs: Sequence[x509.Certificate]) -> bytes:
-    """A certs-only CMC Simple PKI Response (RFC 5272 §4.1), base64 in 64-column LF lines.
+    """A certs-only CMC Simple PKI Response (RFC 5272 §4.1), base64 on one line.
 
     Args:
         certs: at least one certificate.
@@ -97,7 +97,9 @@ def encode_certs_only(certs: Sequence[x509.Certificate]) -> bytes:
     """
     if not certs:
         raise ValueError("a certs-only response needs at least one certificate")
-    return encode_base64(pkcs7.serialize_certificates(list(certs), Encoding.DER))
+    # One line, no line break at all (RFC 4648 §4 as RFC 8951 §3 asks): strongSwan's `pki --est`
+    # decodes the body without skipping white space, so any LF garbles the DER it reads.
+    return base64.b64encode(pkcs7.serialize_certificates(list(certs), Encoding.DER))
 
 
 def decode_certs_only(body: bytes) -> list[x509.Certificate]:

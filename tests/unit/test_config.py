@@ -353,3 +353,10 @@ def test_bad_proxy_protocol_settings_are_refused(tmp_path: Path, text: str, expe
         load_config(write(tmp_path, text))
     assert expected in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_pending_retry_after_is_read(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "[server]\npending_retry_after = 5\n"))
+    assert config.server.pending_retry_after == 5
+    with pytest.raises(ConfigError, match=r"\[server\] pending_retry_after"):
+        load_config(write(tmp_path, "[server]\npending_retry_after = 0\n"))
