@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from python_est.errors import NotFound
+from python_est.errors import EstError, NotFound
 
 WELL_KNOWN = "/.well-known/est"
 
@@ -19,7 +19,6 @@ CERTS_ONLY = "application/pkcs7-mime; smime-type=certs-only"
 PKCS10 = "application/pkcs10"
 CSRATTRS = "application/csrattrs"
 PKCS8 = "application/pkcs8"
-CMC_REQUEST = "application/pkcs7-mime; smime-type=CMC-request"
 TEXT_PLAIN = "text/plain; charset=utf-8"
 TEXT_HTML = "text/html; charset=utf-8"
 
@@ -127,6 +126,13 @@ class HttpResponse:
             if key.lower() == wanted:
                 return value
         return None
+
+
+def error_response(err: EstError) -> HttpResponse:
+    """The text/plain response for `err`: one line, its status and the headers it requires."""
+    detail = " ".join(err.detail.split())
+    text = err.title if detail in ("", err.title) else f"{err.title}: {detail}"
+    return text_response(err.status, text, err.headers())
 
 
 def text_response(

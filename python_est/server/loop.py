@@ -15,7 +15,7 @@ from typing import Protocol
 
 from python_est.errors import EstError, HandshakeFailed
 from python_est.http11 import CONTINUE, RequestParser, serialize_response
-from python_est.messages import HttpRequest, HttpResponse, text_response
+from python_est.messages import HttpRequest, HttpResponse, error_response, text_response
 from python_est.policy import PeerIdentity
 from python_est.proxyproto import Network, is_trusted
 from python_est.ratelimit import address_key
@@ -365,7 +365,7 @@ class EstServer:
         try:
             request = self._read_request(stream)
         except EstError as err:
-            return _error_response(err)
+            return error_response(err)
         except TimeoutError:
             # tlslite shuts the connection down on any read error, so no 408 can follow.
             outcome.failure = "request deadline passed"
@@ -378,7 +378,7 @@ class EstServer:
             return handler(request, peer)
         except EstError as err:
             audit_refusal(request, peer, err)
-            return _error_response(err)
+            return error_response(err)
         except Exception:
             log.exception("handler failed on %s from %s", outcome.request, peer.address)
             return text_response(500, "Internal Server Error")
@@ -405,9 +405,3 @@ def _serialize(response: HttpResponse) -> bytes:
     except ValueError:
         log.exception("handler returned a response that cannot be sent")
         return serialize_response(text_response(500, "Internal Server Error"))
-
-
-def _error_response(err: EstError) -> HttpResponse:
-    detail = " ".join(err.detail.split())
-    text = err.title if detail in ("", err.title) else f"{err.title}: {detail}"
-    return text_response(err.status, text, err.headers())

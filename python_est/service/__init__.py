@@ -1,9 +1,9 @@
 """The EST operations of RFC 7030 (as clarified by RFC 8951): `EstService.handle(request, peer)`.
 
 No sockets, threads or files: an `HttpRequest` and the `PeerIdentity` the TLS layer established
-go in, an `HttpResponse` comes out, and every refusal is raised as an `EstError` (the server, or
-`error_response`, turns it into a short text/plain answer). It is safe to call from many worker
-threads at once.
+go in, an `HttpResponse` comes out, and every refusal is raised as an `EstError` (the server,
+through `messages.error_response`, turns it into a short text/plain answer). It is safe to call
+from many worker threads at once.
 
 Split by concept: `core` (`EstService`: routing and the operations), `auth` (who asked), `enforce`
 (what /csrattrs demands of a CSR), `issuance` (signing, the ledger record, success bodies) and
@@ -61,12 +61,6 @@ collision signs again, up to three times), then one audit line is logged on "pyt
 
 from __future__ import annotations
 
-from python_est.service.core import (
-    PENDING_RETRY_AFTER,
-    EstService,
-    check_label,
-    error_response,
-    utcnow,
-)
+from python_est.service.core import PENDING_RETRY_AFTER, EstService, check_label, utcnow
 
-__all__ = ["PENDING_RETRY_AFTER", "EstService", "check_label", "error_response", "utcnow"]
+__all__ = ["PENDING_RETRY_AFTER", "EstService", "check_label", "utcnow"]

@@ -15,7 +15,6 @@ from python_est.ca import CertificateAuthority
 from python_est.config import LabelConfig
 from python_est.errors import (
     CaError,
-    EstError,
     Forbidden,
     InvalidCsr,
     MethodNotAllowed,
@@ -33,7 +32,6 @@ from python_est.messages import (
     HttpResponse,
     Operation,
     parse_est_path,
-    text_response,
 )
 from python_est.policy import (
     Authentication,
@@ -71,13 +69,6 @@ Handler = Callable[[HttpRequest, PeerIdentity, LabelConfig], HttpResponse]
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(timezone.utc)
-
-
-def error_response(err: EstError) -> HttpResponse:
-    """The text/plain response for `err`: one line, its status and the headers it requires."""
-    detail = " ".join(err.detail.split())
-    text = err.title if detail in ("", err.title) else f"{err.title}: {detail}"
-    return text_response(err.status, text, err.headers())
 
 
 @dataclass(frozen=True)
@@ -122,6 +113,14 @@ class EstService:
     ) -> None:
         self._labels = dict(labels)
         self._plans = {label.name: _plan(label) for label in self._labels.values()}
+        # Both answers are fixed for the life of the service (a reload builds a new one), so
+        # they are encoded once here instead of on every request.
+        self._cacerts_body = wire.encode_certs_only(ca.chain) if ca.chain else None
+        self._csrattrs_bodies = {
+            name: wire.encode_base64(wire.encode_csrattrs(plan.attrs))
+            for name, plan in self._plans.items()
+            if plan.attrs
+        }
         self._ca = ca
         self._ledger = ledger
         self._users = users
@@ -165,11 +164,9 @@ class EstService:
     ) -> HttpResponse:
         # §4.1.3: the current root and every certificate needed to chain to it; no CA means 5xx,
         # never an empty 200 (R42).
-        chain = self._ca.chain
-        if not chain:
+        if self._cacerts_body is None:
             raise CaError("no CA certificate is configured")
-        body = wire.encode_certs_only(chain)
-        return HttpResponse(200, (("Content-Type", PKCS7_MIME), B64), body)
+        return HttpResponse(200, (("Content-Type", PKCS7_MIME), B64), self._cacerts_body)
 
     def _simpleenroll(
         self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
@@ -213,10 +210,9 @@ class EstService:
         self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
     ) -> HttpResponse:
         # §4.5: anonymous. 204 when nothing is requested (RFC 8951 §4 allows 204/404/empty 200).
-        attrs = self._plans[label.name].attrs
-        if not attrs:
+        body = self._csrattrs_bodies.get(label.name)
+        if body is None:
             return HttpResponse(204)
-        body = wire.encode_base64(wire.encode_csrattrs(attrs))
         return HttpResponse(200, (("Content-Type", CSRATTRS), B64), body)
 
     def _serverkeygen(

@@ -37,11 +37,11 @@ from python_est.errors import (
 )
 from python_est.keys import KeyType
 from python_est.ledger import IssuedCertificate, SqliteLedger, serial_hex
-from python_est.messages import HttpRequest, HttpResponse
+from python_est.messages import HttpRequest, HttpResponse, error_response
 from python_est.policy import ClientCertificate, PeerIdentity, TlsInfo
 from python_est.profile import IssuanceProfile
 from python_est.ratelimit import FailureLimiter
-from python_est.service import EstService, error_response
+from python_est.service import EstService
 from python_est.users import UserStore
 
 CERT, SRP, BASIC = AuthMethod.CERT, AuthMethod.SRP, AuthMethod.BASIC
