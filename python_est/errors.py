@@ -71,16 +71,6 @@ class MethodNotAllowed(EstError):
         return (("Allow", ", ".join(self.allowed)),)
 
 
-class RequestTimeout(EstError):
-    status = 408
-    title = "Request Timeout"
-
-
-class LengthRequired(EstError):
-    status = 411
-    title = "Length Required"
-
-
 class PayloadTooLarge(EstError):
     status = 413
     title = "Payload Too Large"

@@ -7,11 +7,9 @@ from cryptography.x509.oid import ObjectIdentifier
 # PKCS#9 / RFC 2985
 CHALLENGE_PASSWORD = ObjectIdentifier("1.2.840.113549.1.9.7")
 EXTENSION_REQUEST = ObjectIdentifier("1.2.840.113549.1.9.14")
-SMIME_CAPABILITIES = ObjectIdentifier("1.2.840.113549.1.9.15")
 EMAIL_ADDRESS = ObjectIdentifier("1.2.840.113549.1.9.1")
 
-# CMS content types (RFC 5652)
-ID_DATA = ObjectIdentifier("1.2.840.113549.1.7.1")
+# CMS content type (RFC 5652)
 ID_SIGNED_DATA = ObjectIdentifier("1.2.840.113549.1.7.2")
 
 # Extended key usages
@@ -19,10 +17,9 @@ ID_KP_SERVER_AUTH = ObjectIdentifier("1.3.6.1.5.5.7.3.1")
 ID_KP_CLIENT_AUTH = ObjectIdentifier("1.3.6.1.5.5.7.3.2")
 ID_KP_CMC_RA = ObjectIdentifier("1.3.6.1.5.5.7.3.28")  # RFC 6402: registration authority
 
-# RFC 7030 §4.4.1 key-protection attributes and RFC 6402 ChangeSubjectName
+# RFC 7030 §4.4.1 key-protection attributes
 DECRYPT_KEY_IDENTIFIER = ObjectIdentifier("1.2.840.113549.1.9.16.2.37")
 ASYMMETRIC_DECRYPT_KEY_IDENTIFIER = ObjectIdentifier("1.2.840.113549.1.9.16.2.54")
-CHANGE_SUBJECT_NAME = ObjectIdentifier("1.3.6.1.5.5.7.7.36")
 
 # Key algorithms and curves (for CsrAttrs)
 ID_EC_PUBLIC_KEY = ObjectIdentifier("1.2.840.10045.2.1")

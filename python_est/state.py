@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from python_est.ca import (
     CertificateAuthority,
     certificate_pem,
+    certificates_pem,
     load_pem_certificates,
     private_key_pem,
 )
@@ -208,7 +209,7 @@ def create_ca(config: Config) -> CertificateAuthority:
     atomic_write(ca_dir / "ca.key", private_key_pem(ca.private_key))
     atomic_write(ca_dir / "ca.pem", certificate_pem(ca.certificate), mode=0o644)
     if len(ca.chain) > 1:
-        chain_pem = b"".join(certificate_pem(cert) for cert in ca.chain[1:])
+        chain_pem = certificates_pem(ca.chain[1:])
         atomic_write(ca_dir / "chain.pem", chain_pem, mode=0o644)
     return ca
 
@@ -227,7 +228,7 @@ def create_server_credentials(config: Config, ca: CertificateAuthority) -> Serve
     ensure_private_dir(tls_dir)
     chain = (cert, *ca.chain)
     atomic_write(tls_dir / "server.key", private_key_pem(key))
-    atomic_write(tls_dir / "server.pem", b"".join(certificate_pem(c) for c in chain), mode=0o644)
+    atomic_write(tls_dir / "server.pem", certificates_pem(chain), mode=0o644)
     return ServerCredentials(chain=chain, private_key=key)
 
 
@@ -362,7 +363,3 @@ def _read(config: Config, section: str, key: str, path: Path) -> bytes:
         raise ConfigError(
             config.source, section, key, f"cannot read {path}: {exc.strerror}"
         ) from None
-
-
-def certificates_pem(certs: Sequence[x509.Certificate]) -> bytes:
-    return b"".join(certificate_pem(cert) for cert in certs)

@@ -20,6 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
+from python_est.ca import certificate_pem, certificates_pem
+
 MODE_CSR = "csr"
 MODE_KEYGEN = "serverkeygen"
 MIN_PASSPHRASE = 8
@@ -178,8 +180,8 @@ def render_form(action: str, state: FormState) -> bytes:
 def render_result(action: str, issued: Issued) -> bytes:
     """The result page: the certificate's details, its PEM and the downloads."""
     cert = issued.certificate
-    pem = cert.public_bytes(Encoding.PEM)
-    chain_pem = pem + b"".join(c.public_bytes(Encoding.PEM) for c in issued.ca_chain)
+    pem = certificate_pem(cert)
+    chain_pem = certificates_pem([cert, *issued.ca_chain])
     p7 = pkcs7.serialize_certificates([cert, *issued.ca_chain], Encoding.DER)
     stem = file_stem(cert)
     links = []

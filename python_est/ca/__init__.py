@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from python_est.ca.authority import CaMaterial, CertificateAuthority
 from python_est.ca.crl import REASON_FLAGS, Revocation, build_crl, can_sign_crls, crl_number
-from python_est.ca.pem import certificate_pem, load_pem_certificates, private_key_pem
+from python_est.ca.pem import (
+    certificate_pem,
+    certificates_pem,
+    load_pem_certificates,
+    private_key_pem,
+)
 from python_est.ca.rules import CLOCK_SKEW, SERIAL_BITS, IpAddress, IssuerPrivateKey
 
 __all__ = [
@@ -25,6 +30,7 @@ __all__ = [
     "build_crl",
     "can_sign_crls",
     "certificate_pem",
+    "certificates_pem",
     "crl_number",
     "load_pem_certificates",
     "private_key_pem",

@@ -22,6 +22,11 @@ def certificate_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+def certificates_pem(certs: Sequence[x509.Certificate]) -> bytes:
+    """Return `certs` as concatenated PEM, in order."""
+    return b"".join(certificate_pem(cert) for cert in certs)
+
+
 def private_key_pem(key: PrivateKeyTypes) -> bytes:
     """Return `key` as unencrypted PKCS#8 PEM; write it only to a 0600 file."""
     return key.private_bytes(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from python_est.ca import certificates_pem
 from python_est.client import (
     CertificateFiles,
     ClientError,
@@ -23,7 +24,6 @@ from python_est.client import (
     Password,
     Trust,
     build_csr,
-    certificates_pem,
     fingerprint,
     is_self_signed,
     load_certificates,

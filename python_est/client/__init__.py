@@ -18,7 +18,6 @@ from python_est.client.est import (
 from python_est.client.files import (
     ClientKey,
     build_csr,
-    certificates_pem,
     fingerprint,
     is_self_signed,
     load_certificates,
@@ -58,7 +57,6 @@ __all__ = [
     "TrustError",
     "WorkflowOptions",
     "build_csr",
-    "certificates_pem",
     "fingerprint",
     "is_self_signed",
     "load_certificates",

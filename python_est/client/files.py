@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from python_est.ca import certificates_pem, load_pem_certificates, private_key_pem
 from python_est.fileio import atomic_write
 from python_est.keys import KeyType, generate_private_key
 
@@ -122,29 +123,17 @@ def load_certificates(path: Path) -> list[x509.Certificate]:
         OSError: the file cannot be read.
     """
     data = path.read_bytes()
-    if b"-----BEGIN CERTIFICATE-----" in data:
-        return x509.load_pem_x509_certificates(data)
-    return [x509.load_der_x509_certificate(data)]
+    return load_pem_certificates(data) or [x509.load_der_x509_certificate(data)]
 
 
 def write_private_key(path: Path, key: ClientKey) -> None:
     """Write `key` as unencrypted PKCS#8 PEM, atomically, mode 0600."""
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    atomic_write(path, pem, mode=0o600)
+    atomic_write(path, private_key_pem(key), mode=0o600)
 
 
 def write_certificates(path: Path, certs: Sequence[x509.Certificate]) -> None:
     """Write certificates as PEM, atomically, mode 0644."""
     atomic_write(path, certificates_pem(certs), mode=0o644)
-
-
-def certificates_pem(certs: Sequence[x509.Certificate]) -> bytes:
-    """Concatenated PEM of `certs`."""
-    return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in certs)
 
 
 def fingerprint(cert: x509.Certificate) -> str:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -28,6 +27,7 @@ from tlslite.constants import AlertDescription, CipherSuite
 from tlslite.errors import TLSAbruptCloseError, TLSError, TLSRemoteAlert
 
 import python_est
+from python_est.ca import certificates_pem
 from python_est.messages import header_value
 
 log = logging.getLogger(__name__)
@@ -258,8 +258,7 @@ def _ssl_context(trust: Trust, client_cert: CertificateFiles | None) -> ssl.SSLC
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     elif trust.anchors:
-        pem = b"".join(cert.public_bytes(Encoding.PEM) for cert in trust.anchors)
-        context.load_verify_locations(cadata=pem.decode("ascii"))
+        context.load_verify_locations(cadata=certificates_pem(trust.anchors).decode("ascii"))
     else:
         context.load_default_certs()
     if client_cert is not None:
