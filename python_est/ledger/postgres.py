@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 import psycopg
@@ -32,10 +31,13 @@ from python_est.ledger.records import (
     serial_hex,
 )
 from python_est.ledger.rows import (
+    ClosesOnExit,
     certificate_problems,
     check_lease,
     export,
+    insert_pending_sql,
     new_pending,
+    pending_insert_values,
     revocation_moment,
 )
 from python_est.pgsql import Cursor, Database, scalar
@@ -48,7 +50,7 @@ _PENDING: Final = PendingStatus.PENDING.value
 _ISSUING: Final = PendingStatus.ISSUING.value
 
 
-class PostgresLedger:
+class PostgresLedger(ClosesOnExit):
     """The `Ledger` in a PostgreSQL database; safe to share between threads and instances.
 
     Args:
@@ -222,21 +224,7 @@ class PostgresLedger:
         )
         self._db.run(
             lambda cursor: cursor.execute(
-                "INSERT INTO pending_requests (id, created_at, label, operation, requester,"
-                " auth_method, subject, public_key_sha256, csr_pem, status)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    request.id,
-                    request.created_at,
-                    request.label,
-                    request.operation,
-                    request.requester,
-                    request.auth_method,
-                    request.subject,
-                    request.public_key_sha256,
-                    request.csr_pem,
-                    request.status.value,
-                ),
+                insert_pending_sql("%s"), pending_insert_values(request, moment=lambda t: t)
             )
         )
         return request
@@ -365,14 +353,3 @@ class PostgresLedger:
     def close(self) -> None:
         """Close the idle database connections (a later call connects again)."""
         self._db.close()
-
-    def __enter__(self) -> PostgresLedger:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -11,7 +11,8 @@ import secrets
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -27,6 +28,65 @@ from python_est.ledger.records import (
 )
 
 log = logging.getLogger(__name__)
+
+_Self = TypeVar("_Self", bound="ClosesOnExit")
+
+# Columns of a new pending request, in the order of `pending_insert_values`.
+PENDING_INSERT_COLUMNS = (
+    "id",
+    "created_at",
+    "label",
+    "operation",
+    "requester",
+    "auth_method",
+    "subject",
+    "public_key_sha256",
+    "csr_pem",
+    "status",
+)
+
+
+class ClosesOnExit:
+    """`with ledger:` closes it; the backend provides `close()`."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Self) -> _Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def insert_pending_sql(placeholder: str) -> str:
+    """The INSERT of a new pending request with the backend's parameter `placeholder`."""
+    columns = ", ".join(PENDING_INSERT_COLUMNS)
+    values = ", ".join(placeholder for _ in PENDING_INSERT_COLUMNS)
+    return f"INSERT INTO pending_requests ({columns}) VALUES ({values})"
+
+
+def pending_insert_values(
+    request: PendingRequest, *, moment: Callable[[datetime], Any]
+) -> tuple[Any, ...]:
+    """`request` as INSERT parameters; `moment` stores a time the backend's way."""
+    return (
+        request.id,
+        moment(request.created_at),
+        request.label,
+        request.operation,
+        request.requester,
+        request.auth_method,
+        request.subject,
+        request.public_key_sha256,
+        request.csr_pem,
+        request.status.value,
+    )
 
 
 class Row(Protocol):

@@ -23,7 +23,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 
 from python_est.ledger.records import (
     DuplicateSerial,
@@ -32,7 +31,7 @@ from python_est.ledger.records import (
     serial_hex,
     utc_text,
 )
-from python_est.ledger.rows import certificate_problems, export, revocation_moment
+from python_est.ledger.rows import ClosesOnExit, certificate_problems, export, revocation_moment
 from python_est.ledger.schema import (
     bump_counter,
     certificate_from_row,
@@ -44,7 +43,7 @@ from python_est.ledger.sqlite_queue import SqlitePendingQueue
 log = logging.getLogger(__name__)
 
 
-class SqliteLedger(SqlitePendingQueue):
+class SqliteLedger(SqlitePendingQueue, ClosesOnExit):
     """The `Ledger` in one SQLite file; safe to share between threads and processes.
 
     Args:
@@ -250,14 +249,3 @@ class SqliteLedger(SqlitePendingQueue):
         """Close the connection; later calls raise `LedgerError`."""
         with self._lock:
             self._conn.close()
-
-    def __enter__(self) -> SqliteLedger:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

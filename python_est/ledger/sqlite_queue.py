@@ -26,7 +26,12 @@ from python_est.ledger.records import (
     serial_hex,
     utc_text,
 )
-from python_est.ledger.rows import check_lease, new_pending
+from python_est.ledger.rows import (
+    check_lease,
+    insert_pending_sql,
+    new_pending,
+    pending_insert_values,
+)
 from python_est.ledger.schema import pending_from_row
 
 
@@ -56,23 +61,7 @@ class SqlitePendingQueue(abc.ABC):
             csr, label=label, operation=operation, requester=requester, auth_method=auth_method
         )
         with self._transaction() as conn:
-            conn.execute(
-                "INSERT INTO pending_requests (id, created_at, label, operation, requester,"
-                " auth_method, subject, public_key_sha256, csr_pem, status)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    request.id,
-                    utc_text(request.created_at),
-                    request.label,
-                    request.operation,
-                    request.requester,
-                    request.auth_method,
-                    request.subject,
-                    request.public_key_sha256,
-                    request.csr_pem,
-                    request.status.value,
-                ),
-            )
+            conn.execute(insert_pending_sql("?"), pending_insert_values(request, moment=utc_text))
         return request
 
     def find_pending(

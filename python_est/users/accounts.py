@@ -69,20 +69,37 @@ def lookup(user: str, record_of: Callable[[str], Record | None]) -> Found | None
     return None if record is None else (name, record)
 
 
-def allowed_names_of(found: Found | None) -> tuple[str, ...]:
-    """The names a user may ask for: its own unless set; `()` for an unknown user."""
-    if found is None:
-        return ()
-    name, record = found
-    return record.allowed_names or (name,)
+class AccountLookups:
+    """The read-only queries both stores answer the same way from their stored records.
 
+    A store provides `_record(name)` for an already normalized name.
+    """
 
-def describe_user(found: Found | None) -> UserInfo | None:
-    """Group, allowed names and creation time of a user, or None if unknown."""
-    if found is None:
-        return None
-    name, record = found
-    return UserInfo(name, record.group_bits, record.allowed_names or (name,), record.created)
+    def _record(self, name: str) -> Record | None:
+        raise NotImplementedError
+
+    def _lookup(self, user: str) -> Found | None:
+        return lookup(user, self._record)
+
+    def exists(self, user: str) -> bool:
+        """Whether `user` (in any Unicode normal form) is in the store."""
+        return self._lookup(user) is not None
+
+    def allowed_names(self, user: str) -> tuple[str, ...]:
+        """The names `user` may ask for: `(user,)` unless set; `()` for an unknown user."""
+        found = self._lookup(user)
+        if found is None:
+            return ()
+        name, record = found
+        return record.allowed_names or (name,)
+
+    def describe(self, user: str) -> UserInfo | None:
+        """Group, allowed names and creation time of `user`, or None if unknown."""
+        found = self._lookup(user)
+        if found is None:
+            return None
+        name, record = found
+        return UserInfo(name, record.group_bits, record.allowed_names or (name,), record.created)
 
 
 def password_matches(

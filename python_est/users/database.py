@@ -22,18 +22,15 @@ from typing import TypeVar
 from python_est.errors import EstError, UserStoreError
 from python_est.pgsql import Cursor, Database, scalar, shared_secret
 from python_est.users.accounts import (
-    Found,
-    allowed_names_of,
-    describe_user,
+    AccountLookups,
     import_names,
     log_import,
-    lookup,
     new_user,
     password_matches,
     with_password,
 )
 from python_est.users.dbrows import insert_user, json_names, read_record
-from python_est.users.fileformat import Record, UserInfo, decode
+from python_est.users.fileformat import Record, decode
 from python_est.users.imports import Imported, read_openssl_srpvfile, read_tlslite_verifierdb
 from python_est.users.srp import (
     DEFAULT_GROUP_BITS,
@@ -56,7 +53,7 @@ SECRET_NAME = "users.simulated_verifier_secret"
 _SIMULATED_BITS_TTL_S = 60.0
 
 
-class DatabaseUserStore:
+class DatabaseUserStore(AccountLookups):
     """Password users in the `users` table; a `UserDirectory`. Thread-safe.
 
     Args:
@@ -145,18 +142,6 @@ class DatabaseUserStore:
         """All user names, sorted."""
         rows = self._db.run(lambda cursor: cursor.execute("SELECT name FROM users").fetchall())
         return sorted(str(row["name"]) for row in rows)
-
-    def exists(self, user: str) -> bool:
-        """Whether `user` (in any Unicode normal form) is in the store."""
-        return self._lookup(user) is not None
-
-    def allowed_names(self, user: str) -> tuple[str, ...]:
-        """The names `user` may ask for: `(user,)` unless set; `()` for an unknown user."""
-        return allowed_names_of(self._lookup(user))
-
-    def describe(self, user: str) -> UserInfo | None:
-        """Group, allowed names and creation time of `user`, or None if unknown."""
-        return describe_user(self._lookup(user))
 
     def weak_users(self) -> list[str]:
         """Users whose verifier uses a group below 2048 bits (only imports can add them)."""
@@ -250,9 +235,6 @@ class DatabaseUserStore:
             return simulated_entry(self.secret(), raw_user, self.simulated_bits())
         n, g = GROUPS[record.group_bits]
         return n, g, record.salt, record.verifier
-
-    def _lookup(self, user: str) -> Found | None:
-        return lookup(user, self._record)
 
     def _record(self, name: str) -> Record | None:
         row = self._db.run(

@@ -15,9 +15,7 @@ from pathlib import Path
 from python_est.errors import UserStoreError
 from python_est.fileio import atomic_write
 from python_est.users.accounts import (
-    Found,
-    allowed_names_of,
-    describe_user,
+    AccountLookups,
     import_names,
     log_import,
     lookup,
@@ -29,7 +27,6 @@ from python_est.users.fileformat import (
     Record,
     Snapshot,
     Stamp,
-    UserInfo,
     decode,
     encode,
     snapshot,
@@ -49,7 +46,7 @@ from python_est.users.srp import (
 logger = logging.getLogger(__name__)
 
 
-class UserStore:
+class UserStore(AccountLookups):
     """The SRP verifier file, shared by TLS-SRP and HTTP Basic. Thread-safe.
 
     Readers work on an immutable snapshot that is swapped whole, so they never see half a reload.
@@ -161,18 +158,6 @@ class UserStore:
         """All user names, sorted."""
         return sorted(self._current().users)
 
-    def exists(self, user: str) -> bool:
-        """Whether `user` (in any Unicode normal form) is in the store."""
-        return self._lookup(user) is not None
-
-    def allowed_names(self, user: str) -> tuple[str, ...]:
-        """The names `user` may ask for: `(user,)` unless set; `()` for an unknown user."""
-        return allowed_names_of(self._lookup(user))
-
-    def describe(self, user: str) -> UserInfo | None:
-        """Group, allowed names and creation time of `user`, or None if unknown."""
-        return describe_user(self._lookup(user))
-
     def weak_users(self) -> list[str]:
         """Users whose verifier uses a group below 2048 bits (only imports can add them)."""
         users = self._current().users
@@ -184,7 +169,7 @@ class UserStore:
         An unknown or invalid user name costs the same verifier computation and returns False.
         """
         current = self._current()
-        found = self._lookup(user, current)
+        found = lookup(user, current.users.get)
         return password_matches(
             user, password, found, lambda: (current.simulated_bits, current.secret)
         )
@@ -217,8 +202,8 @@ class UserStore:
         self._maybe_reload()
         return self._snapshot
 
-    def _lookup(self, user: str, current: Snapshot | None = None) -> Found | None:
-        return lookup(user, lambda name: (current or self._current()).users.get(name))
+    def _record(self, name: str) -> Record | None:
+        return self._current().users.get(name)
 
     def _maybe_reload(self) -> None:
         if self._reload_interval is None or time.monotonic() < self._next_check:
