@@ -121,6 +121,30 @@ def start_est_server(tmp_path: Path) -> Iterator[Callable[[str], RunningServer]]
         yield start
 
 
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextmanager
+def captured_records(name: str, level: int) -> Iterator[list[logging.LogRecord]]:
+    """Every record of logger `name` at `level` or above, whatever propagation and levels
+    earlier tests or `python-est` commands left behind."""
+    logger = logging.getLogger(name)
+    handler, saved = _Records(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield handler.records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved)
+
+
 def require_tool(name: str) -> str:
     """The path of an external tool; skip without it, but fail under CI=true."""
     path = shutil.which(name)

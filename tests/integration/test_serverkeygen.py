@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from python_est import oids, wire
 from python_est.keys import key_type_of
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, captured_records
 from tests.est_support import Reply, basic, build_request, https
 
 pytestmark = pytest.mark.integration
@@ -39,27 +39,10 @@ def server(start_est_server: Callable[[str], RunningServer]) -> RunningServer:
     return running
 
 
-class Collector(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
 def log_records() -> Iterator[list[logging.LogRecord]]:
-    """Every python_est record at DEBUG, whatever logging set-up earlier tests left behind."""
-    logger = logging.getLogger("python_est")
-    collector, level = Collector(), logger.level
-    logger.addHandler(collector)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield collector.records
-    finally:
-        logger.removeHandler(collector)
-        logger.setLevel(level)
+    with captured_records("python_est", logging.DEBUG) as records:
+        yield records
 
 
 def csr_der(

@@ -26,6 +26,7 @@ from python_est.policy import PeerIdentity
 from python_est.server import EstServer
 from python_est.tls import TlsEndpoint
 from python_est.users import UserStore
+from tests.conftest import captured_records
 from tests.tls_support import (
     SRP_PASSWORD,
     SRP_USER,
@@ -63,28 +64,10 @@ def server(pki: Pki, users: UserStore) -> Iterator[EstServer]:
         yield srv
 
 
-class _Recorder(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
 def logs() -> Iterator[list[logging.LogRecord]]:
-    """Every record of the python_est loggers, whatever propagation and levels are set."""
-    logger = logging.getLogger("python_est")
-    recorder = _Recorder()
-    level = logger.level
-    logger.addHandler(recorder)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield recorder.records
-    finally:
-        logger.removeHandler(recorder)
-        logger.setLevel(level)
+    with captured_records("python_est", logging.DEBUG) as records:
+        yield records
 
 
 @dataclasses.dataclass

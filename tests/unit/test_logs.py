@@ -26,6 +26,7 @@ from python_est.cli.logs import (
 )
 from python_est.config import load_config
 from python_est.state import open_state
+from tests.conftest import captured_records
 
 
 def record(message: str = "hello %s", *args: object, **extra: object) -> logging.LogRecord:
@@ -35,27 +36,10 @@ def record(message: str = "hello %s", *args: object, **extra: object) -> logging
     return made
 
 
-class Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
 def audit_records() -> Iterator[list[logging.LogRecord]]:
-    logger = logging.getLogger("python_est.audit")
-    handler = Capture()
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler.records
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    with captured_records("python_est.audit", logging.INFO) as records:
+        yield records
 
 
 def test_json_has_the_basics_and_every_extra_field_on_one_line() -> None:

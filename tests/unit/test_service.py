@@ -43,6 +43,7 @@ from python_est.profile import IssuanceProfile
 from python_est.ratelimit import FailureLimiter
 from python_est.service import EstService
 from python_est.users import UserStore
+from tests.conftest import captured_records
 
 CERT, SRP, BASIC = AuthMethod.CERT, AuthMethod.SRP, AuthMethod.BASIC
 EST = "/.well-known/est"
@@ -142,27 +143,10 @@ def service(
     return make_service(ca, ledger, users_path, clock)
 
 
-class _Collector(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
 def audit_records() -> Iterator[list[logging.LogRecord]]:
-    # A handler on the audit logger itself: independent of how (or whether) logging is set up.
-    logger = logging.getLogger("python_est.audit")
-    collector, level = _Collector(), logger.level
-    logger.addHandler(collector)
-    logger.setLevel(logging.INFO)
-    try:
-        yield collector.records
-    finally:
-        logger.removeHandler(collector)
-        logger.setLevel(level)
+    with captured_records("python_est.audit", logging.INFO) as records:
+        yield records
 
 
 # --- helpers ---
