@@ -24,7 +24,7 @@ from python_est import oids, wire
 from python_est.cli import main
 from python_est.config import AuthMethod, Config, LabelConfig, load_config
 from python_est.errors import Forbidden, InvalidCsr
-from python_est.ledger import PendingStatus, SqliteLedger
+from python_est.ledger import IssuedCertificate, PendingStatus, SqliteLedger
 from python_est.messages import HttpRequest, HttpResponse, Operation
 from python_est.policy import Authentication, ClientCertificate, PeerIdentity, TlsInfo
 from python_est.ratelimit import FailureLimiter
@@ -301,7 +301,13 @@ def test_serverkeygen_is_held_and_its_key_delivered_once(
 def test_reenrollment_is_not_held(
     service: EstService, state: State, key: ec.EllipticCurvePrivateKey
 ) -> None:
+    # Renewing a certificate of the same label: its holder was already approved for it.
     cert, _ = state.ca.issue_client_certificate(common_name="device-1")
+    state.ledger.record(
+        IssuedCertificate.from_certificate(
+            cert, requester="op", auth_method="cert", label="held", operation="simpleenroll"
+        )
+    )
     peer = PeerIdentity(
         "192.0.2.20:1", TLS12, client_cert=ClientCertificate((cert, *state.ca.chain), valid=True)
     )
