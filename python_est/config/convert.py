@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -263,10 +264,12 @@ def to_subject_fixed(text: str) -> tuple[tuple[ObjectIdentifier, str], ...]:
     """An RFC 4514 string (`O=Example Corp, C=DE`): most significant last, as RFC 4514 writes."""
     if not text.strip():
         return ()
+    # Spaces after an unescaped separator are tolerated, as people write "O=x, C=DE".
+    compact = re.sub(r"(?<!\\)([,+])\s+", r"\1", text.strip())
     try:
-        name = x509.Name.from_rfc4514_string(text, dict(SUBJECT_ATTRIBUTE_NAMES))
-    except ValueError as exc:
-        raise ValueError(f"not an RFC 4514 name ({exc}): {text!r}") from None
+        name = x509.Name.from_rfc4514_string(compact, dict(SUBJECT_ATTRIBUTE_NAMES))
+    except ValueError:
+        raise ValueError(f"not an RFC 4514 name such as 'O=Example Corp, C=DE': {text!r}") from None
     fixed = []
     for rdn in name.rdns:
         if len(rdn) != 1:

@@ -69,7 +69,11 @@ def check_csr_names(csr: x509.CertificateSigningRequest, profile: IssuanceProfil
     Raises:
         InvalidCsr: 400 naming the cap or the attribute and character.
     """
-    subject = csr.subject
+    try:
+        subject = csr.subject
+    except ValueError:
+        # cryptography refuses an RDN holding the same attribute twice (CN=a+CN=a).
+        raise InvalidCsr("CSR subject is malformed (a repeated attribute in one RDN?)") from None
     if len(subject.rdns) > profile.max_rdns:
         raise InvalidCsr(f"CSR subject has {len(subject.rdns)} RDNs (at most {profile.max_rdns})")
     if len(subject) > profile.max_attributes:

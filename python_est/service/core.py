@@ -282,17 +282,17 @@ class EstService:
         *,
         client_key: bool,
     ) -> None:
-        # §3.5 linking first (its reason is the most specific), then §4.5.2 enforcement.
+        # §3.5 linking first (its reason is the most specific), then the names, then §4.5.2.
         is_ra = peer.client_cert is not None and peer.client_cert.valid and peer.client_cert.is_ra
         check_linking(
             wire.csr_challenge_password(csr), peer.tls, required=label.require_pop, is_ra=is_ra
         )
-        if label.enforce_csrattrs:
-            requirements = self._plans[label.name].requirements
-            check_csr(requirements, csr, client_key=client_key, is_ra=is_ra)
         # Issue 13: names that deceive a reader or exceed the caps (400), and values that
         # conflict with the profile's fixed subject attributes (403), for every requester.
         check_csr_names(csr, label.profile)
+        if label.enforce_csrattrs:
+            requirements = self._plans[label.name].requirements
+            check_csr(requirements, csr, client_key=client_key, is_ra=is_ra)
         refusal = fixed_refusal(csr.subject, label.profile)
         if refusal is not None:
             raise Forbidden(refusal)
