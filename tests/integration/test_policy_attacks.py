@@ -173,3 +173,9 @@ def test_bootstrap_page_holds_cmc_ra_requests(
     assert b"waiting for approval" in reply.body, reply.body[:300]
     assert server.state.ledger.count() == 0
     assert [p.operation for p in server.state.ledger.list_pending()] == ["simpleenroll"]
+
+
+def test_serverkeygen_under_a_cmc_ra_profile_is_held(server: RunningServer) -> None:
+    der, _ = der_csr(cn("device1"))
+    held_id(post(server, "ra/serverkeygen", der, user="device1"))
+    assert server.state.ledger.count() == 0
