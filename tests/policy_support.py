@@ -28,6 +28,9 @@ extended_key_usage = clientAuth, cmcRA
 reenroll_from = ""
 [label:iot]
 validity_days = 30
+[label:held]
+approval = manual
+reenroll_from = ""
 [label:corp]
 subject_attributes = serialNumber
 subject_fixed = O=Example Corp, C=DE

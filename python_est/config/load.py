@@ -339,7 +339,9 @@ def _check_labels(reader: Reader, labels: dict[str, LabelConfig]) -> list[str]:
         section = f"{LABEL_PREFIX}{name}" if name else "profile"
         for source in label.reenroll_from:
             if source not in labels:
-                raise reader.error(section, "reenroll_from", f"no CA label {source!r}")
+                raise reader.error(
+                    section, "reenroll_from", f'no CA label {source!r} ("" names the default)'
+                )
         if ID_KP_CMC_RA in label.profile.extended_key_usage and label.approval == "auto":
             warnings.append(
                 f"{reader.source}: [{section}] extended_key_usage grants cmcRA: every request "

@@ -179,3 +179,22 @@ def test_serverkeygen_under_a_cmc_ra_profile_is_held(server: RunningServer) -> N
     der, _ = der_csr(cn("device1"))
     held_id(post(server, "ra/serverkeygen", der, user="device1"))
     assert server.state.ledger.count() == 0
+
+
+def test_manual_label_holds_renewals_from_other_labels_only(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    # [label:held] approval = manual, reenroll_from = "": a default-label certificate may
+    # renew there, but only through the operator, like an enrollment.
+    _, creds = issued_to(server, tmp_path, "device1", "device1")
+    der, key = der_csr(cn("device1"))
+    request_id = held_id(post(server, "held/simplereenroll", der, client=creds))
+    server.state.ledger.decide_pending(request_id, True)
+    reply = post(server, "held/simplereenroll", der, client=creds)
+    assert reply.status == 200, reply.body
+    [cert] = reply.certificates()
+    # Its own certificate of that label then renews without waiting again.
+    own = write_credentials(tmp_path, "held", cert, key)
+    again = post(server, "held/simplereenroll", der_csr(cn("device1"))[0], client=own)
+    assert again.status == 200, again.body
+    assert len(server.state.ledger.list_pending()) == 1
