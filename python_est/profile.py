@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from cryptography.x509.oid import ObjectIdentifier
+from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from python_est import oids
 
@@ -36,6 +36,29 @@ EKU_NAMES: dict[str, ObjectIdentifier] = {
     "cmcRA": oids.ID_KP_CMC_RA,
 }
 
+# Subject attribute names accepted in `subject_attributes` and `subject_fixed` (RFC 4514 §3 and
+# RFC 4519 names, plus the PKCS#9 emailAddress); dotted OIDs are accepted too.
+SUBJECT_ATTRIBUTE_NAMES: dict[str, ObjectIdentifier] = {
+    "CN": NameOID.COMMON_NAME,
+    "C": NameOID.COUNTRY_NAME,
+    "L": NameOID.LOCALITY_NAME,
+    "ST": NameOID.STATE_OR_PROVINCE_NAME,
+    "STREET": NameOID.STREET_ADDRESS,
+    "O": NameOID.ORGANIZATION_NAME,
+    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "DC": NameOID.DOMAIN_COMPONENT,
+    "UID": NameOID.USER_ID,
+    "serialNumber": NameOID.SERIAL_NUMBER,
+    "title": NameOID.TITLE,
+    "givenName": NameOID.GIVEN_NAME,
+    "surname": NameOID.SURNAME,
+    "initials": NameOID.INITIALS,
+    "pseudonym": NameOID.PSEUDONYM,
+    "postalCode": NameOID.POSTAL_CODE,
+    "emailAddress": NameOID.EMAIL_ADDRESS,
+    "organizationIdentifier": NameOID.ORGANIZATION_IDENTIFIER,
+}
+
 
 @dataclass(frozen=True)
 class IssuanceProfile:
@@ -49,6 +72,12 @@ class IssuanceProfile:
         san_types: SAN kinds copied from the CSR; others make the request fail.
         max_sans: most SAN entries accepted in one CSR.
         crl_urls: URLs of the CRL, put in a cRLDistributionPoints extension; empty means none.
+        subject_attributes: subject attribute types besides CN that a password user (with
+            `password_subjects = own`) may choose.
+        subject_fixed: attributes (type, value) every issued subject carries, most significant
+            first; a CSR value of such a type must equal the fixed one.
+        max_rdns, max_attributes, max_extensions: caps on a CSR's subject RDNs, its subject
+            attributes (and, separately, its PKCS#10 attributes) and its requested extensions.
     """
 
     name: str = ""
@@ -60,3 +89,8 @@ class IssuanceProfile:
     )
     max_sans: int = 16
     crl_urls: tuple[str, ...] = ()
+    subject_attributes: frozenset[ObjectIdentifier] = frozenset()
+    subject_fixed: tuple[tuple[ObjectIdentifier, str], ...] = ()
+    max_rdns: int = 16
+    max_attributes: int = 32
+    max_extensions: int = 32

@@ -38,6 +38,7 @@ if str(ROOT) not in sys.path:
 from python_est import wire  # noqa: E402
 from python_est.ca import certificate_pem  # noqa: E402
 from python_est.config import load_config  # noqa: E402
+from python_est.ledger import IssuedCertificate  # noqa: E402
 from python_est.state import open_state  # noqa: E402
 from tests.conftest import BASE_CFG, merge_config  # noqa: E402
 from tests.est_support import (  # noqa: E402
@@ -196,6 +197,12 @@ def _prepare(root: Path, url: str) -> tuple[dict[str, int], dict[str, Path], Pat
         for n in range(CERT_CLIENTS):
             cn = f"mix-cert-{n}"
             cert, key = state.ca.issue_client_certificate(common_name=cn)
+            # Recorded under the default label, so its /simplereenroll is accepted there.
+            state.ledger.record(
+                IssuedCertificate.from_certificate(
+                    cert, requester="bench", auth_method="admin", label="", operation="init"
+                )
+            )
             paths = write_credentials(root, cn, cert, key)  # type: ignore[arg-type]
             certs.append((str(paths[0]), str(paths[1]), cn))
     finally:

@@ -222,10 +222,10 @@ class CertificateAuthority:
     ) -> x509.Certificate:
         """Issue a certificate for `csr` under `profile`.
 
-        Only the subject and the permitted subjectAltNames come from the CSR. Every other
-        requested extension is ignored: keyUsage, extendedKeyUsage and basicConstraints come
-        from the profile, and keyUsage bits meaningless for the key's algorithm are dropped
-        (keyEncipherment for an EC key).
+        Only the subject (with the profile's fixed attributes) and the permitted
+        subjectAltNames come from the CSR. Every other requested extension is ignored:
+        keyUsage, extendedKeyUsage and basicConstraints come from the profile, and keyUsage
+        bits meaningless for the key's algorithm are dropped (keyEncipherment for an EC key).
 
         Args:
             csr: the request; its signature is the proof of possession of its key.
@@ -250,7 +250,8 @@ class CertificateAuthority:
         san = rules.permitted_san(csr, profile)
         if len(csr.subject) == 0 and san is None:
             raise InvalidCsr("CSR has neither a subject nor a subjectAltName")
-        return self._sign(csr.subject, public_key, san, profile, serial, _utc(now))
+        subject = rules.issued_subject(csr.subject, profile)
+        return self._sign(subject, public_key, san, profile, serial, _utc(now))
 
     def issue_server_certificate(
         self,

@@ -106,6 +106,26 @@ def permitted_san(
     return requested if names else None
 
 
+def issued_subject(requested: x509.Name, profile: IssuanceProfile) -> x509.Name:
+    """The subject to certify: the profile's fixed attributes first, then the CSR's RDNs.
+
+    The CSR's own attributes of a fixed type are dropped (the service has refused any that
+    differ from the fixed value), so a certificate renewed with its own subject keeps it.
+    """
+    if not profile.subject_fixed:
+        return requested
+    fixed = {oid for oid, _ in profile.subject_fixed}
+    rdns = [
+        x509.RelativeDistinguishedName([x509.NameAttribute(oid, value)])
+        for oid, value in profile.subject_fixed
+    ]
+    for rdn in requested.rdns:
+        kept = [attr for attr in rdn if attr.oid not in fixed]
+        if kept:
+            rdns.append(x509.RelativeDistinguishedName(kept))
+    return x509.Name(rdns)
+
+
 def _is_plain_text(value: str) -> bool:
     # RFC 5280 §4.2.1.6: a dNSName of " " MUST NOT be used; no IA5 name here may hold spaces.
     return value != "" and value.isprintable() and not any(c.isspace() for c in value)

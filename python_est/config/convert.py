@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from cryptography.x509.oid import ObjectIdentifier
+from cryptography import x509
+from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from python_est.config.model import (
     SRP_GROUP_BITS,
@@ -15,7 +17,7 @@ from python_est.config.model import (
     AuthRequirement,
 )
 from python_est.keys import KeyType
-from python_est.profile import EKU_NAMES, KEY_USAGE_NAMES, SanType
+from python_est.profile import EKU_NAMES, KEY_USAGE_NAMES, SUBJECT_ATTRIBUTE_NAMES, SanType
 
 
 def to_bool(text: str) -> bool:
@@ -237,3 +239,44 @@ def to_database_url(text: str) -> str:
     if text and not text.startswith(("postgresql://", "postgres://")):
         raise ValueError("must be a postgresql://user@host:port/dbname URL (or empty for SQLite)")
     return text
+
+
+def _subject_type(item: str) -> ObjectIdentifier:
+    oid = SUBJECT_ATTRIBUTE_NAMES.get(item)
+    if oid is None and all(part.isdigit() for part in item.split(".")) and item.count(".") >= 2:
+        oid = ObjectIdentifier(item)
+    if oid is None:
+        raise ValueError(
+            f"unknown subject attribute {item!r} (use {', '.join(SUBJECT_ATTRIBUTE_NAMES)} "
+            "or an OID)"
+        )
+    if oid == NameOID.COMMON_NAME:
+        # A password user's CN is always judged against its allowed names.
+        raise ValueError("CN cannot be listed: it is always checked against the allowed names")
+    return oid
+
+
+def to_subject_types(text: str) -> frozenset[ObjectIdentifier]:
+    return frozenset(_subject_type(item) for item in to_list(text))
+
+
+def to_subject_fixed(text: str) -> tuple[tuple[ObjectIdentifier, str], ...]:
+    """An RFC 4514 string (`O=Example Corp, C=DE`): most significant last, as RFC 4514 writes."""
+    if not text.strip():
+        return ()
+    # Spaces after an unescaped separator are tolerated, as people write "O=x, C=DE".
+    compact = re.sub(r"(?<!\\)([,+])\s+", r"\1", text.strip())
+    try:
+        name = x509.Name.from_rfc4514_string(compact, dict(SUBJECT_ATTRIBUTE_NAMES))
+    except ValueError:
+        raise ValueError(f"not an RFC 4514 name such as 'O=Example Corp, C=DE': {text!r}") from None
+    fixed = []
+    for rdn in name.rdns:
+        if len(rdn) != 1:
+            raise ValueError(f"multi-valued RDNs cannot be fixed: {text!r}")
+        attr = next(iter(rdn))
+        _subject_type(attr.oid.dotted_string)
+        if not isinstance(attr.value, str) or not attr.value or not attr.value.isprintable():
+            raise ValueError(f"empty or unprintable value in {text!r}")
+        fixed.append((attr.oid, attr.value))
+    return tuple(fixed)

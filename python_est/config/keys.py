@@ -11,8 +11,11 @@ from python_est.config.convert import (
     to_eku,
     to_key_type,
     to_key_usage,
+    to_list,
     to_positive_int,
     to_san_types,
+    to_subject_fixed,
+    to_subject_types,
 )
 
 PROFILE_KEYS: dict[str, Callable[[str], object]] = {
@@ -21,6 +24,11 @@ PROFILE_KEYS: dict[str, Callable[[str], object]] = {
     "extended_key_usage": to_eku,
     "san_types": to_san_types,
     "max_sans": to_positive_int,
+    "subject_attributes": to_subject_types,
+    "subject_fixed": to_subject_fixed,
+    "max_rdns": to_positive_int,
+    "max_attributes": to_positive_int,
+    "max_extensions": to_positive_int,
 }
 LABEL_KEYS: dict[str, Callable[[str], object]] = {
     "enroll_auth": to_auth_requirement,
@@ -33,6 +41,7 @@ LABEL_KEYS: dict[str, Callable[[str], object]] = {
     "enforce_csrattrs": to_bool,
     "serverkeygen": to_bool,
     "serverkeygen_key_type": to_key_type,
+    "reenroll_from": to_list,
 }
 PROFILE_FIELD = {
     "validity_days": "validity_days",
@@ -40,6 +49,11 @@ PROFILE_FIELD = {
     "extended_key_usage": "extended_key_usage",
     "san_types": "san_types",
     "max_sans": "max_sans",
+    "subject_attributes": "subject_attributes",
+    "subject_fixed": "subject_fixed",
+    "max_rdns": "max_rdns",
+    "max_attributes": "max_attributes",
+    "max_extensions": "max_extensions",
 }
 
 KNOWN_KEYS: dict[str, frozenset[str]] = {

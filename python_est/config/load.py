@@ -70,6 +70,7 @@ from python_est.config.reader import Reader, resolve
 from python_est.errors import ConfigError
 from python_est.keys import KeyType
 from python_est.messages import LABEL_RE, OPERATION_NAMES
+from python_est.oids import ID_KP_CMC_RA
 
 
 def load_config(path: Path) -> Config:
@@ -152,6 +153,7 @@ def _build(reader: Reader) -> Config:
     metrics = _metrics(reader)
     crl = _crl(reader, base, state, bootstrap)
     labels = _labels(reader)
+    label_warnings = _check_labels(reader, labels)
     if crl.url is not None:
         labels = {name: _with_crl_url(label, crl.url) for name, label in labels.items()}
     _check_unused(reader)
@@ -168,7 +170,7 @@ def _build(reader: Reader) -> Config:
         metrics=metrics,
         crl=crl,
         labels=labels,
-        warnings=tuple(warnings + ca_warnings + legacy_tls_warnings(tls)),
+        warnings=tuple(warnings + ca_warnings + legacy_tls_warnings(tls) + label_warnings),
     )
 
 
@@ -328,6 +330,24 @@ def _labels(reader: Reader) -> dict[str, LabelConfig]:
             name = section[len(LABEL_PREFIX) :]
             labels[name] = _label_config(reader, section, name, default)
     return labels
+
+
+def _check_labels(reader: Reader, labels: dict[str, LabelConfig]) -> list[str]:
+    """Refuse `reenroll_from` naming no label; warn where cmcRA overrides `approval = auto`."""
+    warnings = []
+    for name, label in labels.items():
+        section = f"{LABEL_PREFIX}{name}" if name else "profile"
+        for source in label.reenroll_from:
+            if source not in labels:
+                raise reader.error(
+                    section, "reenroll_from", f'no CA label {source!r} ("" names the default)'
+                )
+        if ID_KP_CMC_RA in label.profile.extended_key_usage and label.approval == "auto":
+            warnings.append(
+                f"{reader.source}: [{section}] extended_key_usage grants cmcRA: every request "
+                "is held for manual approval although approval = auto"
+            )
+    return warnings
 
 
 def _label_config(reader: Reader, section: str, name: str, base: LabelConfig) -> LabelConfig:

@@ -207,6 +207,9 @@ class LabelConfig:
     enforce_csrattrs: bool = False
     serverkeygen: bool = True
     serverkeygen_key_type: KeyType = KeyType.RSA_2048
+    # Labels whose certificates may /simplereenroll here ("" is the default label); a label
+    # always accepts its own certificates.
+    reenroll_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

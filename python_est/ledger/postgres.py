@@ -31,6 +31,7 @@ from python_est.ledger.records import (
     serial_hex,
 )
 from python_est.ledger.rows import (
+    CURRENT_LIMIT,
     ClosesOnExit,
     certificate_problems,
     check_lease,
@@ -169,6 +170,20 @@ class PostgresLedger(ClosesOnExit):
             )
         )
         return found is not None
+
+    def current_certificates(
+        self, label: str, subject: str, now: datetime
+    ) -> list[IssuedCertificate]:
+        """As `SqliteLedger.current_certificates`."""
+        rows = self._db.run(
+            lambda cursor: cursor.execute(
+                "SELECT * FROM certificates WHERE label = %s AND subject = %s"
+                " AND revoked_at IS NULL AND not_after > %s"
+                " ORDER BY issued_at DESC, id DESC LIMIT %s",
+                (label, subject, now, CURRENT_LIMIT),
+            ).fetchall()
+        )
+        return [certificate(row) for row in rows]
 
     def count(self) -> int:
         """How many certificates the ledger holds."""

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 _Self = TypeVar("_Self", bound="ClosesOnExit")
 
 # Columns of a new pending request, in the order of `pending_insert_values`.
+# Most certificates `current_certificates` returns: a device renews one of them, so a handful
+# is plenty, and the bound keeps a subject issued thousands of times from costing a big read.
+CURRENT_LIMIT = 16
+
 PENDING_INSERT_COLUMNS = (
     "id",
     "created_at",

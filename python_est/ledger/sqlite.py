@@ -31,7 +31,13 @@ from python_est.ledger.records import (
     serial_hex,
     utc_text,
 )
-from python_est.ledger.rows import ClosesOnExit, certificate_problems, export, revocation_moment
+from python_est.ledger.rows import (
+    CURRENT_LIMIT,
+    ClosesOnExit,
+    certificate_problems,
+    export,
+    revocation_moment,
+)
 from python_est.ledger.schema import (
     bump_counter,
     certificate_from_row,
@@ -210,6 +216,18 @@ class SqliteLedger(SqlitePendingQueue, ClosesOnExit):
             (serial_hex(serial),),
         )
         return bool(rows)
+
+    def current_certificates(
+        self, label: str, subject: str, now: datetime
+    ) -> list[IssuedCertificate]:
+        """Unrevoked certificates issued under `label` for `subject` (RFC 4514 text) and still
+        valid at `now`, newest first (RA renewal on behalf of a device)."""
+        rows = self._query(
+            "SELECT * FROM certificates WHERE label = ? AND subject = ? AND revoked_at IS NULL"
+            " AND not_after > ? ORDER BY issued_at DESC, id DESC LIMIT ?",
+            (label, subject, utc_text(now), CURRENT_LIMIT),
+        )
+        return [certificate_from_row(row) for row in rows]
 
     def count(self) -> int:
         """How many certificates the ledger holds."""

@@ -138,6 +138,11 @@ class CountingLedger:
     ) -> IssuedCertificate:
         return self._ledger.revoke(serial, reason, when=when)
 
+    def current_certificates(
+        self, label: str, subject: str, now: datetime
+    ) -> list[IssuedCertificate]:
+        return self._ledger.current_certificates(label, subject, now)
+
     def is_revoked(self, serial: int) -> bool:
         return self._ledger.is_revoked(serial)
 

@@ -5,36 +5,39 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from python_est.config import AuthMethod, AuthRequirement
 from python_est.errors import Forbidden, InvalidCsr
 from python_est.policy.identity import ClientCertificate, TlsInfo
+from python_est.policy.subject import (
+    names_equal,
+    password_refusal,
+    quote,
+    same_names,
+    san_key,
+    sans_of,
+)
+from python_est.profile import IssuanceProfile
 
 # --- Authentication and authorization decisions (RFC 7030 §3.2.3, §3.3, §3.5, §3.7, §4.2.2) ---
 #
 # Who may ask for which names:
 # - An RA certificate (id-kp-cmcRA, RFC 7030 §3.7) may request any subject the profile allows.
 # - A password user (TLS-SRP or HTTP Basic) with `password_subjects = own` may only obtain names
-#   from `users.allowed_names(user)`: every subject CN and every subjectAltName value (DNS, email,
-#   URI, IP as text); CN and DNS compare case-insensitively. With `any` the profile decides.
+#   from `users.allowed_names(user)`: at least one subject CN, every subject CN and every
+#   subjectAltName value (DNS, email, URI, IP as text); other subject attribute types only when
+#   the profile lets requesters choose them (`subject.password_refusal`). With `any` the profile
+#   decides.
 # - A plain client certificate may /simpleenroll only for its own identity: the same Subject
-#   (compared as below) and subjectAltNames that its certificate also holds. Otherwise any
-#   device could obtain a certificate naming another device.
+#   and subjectAltNames that its certificate also holds. Otherwise any device could obtain a
+#   certificate naming another device.
 # One entitled identity is enough. Only identities whose method belongs to a satisfied
-# alternative of the operation's auth requirement count.
-#
-# Name comparison (reenroll, RFC 7030 §4.2.2, and the certificate rule above): Subjects are
-# equal when their DER encodings are; failing that, in the RFC 5280 §7.1 manner: the same number
-# of RDNs in the same order, each with the same attribute types and values that match after
-# case folding and collapsing white space (so a CA re-encoding PrintableString as UTF8String does
-# not break renewal). subjectAltNames compare as sets of GeneralNames (DNS names and e-mail
-# domains case-insensitively); both absent is a match.
+# alternative of the operation's auth requirement count. Names compare exactly, the same way
+# everywhere (`python_est.policy.subject`).
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ def authorize_enrollment(
     *,
     password_subjects: str,
     allowed_names: Mapping[str, Sequence[str]],
+    profile: IssuanceProfile,
 ) -> None:
     """Decide whether `auth` entitles the requester to the names in `csr` (RFC 7030 §3.7, §4.2).
 
@@ -147,6 +151,7 @@ def authorize_enrollment(
         auth: who authenticated.
         password_subjects: "own" or "any" (see the section comment above).
         allowed_names: `users.allowed_names(user)` for each of `auth.password_users`.
+        profile: the label's profile (which subject attributes password users may choose).
 
     Raises:
         Forbidden: no identity is entitled; the detail names the refused field.
@@ -158,7 +163,7 @@ def authorize_enrollment(
     for user in auth.password_users:
         if password_subjects == "any":
             return
-        refusal = _password_refusal(csr, user, allowed_names.get(user, ()))
+        refusal = password_refusal(csr, user, allowed_names.get(user, ()), profile)
         if refusal is None:
             return
         refusals.append(refusal)
@@ -181,24 +186,15 @@ def check_reenrollment(csr: x509.CertificateSigningRequest, current: x509.Certif
     """
     if not names_equal(csr.subject, current.subject):
         raise Forbidden(
-            f"reenrollment subject {_quote(csr.subject.rfc4514_string())} differs from the "
-            f"certificate being renewed ({_quote(current.subject.rfc4514_string())}) "
+            f"reenrollment subject {quote(csr.subject.rfc4514_string())} differs from the "
+            f"certificate being renewed ({quote(current.subject.rfc4514_string())}) "
             "(RFC 7030 §4.2.2)"
         )
-    if _san_keys(csr) != _san_keys(current):
+    if not same_names(csr, current):
         raise Forbidden(
             "reenrollment subjectAltName differs from the certificate being renewed "
             "(RFC 7030 §4.2.2)"
         )
-
-
-def names_equal(a: x509.Name, b: x509.Name) -> bool:
-    """Compare two Names: DER first, then RFC 5280 §7.1 style (see the section comment)."""
-    if a.public_bytes() == b.public_bytes():
-        return True
-    if len(a.rdns) != len(b.rdns):
-        return False
-    return all(_rdn_key(x) == _rdn_key(y) for x, y in zip(a.rdns, b.rdns, strict=True))
 
 
 def check_linking(
@@ -255,86 +251,14 @@ def _looks_like(value: str, size: int) -> bool:
         return False
 
 
-def _quote(text: str) -> str:
-    """Quote client-supplied text for an error detail: escaped, one line, bounded."""
-    return repr(text if len(text) <= 80 else text[:80] + "...")
-
-
-def _fold(value: str | bytes) -> str | bytes:
-    if isinstance(value, bytes):
-        return value
-    return " ".join(value.split()).casefold()
-
-
-def _rdn_key(rdn: x509.RelativeDistinguishedName) -> frozenset[tuple[str, str | bytes]]:
-    return frozenset((attr.oid.dotted_string, _fold(attr.value)) for attr in rdn)
-
-
-def _sans(item: x509.CertificateSigningRequest | x509.Certificate) -> list[x509.GeneralName]:
-    try:
-        return list(item.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-    except x509.ExtensionNotFound:
-        return []
-    except (ValueError, x509.DuplicateExtension) as exc:
-        raise InvalidCsr("the CSR extensionRequest is malformed") from exc
-
-
-def _san_key(name: x509.GeneralName) -> tuple[str, object]:
-    if isinstance(name, x509.DNSName):
-        return ("dns", name.value.casefold())
-    if isinstance(name, x509.RFC822Name):
-        local, at, domain = name.value.rpartition("@")
-        return ("email", f"{local}{at}{domain.casefold()}")
-    return (type(name).__name__, name)
-
-
-def _san_keys(item: x509.CertificateSigningRequest | x509.Certificate) -> frozenset[object]:
-    return frozenset(_san_key(name) for name in _sans(item))
-
-
-_SAN_TEXT_KINDS: dict[type[x509.GeneralName], str] = {
-    x509.DNSName: "DNS",
-    x509.RFC822Name: "email",
-    x509.UniformResourceIdentifier: "URI",
-    x509.IPAddress: "IP",
-}
-
-
-def _password_refusal(
-    csr: x509.CertificateSigningRequest, user: str, allowed: Sequence[str]
-) -> str | None:
-    folded = {name.casefold() for name in allowed}
-    exact = {_normal_ip(name) for name in allowed}
-    for attr in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
-        value = attr.value if isinstance(attr.value, str) else attr.value.hex()
-        if value.casefold() not in folded:
-            return f"subject CN {_quote(value)} is not allowed for user {_quote(user)}"
-    for name in _sans(csr):
-        kind = _SAN_TEXT_KINDS.get(type(name))
-        if kind is None:
-            return f"subjectAltName of type {type(name).__name__} is not allowed for passwords"
-        text = str(name.value)
-        ok = text.casefold() in folded if kind == "DNS" else _normal_ip(text) in exact
-        if not ok:
-            return f"subjectAltName {kind} {_quote(text)} is not allowed for user {_quote(user)}"
-    return None
-
-
-def _normal_ip(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return text
-
-
 def _certificate_refusal(csr: x509.CertificateSigningRequest, cert: x509.Certificate) -> str | None:
     if not names_equal(csr.subject, cert.subject):
         return (
-            f"subject {_quote(csr.subject.rfc4514_string())} differs from the client "
+            f"subject {quote(csr.subject.rfc4514_string())} differs from the client "
             "certificate's subject"
         )
-    held = {_san_key(name) for name in _sans(cert)}
-    for name in _sans(csr):
-        if _san_key(name) not in held:
-            return f"subjectAltName {_quote(str(name.value))} is not in the client certificate"
+    held = {san_key(name) for name in sans_of(cert)}
+    for name in sans_of(csr):
+        if san_key(name) not in held:
+            return f"subjectAltName {quote(str(name.value))} is not in the client certificate"
     return None

@@ -6,8 +6,9 @@ through `messages.error_response`, turns it into a short text/plain answer). It 
 from many worker threads at once.
 
 Split by concept: `core` (`EstService`: routing and the operations), `auth` (who asked), `enforce`
-(what /csrattrs demands of a CSR), `issuance` (signing, the ledger record, success bodies) and
-`approval` (manual approval: 202 and the pending queue).
+(what /csrattrs demands of a CSR), `issuance` (signing, the ledger record, success bodies),
+`approval` (manual approval: 202 and the pending queue) and `renewal` (which certificate a
+reenrollment renews, and on which labels).
 
 Routing. `/.well-known/est[/<label>]/<operation>`; an unknown label is 404, a wrong method 405
 with `Allow`. `/cacerts` and `/csrattrs` are anonymous GETs (§4.1.1, §4.5); the POST operations
@@ -32,16 +33,19 @@ CSR attributes (§4.5.2). With `enforce_csrattrs`, a CSR that misses what /csrat
 400 naming every shortfall; `enforce` documents how each CsrAttrs item is read.
 
 Authorization: see the section comment in `python_est.policy` (RA certificates may request any
-subject the profile allows; password users their allowed names; a plain client certificate only
-its own Subject and subjectAltNames).
+subject the profile allows; password users their allowed names, with at least one allowed CN and
+other subject attributes only per `subject_attributes`; a plain client certificate only its own
+Subject and subjectAltNames). For every requester, names with control or bidi characters,
+non-ASCII DNS names and CSRs above the RDN/attribute/extension caps get 400, and subject values
+conflicting with `subject_fixed` get 403 (`python_est.policy.subject`).
 
 Reenrollment (§4.2.2, §3.3.2). The certificate being renewed is the validated TLS client
-certificate; without one the answer is 403. It must be signed by this EST CA and not revoked in
-the ledger. The CSR Subject must equal the certificate's: compared as DER bytes first, falling back
-to RFC 5280 §7.1-style comparison (same attribute types in the same RDN order, values compared
-case-insensitively with white space folded). subjectAltName is compared as a set of GeneralNames;
-both absent is a match. Rekey (new key) and renewal (same key) are both allowed. The rule holds
-for RA certificates too: an RA requests other subjects through /simpleenroll.
+certificate; without one the answer is 403. It must be signed by this EST CA, not revoked, and
+recorded in the ledger as issued under this label or a label named in `reenroll_from`. The CSR
+Subject and subjectAltNames must equal the certificate's, compared exactly (NFC values, ASN.1
+string type ignored, multi-valued RDNs as multisets; DNS names and e-mail domains ignore ASCII
+case). Rekey (new key) and renewal (same key) are both allowed. An RA may renew on behalf of a
+device: the CSR's names must equal those of a current certificate of the label (see `renewal`).
 
 Server-side key generation (§4.4). Authenticated, linked, enforced and authorized like
 /simpleenroll, but the CSR's key and signature are ignored. The key type is the label's
@@ -52,8 +56,9 @@ exists only in that response (never logged, written or recorded); the ledger mar
 certificate `server_generated_key`. Requests for an encrypted key (DecryptKeyIdentifier,
 AsymmetricDecryptKeyIdentifier) get 501, never a plaintext key.
 
-Manual approval (§4.2.3). `approval = manual` holds /simpleenroll and /serverkeygen requests:
-202 with Retry-After until an operator decides with `python-est requests`; see `approval`.
+Manual approval (§4.2.3). `approval = manual` holds /simpleenroll and /serverkeygen requests, and
+renewals of certificates from other labels: 202 with Retry-After until an operator decides with
+`python-est requests`. A profile granting id-kp-cmcRA holds every request; see `approval`.
 
 Issuance. Every certificate is committed to the ledger before the response is built (a serial
 collision signs again, up to three times), then one audit line is logged on "python_est.audit".

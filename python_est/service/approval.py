@@ -1,9 +1,13 @@
 """Manual approval (RFC 7030 §4.2.3): 202 with Retry-After until an operator decides.
 
 A label with `approval = manual` holds every /simpleenroll and /serverkeygen request in the
-ledger's pending queue; /simplereenroll is not held, because its client already holds a
-certificate of this CA for the same names (§4.2.2). The client learns nothing but "202, retry
-after N seconds" and retries; the server keeps what it needs to recognise the retry (§4.2.3).
+ledger's pending queue; /simplereenroll is held only when the certificate renewed comes from
+another label (`reenroll_from`), since otherwise its client already holds a certificate of this
+label for the same names (§4.2.2). A label whose profile grants id-kp-cmcRA holds every request,
+renewals included, whatever its `approval` says: an RA certificate may request any name, so no
+identity obtains one without an operator's decision (`needs_approval`). The client learns
+nothing but "202, retry after N seconds" and retries; the server keeps what it needs to recognise
+the retry (§4.2.3).
 
 A retry is recognised by label, CSR public key and subject (R52): the retry may come on a new TLS
 connection with a new challengePassword, so neither the connection nor the CSR bytes can be the
@@ -49,6 +53,7 @@ from datetime import datetime
 
 from cryptography import x509
 
+from python_est import oids
 from python_est.config import LabelConfig
 from python_est.errors import Forbidden
 from python_est.ledger import (
@@ -77,6 +82,21 @@ CLAIM_LEASE_S = 120
 
 # Statuses in which a request is still open (not rejected, not issued).
 _OPEN = (PendingStatus.PENDING, PendingStatus.APPROVED, PendingStatus.ISSUING)
+
+
+def needs_approval(label: LabelConfig, operation: Operation, source_label: str | None) -> bool:
+    """Whether a request waits for an operator (see the module comment).
+
+    Args:
+        label: the label of the request.
+        operation: the EST operation.
+        source_label: for /simplereenroll, the label of the certificate renewed.
+    """
+    if oids.ID_KP_CMC_RA in label.profile.extended_key_usage:
+        return True
+    if label.approval != "manual":
+        return False
+    return operation is not Operation.SIMPLEREENROLL or source_label != label.name
 
 
 class ApprovalGate:
@@ -112,7 +132,7 @@ class ApprovalGate:
             csr: the request as received (already authenticated, linked and authorized).
             label: its label.
             auth: who asked.
-            operation: SIMPLEENROLL or SERVERKEYGEN.
+            operation: SIMPLEENROLL, SIMPLEREENROLL or SERVERKEYGEN.
             fulfil: issues for the approved CSR; called only once this retry holds the claim.
 
         Returns:

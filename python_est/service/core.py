@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
 from python_est import oids, wire
 from python_est.ca import CertificateAuthority
@@ -37,11 +36,12 @@ from python_est.policy import (
     Authentication,
     PeerIdentity,
     authorize_enrollment,
+    check_csr_names,
     check_linking,
-    check_reenrollment,
+    fixed_refusal,
 )
 from python_est.ratelimit import FailureCounter
-from python_est.service.approval import ApprovalGate
+from python_est.service.approval import ApprovalGate, needs_approval
 from python_est.service.auth import Authenticator
 from python_est.service.enforce import (
     CsrRequirements,
@@ -56,6 +56,7 @@ from python_est.service.issuance import (
     precheck,
     serverkeygen_response,
 )
+from python_est.service.renewal import Renewals
 from python_est.users import UserDirectory
 
 log = logging.getLogger("python_est.service")
@@ -121,12 +122,12 @@ class EstService:
             for name, plan in self._plans.items()
             if plan.attrs
         }
-        self._ca = ca
         self._ledger = ledger
         self._users = users
         self._auth = Authenticator(users, limiter, realm)
         self._issuer = Issuer(ca, ledger, clock)
         self._gate = ApprovalGate(ledger, retry_after=pending_retry_after, clock=clock)
+        self._renewals = Renewals(ca.certificate, ledger, clock)
         self._routes: dict[Operation, Handler] = {
             Operation.CACERTS: self._cacerts,
             Operation.SIMPLEENROLL: self._simpleenroll,
@@ -175,18 +176,7 @@ class EstService:
         csr = self._read_csr(request)
         self._check_csr(csr, peer, label, client_key=True)
         self._authorize(csr, auth, label)
-        if label.approval == "manual":
-            precheck(csr, label, client_key=True)
-
-            def fulfil(
-                approved: x509.CertificateSigningRequest,
-            ) -> tuple[x509.Certificate, HttpResponse]:
-                cert = self._issuer.issue(approved, label, auth, Operation.SIMPLEENROLL)
-                return cert, certs_only_response(cert)
-
-            return self._gate.admit(csr, label, auth, Operation.SIMPLEENROLL, fulfil)
-        cert = self._issuer.issue(csr, label, auth, Operation.SIMPLEENROLL)
-        return certs_only_response(cert)
+        return self._certify(csr, label, auth, Operation.SIMPLEENROLL, None)
 
     def _simplereenroll(
         self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
@@ -197,14 +187,30 @@ class EstService:
         if not client.valid:
             raise Forbidden(f"{REENROLL_NEEDS_CERT}; the certificate presented: {client.reason}")
         auth = self._auth.authenticate(request, peer, label.reenroll_auth)
-        current = client.leaf
-        self._check_ours(current)
         csr = self._read_csr(request)
         self._check_csr(csr, peer, label, client_key=True)
-        check_reenrollment(csr, current)
-        # Not held for manual approval: the client holds this CA's certificate for these names.
-        cert = self._issuer.issue(csr, label, auth, Operation.SIMPLEREENROLL)
-        return certs_only_response(cert)
+        renewed = self._renewals.renewed(csr, client.leaf, auth, label)
+        return self._certify(csr, label, auth, Operation.SIMPLEREENROLL, renewed.label)
+
+    def _certify(
+        self,
+        csr: x509.CertificateSigningRequest,
+        label: LabelConfig,
+        auth: Authentication,
+        operation: Operation,
+        source_label: str | None,
+    ) -> HttpResponse:
+        # /simpleenroll and /simplereenroll: issue now, or hold for the operator (`approval`).
+        def fulfil(
+            approved: x509.CertificateSigningRequest,
+        ) -> tuple[x509.Certificate, HttpResponse]:
+            cert = self._issuer.issue(approved, label, auth, operation)
+            return cert, certs_only_response(cert)
+
+        if needs_approval(label, operation, source_label):
+            precheck(csr, label, client_key=True)
+            return self._gate.admit(csr, label, auth, operation, fulfil)
+        return fulfil(csr)[1]
 
     def _csrattrs(
         self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
@@ -243,7 +249,7 @@ class EstService:
             )
             return cert, serverkeygen_response(key, cert)
 
-        if label.approval == "manual":
+        if needs_approval(label, Operation.SERVERKEYGEN, None):
             precheck(csr, label, client_key=False)
             return self._gate.admit(csr, label, auth, Operation.SERVERKEYGEN, fulfil)
         return fulfil(csr)[1]
@@ -276,14 +282,20 @@ class EstService:
         *,
         client_key: bool,
     ) -> None:
-        # §3.5 linking first (its reason is the most specific), then §4.5.2 enforcement.
+        # §3.5 linking first (its reason is the most specific), then the names, then §4.5.2.
         is_ra = peer.client_cert is not None and peer.client_cert.valid and peer.client_cert.is_ra
         check_linking(
             wire.csr_challenge_password(csr), peer.tls, required=label.require_pop, is_ra=is_ra
         )
+        # Issue 13: names that deceive a reader or exceed the caps (400), and values that
+        # conflict with the profile's fixed subject attributes (403), for every requester.
+        check_csr_names(csr, label.profile)
         if label.enforce_csrattrs:
             requirements = self._plans[label.name].requirements
             check_csr(requirements, csr, client_key=client_key, is_ra=is_ra)
+        refusal = fixed_refusal(csr.subject, label.profile)
+        if refusal is not None:
+            raise Forbidden(refusal)
 
     def _authorize(
         self, csr: x509.CertificateSigningRequest, auth: Authentication, label: LabelConfig
@@ -293,20 +305,12 @@ class EstService:
             for user in auth.password_users
         }
         authorize_enrollment(
-            csr, auth, password_subjects=label.password_subjects, allowed_names=names
+            csr,
+            auth,
+            password_subjects=label.password_subjects,
+            allowed_names=names,
+            profile=label.profile,
         )
-
-    def _check_ours(self, cert: x509.Certificate) -> None:
-        # R57: the certificate being renewed must come from this EST CA, whatever other client
-        # trust anchors are configured; and it must not be revoked.
-        try:
-            cert.verify_directly_issued_by(self._ca.certificate)
-        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-            raise Forbidden(
-                "the client certificate was not issued by this EST CA and cannot be renewed here"
-            ) from None
-        if self._ledger.is_revoked(cert.serial_number):
-            raise Forbidden("the certificate being renewed is revoked")
 
 
 def check_label(label: LabelConfig) -> None:

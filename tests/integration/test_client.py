@@ -361,9 +361,10 @@ def test_cli_reenroll_rekey_and_serverkeygen(
     first = load_certificates(cert_file)[0]
     assert same_key(load_private_key(key_file).public_key(), first.public_key())
 
+    # On the label that issued it: reenrollment stays on its label (issue 13).
     status = cli(
-        server, "reenroll", "--cacert", ca, "--cert", str(cert_file), "--key", str(key_file),
-        "--rekey",
+        server, "reenroll", "--label", "keygen", "--cacert", ca, "--cert", str(cert_file),
+        "--key", str(key_file), "--rekey",
     )  # fmt: skip
     assert status == 0, capsys.readouterr().err
     renewed = load_certificates(cert_file)[0]

@@ -445,3 +445,9 @@ def test_server_answers_503_while_the_database_is_down_then_recovers(
         cluster.start()
     assert enroll() == 200
     assert server.state.ledger.count() == 3
+
+
+def test_current_certificates_as_in_sqlite(databases: Callable[[], Database]) -> None:
+    from tests.unit.test_ledger_current import exercise_current_certificates
+
+    exercise_current_certificates(ledger_on(databases()))

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from python_est import wire
 from python_est.ca import certificate_pem
 from python_est.config import load_config
+from python_est.ledger import IssuedCertificate
 from tests.conftest import BASE_CFG, merge_config
 from tests.est_support import (
     Reply,
@@ -176,6 +177,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             for n in range(CERT_CLIENTS):
                 cn = f"cert-client-{n}"
                 cert, key = state.ca.issue_client_certificate(common_name=cn)
+                # Recorded as issued under the default label, so it may reenroll there.
+                state.ledger.record(
+                    IssuedCertificate.from_certificate(
+                        cert, requester="test", auth_method="admin", label="", operation="init"
+                    )
+                )
                 cert_path, key_path = write_credentials(root, cn, cert, key)  # type: ignore[arg-type]
                 clients.append((cert_path, key_path, cn))
         finally:

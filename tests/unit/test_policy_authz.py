@@ -29,11 +29,13 @@ from python_est.policy import (
     parse_basic_authorization,
     satisfied_methods,
 )
+from python_est.profile import IssuanceProfile
 
 CERT, SRP, BASIC = AuthMethod.CERT, AuthMethod.SRP, AuthMethod.BASIC
 ANY = (frozenset({CERT}), frozenset({SRP}), frozenset({BASIC}))
 TLS12 = TlsInfo("TLS1.2", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", tls_unique=bytes(range(12)))
 TLS13 = TlsInfo("TLS1.3", "TLS_AES_128_GCM_SHA256")
+PROFILE = IssuanceProfile()
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +155,9 @@ def test_authentication_descriptions(ca: CertificateAuthority) -> None:
 def test_password_user_gets_own_name(key: ec.EllipticCurvePrivateKey) -> None:
     auth = Authentication(frozenset({BASIC}), basic_user="alice")
     csr = make_csr(key, cn("alice"))
-    authorize_enrollment(csr, auth, password_subjects="own", allowed_names={"alice": ("alice",)})
+    authorize_enrollment(
+        csr, auth, password_subjects="own", allowed_names={"alice": ("alice",)}, profile=PROFILE
+    )
 
 
 def test_password_user_refused_other_cn(key: ec.EllipticCurvePrivateKey) -> None:
@@ -161,7 +165,7 @@ def test_password_user_refused_other_cn(key: ec.EllipticCurvePrivateKey) -> None
     csr = make_csr(key, cn("mallory"))
     with pytest.raises(Forbidden) as info:
         authorize_enrollment(
-            csr, auth, password_subjects="own", allowed_names={"alice": ("alice",)}
+            csr, auth, password_subjects="own", allowed_names={"alice": ("alice",)}, profile=PROFILE
         )
     assert info.value.status == 403
     assert info.value.detail == "subject CN 'mallory' is not allowed for user 'alice'"
@@ -172,26 +176,32 @@ def test_password_user_sans_must_be_allowed(key: ec.EllipticCurvePrivateKey) -> 
     allowed = {"alice": ("dev1.example", "2001:db8::1", "alice@example.com")}
     ok = make_csr(
         key,
-        cn("DEV1.example"),
+        cn("dev1.example"),
         [
             x509.DNSName("Dev1.Example"),
             x509.IPAddress(ipaddress.ip_address("2001:0db8:0::1")),
             x509.RFC822Name("alice@example.com"),
         ],
     )
-    authorize_enrollment(ok, auth, password_subjects="own", allowed_names=allowed)
+    authorize_enrollment(ok, auth, password_subjects="own", allowed_names=allowed, profile=PROFILE)
     bad = make_csr(key, cn("dev1.example"), [x509.DNSName("dev2.example")])
     with pytest.raises(Forbidden, match=r"subjectAltName DNS 'dev2\.example' .* user 'alice'"):
-        authorize_enrollment(bad, auth, password_subjects="own", allowed_names=allowed)
-    other = make_csr(key, name(), [x509.RegisteredID(NameOID.COMMON_NAME)])
+        authorize_enrollment(
+            bad, auth, password_subjects="own", allowed_names=allowed, profile=PROFILE
+        )
+    other = make_csr(key, cn("dev1.example"), [x509.RegisteredID(NameOID.COMMON_NAME)])
     with pytest.raises(Forbidden, match="RegisteredID"):
-        authorize_enrollment(other, auth, password_subjects="own", allowed_names=allowed)
+        authorize_enrollment(
+            other, auth, password_subjects="own", allowed_names=allowed, profile=PROFILE
+        )
 
 
 def test_password_subjects_any(key: ec.EllipticCurvePrivateKey) -> None:
     auth = Authentication(frozenset({BASIC}), basic_user="alice")
     csr = make_csr(key, cn("anything"), [x509.DNSName("whatever.example")])
-    authorize_enrollment(csr, auth, password_subjects="any", allowed_names={"alice": ("alice",)})
+    authorize_enrollment(
+        csr, auth, password_subjects="any", allowed_names={"alice": ("alice",)}, profile=PROFILE
+    )
 
 
 def test_ra_may_request_any_subject(
@@ -199,7 +209,7 @@ def test_ra_may_request_any_subject(
 ) -> None:
     auth = Authentication(frozenset({CERT}), certificate=client(ca, "ra1", ra=True))
     csr = make_csr(key, cn("some device"), [x509.DNSName("device.example")])
-    authorize_enrollment(csr, auth, password_subjects="own", allowed_names={})
+    authorize_enrollment(csr, auth, password_subjects="own", allowed_names={}, profile=PROFILE)
 
 
 def test_client_certificate_gets_its_own_identity_only(
@@ -212,10 +222,15 @@ def test_client_certificate_gets_its_own_identity_only(
         auth,
         password_subjects="own",
         allowed_names={},
+        profile=PROFILE,
     )
     with pytest.raises(Forbidden, match="differs from the client certificate's subject"):
         authorize_enrollment(
-            make_csr(key, cn("dev2")), auth, password_subjects="own", allowed_names={}
+            make_csr(key, cn("dev2")),
+            auth,
+            password_subjects="own",
+            allowed_names={},
+            profile=PROFILE,
         )
     with pytest.raises(Forbidden, match=r"'other\.example' is not in the client certificate"):
         authorize_enrollment(
@@ -223,6 +238,7 @@ def test_client_certificate_gets_its_own_identity_only(
             auth,
             password_subjects="any",
             allowed_names={},
+            profile=PROFILE,
         )
 
 
@@ -232,13 +248,16 @@ def test_one_entitled_identity_is_enough(
     device = client(ca, "dev1")
     auth = Authentication(frozenset({CERT, BASIC}), certificate=device, basic_user="alice")
     csr = make_csr(key, cn("alice"))
-    authorize_enrollment(csr, auth, password_subjects="own", allowed_names={"alice": ("alice",)})
+    authorize_enrollment(
+        csr, auth, password_subjects="own", allowed_names={"alice": ("alice",)}, profile=PROFILE
+    )
     with pytest.raises(Forbidden) as info:
         authorize_enrollment(
             make_csr(key, cn("bob")),
             auth,
             password_subjects="own",
             allowed_names={"alice": ("alice",)},
+            profile=PROFILE,
         )
     # Both refusals are named.
     assert "user 'alice'" in info.value.detail
@@ -252,6 +271,7 @@ def test_nobody_is_refused(key: ec.EllipticCurvePrivateKey) -> None:
             Authentication(frozenset()),
             password_subjects="any",
             allowed_names={},
+            profile=PROFILE,
         )
 
 
@@ -297,18 +317,20 @@ def test_reenroll_name_changes_are_refused(
     assert "RFC 7030 §4.2.2" in info.value.detail
 
 
-def test_names_equal_falls_back_to_rfc5280_matching() -> None:
+def test_names_equal_ignores_only_the_string_type() -> None:
     printable = x509.Name(
         [
-            x509.NameAttribute(
-                NameOID.COMMON_NAME, "Dev  One", x509.name._ASN1Type.PrintableString
-            ),
+            x509.NameAttribute(NameOID.COMMON_NAME, "Dev One", x509.name._ASN1Type.PrintableString),
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Acme"),
         ]
     )
-    utf8 = name((NameOID.COMMON_NAME, " dev one "), (NameOID.ORGANIZATION_NAME, "ACME"))
+    utf8 = name((NameOID.COMMON_NAME, "Dev One"), (NameOID.ORGANIZATION_NAME, "Acme"))
     assert printable.public_bytes() != utf8.public_bytes()
     assert names_equal(printable, utf8)
+    # Issue 13: no case folding, no white-space collapsing.
+    assert not names_equal(
+        printable, name((NameOID.COMMON_NAME, " dev one "), (NameOID.ORGANIZATION_NAME, "ACME"))
+    )
     swapped = name((NameOID.ORGANIZATION_NAME, "Acme"), (NameOID.COMMON_NAME, "Dev One"))
     assert not names_equal(printable, swapped)
     assert not names_equal(cn("a"), name((NameOID.COMMON_NAME, "a"), (NameOID.COMMON_NAME, "b")))

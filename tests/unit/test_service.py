@@ -113,6 +113,7 @@ LABELS = {
         name="both",
         enroll_auth=(frozenset({CERT, BASIC}),),
         reenroll_auth=(frozenset({CERT, BASIC}),),
+        reenroll_from=("",),
     ),
     "certonly": LabelConfig(name="certonly", enroll_auth=(frozenset({CERT}),)),
     "pop": LabelConfig(name="pop", require_pop=True, csrattrs="ecdsa-with-SHA384"),

@@ -24,12 +24,13 @@ from python_est import oids, wire
 from python_est.cli import main
 from python_est.config import AuthMethod, Config, LabelConfig, load_config
 from python_est.errors import Forbidden, InvalidCsr
-from python_est.ledger import PendingStatus, SqliteLedger
+from python_est.ledger import IssuedCertificate, PendingStatus, SqliteLedger
 from python_est.messages import HttpRequest, HttpResponse, Operation
 from python_est.policy import Authentication, ClientCertificate, PeerIdentity, TlsInfo
+from python_est.profile import IssuanceProfile
 from python_est.ratelimit import FailureLimiter
 from python_est.service import EstService
-from python_est.service.approval import CLAIM_LEASE_S, ApprovalGate
+from python_est.service.approval import CLAIM_LEASE_S, ApprovalGate, needs_approval
 from python_est.service.issuance import Issuer, certs_only_response
 from python_est.state import State, open_state
 
@@ -301,7 +302,13 @@ def test_serverkeygen_is_held_and_its_key_delivered_once(
 def test_reenrollment_is_not_held(
     service: EstService, state: State, key: ec.EllipticCurvePrivateKey
 ) -> None:
+    # Renewing a certificate of the same label: its holder was already approved for it.
     cert, _ = state.ca.issue_client_certificate(common_name="device-1")
+    state.ledger.record(
+        IssuedCertificate.from_certificate(
+            cert, requester="op", auth_method="cert", label="held", operation="simpleenroll"
+        )
+    )
     peer = PeerIdentity(
         "192.0.2.20:1", TLS12, client_cert=ClientCertificate((cert, *state.ca.chain), valid=True)
     )
@@ -555,3 +562,31 @@ def test_requests_cli_without_state_is_a_config_error(
     cfg.write_text("[server]\nstate_dir = nothing-here\n")
     assert main(["-c", str(cfg), "requests", "list"]) == 2
     assert "python-est init" in capsys.readouterr().err
+
+
+# --- which requests wait for an operator (issue 13 item 1) ---
+
+RA_PROFILE = IssuanceProfile(
+    name="ra", extended_key_usage=(oids.ID_KP_CLIENT_AUTH, oids.ID_KP_CMC_RA)
+)
+ENROLL, REENROLL, KEYGEN = Operation.SIMPLEENROLL, Operation.SIMPLEREENROLL, Operation.SERVERKEYGEN
+
+
+@pytest.mark.parametrize(
+    ("label", "operation", "source", "held"),
+    [
+        (LabelConfig(name="a"), ENROLL, None, False),
+        (LabelConfig(name="a"), REENROLL, "", False),  # auto: even from another label
+        (LabelConfig(name="m", approval="manual"), ENROLL, None, True),
+        (LabelConfig(name="m", approval="manual"), KEYGEN, None, True),
+        (LabelConfig(name="m", approval="manual"), REENROLL, "m", False),  # its own certificate
+        (LabelConfig(name="m", approval="manual"), REENROLL, "", True),  # from another label
+        (LabelConfig(name="ra", profile=RA_PROFILE), ENROLL, None, True),  # cmcRA: always
+        (LabelConfig(name="ra", profile=RA_PROFILE), KEYGEN, None, True),
+        (LabelConfig(name="ra", profile=RA_PROFILE), REENROLL, "ra", True),
+    ],
+)
+def test_needs_approval(
+    label: LabelConfig, operation: Operation, source: str | None, held: bool
+) -> None:
+    assert needs_approval(label, operation, source) is held

@@ -1,0 +1,112 @@
+"""Which certificate a /simplereenroll renews (RFC 7030 §4.2.2), and on which labels it may.
+
+A certificate renews itself: the CSR's Subject and subjectAltNames equal the client
+certificate's (`policy.check_reenrollment`), the certificate was signed by this EST CA, is not
+revoked, and the ledger records it as issued under this label or under a label the label lists
+in `reenroll_from`. A certificate the ledger does not know renews nowhere. Without this rule a
+certificate of one label would obtain another label's profile (cmcRA, serverAuth, a longer
+validity) and skip that label's manual approval.
+
+An RA (EKU id-kp-cmcRA, RFC 7030 §3.7) may renew on behalf of a device: the CSR's Subject and
+subjectAltNames must equal those of an unrevoked, unexpired certificate the ledger records under
+the same labels. The ledger records the RA as the requester.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+
+from python_est.config import LabelConfig
+from python_est.errors import Forbidden
+from python_est.ledger import IssuedCertificate, Ledger
+from python_est.policy import Authentication, check_reenrollment, same_names
+
+ON_BEHALF_REFUSED = (
+    "an RA renews on behalf of a device only with the Subject and subjectAltNames of an "
+    "unrevoked, unexpired certificate issued under this label"
+)
+
+
+def label_text(name: str) -> str:
+    """A label name for a refusal: quoted, or "the default label" for ""."""
+    return f"label {name!r}" if name else "the default label"
+
+
+class Renewals:
+    """Finds the ledger entry a reenrollment renews, refusing what may not be renewed here.
+
+    Args:
+        issuer: the EST CA certificate that signs (self-renewal needs a certificate it signed).
+        ledger: the issued certificates.
+        clock: the current time (an RA renews only unexpired certificates).
+    """
+
+    def __init__(
+        self, issuer: x509.Certificate, ledger: Ledger, clock: Callable[[], datetime]
+    ) -> None:
+        self._issuer = issuer
+        self._ledger = ledger
+        self._clock = clock
+
+    def renewed(
+        self,
+        csr: x509.CertificateSigningRequest,
+        current: x509.Certificate,
+        auth: Authentication,
+        label: LabelConfig,
+    ) -> IssuedCertificate:
+        """The ledger entry of the certificate `csr` renews on `label`.
+
+        Args:
+            csr: the request.
+            current: the validated TLS client certificate.
+            auth: who asked (an RA may renew on behalf of a device).
+            label: the label of the request.
+
+        Raises:
+            Forbidden: names differ, the certificate is foreign, revoked, unknown to the
+                ledger or from a label this one does not accept; or an RA's CSR matches no
+                current certificate of this label.
+        """
+        if auth.is_ra and not same_names(csr, current):
+            return self._on_behalf(csr, label)
+        check_reenrollment(csr, current)
+        self._check_ours(current)
+        entry = self._ledger.get(current.serial_number)
+        if entry is None:
+            raise Forbidden(
+                "the certificate being renewed is not in this CA's ledger and cannot be renewed"
+            )
+        if entry.label != label.name and entry.label not in label.reenroll_from:
+            raise Forbidden(
+                f"the certificate being renewed was issued under {label_text(entry.label)}; "
+                f"{label_text(label.name)} renews only its own certificates (see reenroll_from)"
+            )
+        return entry
+
+    def _on_behalf(
+        self, csr: x509.CertificateSigningRequest, label: LabelConfig
+    ) -> IssuedCertificate:
+        subject = csr.subject.rfc4514_string()
+        now = self._clock()
+        for source in (label.name, *label.reenroll_from):
+            for entry in self._ledger.current_certificates(source, subject, now):
+                if same_names(csr, x509.load_pem_x509_certificate(entry.pem.encode("ascii"))):
+                    return entry
+        raise Forbidden(ON_BEHALF_REFUSED)
+
+    def _check_ours(self, cert: x509.Certificate) -> None:
+        # R57: the certificate being renewed must come from this EST CA, whatever other client
+        # trust anchors are configured; and it must not be revoked.
+        try:
+            cert.verify_directly_issued_by(self._issuer)
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+            raise Forbidden(
+                "the client certificate was not issued by this EST CA and cannot be renewed here"
+            ) from None
+        if self._ledger.is_revoked(cert.serial_number):
+            raise Forbidden("the certificate being renewed is revoked")
