@@ -300,6 +300,8 @@ class EstService:
     def _authorize(
         self, csr: x509.CertificateSigningRequest, auth: Authentication, label: LabelConfig
     ) -> None:
+        if auth.certificate is not None and not auth.is_ra:
+            self._renewals.check_holder(auth.certificate.leaf, label)
         names = {
             user: (self._users.allowed_names(user) if self._users is not None else ())
             for user in auth.password_users

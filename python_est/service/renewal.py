@@ -75,16 +75,40 @@ class Renewals:
         if auth.is_ra and not same_names(csr, current):
             return self._on_behalf(csr, label)
         check_reenrollment(csr, current)
-        self._check_ours(current)
-        entry = self._ledger.get(current.serial_number)
-        if entry is None:
+        if not self._issued_here(current):
             raise Forbidden(
-                "the certificate being renewed is not in this CA's ledger and cannot be renewed"
+                "the client certificate was not issued by this EST CA and cannot be renewed here"
             )
+        return self._entry_on_label(current, label, "the certificate being renewed")
+
+    def check_holder(self, holder: x509.Certificate, label: LabelConfig) -> None:
+        """Refuse a certificate of this CA as an identity on a label it was not issued for.
+
+        A device certificate authenticates /simpleenroll and /serverkeygen for its own names;
+        on another label that would be the label climb `renewed` refuses, by another door.
+        Certificates of other trust anchors (`[tls] client_trust_anchors`) are the operator's
+        explicit choice and are not bound to a label. RA certificates are not checked here:
+        an RA acts for other identities on any label (RFC 7030 §3.7).
+
+        Raises:
+            Forbidden: revoked, unknown to the ledger, or issued under a label this one does
+                not accept.
+        """
+        if self._issued_here(holder):
+            self._entry_on_label(holder, label, "the client certificate")
+
+    def _entry_on_label(
+        self, cert: x509.Certificate, label: LabelConfig, what: str
+    ) -> IssuedCertificate:
+        if self._ledger.is_revoked(cert.serial_number):
+            raise Forbidden(f"{what} is revoked")
+        entry = self._ledger.get(cert.serial_number)
+        if entry is None:
+            raise Forbidden(f"{what} is not in this CA's ledger and is not accepted")
         if entry.label != label.name and entry.label not in label.reenroll_from:
             raise Forbidden(
-                f"the certificate being renewed was issued under {label_text(entry.label)}; "
-                f"{label_text(label.name)} renews only its own certificates (see reenroll_from)"
+                f"{what} was issued under {label_text(entry.label)}; "
+                f"{label_text(label.name)} accepts only its own certificates (see reenroll_from)"
             )
         return entry
 
@@ -99,14 +123,11 @@ class Renewals:
                     return entry
         raise Forbidden(ON_BEHALF_REFUSED)
 
-    def _check_ours(self, cert: x509.Certificate) -> None:
-        # R57: the certificate being renewed must come from this EST CA, whatever other client
-        # trust anchors are configured; and it must not be revoked.
+    def _issued_here(self, cert: x509.Certificate) -> bool:
+        # R57: only a certificate this EST CA signed is renewed here, whatever other client
+        # trust anchors are configured.
         try:
             cert.verify_directly_issued_by(self._issuer)
         except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-            raise Forbidden(
-                "the client certificate was not issued by this EST CA and cannot be renewed here"
-            ) from None
-        if self._ledger.is_revoked(cert.serial_number):
-            raise Forbidden("the certificate being renewed is revoked")
+            return False
+        return True

@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from python_est import wire
+from python_est.ledger import IssuedCertificate
 from python_est.messages import CERTS_ONLY, PKCS7_MIME
 from tests.conftest import RunningServer
 from tests.est_support import (
@@ -125,6 +126,12 @@ def test_srp_flow(server: RunningServer, tmp_path: Path) -> None:
 
 def test_certificate_flow_and_label(server: RunningServer, tmp_path: Path) -> None:
     issued, key = server.state.ca.issue_client_certificate(common_name="device-9")
+    # Recorded as issued under iot: a certificate authenticates only on its own label.
+    server.state.ledger.record(
+        IssuedCertificate.from_certificate(
+            issued, requester="test", auth_method="admin", label="iot", operation="simpleenroll"
+        )
+    )
     cert_path, key_path = write_credentials(tmp_path, "device9", issued, key)
     request, _ = enroll_request(server, "/.well-known/est/iot/simpleenroll", "device-9")
     reply = https(server.port, request, cafile=server.ca_file, client_cert=(cert_path, key_path))

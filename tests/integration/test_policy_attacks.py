@@ -52,7 +52,7 @@ def test_password_user_cannot_climb_to_an_ra_label(server: RunningServer, tmp_pa
         post(server, "ra/simplereenroll", der, client=creds),
         403,
         "issued under the default label",
-        "label 'ra' renews only its own certificates",
+        "label 'ra' accepts only its own certificates",
     )
     # Its own label still renews it.
     assert post(server, "simplereenroll", der, client=creds).status == 200
@@ -65,6 +65,25 @@ def test_password_user_cannot_climb_to_an_ra_label(server: RunningServer, tmp_pa
         "differs from the client certificate's subject",
     )
     assert cmc_ra_certificates(server) == []
+
+
+def test_device_certificate_cannot_enroll_on_another_label(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    # The same climb through /simpleenroll and /serverkeygen: a device certificate asking for
+    # its own names on a label it was not issued under (iot: another profile, auto approval).
+    _, creds = issued_to(server, tmp_path, "device1", "device1")
+    der, _ = der_csr(cn("device1"))
+    for operation in ("simpleenroll", "serverkeygen"):
+        refused(
+            post(server, f"iot/{operation}", der, client=creds),
+            403,
+            "the client certificate was issued under the default label",
+            "label 'iot' accepts only its own certificates",
+        )
+    assert [e.label for e in server.state.ledger.list_certificates()] == [""]
+    # On its own label the certificate still enrolls for its own names.
+    assert post(server, "simpleenroll", der, client=creds).status == 200
 
 
 def test_cross_label_renewal_into_cmc_ra_needs_an_approve(

@@ -72,6 +72,19 @@ class FakeClock:
         return self.now
 
 
+def recorded_device(
+    ca: CertificateAuthority, ledger: SqliteLedger, common_name: str, label: str = ""
+) -> x509.Certificate:
+    """A device certificate of this CA, recorded in the ledger under `label` (as issued)."""
+    device, _ = ca.issue_client_certificate(common_name=common_name)
+    ledger.record(
+        IssuedCertificate.from_certificate(
+            device, requester="test", auth_method="admin", label=label, operation="simpleenroll"
+        )
+    )
+    return device
+
+
 # --- fixtures ---
 
 
@@ -377,7 +390,7 @@ def test_enroll_with_client_certificate(
     ca: CertificateAuthority,
     key: ec.EllipticCurvePrivateKey,
 ) -> None:
-    device, _ = ca.issue_client_certificate(common_name="dev1")
+    device = recorded_device(ca, ledger, "dev1")
     cert = issued(
         service.handle(post("simpleenroll", csr_body(key, "dev1")), cert_peer(device, ca))
     )
@@ -386,10 +399,13 @@ def test_enroll_with_client_certificate(
 
 
 def test_empty_basic_is_ignored_when_the_certificate_suffices(
-    service: EstService, ca: CertificateAuthority, key: ec.EllipticCurvePrivateKey
+    service: EstService,
+    ca: CertificateAuthority,
+    ledger: SqliteLedger,
+    key: ec.EllipticCurvePrivateKey,
 ) -> None:
     # libest estclient retries with `Authorization: Basic Og==` after a 401.
-    device, _ = ca.issue_client_certificate(common_name="dev1")
+    device = recorded_device(ca, ledger, "dev1")
     request = post("simpleenroll", csr_body(key, "dev1"), ("authorization", "Basic Og=="))
     issued(service.handle(request, cert_peer(device, ca)))
 
@@ -547,7 +563,7 @@ def test_cert_plus_basic_needs_both(
     ledger: SqliteLedger,
     key: ec.EllipticCurvePrivateKey,
 ) -> None:
-    device, _ = ca.issue_client_certificate(common_name="alice")
+    device = recorded_device(ca, ledger, "alice", "both")
     path = f"{EST}/both/simpleenroll"
     ctype = ("content-type", "application/pkcs10")
     body = csr_body(key, "alice")
@@ -731,9 +747,12 @@ def test_ra_may_request_any_subject(
 
 
 def test_plain_certificate_may_request_only_itself(
-    service: EstService, ca: CertificateAuthority, key: ec.EllipticCurvePrivateKey
+    service: EstService,
+    ca: CertificateAuthority,
+    ledger: SqliteLedger,
+    key: ec.EllipticCurvePrivateKey,
 ) -> None:
-    device, _ = ca.issue_client_certificate(common_name="dev1")
+    device = recorded_device(ca, ledger, "dev1")
     err = raises(
         service, post("simpleenroll", csr_body(key, "dev2")), cert_peer(device, ca), Forbidden
     )
