@@ -4,7 +4,8 @@ A form on another site must not be able to make a visitor's browser submit the p
 checks, cheapest first, all before the form's credentials or CSR are looked at:
 
 1. `Sec-Fetch-Site` (Fetch Metadata), when sent, must be `same-origin`.
-2. `Origin` (RFC 6454 §7), when sent, must be this page's own origin: `https://` + `Host`.
+2. `Origin` (RFC 6454 §7), when sent, must be this page's own origin: `https://` + `Host`
+   (`null` only together with a same-origin `Sec-Fetch-Site`).
 3. A browser's POST must carry a form token bound to a cookie. The token is stateless:
    `<unix time>.<HMAC-SHA256(secret, path | cookie nonce | time)>`, valid for `TOKEN_LIFETIME`.
    The nonce sits in a `__Host-` cookie (Secure, HttpOnly, SameSite=Strict, RFC 6265bis
@@ -98,6 +99,10 @@ def check_origin(request: HttpRequest) -> None:
         raise Forbidden("Forms sent from another site are refused; open this page and submit it.")
     origin = request.header("origin")
     if origin is None:
+        return
+    if origin.strip() == "null" and site is not None:
+        # A browser made to send no referrer (a user setting) sends `Origin: null` even for
+        # the page's own form; its Fetch Metadata, which pages cannot forge, said same-origin.
         return
     host = (request.header("host") or "").strip().lower()
     expected = {f"https://{host}", f"https://{host.removesuffix(':443')}"}

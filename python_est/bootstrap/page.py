@@ -85,7 +85,10 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
     ("X-Frame-Options", "DENY"),
     ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
+    # Not no-referrer: under it browsers send `Origin: null` on the page's own POST (Fetch
+    # §3.2.5 "serializing a request origin"), and `csrf.check_origin` needs the real origin.
+    # same-origin still sends nothing to another site.
+    ("Referrer-Policy", "same-origin"),
     ("Cache-Control", "no-store"),
 )
 MAX_CSR_BYTES = 32 * 1024

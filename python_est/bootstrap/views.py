@@ -276,7 +276,7 @@ def _page(title: str, body: str) -> bytes:
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="same-origin">
 <title>{e(title)} · python-est</title>
 <style>{STYLE}</style>
 </head>
