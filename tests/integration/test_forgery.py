@@ -260,3 +260,23 @@ def test_console_shows_the_escapes_not_a_fake_subject(
     assert "DNS:device1.example" in listing
     assert '  RDN 1: commonName (2.5.4.3) = "admin\\x1b[2K\\x1b[1GCN=device1\\u202e"' in out
     assert '    DNS: "device1.example"' in out
+
+
+def test_certs_and_user_listings_show_the_escapes(
+    start_est_server: Callable[[str], RunningServer],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = started(start_est_server, "plain")
+    renewer, _ = issued_before_the_fix(server, tmp_path)
+    serial = format(x509.load_pem_x509_certificate(renewer.read_bytes()).serial_number, "X")
+    assert server.state.users is not None
+    server.state.users.set_allowed_names(USER, (USER, "nimda\u202e"))
+    capsys.readouterr()
+    assert cli(server.root, "certs", "list") == 0
+    assert cli(server.root, "certs", "show", serial) == 0
+    assert cli(server.root, "user", "list") == 0
+    out = capsys.readouterr().out
+    assert all(line.replace("\t", " ").isprintable() for line in out.splitlines())
+    assert out.count("O=RENEWERx\\n2026-01-01") == 2  # list and show
+    assert "may request: alice, nimda\\u202e" in out
