@@ -23,7 +23,6 @@ before the password is checked.
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 import secrets
 from collections.abc import Callable
@@ -47,7 +46,7 @@ from python_est.bootstrap.csrf import (
     make_token,
     new_nonce,
 )
-from python_est.bootstrap.forms import Form, parse_form
+from python_est.bootstrap.forms import MAX_CSR_BYTES, Form, csr_der, parse_form
 from python_est.bootstrap.views import (
     CONTENT_SECURITY_POLICY,
     MIN_PASSPHRASE,
@@ -64,7 +63,6 @@ from python_est.errors import (
     BadRequest,
     EstError,
     InternalError,
-    InvalidCsr,
     MethodNotAllowed,
     NotFound,
 )
@@ -91,12 +89,6 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("Referrer-Policy", "same-origin"),
     ("Cache-Control", "no-store"),
 )
-MAX_CSR_BYTES = 32 * 1024
-# Searched one after the other, each from where the last ended: linear in the input. A single
-# `BEGIN(.*?)END` pattern rescans to the end from every BEGIN when no END follows: quadratic
-# (32 KB of BEGIN markers cost 0.2 s of CPU per request).
-_PEM_BEGIN_RE = re.compile(rb"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----")
-_PEM_END_RE = re.compile(rb"-----END (?:NEW )?CERTIFICATE REQUEST-----")
 
 
 class EstHandler(Protocol):
@@ -173,7 +165,7 @@ class BootstrapPage:
     def _enroll(
         self, form: Form, state: FormState, authorization: str | None, peer: PeerIdentity
     ) -> HttpResponse:
-        der = _csr_der(form)
+        der = csr_der(form)
         response = self._post("simpleenroll", der, authorization, peer)
         if response.status == 202:
             return self._pending(response, state, peer)
@@ -333,31 +325,6 @@ def _authorization(form: Form, peer: PeerIdentity) -> str | None:
         raise AuthenticationRequired("invalid user name or password")
     token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
     return f"Basic {token}"
-
-
-def _csr_der(form: Form) -> bytes:
-    """The CSR from the text area or the file part, as DER (PEM, DER or bare base64 accepted)."""
-    text = form.get("csr").strip()
-    upload = form.file("csr_file")
-    if text and upload is not None:
-        raise BadRequest("Paste the CSR or upload a file, not both.")
-    if not text and upload is None:
-        raise BadRequest("Paste a certificate signing request (CSR) or choose a CSR file.")
-    data = upload.data if upload is not None else text.encode("utf-8")
-    if len(data) > MAX_CSR_BYTES:
-        raise BadRequest("The CSR is too large.")
-    if b"-----BEGIN" in data:
-        begin = _PEM_BEGIN_RE.search(data)
-        end = _PEM_END_RE.search(data, begin.end()) if begin is not None else None
-        if begin is None or end is None:
-            raise InvalidCsr("no PEM CERTIFICATE REQUEST block found")
-        data = data[begin.end() : end.start()]
-    elif data[:1] == b"\x30":
-        return data
-    try:
-        return base64.b64decode(b"".join(data.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidCsr("the CSR is neither PEM nor DER") from None
 
 
 def _placeholder_csr(common_name: str, dns_names: str) -> bytes:
