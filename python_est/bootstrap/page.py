@@ -12,13 +12,19 @@ identity counts, as it does for devices.
 
 Refusals re-show the form with one message and the service's status (400, 401, 403, 429, ...),
 but never a `WWW-Authenticate` challenge: a browser would answer it with its own login dialog.
+
+Issue 13: a submission is checked against cross-site forgery first (`csrf`: Fetch Metadata,
+Origin, and a cookie-bound form token for browsers). The page authenticates with the typed
+credentials (or TLS-SRP) only: a client certificate the browser presents on its own is dropped
+from the identity, so visiting a forged page cannot spend it. The CSR is found in linear time
+before the password is checked.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
@@ -26,16 +32,21 @@ from typing import Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import (
-    BestAvailableEncryption,
-    Encoding,
-    load_der_private_key,
-    pkcs12,
-)
+from cryptography.hazmat.primitives.serialization import Encoding, load_der_private_key
 from cryptography.x509.oid import NameOID
 
 from python_est import wire
-from python_est.bootstrap.forms import Form, parse_form
+from python_est.bootstrap.csrf import (
+    TOKEN_FIELD,
+    check_origin,
+    check_token,
+    cookie_header,
+    cookie_nonce,
+    is_browser,
+    make_token,
+    new_nonce,
+)
+from python_est.bootstrap.forms import MAX_CSR_BYTES, Form, csr_der, parse_form
 from python_est.bootstrap.views import (
     CONTENT_SECURITY_POLICY,
     MIN_PASSPHRASE,
@@ -52,7 +63,6 @@ from python_est.errors import (
     BadRequest,
     EstError,
     InternalError,
-    InvalidCsr,
     MethodNotAllowed,
     NotFound,
 )
@@ -73,13 +83,11 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
     ("X-Frame-Options", "DENY"),
     ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
+    # Not no-referrer: under it browsers send `Origin: null` on the page's own POST (Fetch
+    # §3.2.5 "serializing a request origin"), and `csrf.check_origin` needs the real origin.
+    # same-origin still sends nothing to another site.
+    ("Referrer-Policy", "same-origin"),
     ("Cache-Control", "no-store"),
-)
-MAX_CSR_BYTES = 32 * 1024
-_PEM_RE = re.compile(
-    rb"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----(.*?)-----END (?:NEW )?CERTIFICATE REQUEST-----",
-    re.DOTALL,
 )
 
 
@@ -97,6 +105,8 @@ class BootstrapPage:
         path: where the page lives (config `[bootstrap] path`).
         enabled: when false every request to the page is 404.
         label: the CA label whose policy applies ("" for the unlabelled paths).
+        form_secret: the key of the form tokens; every process serving the page must share it
+            (`csrf.derive_form_secret`). None: a random one, for a single process.
     """
 
     def __init__(
@@ -106,10 +116,12 @@ class BootstrapPage:
         path: str = "/bootstrap",
         enabled: bool = True,
         label: str = "",
+        form_secret: bytes | None = None,
     ) -> None:
         self.service = service
         self.path = path
         self.enabled = enabled
+        self._secret = form_secret if form_secret is not None else secrets.token_bytes(32)
         self._est = f"{WELL_KNOWN}/{label}/" if label else f"{WELL_KNOWN}/"
 
     def handle(self, request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
@@ -125,7 +137,7 @@ class BootstrapPage:
         if not self.enabled or request.path != self.path:
             raise NotFound(f"no such resource: {request.path[:80]}")
         if request.method == "GET":
-            return self._form(200, FormState(), peer)
+            return self._form(200, FormState(form_nonce=_nonce(request)), peer)
         if request.method == "POST":
             return self._submit(request, peer)
         raise MethodNotAllowed(f"{self.path} takes GET or POST", allowed=("GET", "POST"))
@@ -133,10 +145,16 @@ class BootstrapPage:
     # --- submission -----------------------------------------------------------------------------
 
     def _submit(self, request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
-        state = FormState(srp_user=peer.srp_user)
+        # Typed credentials only: a certificate the browser presents by itself is ambient
+        # authority that a forged submission would spend.
+        peer = replace(peer, client_cert=None)
+        state = FormState(srp_user=peer.srp_user, form_nonce=_nonce(request))
         try:
+            check_origin(request)
             form = parse_form(request.header("content-type"), request.body)
-            state = _keep(form, peer)
+            state = replace(_keep(form, peer), form_nonce=state.form_nonce)
+            if is_browser(request):
+                check_token(self._secret, self.path, request, form.get(TOKEN_FIELD))
             authorization = _authorization(form, peer)
             if state.mode == MODE_KEYGEN:
                 return self._serverkeygen(form, state, authorization, peer)
@@ -147,7 +165,7 @@ class BootstrapPage:
     def _enroll(
         self, form: Form, state: FormState, authorization: str | None, peer: PeerIdentity
     ) -> HttpResponse:
-        der = _csr_der(form)
+        der = csr_der(form)
         response = self._post("simpleenroll", der, authorization, peer)
         if response.status == 202:
             return self._pending(response, state, peer)
@@ -171,12 +189,9 @@ class BootstrapPage:
             return self._pending(response, state, peer)
         key, cert = _split_serverkeygen(response)
         chain = self._ca_chain(peer)
-        p12 = pkcs12.serialize_key_and_certificates(
-            state.common_name.encode("utf-8"),
-            key,
-            cert,
-            list(chain),
-            BestAvailableEncryption(passphrase.encode("utf-8")),
+        # The MAC as costly as the encryption: a passphrase guess costs the same either way.
+        p12 = wire.encode_pkcs12(
+            state.common_name.encode("utf-8"), key, cert, chain, passphrase.encode("utf-8")
         )
         return _html(200, render_result(self.path, Issued(cert, chain, p12)))
 
@@ -231,10 +246,14 @@ class BootstrapPage:
         peer: PeerIdentity,
         headers: tuple[tuple[str, str], ...] = (),
     ) -> HttpResponse:
+        nonce = state.form_nonce or new_nonce()
         state = replace(
-            state, srp_user=peer.srp_user, ca_fingerprints=self._root_fingerprints(peer)
+            state,
+            srp_user=peer.srp_user,
+            ca_fingerprints=self._root_fingerprints(peer),
+            form_token=make_token(self._secret, self.path, nonce),
         )
-        return _html(status, render_form(self.path, state), headers)
+        return _html(status, render_form(self.path, state), (*headers, cookie_header(nonce)))
 
     # --- CA certificates ----------------------------------------------------------------------
 
@@ -308,30 +327,6 @@ def _authorization(form: Form, peer: PeerIdentity) -> str | None:
     return f"Basic {token}"
 
 
-def _csr_der(form: Form) -> bytes:
-    """The CSR from the text area or the file part, as DER (PEM, DER or bare base64 accepted)."""
-    text = form.get("csr").strip()
-    upload = form.file("csr_file")
-    if text and upload is not None:
-        raise BadRequest("Paste the CSR or upload a file, not both.")
-    if not text and upload is None:
-        raise BadRequest("Paste a certificate signing request (CSR) or choose a CSR file.")
-    data = upload.data if upload is not None else text.encode("utf-8")
-    if len(data) > MAX_CSR_BYTES:
-        raise BadRequest("The CSR is too large.")
-    if b"-----BEGIN" in data:
-        match = _PEM_RE.search(data)
-        if match is None:
-            raise InvalidCsr("no PEM CERTIFICATE REQUEST block found")
-        data = match.group(1)
-    elif data[:1] == b"\x30":
-        return data
-    try:
-        return base64.b64decode(b"".join(data.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidCsr("the CSR is neither PEM nor DER") from None
-
-
 def _placeholder_csr(common_name: str, dns_names: str) -> bytes:
     """A CSR naming what the user asked for; /serverkeygen ignores its key (RFC 7030 §4.4.1)."""
     if not common_name:
@@ -369,6 +364,11 @@ def _split_serverkeygen(
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) or cert is None:
         raise InternalError("the /serverkeygen response lacks the key or the certificate")
     return key, cert
+
+
+def _nonce(request: HttpRequest) -> str:
+    """The browser's form cookie, or a new one (set with the next form)."""
+    return cookie_nonce(request) or new_nonce()
 
 
 def _sentence(text: str) -> str:

@@ -97,6 +97,8 @@ class FormState:
     error: str = ""
     notice: str = ""
     ca_fingerprints: tuple[str, ...] = ()
+    form_nonce: str = ""  # the browser's form cookie (`csrf`); not shown
+    form_token: str = ""  # the hidden form token bound to it
 
 
 @dataclass(frozen=True)
@@ -135,10 +137,14 @@ def render_form(action: str, state: FormState) -> bytes:
         messages += f'<div class="alert" role="alert">{e(state.error)}</div>'
     if state.notice:
         messages += f'<div class="note" role="status">{e(state.notice)}</div>'
+    token = ""
+    if state.form_token:
+        token = f'<input type="hidden" name="form_token" value="{e(state.form_token)}">'
     body = f"""{messages}
 <form class="card" method="post" action="{e(action)}" enctype="multipart/form-data"
  accept-charset="utf-8">
 <h2>Request a certificate</h2>
+{token}
 {credentials}
 <div class="modes">
 <input type="radio" name="mode" value="{MODE_CSR}" id="mode-csr"{checked[MODE_CSR]}>
@@ -270,7 +276,7 @@ def _page(title: str, body: str) -> bytes:
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="same-origin">
 <title>{e(title)} · python-est</title>
 <style>{STYLE}</style>
 </head>

@@ -16,6 +16,7 @@ from python_est.cli.requests import add_request_commands
 from python_est.config import Config
 from python_est.errors import UserStoreError
 from python_est.ledger import REVOCATION_REASONS, IssuedCertificate, UnknownSerial, serial_hex
+from python_est.safetext import escape
 from python_est.state import open_state
 from python_est.users import UserDirectory
 
@@ -115,13 +116,14 @@ def _user_remove(args: argparse.Namespace, config: Config) -> int:
 def _user_list(args: argparse.Namespace, config: Config) -> int:
     store = _store(config)
     for name in store.list_users():
-        print(f"{name}\tmay request: {', '.join(store.allowed_names(name))}")
+        allowed = ", ".join(escape(allowed) for allowed in store.allowed_names(name))
+        print(f"{escape(name)}\tmay request: {allowed}")
     return 0
 
 
 def _user_allow(args: argparse.Namespace, config: Config) -> int:
     _store(config).set_allowed_names(args.name, tuple(args.allowed))
-    print(f"python-est: {args.name!r} may request: {', '.join(args.allowed)}")
+    print(f"python-est: {args.name!r} may request: {', '.join(map(escape, args.allowed))}")
     return 0
 
 
@@ -133,7 +135,7 @@ def _user_import(args: argparse.Namespace, config: Config) -> int:
         names = store.import_openssl_srpvfile(Path(args.path), overwrite=args.overwrite)
     else:
         names = store.import_tlslite_verifierdb(Path(args.path), overwrite=args.overwrite)
-    print(f"python-est: imported {len(names)} user(s): {', '.join(names)}")
+    print(f"python-est: imported {len(names)} user(s): {', '.join(map(escape, names))}")
     return 0
 
 
@@ -152,8 +154,9 @@ def _describe(entry: IssuedCertificate) -> str:
         else "valid"
     )
     return (
-        f"{entry.serial:X}\t{entry.subject}\t{entry.label or '-'}\t{entry.operation}\t"
-        f"{entry.requester} ({entry.auth_method})\tuntil {entry.not_after:%Y-%m-%d}\t{status}"
+        f"{entry.serial:X}\t{escape(entry.subject)}\t{escape(entry.label) or '-'}\t"
+        f"{entry.operation}\t{escape(entry.requester)} ({entry.auth_method})\t"
+        f"until {entry.not_after:%Y-%m-%d}\t{status}"
     )
 
 
@@ -174,7 +177,7 @@ def _certs_show(args: argparse.Namespace, config: Config) -> int:
         print(f"python-est: no certificate with serial {args.serial}", file=sys.stderr)
         return 1
     print(_describe(entry))
-    print(f"SANs: {', '.join(entry.sans) or '-'}")
+    print(f"SANs: {', '.join(map(escape, entry.sans)) or '-'}")
     print(
         f"issued at {entry.issued_at.isoformat()}, "
         f"valid {entry.not_before.isoformat()} to {entry.not_after.isoformat()}"

@@ -7,21 +7,34 @@ With several worker processes each line names its process id (journald records t
 Audit events (logger `python_est.audit`) pass their facts as `extra=` fields: the plain format
 shows the message, the JSON format adds every field (`event`, `result`, `serial`, `subject`,
 `requester`, `auth`, `label`, ...) as a key of its own.
+
+Every line is one event, whatever a client put into a logged value (issue 13): the plain format
+backslash-escapes every non-printable character of the message (`safetext.escape`), so a
+newline in a certificate subject cannot start a forged event and an escape sequence cannot
+rewrite the operator's terminal; traceback lines are escaped the same way and indented, so none
+of them starts like an event. The JSON format escapes what `json.dumps` leaves raw
+(`safetext.escape_json`): still valid JSON, one object per line.
 """
 
 from __future__ import annotations
 
+import copy
 import getpass
 import json
 import logging
 import os
 import sys
 from datetime import datetime, timezone
+from types import TracebackType
+
+from python_est.safetext import escape, escape_json
 
 PLAIN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 PLAIN_JOURNAL = "%(levelname)s %(name)s: %(message)s"
 PLAIN_PID = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 PLAIN_JOURNAL_PID = "%(levelname)s %(name)s[%(process)d]: %(message)s"
+
+_ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
@@ -47,7 +60,29 @@ class JsonFormatter(logging.Formatter):
                 event[key] = value
         if record.exc_info:
             event["exception"] = self.formatException(record.exc_info)
-        return json.dumps(event, ensure_ascii=False, default=str)
+        return escape_json(json.dumps(event, ensure_ascii=False, default=str))
+
+
+class PlainFormatter(logging.Formatter):
+    """`logging.Formatter` whose every event is exactly one line of printable text (and an
+    indented, escaped traceback)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        safe = copy.copy(record)
+        safe.message = escape(record.message)
+        return super().formatMessage(safe)
+
+    def formatException(self, ei: _ExcInfo) -> str:  # noqa: N802 (logging's name)
+        return _indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 (logging's name)
+        return _indented(super().formatStack(stack_info))
+
+
+def _indented(text: str) -> str:
+    # An exception's message may hold client text with newlines: each line is escaped on its
+    # own and indented, so no line of a traceback begins like an event (a timestamp or level).
+    return "\n".join("    " + escape(line) for line in text.split("\n"))
 
 
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -72,8 +107,8 @@ def make_formatter(fmt: str, *, pid: bool = False) -> logging.Formatter:
         return JsonFormatter()
     journal = bool(os.environ.get("JOURNAL_STREAM"))
     if pid:
-        return logging.Formatter(PLAIN_JOURNAL_PID if journal else PLAIN_PID)
-    return logging.Formatter(PLAIN_JOURNAL if journal else PLAIN)
+        return PlainFormatter(PLAIN_JOURNAL_PID if journal else PLAIN_PID)
+    return PlainFormatter(PLAIN_JOURNAL if journal else PLAIN)
 
 
 def setup_logging(level: str, fmt: str, *, pid: bool = False) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from cryptography import x509
 
+from python_est.cli.csrview import describe_csr
 from python_est.cli.logs import audit_operator_action
 from python_est.config import Config
 from python_est.ledger import (
@@ -24,6 +25,7 @@ from python_est.ledger import (
     UnknownPendingRequest,
     serial_hex,
 )
+from python_est.safetext import escape
 from python_est.state import open_state
 
 _STATUS_CHOICES = [status.value for status in PendingStatus] + ["all"]
@@ -38,7 +40,9 @@ def add_request_commands(sub: Any) -> None:
     listing = actions.add_parser("list", help="requests, oldest first (default: pending ones)")
     listing.add_argument("--status", choices=_STATUS_CHOICES, default=PendingStatus.PENDING.value)
     listing.set_defaults(func=_list)
-    show = actions.add_parser("show", help="one request in full, with its CSR")
+    show = actions.add_parser(
+        "show", help="one request in full: its CSR decoded attribute by attribute, and the PEM"
+    )
     show.add_argument("id", help="request id (or a unique prefix)")
     show.set_defaults(func=_show)
     approve = actions.add_parser("approve", help="approve: the client's next retry gets it")
@@ -70,13 +74,23 @@ def _show(args: argparse.Namespace, config: Config) -> int:
     print(_describe(request))
     print(f"created {request.created_at.isoformat()}")
     if request.decided_at is not None:
-        print(f"decided {request.decided_at.isoformat()}: {request.reason or '-'}")
+        print(f"decided {request.decided_at.isoformat()}: {escape(request.reason or '-')}")
     if request.claimed_at is not None:
         # Who signs (or signed) it: an issuing request whose claim is old lost its holder.
-        print(f"claimed {request.claimed_at.isoformat()} by {request.claimed_by}")
+        print(f"claimed {request.claimed_at.isoformat()} by {escape(request.claimed_by or '-')}")
     if request.serial is not None:
         print(f"issued serial {serial_hex(request.serial)}")
     print(f"key SHA-256 {request.public_key_sha256}")
+    # What approving certifies, attribute by attribute (issue 13): the listing's one-line
+    # subject can hide a multi-valued RDN, a look-alike letter or an extension.
+    try:
+        csr = x509.load_pem_x509_csr(request.csr_pem.encode("ascii"))
+    except ValueError:
+        print("CSR: unreadable")
+    else:
+        print("CSR:")
+        for line in describe_csr(csr):
+            print(line)
     print(request.csr_pem.rstrip())
     return 0
 
@@ -97,7 +111,7 @@ def _decide(args: argparse.Namespace, config: Config) -> int:
     except UnknownPendingRequest:
         print(f"python-est: no request {request.id}", file=sys.stderr)
         return 1
-    print(f"python-est: request {decided.id} {decided.status.value} ({decided.subject})")
+    print(f"python-est: request {decided.id} {decided.status.value} ({escape(decided.subject)})")
     audit_operator_action(
         "approve" if args.approve else "reject",
         decided.status.value,
@@ -128,8 +142,8 @@ def _find(ledger: Ledger, text: str) -> PendingRequest | None:
 def _describe(request: PendingRequest) -> str:
     return (
         f"{request.id}\t{request.created_at:%Y-%m-%d %H:%M:%S}\t{request.status.value}\t"
-        f"{request.label or '-'}\t{request.operation}\t{request.requester} "
-        f"({request.auth_method})\t{request.subject}\t{_sans(request.csr_pem)}"
+        f"{escape(request.label) or '-'}\t{request.operation}\t{escape(request.requester)} "
+        f"({request.auth_method})\t{escape(request.subject)}\t{_sans(request.csr_pem)}"
     )
 
 
@@ -142,4 +156,6 @@ def _sans(csr_pem: str) -> str:
         return "SAN: -"
     except (ValueError, x509.DuplicateExtension):
         return "SAN: (unreadable)"
-    return "SAN: " + ", ".join(f"{type(n).__name__.removesuffix('Name')}:{n.value}" for n in names)
+    return "SAN: " + ", ".join(
+        f"{type(n).__name__.removesuffix('Name')}:{escape(str(n.value))}" for n in names
+    )

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from python_est.bootstrap import BootstrapPage, route
+from python_est.bootstrap import BootstrapPage, derive_form_secret, route
 from python_est.cli.daemon import (
     ROTATE_CHECK,
     Generation,
@@ -92,7 +92,14 @@ def build_app(
         ticket_keys=ticket_keys,
     )
     handler = route(
-        BootstrapPage(service, path=config.bootstrap.path, enabled=config.bootstrap.enabled),
+        BootstrapPage(
+            service,
+            path=config.bootstrap.path,
+            enabled=config.bootstrap.enabled,
+            # Derived from the CA key, which every worker and every reload share, so a form
+            # served by one process is accepted by any other.
+            form_secret=derive_form_secret(state.ca.private_key),
+        ),
         service.handle,
     )
     # /healthz and the CRL in front (python_est.ops); building it brings the CRL up to date.

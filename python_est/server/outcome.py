@@ -1,4 +1,9 @@
-"""What happened on one connection: its single log line, and audit events of refusals."""
+"""What happened on one connection: its single log line, and audit events of refusals.
+
+Client-derived values (certificate subjects, user names, the request target) are written as
+`safetext.field`/`quote` values, so a space or quote in them cannot fake a field; the log
+formatter escapes whatever is left non-printable in the line (`cli.logs`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import time
 from python_est.errors import AuthenticationRequired, EstError
 from python_est.messages import HttpRequest, Operation, parse_est_path
 from python_est.policy import PeerIdentity
+from python_est.safetext import escape, field, quote
 
 log = logging.getLogger("python_est.server")
 audit = logging.getLogger("python_est.audit")
@@ -47,15 +53,17 @@ class Outcome:
         refused = ""
         who = peer_text(self.peer)
         if who:
-            auth += f":{who}"
+            auth += f":{field(who)}"
         elif cert is not None:
-            refused = f'refused certificate "{cert.leaf.subject.rfc4514_string()}" ({cert.reason})'
+            refused = f"refused certificate {quote(cert.leaf.subject.rfc4514_string())}"
+            refused += f" ({cert.reason})"
         parts = [
             self.address,
             tls.version,
             tls.cipher_suite + (" resumed" if tls.resumed else ""),
             auth,
-            f'"{self.request}"',
+            # `request` is already escaped (`printable`); only its quotes need escaping.
+            '"' + self.request.replace('"', '\\"') + '"',
             "-" if self.status is None else str(self.status),
             f"{elapsed:.1f}ms",
         ]
@@ -133,6 +141,5 @@ def peer_text(peer: PeerIdentity) -> str:
 
 
 def printable(text: str) -> str:
-    """Client text made safe for one log line."""
-    cleaned = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return cleaned[:200]
+    """Client text made safe for one log line: escaped (`safetext.escape`), at most 200 chars."""
+    return escape(text)[:200]

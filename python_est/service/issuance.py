@@ -177,4 +177,5 @@ def serverkeygen_response(
     content_type, body = wire.encode_serverkeygen(
         key_der, PKCS8, wire.encode_certs_only((cert,)), f"est-{secrets.token_hex(12)}"
     )
-    return HttpResponse(200, (("Content-Type", content_type),), body)
+    # The body holds a private key: no cache may keep it (RFC 9111 §5.2.2.5).
+    return HttpResponse(200, (("Content-Type", content_type), ("Cache-Control", "no-store")), body)

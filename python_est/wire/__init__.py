@@ -1,7 +1,8 @@
 """Pure codecs for EST bodies: bytes in, values out (RFC 7030, RFC 8951).
 
 Split by concept: `der` (base64 bodies, DER framing), `pkcs` (PKCS#10, certs-only CMS,
-challengePassword), `csrattrs` (CSR attributes), `mime` (media types, serverkeygen multipart).
+challengePassword), `csrattrs` (CSR attributes), `mime` (media types, serverkeygen multipart),
+`pkcs12` (PKCS#12 files for the bootstrap page, MAC as costly as the encryption).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from python_est.wire.pkcs import (
     decode_csr,
     encode_certs_only,
 )
+from python_est.wire.pkcs12 import PKCS12_ITERATIONS, encode_pkcs12, mac_iterations
 
 __all__ = [
+    "PKCS12_ITERATIONS",
     "CsrAttrItem",
     "CsrAttrValue",
     "CsrAttribute",
@@ -38,7 +41,9 @@ __all__ = [
     "encode_base64",
     "encode_certs_only",
     "encode_csrattrs",
+    "encode_pkcs12",
     "encode_serverkeygen",
+    "mac_iterations",
     "parse_csrattrs_spec",
     "parse_media_type",
     "parse_multipart",

@@ -207,3 +207,29 @@ def test_wrong_password_re_shows_the_form_with_401(page: Any, server: RunningSer
     assert page.inner_text("[role=alert]") == "Invalid user name or password."
     assert page.input_value("#user") == "alice"
     assert page.input_value("#password") == ""
+
+
+def test_a_form_on_another_site_cannot_submit_the_page(page: Any, server: RunningServer) -> None:
+    # Issue 13: the visitor has the page open (so the form cookie is set) and then visits an
+    # attacker's site whose form posts to the page with the attacker's choice of fields.
+    page.goto(server.url("/bootstrap"))
+    before = server.state.ledger.count()
+    fields = {"user": "alice", "password": PASSWORD, "mode": "csr"}
+    inputs = "".join(f'<input type="hidden" name="{k}" value="{v}">' for k, v in fields.items())
+    csr = make_csr("alice")[1].decode("ascii")
+    attacker = (
+        f'<form id="f" method="post" action="{server.url("/bootstrap")}">{inputs}'
+        f'<textarea name="csr">{csr}</textarea></form>'
+    )
+    page.route(
+        "https://attacker.example/",
+        lambda route: route.fulfill(status=200, content_type="text/html", body=attacker),
+    )
+    page.goto("https://attacker.example/")
+    with page.expect_navigation() as navigation:
+        page.eval_on_selector("#f", "form => form.submit()")
+    response = navigation.value
+    screenshot(page, "cross-site")
+    assert response.status == 403
+    assert "another site" in page.inner_text("[role=alert]")
+    assert server.state.ledger.count() == before

@@ -133,7 +133,7 @@ def assert_security_headers(response: HttpResponse) -> None:
     assert response.header("X-Frame-Options") == "DENY"
     assert response.header("Cache-Control") == "no-store"
     assert response.header("X-Content-Type-Options") == "nosniff"
-    assert response.header("Referrer-Policy") == "no-referrer"
+    assert response.header("Referrer-Policy") == "same-origin"
     assert response.header("WWW-Authenticate") is None
 
 

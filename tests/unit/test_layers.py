@@ -12,6 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "python_est"
 LAYERS: dict[str, int] = {
     "errors": 0,
     "oids": 0,
+    "safetext": 0,
     "keys": 1,
     "profile": 1,
     "fileio": 1,

@@ -176,3 +176,41 @@ def test_approve_and_reject_are_audited(
     assert fields["result"] == ("approved" if approve else "rejected")
     assert (fields["subject"], fields["requester"], fields["auth"]) == ("CN=held", "dev", "basic")
     assert (fields["label"], fields["request"], fields["serial"]) == ("iot", pending.id, None)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "x\n2026-01-01 00:00:00,000 INFO python_est.audit: enroll issued",
+        "\x1b[2K\x1b[1Gfake",
+        "\r\u202e\u2028\x85\x7f",
+    ],
+)
+def test_plain_format_keeps_every_event_on_one_printable_line(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    text = make_formatter("plain").format(record("subject %s end", value))
+    assert text.isprintable() and len(text.splitlines()) == 1
+    assert text.endswith(" end")
+
+
+def test_plain_format_indents_and_escapes_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    try:
+        raise ValueError("bad\n2026-01-01 00:00:00,000 INFO python_est.audit: forged\x1b[2K")
+    except ValueError:
+        made = record("failed")
+        made.exc_info = sys.exc_info()
+    first, *rest = make_formatter("plain").format(made).splitlines()
+    assert first.endswith("python_est.test: failed")
+    assert rest and all(line.startswith("    ") and line.isprintable() for line in rest)
+    assert any("ValueError: bad" in line for line in rest)
+
+
+@pytest.mark.parametrize("value", ["\u202e\u2066bidi", "\x85\x9bc1\x7f", "\u2028\u2029", "\udcff"])
+def test_json_format_escapes_what_json_dumps_leaves_raw(value: str) -> None:
+    line = JsonFormatter().format(record("m %s", value, subject=value))
+    assert line.isprintable() and len(line.splitlines()) == 1
+    event = json.loads(line)
+    assert (event["message"], event["subject"]) == (f"m {value}", value)
