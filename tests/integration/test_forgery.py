@@ -220,7 +220,9 @@ def test_json_log_stays_one_valid_object_per_line(
     assert not [e for e in audits if e.get("subject") == "CN=admin"]
     # Structured fields keep the value (JSON escapes it); the connection line's message is the
     # plain line, with the subject quoted.
-    assert any(str(e.get("subject", "")).startswith("O=RENEWERx\n2026-01-01") for e in audits)
+    # The renewal's CSR is refused (400: control characters), and its hostile certificate
+    # subject is the requester of the refused-request event.
+    assert any(str(e.get("requester", "")).startswith("O=RENEWERx\n2026-01-01") for e in audits)
     assert any(str(e.get("requester", "")).startswith("BASICx") for e in audits)
     assert any(
         "ROGUE" in str(e["message"]) and "\\n2026-01-01" in str(e["message"]) for e in events
@@ -243,10 +245,17 @@ def test_console_shows_the_escapes_not_a_fake_subject(
         )
         .sign(key, hashes.SHA256())
     )
+    # Such a CSR is now refused at the door (control and bidi characters, 400) ...
     status = post(
         server, "/.well-known/est/held/simpleenroll", csr_body(csr), basic(USER, PASSWORD)
     )
-    assert status == 202
+    assert status == 400
+    assert server.state.ledger.list_pending() == []
+    # ... but one held by an older version may still wait in the queue: the console must
+    # show it as it is.
+    server.state.ledger.add_pending(
+        csr, label="held", operation="simpleenroll", requester=USER, auth_method="basic"
+    )
     [pending] = server.state.ledger.list_pending()
     capsys.readouterr()
     assert cli(server.root, "requests", "list") == 0
