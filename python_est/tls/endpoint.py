@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import secrets
 import socket
+import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,7 +22,7 @@ from tlslite.errors import TLSError, TLSLocalAlert
 from python_est.config import TlsConfig
 from python_est.errors import HandshakeFailed, TooManyRequests
 from python_est.policy import ClientCertificate, ClientChainValidator, PeerIdentity, TlsInfo
-from python_est.ratelimit import FailureCounter, address_key, user_key
+from python_est.ratelimit import FailureCounter
 from python_est.tls.fastkeys import tlslite_private_key
 from python_est.tls.hello import Route, classify_client_hello, peek_first_record, srp_username
 from python_est.tls.settings import build_settings, with_ticket_keys
@@ -58,16 +61,55 @@ class _Credentials:
 
 
 # tlslite looks entries up by bytes(username) and offers SRP only `if verifierDB:`, so the
-# adapter is truthy even when the store is empty: SRP clients must still get an answer.
+# adapter is truthy even when the store is empty: SRP clients must still get an answer. One per
+# connection: `looked_up` tells that the server did its ServerKeyExchange work for this client.
 class _Verifiers:
     def __init__(self, lookup: VerifierLookup) -> None:
         self._lookup = lookup
+        self.looked_up = False
 
     def __bool__(self) -> bool:
         return True
 
     def __getitem__(self, name: bytes) -> tuple[int, int, bytes, int]:
+        self.looked_up = True
         return self._lookup[bytes(name)]
+
+
+class _SrpSessionCache(SessionCache):  # type: ignore[misc]
+    """A session cache that forgets an SRP session once its user's verifier changed.
+
+    `user passwd` and `user remove` must end every session the old password opened: each
+    session remembers a digest of the (salt, verifier) it was made with, and a lookup whose
+    user now has another one (a removed user gets a simulated entry) raises KeyError, which
+    tlslite answers with a full handshake that needs the new password.
+    """
+
+    def __init__(self, size: int, lifetime: int, lookup: VerifierLookup) -> None:
+        super().__init__(size, lifetime)
+        self._lookup = lookup
+        self._made_with: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
+        self._bindings = threading.Lock()
+
+    def __setitem__(self, session_id: bytearray, session: Any) -> None:
+        digest = self._digest(session.srpUsername)
+        with self._bindings:
+            self._made_with[session] = digest
+        super().__setitem__(session_id, session)
+
+    def __getitem__(self, session_id: bytearray) -> Any:
+        session = super().__getitem__(session_id)
+        with self._bindings:
+            made_with = self._made_with.get(session)
+        if made_with is None or made_with != self._digest(session.srpUsername):
+            raise KeyError("the user's verifier changed since this session was made")
+        return session
+
+    def _digest(self, user: str | None) -> bytes:
+        if not user:
+            return b""
+        _, _, salt, verifier = self._lookup[user.encode("utf-8")]
+        return hashlib.sha256(salt + verifier.to_bytes(1024, "big")).digest()
 
 
 class TlsEndpoint:
@@ -133,11 +175,15 @@ class TlsEndpoint:
             req_cas=[bytearray(n.public_bytes()) for n in client_ca_names] or None,
         )
         self._connection = FastConnection if accelerated else Connection
-        self._verifiers = None if verifier_db is None else _Verifiers(verifier_db)
+        self._verifier_db = verifier_db
         self._validator = chain_validator
         # One cache per route, so a session can only ever resume on the route that made it.
         self._cert_cache = SessionCache(params.session_cache_size, params.session_lifetime)
-        self._srp_cache = SessionCache(params.session_cache_size, params.session_lifetime)
+        self._srp_cache = (
+            None
+            if verifier_db is None
+            else _SrpSessionCache(params.session_cache_size, params.session_lifetime, verifier_db)
+        )
         self._alpn = [bytearray(p.encode("ascii")) for p in params.alpn or ("http/1.1",)]
 
     def replace(self, **changes: Any) -> TlsEndpoint:
@@ -165,33 +211,36 @@ class TlsEndpoint:
             HandshakeFailed: the handshake failed or timed out; the socket has been closed.
         """
         wrapped = DeadlineSocket(sock, deadline)
-        srp_keys: tuple[str, ...] = ()
+        srp: _SrpLogin | None = None
         try:
             route, record = self._route(sock, deadline)
-            if route is not Route.CERT and self._limiter is not None:
-                srp_keys = _admit_srp(self._limiter, wrapped, record, address)
+            if route is not Route.CERT and self._verifier_db is not None:
+                srp = _SrpLogin(srp_username(record), _Verifiers(self._verifier_db))
+                if self._limiter is not None:
+                    _admit_srp(self._limiter, wrapped, srp.user, address)
             conn = self._connection(wrapped)
-            self._run(conn, route)
+            self._run(conn, route, srp)
         except HandshakeFailed:
             wrapped.close()
             raise
         except TLSError as exc:
             wrapped.close()
-            if srp_keys and self._limiter is not None and _wrong_password(exc):
-                self._limiter.record_failure(srp_keys)
+            self._srp_failed(srp, address, wrong_password=_wrong_password(exc))
             raise HandshakeFailed(describe(exc)) from None
         except TimeoutError:
             wrapped.close()
+            self._srp_failed(srp, address, wrong_password=False)
             raise HandshakeFailed("handshake deadline passed") from None
         except OSError as exc:
             wrapped.close()
+            self._srp_failed(srp, address, wrong_password=False)
             raise HandshakeFailed(f"socket error: {exc.__class__.__name__}") from None
         except Exception as exc:  # tlslite raises IndexError, TypeError... on malformed input
             log.debug("tlslite failed on input from %s", address, exc_info=True)
             wrapped.close()
             raise HandshakeFailed(f"malformed handshake ({exc.__class__.__name__})") from None
-        if srp_keys and self._limiter is not None:
-            self._limiter.record_success(srp_keys[:-1])  # the user; the address stays counted
+        if srp is not None and srp.user is not None and self._limiter is not None:
+            self._limiter.record_success(srp.user, address)
         conn.ignoreAbruptClose = True
         stream = TlsStream(conn, wrapped)
         try:
@@ -200,13 +249,26 @@ class TlsEndpoint:
             stream.close()
             raise
 
+    def _srp_failed(self, srp: _SrpLogin | None, address: str, *, wrong_password: bool) -> None:
+        if srp is None or self._limiter is None:
+            return
+        if wrong_password:
+            # Logged like a failed HTTP Basic login: the name as sent, escaped and bounded.
+            user = "" if srp.user is None else srp.user
+            log.info("TLS-SRP authentication failed for user %r", user[:128])
+            self._limiter.record_failure(srp.user, address)
+        elif srp.verifiers.looked_up:
+            # A half-open handshake: the client made the server compute a ServerKeyExchange
+            # and never finished. It counts against its address, as a failure does.
+            self._limiter.record_incomplete(address)
+
     def _route(self, sock: socket.socket, deadline: float) -> tuple[Route, bytes]:
-        if self._verifiers is None:
+        if self._verifier_db is None:
             return Route.CERT, b""
         record = peek_first_record(sock, deadline)
         return (Route.CERT, b"") if record is None else (classify_client_hello(record), record)
 
-    def _run(self, conn: Connection, route: Route) -> None:
+    def _run(self, conn: Connection, route: Route, srp: _SrpLogin | None) -> None:
         creds = self._creds
         if route is Route.CERT:
             self._refresh_ticket_keys()
@@ -220,9 +282,10 @@ class TlsEndpoint:
                 alpn=self._alpn,
             )
             return
+        assert srp is not None  # the SRP route is taken only with a verifier lookup
         with_cert = route is Route.SRP_RSA
         conn.handshakeServer(
-            verifierDB=self._verifiers,
+            verifierDB=srp.verifiers,
             certChain=creds.chain if with_cert else None,
             privateKey=creds.key if with_cert else None,
             sessionCache=self._srp_cache,
@@ -267,20 +330,24 @@ class TlsEndpoint:
         return self._validator.validate(certs)
 
 
+@dataclasses.dataclass(frozen=True)
+class _SrpLogin:
+    user: str | None  # as sent in the ClientHello
+    verifiers: _Verifiers
+
+
 def _admit_srp(
-    limiter: FailureCounter, sock: DeadlineSocket, record: bytes, address: str
-) -> tuple[str, ...]:
-    """The limiter keys of an SRP login (user first, address last); refuses locked ones."""
+    limiter: FailureCounter, sock: DeadlineSocket, user: str | None, address: str
+) -> None:
+    """Refuse an SRP login that a lockout covers, with an access_denied alert."""
     # Online guessing is the only attack on SRP, and tlslite does nothing about it.
-    user = srp_username(record)
-    keys = (address_key(address),) if user is None else (user_key(user), address_key(address))
     try:
-        limiter.check(keys)
-    except TooManyRequests:
+        limiter.check(user, address)
+    except TooManyRequests as exc:
         sock.sendall(_ACCESS_DENIED)
-        who = "this address" if user is None else f"user {user[:64]!r} or this address"
-        raise HandshakeFailed(f"SRP login refused: too many failures for {who}") from None
-    return keys
+        name = "" if user is None else user[:128]
+        log.info("TLS-SRP login refused for user %r: %s", name, exc.detail)
+        raise HandshakeFailed(f"SRP login refused: {exc.detail}") from None
 
 
 def _wrong_password(exc: TLSError) -> bool:
