@@ -89,14 +89,18 @@ class Lockout:
     address: str | None
     remaining: int  # whole seconds, rounded up
 
-    def describe(self) -> str:
-        """One line for an operator; the user name escaped (it comes from a client)."""
-        who = {
+    @property
+    def who(self) -> str:
+        """Whom the lock refuses; the user name escaped (it comes from a client)."""
+        return {
             PAIR: f"user {self.user!r} from {self.address}",
             USER: f"user {self.user!r} from every address",
             ADDRESS: f"address {self.address} (except users recently logged in from it)",
         }[self.kind]
-        return f"{who}: {self.remaining} s left"
+
+    def describe(self) -> str:
+        """One line for an operator: whom the lock refuses and for how long."""
+        return f"{self.who}: locked for another {self.remaining} s"
 
 
 class FailureCounter(Protocol):

@@ -358,23 +358,47 @@ def test_users_are_shared_and_unknown_users_are_simulated_alike(
 
 
 def test_failure_counters_are_shared_between_instances(databases: Callable[[], Database]) -> None:
-    from python_est.pgsql import DatabaseFailureLimiter
+    from python_est.pgsql import DatabaseCounters
+    from python_est.ratelimit import Limits, LoginLimiter
 
-    a = DatabaseFailureLimiter(databases(), max_failures=3, window_s=60, lockout_s=30)
-    b = DatabaseFailureLimiter(databases(), max_failures=3, window_s=60, lockout_s=30)
-    keys = ("user:eve", "addr:192.0.2.1")
-    a.record_failure(keys)
-    b.record_failure(keys)
-    b.record_success(keys[:1])  # forgets the user's failures, not the address's
-    a.check(keys)
-    a.record_failure(keys)
-    a.check(["user:eve"])
+    limits = Limits(3, account_max_failures=4, address_max_failures=5, window=60, lockout=30)
+    a = LoginLimiter(DatabaseCounters(databases()), limits)
+    b = LoginLimiter(DatabaseCounters(databases()), limits)
+    nat = "192.0.2.1"
+    b.record_success("carol", nat)  # carol logged in from the NAT before
+    a.record_failure("eve", nat)
+    b.record_failure("\u212a\u212a", nat)  # another name
+    a.record_failure("eve", nat)
+    b.check("eve", nat)
+    b.record_failure("EVE", nat)  # the same account, counted through another instance
     with pytest.raises(TooManyRequests) as caught:
-        b.check(keys)  # the address reached 3 failures through two instances
+        a.check("eve", nat)
     assert caught.value.status == 429 and 0 < caught.value.retry_after <= 30
-    b.record_success(["addr:192.0.2.1"])
+    a.check("bob", nat)  # another user behind the same address still gets in
+    a.record_failure("mallory", nat)  # the fifth failure from this address locks it
     with pytest.raises(TooManyRequests):
-        a.check(["addr:192.0.2.1"])  # a lock outlives a success
+        b.check("bob", nat)
+    b.check("carol", nat)  # except for a known-good pair
+    assert {(item.kind, item.user) for item in b.lockouts()} == {("pair", "eve"), ("addr", None)}
+    assert sorted(item.kind for item in a.clear(nat)) == ["addr", "pair"]
+    assert b.lockouts() == []
+    b.check("bob", nat)
+
+
+def test_look_alike_user_names_are_refused_in_the_database(
+    databases: Callable[[], Database], tmp_path: Path
+) -> None:
+    from python_est.users.database import DatabaseUserStore
+
+    store = DatabaseUserStore(databases())
+    store.add("kiosk", PASSWORD)
+    with pytest.raises(UserStoreError, match="collides with the existing user 'kiosk'"):
+        store.add("\u212aiosk", PASSWORD)
+    file_store = UserStore.create(tmp_path / "users.srp")
+    file_store.add("KIOSK", PASSWORD)
+    with pytest.raises(UserStoreError, match="'KIOSK' collides"):
+        store.import_user_file(tmp_path / "users.srp")
+    assert store.list_users() == ["kiosk"]
 
 
 def test_ticket_keys_are_shared_and_rotate_with_a_grace_period(

@@ -209,7 +209,7 @@ def test_describe_escapes_the_user_name(limiter: LoginLimiter) -> None:
     (item,) = limiter.lockouts()
     line = item.describe()
     assert "\x1b" not in line and "\u202e" not in line
-    assert line.endswith("from 192.0.2.1: 120 s left")
+    assert line.endswith("from 192.0.2.1: locked for another 120 s")
 
 
 def test_the_sqlite_file_is_shared_and_private(tmp_path: Path, clock: FakeClock) -> None:
