@@ -10,13 +10,16 @@ this layout, so one set of queries fits both).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+
+from python_est.errors import Unavailable
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS failures (key TEXT NOT NULL, at REAL NOT NULL)",
@@ -61,7 +64,7 @@ class SqliteCounters:
     def status(self, keys: Sequence[str], good: str | None) -> tuple[dict[str, float], bool]:
         wanted = [*keys, *([good] if good is not None else [])]
         marks = ",".join("?" * len(wanted))
-        with self._lock:
+        with self._lock, _unavailable():
             now = self._clock()
             rows = self._db.execute(
                 f"SELECT key, until FROM locks WHERE key IN ({marks}) AND until > ?",
@@ -95,7 +98,7 @@ class SqliteCounters:
         self._write(work)
 
     def locks(self) -> list[tuple[str, float]]:
-        with self._lock:
+        with self._lock, _unavailable():
             now = self._clock()
             rows = self._db.execute(
                 "SELECT key, until FROM locks WHERE until > ? AND key NOT LIKE 'good:%'", (now,)
@@ -111,7 +114,7 @@ class SqliteCounters:
         self._write(work)
 
     def _write(self, work: Callable[[sqlite3.Connection, float], None]) -> None:
-        with self._lock:
+        with self._lock, _unavailable():
             self._db.execute("BEGIN IMMEDIATE")
             done = False
             try:
@@ -119,6 +122,16 @@ class SqliteCounters:
                 done = True
             finally:
                 self._db.execute("COMMIT" if done else "ROLLBACK")
+
+
+@contextlib.contextmanager
+def _unavailable() -> Iterator[None]:
+    # A locked (busy beyond the timeout), full or unreadable file: the login is refused with a
+    # 503 rather than let through uncounted.
+    try:
+        yield
+    except sqlite3.Error:
+        raise Unavailable("the login failure counters are unavailable", retry_after=30) from None
 
 
 def _count(

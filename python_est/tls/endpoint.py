@@ -76,6 +76,35 @@ class _Verifiers:
         return self._lookup[bytes(name)]
 
 
+class _AlertHoldingSocket(DeadlineSocket):
+    """Holds back a fatal plaintext alert until the socket is closed.
+
+    tlslite sends its bad_record_mac alert for a wrong SRP password before it raises; were it to
+    leave at once, the guesser could start its next attempt before this one is counted. With the
+    alert held until `close`, and the failure counted before `close`, every attempt sees the
+    count of the one before.
+    """
+
+    hold = False
+    _held = b""
+
+    def send(self, data: bytes) -> int:
+        # A plaintext alert record: type 21, version, length 2, level 2 (fatal), description.
+        if self.hold and len(data) == 7 and data[0] == 21 and data[5] == 2 and not self._held:
+            self._held = bytes(data)
+            return len(data)
+        return super().send(data)
+
+    def close(self) -> None:
+        if self._held:
+            held, self._held = self._held, b""
+            try:
+                super().sendall(held)
+            except OSError:
+                pass  # the client is gone; it needs no alert
+        super().close()
+
+
 class _SrpSessionCache(SessionCache):  # type: ignore[misc]
     """A session cache that forgets an SRP session once its user's verifier changed.
 
@@ -210,7 +239,7 @@ class TlsEndpoint:
         Raises:
             HandshakeFailed: the handshake failed or timed out; the socket has been closed.
         """
-        wrapped = DeadlineSocket(sock, deadline)
+        wrapped = _AlertHoldingSocket(sock, deadline)
         srp: _SrpLogin | None = None
         try:
             route, record = self._route(sock, deadline)
@@ -218,22 +247,23 @@ class TlsEndpoint:
                 srp = _SrpLogin(srp_username(record), _Verifiers(self._verifier_db))
                 if self._limiter is not None:
                     _admit_srp(self._limiter, wrapped, srp.user, address)
+                wrapped.hold = True
             conn = self._connection(wrapped)
+            # tlslite closes the socket on a failed handshake, which would send a held alert
+            # before the failure is counted; the handlers below close it themselves.
+            conn.closeSocket = False
             self._run(conn, route, srp)
         except HandshakeFailed:
             wrapped.close()
             raise
         except TLSError as exc:
-            wrapped.close()
-            self._srp_failed(srp, address, wrong_password=_wrong_password(exc))
+            self._srp_failed(srp, address, wrapped, wrong_password=_wrong_password(exc))
             raise HandshakeFailed(describe(exc)) from None
         except TimeoutError:
-            wrapped.close()
-            self._srp_failed(srp, address, wrong_password=False)
+            self._srp_failed(srp, address, wrapped, wrong_password=False)
             raise HandshakeFailed("handshake deadline passed") from None
         except OSError as exc:
-            wrapped.close()
-            self._srp_failed(srp, address, wrong_password=False)
+            self._srp_failed(srp, address, wrapped, wrong_password=False)
             raise HandshakeFailed(f"socket error: {exc.__class__.__name__}") from None
         except Exception as exc:  # tlslite raises IndexError, TypeError... on malformed input
             log.debug("tlslite failed on input from %s", address, exc_info=True)
@@ -241,6 +271,7 @@ class TlsEndpoint:
             raise HandshakeFailed(f"malformed handshake ({exc.__class__.__name__})") from None
         if srp is not None and srp.user is not None and self._limiter is not None:
             self._limiter.record_success(srp.user, address)
+        conn.closeSocket = True
         conn.ignoreAbruptClose = True
         stream = TlsStream(conn, wrapped)
         try:
@@ -249,7 +280,21 @@ class TlsEndpoint:
             stream.close()
             raise
 
-    def _srp_failed(self, srp: _SrpLogin | None, address: str, *, wrong_password: bool) -> None:
+    def _srp_failed(
+        self,
+        srp: _SrpLogin | None,
+        address: str,
+        wrapped: _AlertHoldingSocket,
+        *,
+        wrong_password: bool,
+    ) -> None:
+        """Count a failed SRP login, then close the socket (which sends the held alert)."""
+        try:
+            self._count_srp_failure(srp, address, wrong_password)
+        finally:
+            wrapped.close()
+
+    def _count_srp_failure(self, srp: _SrpLogin | None, address: str, wrong_password: bool) -> None:
         if srp is None or self._limiter is None:
             return
         if wrong_password:

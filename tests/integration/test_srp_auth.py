@@ -79,12 +79,14 @@ def test_fresh_unknown_names_cost_what_real_names_cost(
     for name in known:
         first_flight_seconds(server.port, name)  # warm-up
     timings: dict[str, list[float]] = {"known": [], "unknown": []}
-    for i in range(60):  # alternated, so load on the machine hits both kinds alike
+    for i in range(80):  # alternated, so load on the machine hits both kinds alike
         timings["known"].append(first_flight_seconds(server.port, known[i % len(known)]))
         timings["unknown"].append(first_flight_seconds(server.port, f"nobody-{i}"))
-    known_ms, unknown_ms = (statistics.median(timings[k]) for k in ("known", "unknown"))
     print(f"\nknown: {summary(timings['known'])}\nunknown: {summary(timings['unknown'])}")
-    assert max(known_ms, unknown_ms) < 1.3 * min(known_ms, unknown_ms)
+    # The lower quartile: the cost of the work itself, least disturbed by other processes on a
+    # shared machine (bursts of load only ever add time). Before the fix it was 1.6 times apart.
+    known_q1, unknown_q1 = (statistics.quantiles(timings[k], n=4)[0] for k in timings)
+    assert max(known_q1, unknown_q1) < 1.3 * min(known_q1, unknown_q1)
 
 
 # --- resumption after a credential change -----------------------------------------------------
