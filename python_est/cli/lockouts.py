@@ -8,7 +8,9 @@ enforce, and a lock lifted here is lifted for all of them at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from python_est.config import Config
@@ -31,12 +33,22 @@ def add_lockout_commands(sub: Any) -> None:
     clear.set_defaults(func=_clear)
 
 
-def _limiter(config: Config) -> LoginLimiter:
-    return failure_limiter(config, open_state(config, create=False))
+@contextlib.contextmanager
+def _limiter(config: Config) -> Iterator[LoginLimiter]:
+    state = open_state(config, create=False)
+    try:
+        limiter = failure_limiter(config, state)
+        try:
+            yield limiter
+        finally:
+            limiter.close()
+    finally:
+        state.ledger.close()  # with [ledger] url, this closes the shared database
 
 
 def _list(args: argparse.Namespace, config: Config) -> int:
-    found = _limiter(config).lockouts()
+    with _limiter(config) as limiter:
+        found = limiter.lockouts()
     if not found:
         print("python-est: no lockouts")
         return 0
@@ -47,7 +59,8 @@ def _list(args: argparse.Namespace, config: Config) -> int:
 
 def _clear(args: argparse.Namespace, config: Config) -> int:
     target: str | None = args.target
-    cleared = _limiter(config).clear(target)
+    with _limiter(config) as limiter:
+        cleared = limiter.clear(target)
     what = "any user or address" if target is None else repr(target)
     if not cleared:
         print(f"python-est: no lockouts for {what}; nothing cleared")

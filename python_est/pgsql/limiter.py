@@ -89,6 +89,9 @@ class DatabaseCounters:
         if wanted:
             self._db.run(work)
 
+    def close(self) -> None:
+        """Nothing to release: the database belongs to the server's state."""
+
 
 def _count(cursor: Cursor, key: str, limit: int, window: float, lockout: float) -> None:
     cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_CLASS, key))

@@ -95,6 +95,9 @@ class MemoryCounters:
             for key in keys:
                 self._entries.pop(key, None)
 
+    def close(self) -> None:
+        """Nothing to release."""
+
     def _live(self, key: str, now: float) -> _Entry | None:
         entry = self._entries.get(key)
         if entry is None:

@@ -79,6 +79,10 @@ class CounterStore(Protocol):
         """Drop the locks and failures of `keys`."""
         ...
 
+    def close(self) -> None:
+        """Release what the store holds open (a shared database stays with its owner)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Lockout:
@@ -122,6 +126,9 @@ class LoginLimiter:
     @property
     def limits(self) -> Limits:
         return self._limits
+
+    def close(self) -> None:
+        self._store.close()
 
     def check(self, user: str | None, address: str) -> None:
         """Refuse a login attempt that a lock covers; call before checking the password.

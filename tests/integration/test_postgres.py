@@ -469,3 +469,56 @@ def test_server_answers_503_while_the_database_is_down_then_recovers(
         cluster.start()
     assert enroll() == 200
     assert server.state.ledger.count() == 3
+
+
+def _srp_session(
+    port: int, user: str, password: str, session: object = None
+) -> tuple[object, bool]:
+    """One SRP handshake and GET /cacerts: (the session, whether it was resumed)."""
+    import socket
+
+    from tlslite.api import HandshakeSettings, TLSConnection
+
+    settings = HandshakeSettings()
+    settings.maxVersion = (3, 3)
+    settings.keyExchangeNames = ["srp_sha"]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        conn = TLSConnection(raw)
+        conn.handshakeClientSRP(user, password, settings=settings, session=session)
+        conn.sendall(build_request("GET", "/.well-known/est/cacerts", port=port))
+        conn.read()
+        resumed = bool(conn.resumed)
+        conn.close()
+        return conn.session, resumed
+
+
+def test_srp_resumption_ends_when_another_instance_changes_the_password_and_lockouts_are_shared(
+    url: str,
+    databases: Callable[[], Database],
+    start_est_server: Callable[[str], RunningServer],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tlslite.errors import TLSRemoteAlert
+
+    from python_est.users.database import DatabaseUserStore
+
+    server = start_est_server(f"[ledger]\nurl = {url}\n[auth]\nmax_failures = 2\n")
+    admin = DatabaseUserStore(databases())  # `python-est user ...` elsewhere in the fleet
+    admin.add("alice", PASSWORD)
+    session, resumed = _srp_session(server.port, "alice", PASSWORD)
+    assert not resumed and _srp_session(server.port, "alice", PASSWORD, session)[1]
+    admin.passwd("alice", "the new password")
+    with pytest.raises(TLSRemoteAlert, match="bad_record_mac"):
+        _srp_session(server.port, "alice", PASSWORD, session)  # no resumption: full, fails
+
+    with pytest.raises(TLSRemoteAlert, match="bad_record_mac"):
+        _srp_session(server.port, "alice", "guess")  # the second failure: the pair locks
+    with pytest.raises(TLSRemoteAlert, match="access_denied"):
+        _srp_session(server.port, "alice", "the new password")
+    cfg = str(server.root / "est.cfg")
+    capsys.readouterr()
+    assert main(["-c", cfg, "lockouts", "list"]) == 0
+    assert capsys.readouterr().out.startswith("user 'alice' from 127.0.0.1: locked for another")
+    assert main(["-c", cfg, "lockouts", "clear", "alice"]) == 0
+    assert "cleared the lockout of user 'alice'" in capsys.readouterr().out
+    assert not _srp_session(server.port, "alice", "the new password")[1]

@@ -148,7 +148,10 @@ def test_half_open_srp_handshakes_count_against_the_address(
     # The server counts after the prober hung up, on the connection's thread: poll the
     # shared counters (what `python-est lockouts list` reads) until the address is locked.
     lockouts = failure_limiter(server.config, server.state)
-    assert _poll(lambda: any(item.kind == "addr" for item in lockouts.lockouts()))
+    try:
+        assert _poll(lambda: any(item.kind == "addr" for item in lockouts.lockouts()))
+    finally:
+        lockouts.close()
     assert _alert(lambda: _srp_get(server.port, USER, PASSWORD)) == "access_denied"
 
 
