@@ -3,41 +3,43 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import secrets
 import socket
-import threading
-import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from tlslite.api import X509, SessionCache, X509CertChain, parsePEMKey
-from tlslite.constants import AlertDescription, CipherSuite
-from tlslite.errors import TLSError, TLSLocalAlert
+from tlslite.constants import CipherSuite
+from tlslite.errors import TLSError
 
 from python_est.config import TlsConfig
-from python_est.errors import HandshakeFailed, TooManyRequests
+from python_est.errors import HandshakeFailed, Unavailable
 from python_est.policy import ClientCertificate, ClientChainValidator, PeerIdentity, TlsInfo
 from python_est.ratelimit import FailureCounter
 from python_est.tls.fastkeys import tlslite_private_key
 from python_est.tls.hello import Route, classify_client_hello, peek_first_record, srp_username
 from python_est.tls.settings import build_settings, with_ticket_keys
-from python_est.tls.stream import Connection, DeadlineSocket, FastConnection, TlsStream, describe
+from python_est.tls.srp import (
+    AlertHoldingSocket,
+    SrpLogin,
+    SrpSessionCache,
+    VerifierLookup,
+    Verifiers,
+    admit_srp,
+    is_wrong_password,
+)
+from python_est.tls.stream import Connection, FastConnection, TlsStream, describe
 
 log = logging.getLogger("python_est.tls")
 
-VerifierLookup = Mapping[bytes, tuple[int, int, bytes, int]]
 TicketKeys = Callable[[], Sequence[bytes]]
 
 _TICKET_KEY_BYTES = 32  # tlslite's default ticket cipher is AES-256-GCM
 _VERSION_NAMES = {(3, 1): "TLS1.0", (3, 2): "TLS1.1", (3, 3): "TLS1.2", (3, 4): "TLS1.3"}
-# A fatal access_denied alert (RFC 5246 §7.2), sent in the clear before any ServerHello to
-# refuse an SRP login whose user or address is locked out.
-_ACCESS_DENIED = bytes([21, 3, 3, 0, 2, 2, AlertDescription.access_denied])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,87 +62,6 @@ class _Credentials:
     req_cas: list[bytearray] | None
 
 
-# tlslite looks entries up by bytes(username) and offers SRP only `if verifierDB:`, so the
-# adapter is truthy even when the store is empty: SRP clients must still get an answer. One per
-# connection: `looked_up` tells that the server did its ServerKeyExchange work for this client.
-class _Verifiers:
-    def __init__(self, lookup: VerifierLookup) -> None:
-        self._lookup = lookup
-        self.looked_up = False
-
-    def __bool__(self) -> bool:
-        return True
-
-    def __getitem__(self, name: bytes) -> tuple[int, int, bytes, int]:
-        self.looked_up = True
-        return self._lookup[bytes(name)]
-
-
-class _AlertHoldingSocket(DeadlineSocket):
-    """Holds back a fatal plaintext alert until the socket is closed.
-
-    tlslite sends its bad_record_mac alert for a wrong SRP password before it raises; were it to
-    leave at once, the guesser could start its next attempt before this one is counted. With the
-    alert held until `close`, and the failure counted before `close`, every attempt sees the
-    count of the one before.
-    """
-
-    hold = False
-    _held = b""
-
-    def send(self, data: bytes) -> int:
-        # A plaintext alert record: type 21, version, length 2, level 2 (fatal), description.
-        if self.hold and len(data) == 7 and data[0] == 21 and data[5] == 2 and not self._held:
-            self._held = bytes(data)
-            return len(data)
-        return super().send(data)
-
-    def close(self) -> None:
-        if self._held:
-            held, self._held = self._held, b""
-            try:
-                super().sendall(held)
-            except OSError:
-                pass  # the client is gone; it needs no alert
-        super().close()
-
-
-class _SrpSessionCache(SessionCache):  # type: ignore[misc]
-    """A session cache that forgets an SRP session once its user's verifier changed.
-
-    `user passwd` and `user remove` must end every session the old password opened: each
-    session remembers a digest of the (salt, verifier) it was made with, and a lookup whose
-    user now has another one (a removed user gets a simulated entry) raises KeyError, which
-    tlslite answers with a full handshake that needs the new password.
-    """
-
-    def __init__(self, size: int, lifetime: int, lookup: VerifierLookup) -> None:
-        super().__init__(size, lifetime)
-        self._lookup = lookup
-        self._made_with: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
-        self._bindings = threading.Lock()
-
-    def __setitem__(self, session_id: bytearray, session: Any) -> None:
-        digest = self._digest(session.srpUsername)
-        with self._bindings:
-            self._made_with[session] = digest
-        super().__setitem__(session_id, session)
-
-    def __getitem__(self, session_id: bytearray) -> Any:
-        session = super().__getitem__(session_id)
-        with self._bindings:
-            made_with = self._made_with.get(session)
-        if made_with is None or made_with != self._digest(session.srpUsername):
-            raise KeyError("the user's verifier changed since this session was made")
-        return session
-
-    def _digest(self, user: str | None) -> bytes:
-        if not user:
-            return b""
-        _, _, salt, verifier = self._lookup[user.encode("utf-8")]
-        return hashlib.sha256(salt + verifier.to_bytes(1024, "big")).digest()
-
-
 class TlsEndpoint:
     """Server credentials and settings; runs one handshake per accepted connection.
 
@@ -153,8 +74,8 @@ class TlsEndpoint:
         params: the [tls] configuration.
         client_ca_names: subject names sent in the CertificateRequest as hints.
         limiter: counts failed SRP logins (a wrong password or an unknown user both end in
-            bad_record_mac) per user and per address, and refuses SRP handshakes for locked
-            keys with an access_denied alert; the service shares it for HTTP Basic.
+            bad_record_mac) and half-open SRP handshakes, and refuses SRP handshakes that a
+            lockout covers with an access_denied alert; the service shares it for HTTP Basic.
         ticket_keys: returns the RFC 5077 session-ticket keys (32 bytes; the sealing key
             first), asked before each certificate handshake so rotations apply at once; shared
             by every worker process so any of them resumes a ticket. None: one random key made
@@ -211,7 +132,7 @@ class TlsEndpoint:
         self._srp_cache = (
             None
             if verifier_db is None
-            else _SrpSessionCache(params.session_cache_size, params.session_lifetime, verifier_db)
+            else SrpSessionCache(params.session_cache_size, params.session_lifetime, verifier_db)
         )
         self._alpn = [bytearray(p.encode("ascii")) for p in params.alpn or ("http/1.1",)]
 
@@ -239,14 +160,14 @@ class TlsEndpoint:
         Raises:
             HandshakeFailed: the handshake failed or timed out; the socket has been closed.
         """
-        wrapped = _AlertHoldingSocket(sock, deadline)
-        srp: _SrpLogin | None = None
+        wrapped = AlertHoldingSocket(sock, deadline)
+        srp: SrpLogin | None = None
         try:
             route, record = self._route(sock, deadline)
             if route is not Route.CERT and self._verifier_db is not None:
-                srp = _SrpLogin(srp_username(record), _Verifiers(self._verifier_db))
+                srp = SrpLogin(srp_username(record), Verifiers(self._verifier_db))
                 if self._limiter is not None:
-                    _admit_srp(self._limiter, wrapped, srp.user, address)
+                    admit_srp(self._limiter, wrapped, srp.user, address)
                 wrapped.hold = True
             conn = self._connection(wrapped)
             # tlslite closes the socket on a failed handshake, which would send a held alert
@@ -257,7 +178,7 @@ class TlsEndpoint:
             wrapped.close()
             raise
         except TLSError as exc:
-            self._srp_failed(srp, address, wrapped, wrong_password=_wrong_password(exc))
+            self._srp_failed(srp, address, wrapped, wrong_password=is_wrong_password(exc))
             raise HandshakeFailed(describe(exc)) from None
         except TimeoutError:
             self._srp_failed(srp, address, wrapped, wrong_password=False)
@@ -282,19 +203,21 @@ class TlsEndpoint:
 
     def _srp_failed(
         self,
-        srp: _SrpLogin | None,
+        srp: SrpLogin | None,
         address: str,
-        wrapped: _AlertHoldingSocket,
+        wrapped: AlertHoldingSocket,
         *,
         wrong_password: bool,
     ) -> None:
         """Count a failed SRP login, then close the socket (which sends the held alert)."""
         try:
             self._count_srp_failure(srp, address, wrong_password)
+        except Unavailable as exc:
+            log.warning("failed SRP login from %s not counted: %s", address, exc.detail)
         finally:
             wrapped.close()
 
-    def _count_srp_failure(self, srp: _SrpLogin | None, address: str, wrong_password: bool) -> None:
+    def _count_srp_failure(self, srp: SrpLogin | None, address: str, wrong_password: bool) -> None:
         if srp is None or self._limiter is None:
             return
         if wrong_password:
@@ -313,7 +236,7 @@ class TlsEndpoint:
         record = peek_first_record(sock, deadline)
         return (Route.CERT, b"") if record is None else (classify_client_hello(record), record)
 
-    def _run(self, conn: Connection, route: Route, srp: _SrpLogin | None) -> None:
+    def _run(self, conn: Connection, route: Route, srp: SrpLogin | None) -> None:
         creds = self._creds
         if route is Route.CERT:
             self._refresh_ticket_keys()
@@ -373,32 +296,6 @@ class TlsEndpoint:
         if self._validator is None:
             return ClientCertificate(certs, valid=False, reason="no client trust anchors")
         return self._validator.validate(certs)
-
-
-@dataclasses.dataclass(frozen=True)
-class _SrpLogin:
-    user: str | None  # as sent in the ClientHello
-    verifiers: _Verifiers
-
-
-def _admit_srp(
-    limiter: FailureCounter, sock: DeadlineSocket, user: str | None, address: str
-) -> None:
-    """Refuse an SRP login that a lockout covers, with an access_denied alert."""
-    # Online guessing is the only attack on SRP, and tlslite does nothing about it.
-    try:
-        limiter.check(user, address)
-    except TooManyRequests as exc:
-        sock.sendall(_ACCESS_DENIED)
-        name = "" if user is None else user[:128]
-        log.info("TLS-SRP login refused for user %r: %s", name, exc.detail)
-        raise HandshakeFailed(f"SRP login refused: {exc.detail}") from None
-
-
-def _wrong_password(exc: TLSError) -> bool:
-    # A wrong password and an unknown user (simulated verifier, RFC 5054 §2.5.1.3) both fail
-    # the client's Finished check: the server raises bad_record_mac.
-    return isinstance(exc, TLSLocalAlert) and exc.description == AlertDescription.bad_record_mac
 
 
 def _own_ticket_keys() -> TicketKeys:
