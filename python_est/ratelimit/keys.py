@@ -18,13 +18,15 @@ USER = "user"
 ADDRESS = "addr"
 PAIR = "pair"
 GOOD = "good"
-#: Kinds that can be locked; GOOD keys mark a recent success and are never listed as lockouts.
-LOCK_KINDS = (PAIR, USER, ADDRESS)
+#: GOOD keys mark a recent success; they are never listed as lockouts.
+# Stored names have at most 128 characters; a longer one sent by a client is cut before folding
+# (NFKC can expand a character up to 18 times), so no client makes a key of unbounded size.
+_MAX_USER_CHARS = 256
 
 
 def user_key(user: str) -> str:
     """The counter of one account over all addresses."""
-    return f"{USER}:{fold_username(user)}"
+    return f"{USER}:{_user(user)}"
 
 
 def address_key(address: str) -> str:
@@ -39,12 +41,12 @@ def address_key(address: str) -> str:
 
 def pair_key(user: str, address: str) -> str:
     """The counter of one account from one address."""
-    return f"{PAIR}:{_address(address)} {fold_username(user)}"
+    return f"{PAIR}:{_address(address)} {_user(user)}"
 
 
 def good_key(user: str, address: str) -> str:
     """The mark of a recent successful login of `user` from `address`."""
-    return f"{GOOD}:{_address(address)} {fold_username(user)}"
+    return f"{GOOD}:{_address(address)} {_user(user)}"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,10 @@ def parse_key(key: str) -> KeyParts:
         return KeyParts(kind, None, rest)
     address, _, user = rest.partition(" ")
     return KeyParts(kind, user, address)
+
+
+def _user(user: str) -> str:
+    return fold_username(user[:_MAX_USER_CHARS])
 
 
 def _address(address: str) -> str:

@@ -288,6 +288,13 @@ def test_pair_keys_parse_back(user: str) -> None:
     assert (parts.kind, parts.user, parts.address) == ("pair", fold_username(user), "2001:db8::/64")
 
 
+def test_keys_stay_bounded_whatever_the_client_sends() -> None:
+    # U+FDFA folds to 18 characters; a stored name has at most 128.
+    huge = "\ufdfa" * 100_000
+    assert len(user_key(huge)) < 256 * 18 + 10
+    assert len(pair_key(huge, "[2001:db8::1]:1")) < 256 * 18 + 40
+
+
 def test_user_and_address_keys_do_not_collide() -> None:
     assert user_key("192.0.2.1") != address_key("192.0.2.1")
 
