@@ -191,7 +191,10 @@ class TlsEndpoint:
             wrapped.close()
             raise HandshakeFailed(f"malformed handshake ({exc.__class__.__name__})") from None
         if srp is not None and srp.user is not None and self._limiter is not None:
-            self._limiter.record_success(srp.user, address)
+            try:
+                self._limiter.record_success(srp.user, address)
+            except Unavailable as exc:  # the login stands; only its known-good mark is lost
+                log.warning("successful SRP login from %s not recorded: %s", address, exc.detail)
         conn.closeSocket = True
         conn.ignoreAbruptClose = True
         stream = TlsStream(conn, wrapped)
