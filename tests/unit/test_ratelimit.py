@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from python_est.errors import TooManyRequests
+from python_est.errors import TooManyRequests, Unavailable
 from python_est.ratelimit import (
     CounterStore,
     Limits,
@@ -313,3 +313,17 @@ def test_user_and_address_keys_do_not_collide() -> None:
 def test_rejects_nonsense_limits(limits: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         Limits(**limits)  # type: ignore[arg-type]
+
+
+def test_an_unusable_counter_file_fails_closed_with_503(tmp_path: Path) -> None:
+    store = SqliteCounters(tmp_path / "lockouts.sqlite3")
+    limiter = LoginLimiter(store, LIMITS)
+    store.close()  # as good as a vanished, locked or corrupt file: every query fails
+    for attempt in (
+        lambda: limiter.check("alice", NAT),
+        lambda: limiter.record_failure("alice", NAT),
+        lambda: limiter.lockouts(),
+    ):
+        with pytest.raises(Unavailable) as info:
+            attempt()
+        assert info.value.status == 503 and info.value.retry_after == 30
