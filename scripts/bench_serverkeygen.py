@@ -38,7 +38,7 @@ from python_est.keys import KeyType, generate_private_key
 from python_est.ledger import SqliteLedger
 from python_est.messages import HttpRequest
 from python_est.policy import PeerIdentity, TlsInfo
-from python_est.ratelimit import FailureLimiter
+from python_est.ratelimit import Limits, LoginLimiter, MemoryCounters
 from python_est.service import EstService
 from python_est.state import open_state
 
@@ -85,7 +85,7 @@ def in_process(runs: int, ca_key_type: KeyType, workdir: Path) -> None:
         ca=ca,
         ledger=SqliteLedger(workdir / "ledger.sqlite3"),
         users=None,
-        limiter=FailureLimiter(),
+        limiter=LoginLimiter(MemoryCounters(), Limits()),
         realm="bench",
     )
     peer = PeerIdentity(

@@ -16,6 +16,7 @@ from pathlib import Path
 from python_est import __version__
 from python_est.cli.admin import add_admin_commands
 from python_est.cli.client_cmd import add_client_commands
+from python_est.cli.lockouts import add_lockout_commands
 from python_est.cli.logs import setup_logging
 from python_est.cli.serve import serve
 from python_est.config import Config, default_config, load_config
@@ -83,6 +84,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     add_admin_commands(sub)
     add_client_commands(sub)
+    add_lockout_commands(sub)
     return parser
 
 

@@ -65,7 +65,7 @@ def build_app(
         ValueError: the TLS settings or the server key cannot be used.
     """
     check_csrattrs(config)
-    limiter = failure_limiter(config, state)  # in memory, or shared through [ledger] url
+    limiter = failure_limiter(config, state)  # shared by the workers and `lockouts`
     service = EstService(
         labels=config.labels,
         ca=state.ca,

@@ -112,7 +112,10 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
     ),
     "srp": frozenset({"enabled", "user_db", "group_bits"}),
     "ledger": frozenset({"path", "export_dir", "url", "pool_size"}),
-    "auth": frozenset({"realm", "max_failures", "failure_window", "lockout"}),
+    "auth": frozenset(
+        {"realm", "max_failures", "failure_window", "lockout"}
+        | {"account_max_failures", "address_max_failures", "known_good"}
+    ),
     "bootstrap": frozenset({"enabled", "path"}),
     "metrics": frozenset({"enabled", "address", "port"}),
     "crl": frozenset({"enabled", "path", "file", "validity_hours", "base_url"}),

@@ -129,6 +129,9 @@ def _build(reader: Reader) -> Config:
         max_failures=reader.get("auth", "max_failures", 5, to_positive_int),
         failure_window=reader.get("auth", "failure_window", 300, to_positive_int),
         lockout=reader.get("auth", "lockout", 300, to_positive_int),
+        account_max_failures=reader.get("auth", "account_max_failures", 20, to_positive_int),
+        address_max_failures=reader.get("auth", "address_max_failures", 30, to_positive_int),
+        known_good=reader.get("auth", "known_good", 2592000, to_positive_int),
     )
     bootstrap = BootstrapConfig(
         enabled=reader.get(

@@ -154,6 +154,11 @@ class AuthConfig:
     max_failures: int = 5
     failure_window: int = 300
     lockout: int = 300
+    # The lockout rule (python_est.ratelimit.rules): per account and per address thresholds,
+    # and how long a successful login keeps a (user, address) pair exempt from them.
+    account_max_failures: int = 20
+    address_max_failures: int = 30
+    known_good: int = 2592000
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Split by concept: `connection` (`Database`: the pool, retries and error mapping), `schema`
 (migrations and the `schema_version` table), `meta` (shared server secrets), `limiter`
-(`DatabaseFailureLimiter`) and `tickets` (`TicketKeyRing`). The ledger and the user store built
+(`DatabaseCounters`) and `tickets` (`TicketKeyRing`). The ledger and the user store built
 on it live with their SQLite and file siblings: `python_est.ledger.postgres` and
 `python_est.users.database`.
 
@@ -20,7 +20,7 @@ from python_est.pgsql.connection import (
     is_database_url,
     scalar,
 )
-from python_est.pgsql.limiter import DatabaseFailureLimiter
+from python_est.pgsql.limiter import DatabaseCounters
 from python_est.pgsql.meta import shared_secret
 from python_est.pgsql.schema import SCHEMA_VERSION, SchemaTooNew, schema_version, upgrade
 from python_est.pgsql.tickets import TicketKeyRing
@@ -30,7 +30,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Cursor",
     "Database",
-    "DatabaseFailureLimiter",
+    "DatabaseCounters",
     "SchemaTooNew",
     "TicketKeyRing",
     "describe_url",

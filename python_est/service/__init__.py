@@ -20,8 +20,9 @@ a TLS-SRP user) are weighed first; HTTP Basic is consulted only when they do not
 an alternative, so an empty `Authorization: Basic Og==` that libest's estclient sends on its
 retry never spoils a certificate-authenticated request. A missing credential is 401 with
 `WWW-Authenticate: Basic realm=...` whenever Basic could complete an alternative; a wrong password
-is 401 with the challenge again, counted by the `FailureLimiter` per user and per client address;
-a locked user or address gets 429 with `Retry-After` before its password is even checked.
+is 401 with the challenge again, counted by the `python_est.ratelimit` counters (per user and
+address pair, per account, per address); a locked login gets 429 with `Retry-After` and the time
+left before its password is even checked.
 
 Linking (§3.5). With `require_pop`, /csrattrs lists challengePassword and every CSR must carry
 base64(tls-unique) of its own connection there (PrintableString or UTF8String, compared in

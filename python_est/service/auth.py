@@ -14,7 +14,7 @@ from python_est.policy import (
     parse_basic_authorization,
     satisfied_methods,
 )
-from python_est.ratelimit import FailureCounter, address_key, user_key
+from python_est.ratelimit import FailureCounter
 from python_est.users import UserDirectory
 
 log = logging.getLogger("python_est.service")
@@ -79,15 +79,32 @@ class Authenticator:
             raise AuthenticationRequired(missing, basic_realm=self._realm)
         return credentials
 
-    def _check_password(self, credentials: BasicCredentials, peer: PeerIdentity) -> None:
-        keys = (user_key(credentials.user), address_key(peer.address))
-        self._limiter.check(keys)
+    def check_password(self, user: str, password: str, address: str) -> bool:
+        """Check a password login from `address` against the lockouts and the user store.
+
+        For every password login (HTTP Basic here, the bootstrap page's form): a locked user
+        or address is refused before the password is looked at; a wrong password or an unknown
+        user is counted and logged (the name escaped and bounded); a right one marks the
+        (user, address) pair known-good. The user name must be the exact stored name.
+
+        Returns:
+            True when the password is right; False when it is wrong or the user is unknown.
+
+        Raises:
+            TooManyRequests: 429 with `retry_after` and a detail saying how long the lock lasts.
+        """
+        self._limiter.check(user, address)
         users = self._users
-        if users is None or not users.check_password(credentials.user, credentials.password):
-            self._limiter.record_failure(keys)
-            log.info("HTTP Basic authentication failed for user %r", credentials.user[:128])
+        if users is None or not users.check_password(user, password):
+            self._limiter.record_failure(user, address)
+            log.info("password authentication failed for user %r", user[:128])
+            return False
+        self._limiter.record_success(user, address)
+        return True
+
+    def _check_password(self, credentials: BasicCredentials, peer: PeerIdentity) -> None:
+        if not self.check_password(credentials.user, credentials.password, peer.address):
             raise AuthenticationRequired("invalid user name or password", basic_realm=self._realm)
-        self._limiter.record_success(keys[:1])
 
 
 def _missing(requirement: AuthRequirement, peer: PeerIdentity) -> str:

@@ -13,10 +13,11 @@ The handshake stays tlslite's, but its expensive primitives run in OpenSSL throu
 switches tlslite's session-ticket ciphers to OpenSSL (see `fastcipher`).
 """
 
-from python_est.tls.endpoint import TicketKeys, TlsEndpoint, VerifierLookup
+from python_est.tls.endpoint import TicketKeys, TlsEndpoint
 from python_est.tls.fastcipher import openssl_ticket_ciphers, use_openssl_ticket_ciphers
 from python_est.tls.hello import Route, classify_client_hello
 from python_est.tls.settings import build_settings, validate_tls_names
+from python_est.tls.srp import VerifierLookup
 from python_est.tls.stream import TlsStream
 
 __all__ = [

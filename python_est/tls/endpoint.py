@@ -6,35 +6,40 @@ import dataclasses
 import logging
 import secrets
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from tlslite.api import X509, SessionCache, X509CertChain, parsePEMKey
-from tlslite.constants import AlertDescription, CipherSuite
-from tlslite.errors import TLSError, TLSLocalAlert
+from tlslite.constants import CipherSuite
+from tlslite.errors import TLSError
 
 from python_est.config import TlsConfig
-from python_est.errors import HandshakeFailed, TooManyRequests
+from python_est.errors import HandshakeFailed, Unavailable
 from python_est.policy import ClientCertificate, ClientChainValidator, PeerIdentity, TlsInfo
-from python_est.ratelimit import FailureCounter, address_key, user_key
+from python_est.ratelimit import FailureCounter
 from python_est.tls.fastkeys import tlslite_private_key
 from python_est.tls.hello import Route, classify_client_hello, peek_first_record, srp_username
 from python_est.tls.settings import build_settings, with_ticket_keys
-from python_est.tls.stream import Connection, DeadlineSocket, FastConnection, TlsStream, describe
+from python_est.tls.srp import (
+    AlertHoldingSocket,
+    SrpLogin,
+    SrpSessionCache,
+    VerifierLookup,
+    Verifiers,
+    admit_srp,
+    is_wrong_password,
+)
+from python_est.tls.stream import Connection, FastConnection, TlsStream, describe
 
 log = logging.getLogger("python_est.tls")
 
-VerifierLookup = Mapping[bytes, tuple[int, int, bytes, int]]
 TicketKeys = Callable[[], Sequence[bytes]]
 
 _TICKET_KEY_BYTES = 32  # tlslite's default ticket cipher is AES-256-GCM
 _VERSION_NAMES = {(3, 1): "TLS1.0", (3, 2): "TLS1.1", (3, 3): "TLS1.2", (3, 4): "TLS1.3"}
-# A fatal access_denied alert (RFC 5246 §7.2), sent in the clear before any ServerHello to
-# refuse an SRP login whose user or address is locked out.
-_ACCESS_DENIED = bytes([21, 3, 3, 0, 2, 2, AlertDescription.access_denied])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,19 +62,6 @@ class _Credentials:
     req_cas: list[bytearray] | None
 
 
-# tlslite looks entries up by bytes(username) and offers SRP only `if verifierDB:`, so the
-# adapter is truthy even when the store is empty: SRP clients must still get an answer.
-class _Verifiers:
-    def __init__(self, lookup: VerifierLookup) -> None:
-        self._lookup = lookup
-
-    def __bool__(self) -> bool:
-        return True
-
-    def __getitem__(self, name: bytes) -> tuple[int, int, bytes, int]:
-        return self._lookup[bytes(name)]
-
-
 class TlsEndpoint:
     """Server credentials and settings; runs one handshake per accepted connection.
 
@@ -82,8 +74,8 @@ class TlsEndpoint:
         params: the [tls] configuration.
         client_ca_names: subject names sent in the CertificateRequest as hints.
         limiter: counts failed SRP logins (a wrong password or an unknown user both end in
-            bad_record_mac) per user and per address, and refuses SRP handshakes for locked
-            keys with an access_denied alert; the service shares it for HTTP Basic.
+            bad_record_mac) and half-open SRP handshakes, and refuses SRP handshakes that a
+            lockout covers with an access_denied alert; the service shares it for HTTP Basic.
         ticket_keys: returns the RFC 5077 session-ticket keys (32 bytes; the sealing key
             first), asked before each certificate handshake so rotations apply at once; shared
             by every worker process so any of them resumes a ticket. None: one random key made
@@ -133,11 +125,15 @@ class TlsEndpoint:
             req_cas=[bytearray(n.public_bytes()) for n in client_ca_names] or None,
         )
         self._connection = FastConnection if accelerated else Connection
-        self._verifiers = None if verifier_db is None else _Verifiers(verifier_db)
+        self._verifier_db = verifier_db
         self._validator = chain_validator
         # One cache per route, so a session can only ever resume on the route that made it.
         self._cert_cache = SessionCache(params.session_cache_size, params.session_lifetime)
-        self._srp_cache = SessionCache(params.session_cache_size, params.session_lifetime)
+        self._srp_cache = (
+            None
+            if verifier_db is None
+            else SrpSessionCache(params.session_cache_size, params.session_lifetime, verifier_db)
+        )
         self._alpn = [bytearray(p.encode("ascii")) for p in params.alpn or ("http/1.1",)]
 
     def replace(self, **changes: Any) -> TlsEndpoint:
@@ -164,34 +160,42 @@ class TlsEndpoint:
         Raises:
             HandshakeFailed: the handshake failed or timed out; the socket has been closed.
         """
-        wrapped = DeadlineSocket(sock, deadline)
-        srp_keys: tuple[str, ...] = ()
+        wrapped = AlertHoldingSocket(sock, deadline)
+        srp: SrpLogin | None = None
         try:
             route, record = self._route(sock, deadline)
-            if route is not Route.CERT and self._limiter is not None:
-                srp_keys = _admit_srp(self._limiter, wrapped, record, address)
+            if route is not Route.CERT and self._verifier_db is not None:
+                srp = SrpLogin(srp_username(record), Verifiers(self._verifier_db))
+                if self._limiter is not None:
+                    admit_srp(self._limiter, wrapped, srp.user, address)
+                wrapped.hold = True
             conn = self._connection(wrapped)
-            self._run(conn, route)
+            # tlslite closes the socket on a failed handshake, which would send a held alert
+            # before the failure is counted; the handlers below close it themselves.
+            conn.closeSocket = False
+            self._run(conn, route, srp)
         except HandshakeFailed:
             wrapped.close()
             raise
         except TLSError as exc:
-            wrapped.close()
-            if srp_keys and self._limiter is not None and _wrong_password(exc):
-                self._limiter.record_failure(srp_keys)
+            self._srp_failed(srp, address, wrapped, wrong_password=is_wrong_password(exc))
             raise HandshakeFailed(describe(exc)) from None
         except TimeoutError:
-            wrapped.close()
+            self._srp_failed(srp, address, wrapped, wrong_password=False)
             raise HandshakeFailed("handshake deadline passed") from None
         except OSError as exc:
-            wrapped.close()
+            self._srp_failed(srp, address, wrapped, wrong_password=False)
             raise HandshakeFailed(f"socket error: {exc.__class__.__name__}") from None
         except Exception as exc:  # tlslite raises IndexError, TypeError... on malformed input
             log.debug("tlslite failed on input from %s", address, exc_info=True)
             wrapped.close()
             raise HandshakeFailed(f"malformed handshake ({exc.__class__.__name__})") from None
-        if srp_keys and self._limiter is not None:
-            self._limiter.record_success(srp_keys[:-1])  # the user; the address stays counted
+        if srp is not None and srp.user is not None and self._limiter is not None:
+            try:
+                self._limiter.record_success(srp.user, address)
+            except Unavailable as exc:  # the login stands; only its known-good mark is lost
+                log.warning("successful SRP login from %s not recorded: %s", address, exc.detail)
+        conn.closeSocket = True
         conn.ignoreAbruptClose = True
         stream = TlsStream(conn, wrapped)
         try:
@@ -200,13 +204,42 @@ class TlsEndpoint:
             stream.close()
             raise
 
+    def _srp_failed(
+        self,
+        srp: SrpLogin | None,
+        address: str,
+        wrapped: AlertHoldingSocket,
+        *,
+        wrong_password: bool,
+    ) -> None:
+        """Count a failed SRP login, then close the socket (which sends the held alert)."""
+        try:
+            self._count_srp_failure(srp, address, wrong_password)
+        except Unavailable as exc:
+            log.warning("failed SRP login from %s not counted: %s", address, exc.detail)
+        finally:
+            wrapped.close()
+
+    def _count_srp_failure(self, srp: SrpLogin | None, address: str, wrong_password: bool) -> None:
+        if srp is None or self._limiter is None:
+            return
+        if wrong_password:
+            # Logged like a failed HTTP Basic login: the name as sent, escaped and bounded.
+            user = "" if srp.user is None else srp.user
+            log.info("TLS-SRP authentication failed for user %r", user[:128])
+            self._limiter.record_failure(srp.user, address)
+        elif srp.verifiers.looked_up:
+            # A half-open handshake: the client made the server compute a ServerKeyExchange
+            # and never finished. It counts against its address, as a failure does.
+            self._limiter.record_incomplete(address)
+
     def _route(self, sock: socket.socket, deadline: float) -> tuple[Route, bytes]:
-        if self._verifiers is None:
+        if self._verifier_db is None:
             return Route.CERT, b""
         record = peek_first_record(sock, deadline)
         return (Route.CERT, b"") if record is None else (classify_client_hello(record), record)
 
-    def _run(self, conn: Connection, route: Route) -> None:
+    def _run(self, conn: Connection, route: Route, srp: SrpLogin | None) -> None:
         creds = self._creds
         if route is Route.CERT:
             self._refresh_ticket_keys()
@@ -220,9 +253,10 @@ class TlsEndpoint:
                 alpn=self._alpn,
             )
             return
+        assert srp is not None  # the SRP route is taken only with a verifier lookup
         with_cert = route is Route.SRP_RSA
         conn.handshakeServer(
-            verifierDB=self._verifiers,
+            verifierDB=srp.verifiers,
             certChain=creds.chain if with_cert else None,
             privateKey=creds.key if with_cert else None,
             sessionCache=self._srp_cache,
@@ -265,28 +299,6 @@ class TlsEndpoint:
         if self._validator is None:
             return ClientCertificate(certs, valid=False, reason="no client trust anchors")
         return self._validator.validate(certs)
-
-
-def _admit_srp(
-    limiter: FailureCounter, sock: DeadlineSocket, record: bytes, address: str
-) -> tuple[str, ...]:
-    """The limiter keys of an SRP login (user first, address last); refuses locked ones."""
-    # Online guessing is the only attack on SRP, and tlslite does nothing about it.
-    user = srp_username(record)
-    keys = (address_key(address),) if user is None else (user_key(user), address_key(address))
-    try:
-        limiter.check(keys)
-    except TooManyRequests:
-        sock.sendall(_ACCESS_DENIED)
-        who = "this address" if user is None else f"user {user[:64]!r} or this address"
-        raise HandshakeFailed(f"SRP login refused: too many failures for {who}") from None
-    return keys
-
-
-def _wrong_password(exc: TLSError) -> bool:
-    # A wrong password and an unknown user (simulated verifier, RFC 5054 §2.5.1.3) both fail
-    # the client's Finished check: the server raises bad_record_mac.
-    return isinstance(exc, TLSLocalAlert) and exc.description == AlertDescription.bad_record_mac
 
 
 def _own_ticket_keys() -> TicketKeys:

@@ -15,8 +15,10 @@ keeping it in the file keeps them stable across restarts.
 User names are normalized to Unicode NFC (a light SASLprep: no case folding or mapping) and must be
 at most 128 characters and 255 UTF-8 bytes (RFC 5054 §2.8.1 `srp_I<1..2^8-1>`), with no control
 characters, no ':' (HTTP Basic splits at the first colon) and no surrounding whitespace. An SRP
-client must send the NFC form; ASCII names are unaffected. Passwords are used exactly as given
-(UTF-8, no normalization), so that SRP clients and HTTP Basic hash the same bytes.
+client must send the NFC form; ASCII names are unaffected. A new name that equals an existing one
+under `python_est.usernames.fold_username` (NFKC and case folding) is refused, so look-alike
+accounts cannot exist; a login still needs the stored name itself. Passwords are used exactly as
+given (UTF-8, no normalization), so that SRP clients and HTTP Basic hash the same bytes.
 
 Modules: `srp` (groups, names, verifier maths, the tlslite mapping), `fileformat` (the JSON file),
 `imports` (`openssl srp` files and tlslite VerifierDB files), `accounts` (the rules both stores

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from python_est.errors import UserStoreError
+from python_est.usernames import fold_username
 from python_est.users.fileformat import Record, UserInfo, now
 from python_est.users.imports import Imported
 from python_est.users.srp import (
@@ -134,13 +135,34 @@ def import_names(found: Imported) -> list[str]:
     """The names an import brings, in its order.
 
     Raises:
-        UserStoreError: a name is listed twice.
+        UserStoreError: a name is listed twice, or two names are the same account.
     """
     names = [name for name, _ in found.users]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise UserStoreError(f"users listed twice: {', '.join(repeated)}")
+    for index, name in enumerate(names):
+        check_collision(name, names[:index])
     return names
+
+
+def check_collision(name: str, existing: Iterable[str]) -> None:
+    """Refuse `name` if it is a different spelling of one of the `existing` names.
+
+    Two names collide when they are equal under `fold_username` (NFKC and case folding) but not
+    identical, such as "Kiosk" with U+212A KELVIN SIGN and "kiosk": look-alike accounts would
+    let one device pass for another in logs, listings and allowed names.
+
+    Raises:
+        UserStoreError: naming both users.
+    """
+    folded = fold_username(name)
+    for other in existing:
+        if other != name and fold_username(other) == folded:
+            raise UserStoreError(
+                f"user {name!r} collides with the existing user {other!r}"
+                " (names equal under Unicode NFKC and case folding are one account)"
+            )
 
 
 def log_import(found: Imported, log: logging.Logger) -> None:

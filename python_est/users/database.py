@@ -23,6 +23,7 @@ from python_est.errors import EstError, UserStoreError
 from python_est.pgsql import Cursor, Database, scalar, shared_secret
 from python_est.users.accounts import (
     AccountLookups,
+    check_collision,
     import_names,
     log_import,
     new_user,
@@ -51,6 +52,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 SECRET_NAME = "users.simulated_verifier_secret"
 _SIMULATED_BITS_TTL_S = 60.0
+# Advisory lock held while a name is checked for collisions and inserted, so two instances
+# cannot add look-alike names at the same moment ("est" "users" in ASCII).
+_NAMES_LOCK = 0x6573_7475_7365
 
 
 class DatabaseUserStore(AccountLookups):
@@ -77,9 +81,18 @@ class DatabaseUserStore(AccountLookups):
     ) -> None:
         """Add a user with a fresh salt. Raises UserStoreError if it exists or is invalid."""
         name, record = new_user(user, password, group_bits=group_bits, allowed_names=allowed_names)
-        added = self._admin(lambda cursor: insert_user(cursor, name, record, overwrite=False))
-        if not added:
-            raise UserStoreError(f"user {name!r} already exists")
+
+        def work(cursor: Cursor) -> str | None:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_NAMES_LOCK,))
+            if (problem := _collision(cursor, [name])) is not None:
+                return problem
+            if not insert_user(cursor, name, record, overwrite=False):
+                return f"user {name!r} already exists"
+            return None
+
+        problem = self._admin(work)
+        if problem is not None:
+            raise UserStoreError(problem)
 
     def passwd(self, user: str, password: str) -> None:
         """Set a new password and salt; a weak imported group is upgraded to the default."""
@@ -255,7 +268,8 @@ class DatabaseUserStore(AccountLookups):
     def _import(self, found: Imported, overwrite: bool, *, keep_allowed: bool) -> list[str]:
         names = import_names(found)
 
-        def work(cursor: Cursor) -> list[str]:
+        def work(cursor: Cursor) -> str | None:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_NAMES_LOCK,))
             rows = cursor.execute(
                 "SELECT name, group_bits, salt, verifier, allowed_names, created"
                 " FROM users WHERE name = ANY(%s) FOR UPDATE",
@@ -263,19 +277,32 @@ class DatabaseUserStore(AccountLookups):
             ).fetchall()
             existing = {str(row["name"]): read_record(row) for row in rows}
             if existing and not overwrite:
-                return sorted(existing)
+                return f"users already exist: {', '.join(sorted(existing))}"
+            if (problem := _collision(cursor, names)) is not None:
+                return problem
             for name, record in found.users:
                 old = existing.get(name)
                 if keep_allowed:
                     record = replace(record, allowed_names=old.allowed_names if old else None)
                 insert_user(cursor, name, record, overwrite=True)
-            return []
+            return None
 
-        clash = self._admin(work)
-        if clash:
-            raise UserStoreError(f"users already exist: {', '.join(clash)}")
+        problem = self._admin(work)
+        if problem is not None:
+            raise UserStoreError(problem)
         log_import(found, log)
         return names
+
+
+def _collision(cursor: Cursor, names: Iterable[str]) -> str | None:
+    """Why the first of `names` that collides with a stored name is refused; None if none does."""
+    stored = [str(row["name"]) for row in cursor.execute("SELECT name FROM users").fetchall()]
+    for name in names:
+        try:
+            check_collision(name, stored)
+        except UserStoreError as exc:
+            return str(exc)
+    return None
 
 
 class DatabaseVerifiers(Mapping[bytes, SrpEntry]):

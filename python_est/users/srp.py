@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import secrets
@@ -127,14 +126,17 @@ def simulated_salt(secret: bytes, user: bytes) -> bytes:
     return bytes(salt)
 
 
-@functools.lru_cache(maxsize=4096)
 def simulated_entry(secret: bytes, user: bytes, group_bits: int) -> SrpEntry:
     """A stable fake (N, g, salt, verifier) for an unknown user (RFC 5054 §2.5.1.3)."""
-    # Cached, so a repeated probe of one name costs what a real lookup costs; only the first
-    # probe of a name pays for the exponentiation.
+    # A real user's entry is stored numbers read back, with no arithmetic. The fake one must cost
+    # the same, on the first probe of a name as on every later one, or the time to the
+    # ServerKeyExchange tells real names from unknown ones. So the fake verifier is a keyed hash
+    # reduced mod N, not g^x mod N (an exponentiation): v never leaves the server, and
+    # B = k*v + g^b (RFC 5054 §2.5.3) hides which kind of number it is.
     n, g = GROUPS[group_bits]
-    exponent = int.from_bytes(hmac.digest(secret, b"verifier" + user, hashlib.sha256), "big")
-    return n, g, simulated_salt(secret, user), int(powMod(g, exponent, n))
+    seed = hmac.digest(secret, b"verifier" + user, hashlib.sha256)
+    wide = hashlib.shake_256(seed).digest((n.bit_length() + 7) // 8 + 16)
+    return n, g, simulated_salt(secret, user), int.from_bytes(wide, "big") % n or 1
 
 
 class SrpVerifiers(Mapping[bytes, SrpEntry]):

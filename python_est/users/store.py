@@ -16,6 +16,7 @@ from python_est.errors import UserStoreError
 from python_est.fileio import atomic_write
 from python_est.users.accounts import (
     AccountLookups,
+    check_collision,
     import_names,
     log_import,
     lookup,
@@ -119,6 +120,7 @@ class UserStore(AccountLookups):
         def change(users: dict[str, Record]) -> None:
             if name in users:
                 raise UserStoreError(f"user {name!r} already exists")
+            check_collision(name, users)
             users[name] = record
 
         self._mutate(change)
@@ -260,6 +262,8 @@ class UserStore(AccountLookups):
             clash = sorted(name for name in names if name in users)
             if clash and not overwrite:
                 raise UserStoreError(f"users already exist: {', '.join(clash)}")
+            for name in names:
+                check_collision(name, users)
             for name, record in found.users:
                 old = users.get(name)
                 keep = old.allowed_names if old is not None else None

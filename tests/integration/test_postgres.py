@@ -358,23 +358,47 @@ def test_users_are_shared_and_unknown_users_are_simulated_alike(
 
 
 def test_failure_counters_are_shared_between_instances(databases: Callable[[], Database]) -> None:
-    from python_est.pgsql import DatabaseFailureLimiter
+    from python_est.pgsql import DatabaseCounters
+    from python_est.ratelimit import Limits, LoginLimiter
 
-    a = DatabaseFailureLimiter(databases(), max_failures=3, window_s=60, lockout_s=30)
-    b = DatabaseFailureLimiter(databases(), max_failures=3, window_s=60, lockout_s=30)
-    keys = ("user:eve", "addr:192.0.2.1")
-    a.record_failure(keys)
-    b.record_failure(keys)
-    b.record_success(keys[:1])  # forgets the user's failures, not the address's
-    a.check(keys)
-    a.record_failure(keys)
-    a.check(["user:eve"])
+    limits = Limits(3, account_max_failures=4, address_max_failures=5, window=60, lockout=30)
+    a = LoginLimiter(DatabaseCounters(databases()), limits)
+    b = LoginLimiter(DatabaseCounters(databases()), limits)
+    nat = "192.0.2.1"
+    b.record_success("carol", nat)  # carol logged in from the NAT before
+    a.record_failure("eve", nat)
+    b.record_failure("\u212a\u212a", nat)  # another name
+    a.record_failure("eve", nat)
+    b.check("eve", nat)
+    b.record_failure("EVE", nat)  # the same account, counted through another instance
     with pytest.raises(TooManyRequests) as caught:
-        b.check(keys)  # the address reached 3 failures through two instances
+        a.check("eve", nat)
     assert caught.value.status == 429 and 0 < caught.value.retry_after <= 30
-    b.record_success(["addr:192.0.2.1"])
+    a.check("bob", nat)  # another user behind the same address still gets in
+    a.record_failure("mallory", nat)  # the fifth failure from this address locks it
     with pytest.raises(TooManyRequests):
-        a.check(["addr:192.0.2.1"])  # a lock outlives a success
+        b.check("bob", nat)
+    b.check("carol", nat)  # except for a known-good pair
+    assert {(item.kind, item.user) for item in b.lockouts()} == {("pair", "eve"), ("addr", None)}
+    assert sorted(item.kind for item in a.clear(nat)) == ["addr", "pair"]
+    assert b.lockouts() == []
+    b.check("bob", nat)
+
+
+def test_look_alike_user_names_are_refused_in_the_database(
+    databases: Callable[[], Database], tmp_path: Path
+) -> None:
+    from python_est.users.database import DatabaseUserStore
+
+    store = DatabaseUserStore(databases())
+    store.add("kiosk", PASSWORD)
+    with pytest.raises(UserStoreError, match="collides with the existing user 'kiosk'"):
+        store.add("\u212aiosk", PASSWORD)
+    file_store = UserStore.create(tmp_path / "users.srp")
+    file_store.add("KIOSK", PASSWORD)
+    with pytest.raises(UserStoreError, match="'KIOSK' collides"):
+        store.import_user_file(tmp_path / "users.srp")
+    assert store.list_users() == ["kiosk"]
 
 
 def test_ticket_keys_are_shared_and_rotate_with_a_grace_period(
@@ -451,3 +475,56 @@ def test_current_certificates_as_in_sqlite(databases: Callable[[], Database]) ->
     from tests.unit.test_ledger_current import exercise_current_certificates
 
     exercise_current_certificates(ledger_on(databases()))
+
+
+def _srp_session(
+    port: int, user: str, password: str, session: object = None
+) -> tuple[object, bool]:
+    """One SRP handshake and GET /cacerts: (the session, whether it was resumed)."""
+    import socket
+
+    from tlslite.api import HandshakeSettings, TLSConnection
+
+    settings = HandshakeSettings()
+    settings.maxVersion = (3, 3)
+    settings.keyExchangeNames = ["srp_sha"]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        conn = TLSConnection(raw)
+        conn.handshakeClientSRP(user, password, settings=settings, session=session)
+        conn.sendall(build_request("GET", "/.well-known/est/cacerts", port=port))
+        conn.read()
+        resumed = bool(conn.resumed)
+        conn.close()
+        return conn.session, resumed
+
+
+def test_srp_resumption_ends_when_another_instance_changes_the_password_and_lockouts_are_shared(
+    url: str,
+    databases: Callable[[], Database],
+    start_est_server: Callable[[str], RunningServer],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tlslite.errors import TLSRemoteAlert
+
+    from python_est.users.database import DatabaseUserStore
+
+    server = start_est_server(f"[ledger]\nurl = {url}\n[auth]\nmax_failures = 2\n")
+    admin = DatabaseUserStore(databases())  # `python-est user ...` elsewhere in the fleet
+    admin.add("alice", PASSWORD)
+    session, resumed = _srp_session(server.port, "alice", PASSWORD)
+    assert not resumed and _srp_session(server.port, "alice", PASSWORD, session)[1]
+    admin.passwd("alice", "the new password")
+    with pytest.raises(TLSRemoteAlert, match="bad_record_mac"):
+        _srp_session(server.port, "alice", PASSWORD, session)  # no resumption: full, fails
+
+    with pytest.raises(TLSRemoteAlert, match="bad_record_mac"):
+        _srp_session(server.port, "alice", "guess")  # the second failure: the pair locks
+    with pytest.raises(TLSRemoteAlert, match="access_denied"):
+        _srp_session(server.port, "alice", "the new password")
+    cfg = str(server.root / "est.cfg")
+    capsys.readouterr()
+    assert main(["-c", cfg, "lockouts", "list"]) == 0
+    assert capsys.readouterr().out.startswith("user 'alice' from 127.0.0.1: locked for another")
+    assert main(["-c", cfg, "lockouts", "clear", "alice"]) == 0
+    assert "cleared the lockout of user 'alice'" in capsys.readouterr().out
+    assert not _srp_session(server.port, "alice", "the new password")[1]

@@ -39,6 +39,7 @@ max_connections_per_address = 2
 max_failures = 3
 failure_window = 60
 lockout = 60
+address_max_failures = 3
 """
 CACERTS = "/.well-known/est/cacerts"
 ENROLL = "/.well-known/est/simpleenroll"
@@ -211,7 +212,8 @@ def test_a_local_header_keeps_the_proxy_address(
 
 
 def test_failed_logins_lock_the_proxied_client_not_the_proxy(server: RunningServer) -> None:
-    # Three wrong passwords for three names from A: A's address is locked (not any user).
+    # Three wrong passwords for three names from A: A's address is locked for every user
+    # without a recent login from it.
     for n, header in enumerate((v1(CLIENT_A), v2(CLIENT_A), v1(CLIENT_A))):
         assert proxied(server, header, enroll(server, f"mallory{n}", "x")).status == 401
     locked = proxied(server, v2(CLIENT_A), enroll(server, USER, PASSWORD))

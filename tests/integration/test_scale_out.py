@@ -303,10 +303,11 @@ def test_instances_see_the_client_address_through_haproxy(fleet: Fleet) -> None:
     while not all(line in text and f"proxy={PROXY_SOURCE}" in text for text in _logs(fleet)):
         assert time.monotonic() < deadline, "an instance logged HAProxy's address, not the client's"
         time.sleep(0.1)
-    # Five wrong passwords (the default [auth] max_failures) for five names from one client:
-    # that address is locked on both instances (shared counters); its neighbour is not.
+    # Five wrong passwords (the default [auth] max_failures) for one user from one client: that
+    # user is locked from that address on both instances (shared counters); the same user from
+    # the neighbouring address is not.
     for n in range(5):
-        request, _, _ = _enroll_request(port, user, Authorization=basic(f"guess-{n}", "x"))
+        request, _, _ = _enroll_request(port, user, Authorization=basic(user, f"guess-{n}"))
         assert _https_from(guesser, port, request, fleet.ca_file).status == 401
     for _ in range(2):
         request, _, _ = _enroll_request(port, user, Authorization=basic(user, PASSWORD))

@@ -27,7 +27,7 @@ from python_est.keys import KeyType
 from python_est.ledger import SqliteLedger
 from python_est.messages import HttpRequest, HttpResponse
 from python_est.policy import PeerIdentity, TlsInfo
-from python_est.ratelimit import FailureLimiter
+from python_est.ratelimit import Limits, LoginLimiter, MemoryCounters
 from python_est.service import EstService
 from python_est.users import UserStore
 
@@ -65,7 +65,7 @@ def service(ca: CertificateAuthority, ledger: SqliteLedger, tmp_path: Path) -> E
         ca=ca,
         ledger=ledger,
         users=users,
-        limiter=FailureLimiter(3, 60, 90),
+        limiter=LoginLimiter(MemoryCounters(), Limits(3, window=60, lockout=90)),
         realm="test",
     )
 
@@ -431,7 +431,7 @@ def manual_page(ca: CertificateAuthority, ledger: SqliteLedger, tmp_path: Path) 
         ca=ca,
         ledger=ledger,
         users=users,
-        limiter=FailureLimiter(3, 60, 90),
+        limiter=LoginLimiter(MemoryCounters(), Limits(3, window=60, lockout=90)),
         realm="test",
         pending_retry_after=30,
     )

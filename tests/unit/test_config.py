@@ -360,3 +360,23 @@ def test_pending_retry_after_is_read(tmp_path: Path) -> None:
     assert config.server.pending_retry_after == 5
     with pytest.raises(ConfigError, match=r"\[server\] pending_retry_after"):
         load_config(write(tmp_path, "[server]\npending_retry_after = 0\n"))
+
+
+def test_auth_lockout_thresholds_are_read(tmp_path: Path) -> None:
+    default = default_config(tmp_path).auth
+    assert (default.max_failures, default.account_max_failures, default.address_max_failures) == (
+        5,
+        20,
+        30,
+    )
+    assert default.known_good == 30 * 86400
+    text = "[auth]\naccount_max_failures = 50\naddress_max_failures = 200\nknown_good = 3600\n"
+    config = load_config(write(tmp_path, text)).auth
+    assert (config.account_max_failures, config.address_max_failures, config.known_good) == (
+        50,
+        200,
+        3600,
+    )
+    for key in ("account_max_failures", "address_max_failures", "known_good"):
+        with pytest.raises(ConfigError, match=rf"\[auth\] {key}"):
+            load_config(write(tmp_path, f"[auth]\n{key} = 0\n"))

@@ -18,6 +18,7 @@ LAYERS: dict[str, int] = {
     "fileio": 1,
     "messages": 1,
     "pgsql": 1,
+    "usernames": 1,
     "wire": 2,
     "http11": 2,
     "config": 2,

@@ -40,7 +40,7 @@ from python_est.ledger import IssuedCertificate, SqliteLedger, serial_hex
 from python_est.messages import HttpRequest, HttpResponse, error_response
 from python_est.policy import ClientCertificate, PeerIdentity, TlsInfo
 from python_est.profile import IssuanceProfile
-from python_est.ratelimit import FailureLimiter
+from python_est.ratelimit import Limits, LoginLimiter, MemoryCounters
 from python_est.service import EstService
 from python_est.users import UserStore
 from tests.conftest import captured_records
@@ -119,6 +119,10 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+# A pair locks at 3, an account at 5, an address at 6 failures within 60 s; locks last 90 s.
+LIMITS = Limits(3, account_max_failures=5, address_max_failures=6, window=60, lockout=90)
+
+
 LABELS = {
     "": LabelConfig(),
     "any": LabelConfig(name="any", password_subjects="any"),
@@ -145,7 +149,7 @@ def make_service(
         ca=ca,
         ledger=ledger,
         users=UserStore(users_path, reload_interval=None),
-        limiter=FailureLimiter(3, 60, 90, clock=clock),
+        limiter=LoginLimiter(MemoryCounters(clock=clock), LIMITS),
         realm=REALM,
     )
 
@@ -600,45 +604,57 @@ def test_repeated_failures_are_429(
             ANON,
             AuthenticationRequired,
         )
-    # Locked: even the right password is not tried, from any address.
+    # The pair is locked: even the right password is not tried, and the 429 says for how long.
+    err = raises(
+        service, post("simpleenroll", body, basic("alice", "alice-pw")), ANON, TooManyRequests
+    )
+    assert err.status == 429
+    assert err.headers() == (("Retry-After", "90"),)
+    assert (
+        err.detail
+        == "too many failed logins for this user name from this address; locked for another 90 s"
+    )
+    # A look-alike spelling is the same counter: FULLWIDTH A, upper case, folds to "alice".
+    lookalike = raises(
+        service, post("simpleenroll", body, basic("\uff21LICE", "guess")), ANON, TooManyRequests
+    )
+    assert lookalike.status == 429
+    # Another user behind the same address, and alice from elsewhere, still get in.
+    issued(service.handle(post("simpleenroll", csr_body(key, "bob"), basic("bob", "bob-pw")), ANON))
     elsewhere = PeerIdentity("198.51.100.1:2", TLS12)
-    for peer in (ANON, elsewhere):
-        err = raises(
-            service, post("simpleenroll", body, basic("alice", "alice-pw")), peer, TooManyRequests
-        )
-        assert err.status == 429
-        assert err.headers() == (("Retry-After", "90"),)
-    # The address is locked too, for every user name.
-    raises(
-        service,
-        post("simpleenroll", csr_body(key, "bob"), basic("bob", "bob-pw")),
-        ANON,
-        TooManyRequests,
-    )
-    issued(
-        service.handle(
-            post("simpleenroll", csr_body(key, "bob"), basic("bob", "bob-pw")), elsewhere
-        )
-    )
+    issued(service.handle(post("simpleenroll", body, basic("alice", "alice-pw")), elsewhere))
     clock.now += 91
     enroll(service, key, "alice", "alice-pw")
 
 
-def test_success_resets_the_user_count(
+def test_success_resets_the_pair_count(
     service: EstService, key: ec.EllipticCurvePrivateKey
 ) -> None:
     body = csr_body(key, "alice")
-    peers = [PeerIdentity(f"198.51.100.{i}:1", TLS12) for i in range(4)]
-    for peer in peers[:2]:
+    for _ in range(2):
+        for _ in range(2):
+            raises(
+                service,
+                post("simpleenroll", body, basic("alice", "x")),
+                ANON,
+                AuthenticationRequired,
+            )
+        issued(service.handle(post("simpleenroll", body, basic("alice", "alice-pw")), ANON))
+
+
+def test_guessing_one_account_from_many_addresses_locks_the_account(
+    service: EstService, key: ec.EllipticCurvePrivateKey
+) -> None:
+    body = csr_body(key, "alice")
+    peers = [PeerIdentity(f"198.51.100.{i}:1", TLS12) for i in range(6)]
+    for peer in peers[:5]:
         raises(
             service, post("simpleenroll", body, basic("alice", "x")), peer, AuthenticationRequired
         )
-    issued(service.handle(post("simpleenroll", body, basic("alice", "alice-pw")), peers[2]))
-    for peer in peers[:2]:
-        raises(
-            service, post("simpleenroll", body, basic("alice", "x")), peer, AuthenticationRequired
-        )
-    issued(service.handle(post("simpleenroll", body, basic("alice", "alice-pw")), peers[3]))
+    err = raises(
+        service, post("simpleenroll", body, basic("alice", "alice-pw")), peers[5], TooManyRequests
+    )
+    assert "for this user name;" in err.detail
 
 
 # --- request body and media type ---
@@ -1028,6 +1044,6 @@ def test_bad_csrattrs_spec_fails_at_start(
             ca=ca,
             ledger=ledger,
             users=None,
-            limiter=FailureLimiter(clock=clock),
+            limiter=LoginLimiter(MemoryCounters(clock=clock), Limits()),
             realm=REALM,
         )

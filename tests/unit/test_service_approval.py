@@ -28,7 +28,7 @@ from python_est.ledger import IssuedCertificate, PendingStatus, SqliteLedger
 from python_est.messages import HttpRequest, HttpResponse, Operation
 from python_est.policy import Authentication, ClientCertificate, PeerIdentity, TlsInfo
 from python_est.profile import IssuanceProfile
-from python_est.ratelimit import FailureLimiter
+from python_est.ratelimit import Limits, LoginLimiter, MemoryCounters
 from python_est.service import EstService
 from python_est.service.approval import CLAIM_LEASE_S, ApprovalGate, needs_approval
 from python_est.service.issuance import Issuer, certs_only_response
@@ -93,7 +93,7 @@ def make_service(state: State, clock: Clock, ledger: SqliteLedger | None = None)
         ca=state.ca,
         ledger=ledger or state.ledger,
         users=state.users,
-        limiter=FailureLimiter(),
+        limiter=LoginLimiter(MemoryCounters(), Limits()),
         realm="test",
         clock=clock,
         pending_retry_after=RETRY_AFTER,
@@ -252,7 +252,7 @@ def test_refused_requests_are_not_queued(
         ca=state.ca,
         ledger=state.ledger,
         users=state.users,
-        limiter=FailureLimiter(),
+        limiter=LoginLimiter(MemoryCounters(), Limits()),
         realm="test",
     )
     with pytest.raises(Forbidden):

@@ -24,7 +24,7 @@ from python_est.keys import KeyType, key_type_of
 from python_est.ledger import SqliteLedger
 from python_est.messages import HttpRequest, HttpResponse
 from python_est.policy import ClientCertificate, PeerIdentity, TlsInfo
-from python_est.ratelimit import FailureLimiter
+from python_est.ratelimit import Limits, LoginLimiter, MemoryCounters
 from python_est.service import EstService, check_label
 from python_est.service.enforce import (
     CsrRequirements,
@@ -98,7 +98,7 @@ def service(ca: CertificateAuthority, tmp_path: Path) -> EstService:
         ca=ca,
         ledger=SqliteLedger(tmp_path / "ledger.sqlite3"),
         users=users,
-        limiter=FailureLimiter(),
+        limiter=LoginLimiter(MemoryCounters(), Limits()),
         realm="test",
     )
 
@@ -201,7 +201,7 @@ def test_nonsense_stops_the_service_at_start(ca: CertificateAuthority, tmp_path:
             ca=ca,
             ledger=SqliteLedger(tmp_path / "l.sqlite3"),
             users=None,
-            limiter=FailureLimiter(),
+            limiter=LoginLimiter(MemoryCounters(), Limits()),
             realm="r",
         )
 
@@ -397,7 +397,7 @@ def test_ungeneratable_announcement_fails_at_start_only_with_serverkeygen(
             ca=ca,
             ledger=SqliteLedger(tmp_path / f"{serverkeygen}.sqlite3"),
             users=None,
-            limiter=FailureLimiter(),
+            limiter=LoginLimiter(MemoryCounters(), Limits()),
             realm="r",
         )
 

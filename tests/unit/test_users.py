@@ -457,3 +457,60 @@ def test_store_file_written_by_umask_friendly_tools_is_tightened(path: Path) -> 
     os.chmod(path, 0o644)
     store.add("alice", "pw")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+# --- look-alike names (NFKC case folding) ---
+
+
+@pytest.mark.parametrize(
+    ("existing", "new"),
+    [
+        ("kiosk", "\u212aiosk"),  # KELVIN SIGN
+        ("\u212aiosk", "KIOSK"),
+        ("straße", "STRASSE"),
+        ("device1", "Device1"),
+        ("device1", "\uff44evice1"),  # FULLWIDTH d
+        ("ﬁle", "file"),  # LATIN SMALL LIGATURE FI
+        ("ix", "\u2168"),  # ROMAN NUMERAL NINE
+        ("\u00e5ngstr\u00f6m", "\u212bNGSTR\u00d6M"),  # ANGSTROM SIGN, upper case
+        ("\u03c3", "\u03c2"),  # sigma, final sigma
+    ],
+)
+def test_add_refuses_a_look_alike_of_an_existing_user(
+    store: UserStore, existing: str, new: str
+) -> None:
+    store.add(existing, "pw")
+    with pytest.raises(UserStoreError) as info:
+        store.add(new, "pw")
+    stored = normalize_username(existing)
+    assert str(info.value).startswith(f"user {normalize_username(new)!r} collides")
+    assert f"existing user {stored!r}" in str(info.value)
+    assert store.list_users() == [stored]
+
+
+@pytest.mark.parametrize(("one", "two"), [("alice", "alicia"), ("i", "\u0131"), ("a b", "ab")])
+def test_distinct_names_do_not_collide(store: UserStore, one: str, two: str) -> None:
+    store.add(one, "pw")
+    store.add(two, "pw")
+    assert len(store.list_users()) == 2
+
+
+def test_login_needs_the_exact_stored_name(store: UserStore) -> None:
+    store.add("kiosk", "pw")
+    assert store.check_password("kiosk", "pw")
+    assert not store.check_password("\u212aiosk", "pw")
+    assert not store.check_password("KIOSK", "pw")
+    assert b"KIOSK" not in store.srp_verifiers()
+
+
+def test_import_refuses_look_alikes_of_existing_users_and_of_each_other(
+    store: UserStore, tmp_path: Path
+) -> None:
+    store.add("kiosk", "pw")
+    source = UserStore.create(tmp_path / "other.srp")
+    source.add("\u212aiosk", "pw")
+    file = tmp_path / "srpvfile"
+    file.write_text(OPENSSL_SRPVFILE.replace("\tcarol\t", "\tAlice\t"))
+    with pytest.raises(UserStoreError, match="'Alice' collides with the existing user 'alice'"):
+        store.import_openssl_srpvfile(file)
+    assert store.list_users() == ["kiosk"]
