@@ -33,6 +33,7 @@ LABEL_KEYS: dict[str, Callable[[str], object]] = {
     "enforce_csrattrs": to_bool,
     "serverkeygen": to_bool,
     "serverkeygen_key_type": to_key_type,
+    "base64_lines": to_choice("auto", "wrapped", "single"),
 }
 PROFILE_FIELD = {
     "validity_days": "validity_days",

@@ -207,6 +207,7 @@ class LabelConfig:
     enforce_csrattrs: bool = False
     serverkeygen: bool = True
     serverkeygen_key_type: KeyType = KeyType.RSA_2048
+    base64_lines: str = "auto"
 
 
 @dataclass(frozen=True)

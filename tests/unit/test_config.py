@@ -360,3 +360,13 @@ def test_pending_retry_after_is_read(tmp_path: Path) -> None:
     assert config.server.pending_retry_after == 5
     with pytest.raises(ConfigError, match=r"\[server\] pending_retry_after"):
         load_config(write(tmp_path, "[server]\npending_retry_after = 0\n"))
+
+
+def test_base64_lines_is_read_per_label(tmp_path: Path) -> None:
+    text = "[profile]\nbase64_lines = single\n[label:libest]\nbase64_lines = wrapped\n[label:x]\n"
+    labels = load_config(write(tmp_path, text)).labels
+    assert (labels[""].base64_lines, labels["libest"].base64_lines) == ("single", "wrapped")
+    assert labels["x"].base64_lines == "single"  # inherited from [profile]
+    assert load_config(write(tmp_path, "")).labels[""].base64_lines == "auto"
+    with pytest.raises(ConfigError, match=r"\[label:x\] base64_lines"):
+        load_config(write(tmp_path, "[label:x]\nbase64_lines = 76\n"))
