@@ -64,6 +64,7 @@ from python_est.messages import (
     WELL_KNOWN,
     HttpRequest,
     HttpResponse,
+    label_segment,
 )
 from python_est.policy import PeerIdentity
 
@@ -110,7 +111,7 @@ class BootstrapPage:
         self.service = service
         self.path = path
         self.enabled = enabled
-        self._est = f"{WELL_KNOWN}/{label}/" if label else f"{WELL_KNOWN}/"
+        self._est = f"{WELL_KNOWN}/{label_segment(label)}/" if label else f"{WELL_KNOWN}/"
 
     def handle(self, request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
         """Serve GET (the form) and POST (a submission).
