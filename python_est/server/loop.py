@@ -19,7 +19,7 @@ from python_est.messages import HttpRequest, HttpResponse, error_response, text_
 from python_est.policy import PeerIdentity
 from python_est.proxyproto import Network, is_trusted
 from python_est.ratelimit import address_key
-from python_est.server.outcome import Outcome, audit_refusal, printable
+from python_est.server.outcome import Outcome, audit_refusal, basic_user, printable
 from python_est.server.proxied import NoProxyHeader, proxied_client
 from python_est.server.system import Listener, bind_listener
 from python_est.tls import TlsStream
@@ -374,6 +374,7 @@ class EstServer:
             outcome.failure = f"no request: {exc}"
             return None
         outcome.request = f"{request.method} {printable(request.target)}"
+        outcome.basic_user = basic_user(request)
         try:
             return handler(request, peer)
         except EstError as err:
