@@ -173,6 +173,23 @@ def error_response(err: EstError) -> HttpResponse:
     return text_response(err.status, text, err.headers())
 
 
+def bare_challenge(response: HttpResponse, request: HttpRequest) -> HttpResponse:
+    """`response` without a body when it is a 401 challenge to a client without User-Agent.
+
+    Bouncy Castle's EST client (which sends no User-Agent) closes a 401 without reading it and
+    then fails on any body of more than one byte, so it can never send its credentials. Clients
+    that name themselves keep the reason text; the server log keeps it for everyone.
+    """
+    if (
+        response.status != 401
+        or response.header("WWW-Authenticate") is None
+        or request.header("user-agent") is not None
+    ):
+        return response
+    headers = tuple((k, v) for k, v in response.headers if k.lower() != "content-type")
+    return HttpResponse(401, headers, b"", note=response.note)
+
+
 def text_response(
     status: int, text: str, headers: tuple[tuple[str, str], ...] = ()
 ) -> HttpResponse:

@@ -15,7 +15,13 @@ from typing import Protocol
 
 from python_est.errors import EstError, HandshakeFailed
 from python_est.http11 import CONTINUE, RequestParser, serialize_response
-from python_est.messages import HttpRequest, HttpResponse, error_response, text_response
+from python_est.messages import (
+    HttpRequest,
+    HttpResponse,
+    bare_challenge,
+    error_response,
+    text_response,
+)
 from python_est.policy import PeerIdentity
 from python_est.proxyproto import Network, is_trusted
 from python_est.ratelimit import address_key
@@ -379,7 +385,7 @@ class EstServer:
             return handler(request, peer)
         except EstError as err:
             audit_refusal(request, peer, err)
-            return error_response(err)
+            return bare_challenge(error_response(err), request)
         except Exception:
             log.exception("handler failed on %s from %s", outcome.request, peer.address)
             return text_response(500, "Internal Server Error")

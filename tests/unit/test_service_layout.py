@@ -1,4 +1,4 @@
-"""`service.layout`: who gets one base64 line, and what laying a response out changes."""
+"""Per-client response shapes: base64 layout (`service.layout`) and bare 401 challenges."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ import base64
 
 import pytest
 
-from python_est.messages import CERTS_ONLY, HttpResponse, text_response
+from python_est.errors import AuthenticationRequired, EstError, Forbidden
+from python_est.messages import (
+    CERTS_ONLY,
+    HttpRequest,
+    HttpResponse,
+    bare_challenge,
+    error_response,
+    text_response,
+)
 from python_est.service.layout import laid_out, wants_one_line
 
 B64 = ("Content-Transfer-Encoding", "base64")
@@ -62,3 +70,32 @@ def test_a_multipart_body_goes_on_one_line_per_part() -> None:
 )
 def test_other_bodies_are_left_alone(response: HttpResponse) -> None:
     assert laid_out(response, True) is response
+
+
+# --- 401 challenges for clients without User-Agent (Bouncy Castle) ---
+
+
+def _request(*headers: tuple[str, str]) -> HttpRequest:
+    return HttpRequest("POST", "/.well-known/est/simpleenroll", headers)
+
+
+CHALLENGE = AuthenticationRequired("authentication required", basic_realm="python-est")
+
+
+def test_a_challenge_to_a_client_without_user_agent_has_no_body() -> None:
+    response = bare_challenge(error_response(CHALLENGE), _request())
+    assert (response.status, response.body) == (401, b"")
+    assert [name for name, _ in response.headers] == ["WWW-Authenticate"]
+
+
+@pytest.mark.parametrize(
+    ("err", "request_"),
+    [
+        (CHALLENGE, _request(("user-agent", "libest 3.2.0p"))),  # named clients keep the reason
+        (AuthenticationRequired("no Basic alternative"), _request()),  # no challenge
+        (Forbidden("not yours"), _request()),
+    ],
+)
+def test_other_errors_keep_their_reason(err: EstError, request_: HttpRequest) -> None:
+    response = error_response(err)
+    assert bare_challenge(response, request_) is response and response.body.strip()
