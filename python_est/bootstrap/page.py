@@ -36,6 +36,7 @@ from cryptography.x509.oid import NameOID
 
 from python_est import wire
 from python_est.bootstrap.forms import Form, parse_form
+from python_est.bootstrap.p12 import COMPATIBLE, FORMAT_FIELD, MODERN, compatible_pkcs12
 from python_est.bootstrap.views import (
     CONTENT_SECURITY_POLICY,
     MIN_PASSPHRASE,
@@ -166,12 +167,18 @@ class BootstrapPage:
             )
         if passphrase != form.get("passphrase2"):
             raise BadRequest("The two passphrases differ.")
+        p12_format = form.get(FORMAT_FIELD) or MODERN
+        if p12_format not in (MODERN, COMPATIBLE):
+            raise BadRequest("Choose a PKCS#12 format: AES-256 or compatible.")
         csr = _placeholder_csr(state.common_name, state.dns_names)
         response = self._post("serverkeygen", csr, authorization, peer)
         if response.status == 202:
             return self._pending(response, state, peer)
         key, cert = _split_serverkeygen(response)
         chain = self._ca_chain(peer)
+        if p12_format == COMPATIBLE:
+            p12 = compatible_pkcs12(state.common_name, key, cert, chain, passphrase)
+            return _html(200, render_result(self.path, Issued(cert, chain, p12, compatible=True)))
         p12 = pkcs12.serialize_key_and_certificates(
             state.common_name.encode("utf-8"),
             key,
