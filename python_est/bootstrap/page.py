@@ -47,6 +47,7 @@ from python_est.bootstrap.csrf import (
     new_nonce,
 )
 from python_est.bootstrap.forms import MAX_CSR_BYTES, Form, csr_der, parse_form
+from python_est.bootstrap.p12 import COMPATIBLE, FORMAT_FIELD, MODERN, compatible_pkcs12
 from python_est.bootstrap.views import (
     CONTENT_SECURITY_POLICY,
     MIN_PASSPHRASE,
@@ -74,6 +75,7 @@ from python_est.messages import (
     WELL_KNOWN,
     HttpRequest,
     HttpResponse,
+    label_segment,
 )
 from python_est.policy import PeerIdentity
 
@@ -122,7 +124,7 @@ class BootstrapPage:
         self.path = path
         self.enabled = enabled
         self._secret = form_secret if form_secret is not None else secrets.token_bytes(32)
-        self._est = f"{WELL_KNOWN}/{label}/" if label else f"{WELL_KNOWN}/"
+        self._est = f"{WELL_KNOWN}/{label_segment(label)}/" if label else f"{WELL_KNOWN}/"
 
     def handle(self, request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
         """Serve GET (the form) and POST (a submission).
@@ -183,12 +185,18 @@ class BootstrapPage:
             )
         if passphrase != form.get("passphrase2"):
             raise BadRequest("The two passphrases differ.")
+        p12_format = form.get(FORMAT_FIELD) or MODERN
+        if p12_format not in (MODERN, COMPATIBLE):
+            raise BadRequest("Choose a PKCS#12 format: AES-256 or compatible.")
         csr = _placeholder_csr(state.common_name, state.dns_names)
         response = self._post("serverkeygen", csr, authorization, peer)
         if response.status == 202:
             return self._pending(response, state, peer)
         key, cert = _split_serverkeygen(response)
         chain = self._ca_chain(peer)
+        if p12_format == COMPATIBLE:
+            p12 = compatible_pkcs12(state.common_name, key, cert, chain, passphrase)
+            return _html(200, render_result(self.path, Issued(cert, chain, p12, compatible=True)))
         # The MAC as costly as the encryption: a passphrase guess costs the same either way.
         p12 = wire.encode_pkcs12(
             state.common_name.encode("utf-8"), key, cert, chain, passphrase.encode("utf-8")

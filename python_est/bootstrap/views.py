@@ -109,6 +109,7 @@ class Issued:
     certificate: x509.Certificate
     ca_chain: tuple[x509.Certificate, ...]
     pkcs12: bytes | None = None
+    compatible: bool = False  # the PKCS#12 uses 3DES and a SHA-1 MAC (`bootstrap.p12`)
 
 
 def e(text: object) -> str:
@@ -175,6 +176,14 @@ def render_form(action: str, state: FormState) -> bytes:
 </div>
 <p class="hint">The server generates the private key and returns it with the certificate in
  a PKCS#12 file protected by this passphrase. The key is not stored on the server.</p>
+<fieldset><legend>PKCS#12 encryption</legend>
+<input type="radio" name="p12_format" value="aes256" id="p12-aes256" checked>
+<label for="p12-aes256">AES-256 (recommended)</label><br>
+<input type="radio" name="p12_format" value="compatible" id="p12-compatible">
+<label for="p12-compatible">Compatible: 3DES with a SHA-1 MAC (weaker)</label>
+<p class="hint">Choose compatible only for older Android phones and macOS keychains, which
+ refuse the AES-256 file as if the passphrase were incorrect.</p>
+</fieldset>
 </div>
 </div>
 <button type="submit">Request certificate</button>
@@ -191,7 +200,12 @@ def render_result(action: str, issued: Issued) -> bytes:
     p7 = pkcs7.serialize_certificates([cert, *issued.ca_chain], Encoding.DER)
     stem = file_stem(cert)
     links = []
-    if issued.pkcs12 is not None:
+    if issued.pkcs12 is not None and issued.compatible:
+        text = "Key + certificate (PKCS#12, compatible: 3DES, SHA-1 MAC)"
+        links.append(
+            _download(f"{stem}-compatible.p12", "application/x-pkcs12", issued.pkcs12, text)
+        )
+    elif issued.pkcs12 is not None:
         links.append(
             _download(
                 f"{stem}.p12", "application/x-pkcs12", issued.pkcs12, "Key + certificate (PKCS#12)"

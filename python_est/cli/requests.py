@@ -80,7 +80,10 @@ def _show(args: argparse.Namespace, config: Config) -> int:
         print(f"claimed {request.claimed_at.isoformat()} by {escape(request.claimed_by or '-')}")
     if request.serial is not None:
         print(f"issued serial {serial_hex(request.serial)}")
-    print(f"key SHA-256 {request.public_key_sha256}")
+    if request.operation == "serverkeygen":  # the CSR key is ignored (RFC 7030 §4.4.1)
+        print(f"retry match SHA-256 (requester, subject, SANs) {request.public_key_sha256}")
+    else:
+        print(f"key SHA-256 {request.public_key_sha256}")
     # What approving certifies, attribute by attribute (issue 13): the listing's one-line
     # subject can hide a multi-valued RDN, a look-alike letter or an extension.
     try:

@@ -37,7 +37,7 @@ from python_est.client.transport import (
     exchange_tls,
 )
 from python_est.errors import EstError
-from python_est.messages import PKCS8, PKCS10, WELL_KNOWN
+from python_est.messages import PKCS8, PKCS10, WELL_KNOWN, label_segment
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class EstClient:
         self.endpoint = Endpoint(host, port, timeout)
         self.trust = trust or Trust()
         self.credentials = credentials or Credentials()
-        self._prefix = f"{WELL_KNOWN}/{label}/" if label else f"{WELL_KNOWN}/"
+        self._prefix = f"{WELL_KNOWN}/{label_segment(label)}/" if label else f"{WELL_KNOWN}/"
         self._sleep = sleep
         self._clock = clock
 

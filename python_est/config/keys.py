@@ -42,6 +42,7 @@ LABEL_KEYS: dict[str, Callable[[str], object]] = {
     "serverkeygen": to_bool,
     "serverkeygen_key_type": to_key_type,
     "reenroll_from": to_list,
+    "base64_lines": to_choice("auto", "wrapped", "single"),
 }
 PROFILE_FIELD = {
     "validity_days": "validity_days",

@@ -69,7 +69,7 @@ from python_est.config.model import (
 from python_est.config.reader import Reader, resolve
 from python_est.errors import ConfigError
 from python_est.keys import KeyType
-from python_est.messages import LABEL_RE, OPERATION_NAMES
+from python_est.messages import label_problem
 from python_est.oids import ID_KP_CMC_RA
 
 
@@ -182,11 +182,10 @@ def _check_sections(reader: Reader) -> list[str]:
     for section in reader.parser.sections():
         if section.startswith(LABEL_PREFIX):
             label = section[len(LABEL_PREFIX) :]
-            if not LABEL_RE.match(label):
-                raise reader.error(section, None, "label must match [A-Za-z0-9._~-]{1,128}")
-            if label in OPERATION_NAMES:
-                # RFC 7030 §3.2.2: a label must not be an operation name.
-                raise reader.error(section, None, f"label {label!r} is an EST operation name")
+            # RFC 7030 §3.2.2: one path segment, decoded (`[label:ca:1]` serves .../ca:1/...).
+            problem = label_problem(label)
+            if problem is not None:
+                raise reader.error(section, None, f"label {label!r}: {problem}")
             known = KNOWN_KEYS["profile"]
         elif section in KNOWN_KEYS:
             known = KNOWN_KEYS[section]

@@ -215,6 +215,7 @@ class LabelConfig:
     # Labels whose certificates may /simplereenroll here ("" is the default label); a label
     # always accepts its own certificates.
     reenroll_from: tuple[str, ...] = ()
+    base64_lines: str = "auto"
 
 
 @dataclass(frozen=True)

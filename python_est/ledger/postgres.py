@@ -232,10 +232,16 @@ class PostgresLedger(ClosesOnExit):
         operation: str,
         requester: str,
         auth_method: str,
+        match: str | None = None,
     ) -> PendingRequest:
         """Hold `csr` for manual approval and return the new request (status pending)."""
         request = new_pending(
-            csr, label=label, operation=operation, requester=requester, auth_method=auth_method
+            csr,
+            label=label,
+            operation=operation,
+            requester=requester,
+            auth_method=auth_method,
+            match=match,
         )
         self._db.run(
             lambda cursor: cursor.execute(

@@ -213,7 +213,9 @@ class PendingRequest:
         label, operation, requester, auth_method: as for `IssuedCertificate`.
         subject: RFC 4514 subject of the CSR.
         public_key_sha256: `public_key_sha256()` of the CSR key; with label and subject it
-            recognises the client's retry.
+            recognises the client's retry. A /serverkeygen request's CSR key is ignored (RFC
+            7030 §4.4.1) and may change on every retry, so it holds the `match` given to
+            `add_pending` instead (requester, subject and SANs).
         csr_pem: the CSR in PEM.
         status: pending, then approved or rejected; an approved request is claimed (issuing)
             by the one process that signs it, then issued.
@@ -270,6 +272,7 @@ class Ledger(Protocol):
         operation: str,
         requester: str,
         auth_method: str,
+        match: str | None = None,
     ) -> PendingRequest: ...
     def find_pending(
         self, label: str, public_key_sha256: str, subject: str

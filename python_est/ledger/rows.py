@@ -153,8 +153,12 @@ def new_pending(
     operation: str,
     requester: str,
     auth_method: str,
+    match: str | None = None,
 ) -> PendingRequest:
-    """A fresh request (status pending, random id, created now) holding `csr`."""
+    """A fresh request (status pending, random id, created now) holding `csr`.
+
+    `match` replaces the CSR key's hash as what `find_pending` recognises retries by.
+    """
     return PendingRequest(
         id=secrets.token_hex(16),
         created_at=datetime.now(timezone.utc),
@@ -163,7 +167,7 @@ def new_pending(
         requester=requester,
         auth_method=auth_method,
         subject=csr.subject.rfc4514_string(),
-        public_key_sha256=public_key_sha256(csr.public_key()),
+        public_key_sha256=match or public_key_sha256(csr.public_key()),
         csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
     )
 

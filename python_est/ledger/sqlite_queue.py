@@ -55,10 +55,16 @@ class SqlitePendingQueue(abc.ABC):
         operation: str,
         requester: str,
         auth_method: str,
+        match: str | None = None,
     ) -> PendingRequest:
         """Hold `csr` for manual approval and return the new request (status pending)."""
         request = new_pending(
-            csr, label=label, operation=operation, requester=requester, auth_method=auth_method
+            csr,
+            label=label,
+            operation=operation,
+            requester=requester,
+            auth_method=auth_method,
+            match=match,
         )
         with self._transaction() as conn:
             conn.execute(insert_pending_sql("?"), pending_insert_values(request, moment=utc_text))

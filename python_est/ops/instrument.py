@@ -157,9 +157,15 @@ class CountingLedger:
         operation: str,
         requester: str,
         auth_method: str,
+        match: str | None = None,
     ) -> PendingRequest:
         return self._ledger.add_pending(
-            csr, label=label, operation=operation, requester=requester, auth_method=auth_method
+            csr,
+            label=label,
+            operation=operation,
+            requester=requester,
+            auth_method=auth_method,
+            match=match,
         )
 
     def find_pending(

@@ -15,11 +15,17 @@ from typing import Protocol
 
 from python_est.errors import EstError, HandshakeFailed
 from python_est.http11 import CONTINUE, RequestParser, serialize_response
-from python_est.messages import HttpRequest, HttpResponse, error_response, text_response
+from python_est.messages import (
+    HttpRequest,
+    HttpResponse,
+    bare_challenge,
+    error_response,
+    text_response,
+)
 from python_est.policy import PeerIdentity
 from python_est.proxyproto import Network, is_trusted
 from python_est.ratelimit import address_key
-from python_est.server.outcome import Outcome, audit_refusal, printable
+from python_est.server.outcome import Outcome, audit_refusal, basic_user, printable
 from python_est.server.proxied import NoProxyHeader, proxied_client
 from python_est.server.system import Listener, bind_listener
 from python_est.tls import TlsStream
@@ -374,11 +380,12 @@ class EstServer:
             outcome.failure = f"no request: {exc}"
             return None
         outcome.request = f"{request.method} {printable(request.target)}"
+        outcome.basic_user = basic_user(request)
         try:
             return handler(request, peer)
         except EstError as err:
             audit_refusal(request, peer, err)
-            return error_response(err)
+            return bare_challenge(error_response(err), request)
         except Exception:
             log.exception("handler failed on %s from %s", outcome.request, peer.address)
             return text_response(500, "Internal Server Error")

@@ -35,6 +35,7 @@ class Outcome:
         self.proxy: str | None = None  # the trusted proxy that named `address` in a header
         self.peer: PeerIdentity | None = None
         self.request = "-"
+        self.basic_user = ""  # the user name of the request's HTTP Basic credentials
         self.status: int | None = None
         self.note = ""
         self.failure = ""
@@ -57,6 +58,9 @@ class Outcome:
         elif cert is not None:
             refused = f"refused certificate {quote(cert.leaf.subject.rfc4514_string())}"
             refused += f" ({cert.reason})"
+        if self.basic_user:
+            # The HTTP-level identity presented (RFC 7030 §3.2.3); a 401 means it was refused.
+            auth += f" basic={field(self.basic_user)}"
         parts = [
             self.address,
             tls.version,
@@ -89,10 +93,10 @@ def audit_refusal(request: HttpRequest, peer: PeerIdentity, err: EstError) -> No
     if isinstance(err, AuthenticationRequired) and request.header("authorization") is None:
         return
     tls_user = peer_text(peer)
-    basic_user = _basic_user(request)
-    requester = " + ".join(u for u in (basic_user, tls_user) if u) or "anonymous"
+    http_user = basic_user(request)
+    requester = " + ".join(u for u in (http_user, tls_user) if u) or "anonymous"
     auth = "+".join(
-        kind for kind, used in ((peer.tls_auth.value, tls_user), ("basic", basic_user)) if used
+        kind for kind, used in ((peer.tls_auth.value, tls_user), ("basic", http_user)) if used
     )
     reason = " ".join(err.detail.split())[:200] or err.title
     audit.info(
@@ -117,7 +121,7 @@ def audit_refusal(request: HttpRequest, peer: PeerIdentity, err: EstError) -> No
     )
 
 
-def _basic_user(request: HttpRequest) -> str:
+def basic_user(request: HttpRequest) -> str:
     """The user name of an `Authorization: Basic` header (never the password); "" for none."""
     scheme, _, token = (request.header("authorization") or "").partition(" ")
     if scheme.lower() != "basic":

@@ -9,6 +9,9 @@ identity obtains one without an operator's decision (`needs_approval`). The clie
 nothing but "202, retry after N seconds" and retries; the server keeps what it needs to recognise
 the retry (§4.2.3).
 
+A /serverkeygen retry is recognised by label, requester, subject and SANs instead of the CSR key,
+which the server ignores (§4.4.1) and some clients renew on every attempt (`keygen_match`).
+
 A retry is recognised by label, CSR public key and subject (R52): the retry may come on a new TLS
 connection with a new challengePassword, so neither the connection nor the CSR bytes can be the
 key. It must come from the same requester and through the same operation (while a request is
@@ -67,6 +70,7 @@ from python_est.ledger import (
 from python_est.messages import HttpResponse, Operation, text_response
 from python_est.policy import Authentication
 from python_est.service.issuance import AUDIT_EVENTS, audit_fields, certs_only_response
+from python_est.service.keygen_match import serverkeygen_match
 
 log = logging.getLogger("python_est.service")
 audit = logging.getLogger("python_est.audit")
@@ -142,9 +146,8 @@ class ApprovalGate:
             Forbidden: rejected, another requester's request, or a server-generated key that
                 was already delivered.
         """
-        found = self._ledger.find_pending(
-            label.name, public_key_sha256(csr.public_key()), csr.subject.rfc4514_string()
-        )
+        match = _match(csr, auth, operation)
+        found = self._ledger.find_pending(label.name, match, csr.subject.rfc4514_string())
         if found is not None and found.operation != operation.value:
             if found.status in _OPEN:
                 # Fulfilling it through another operation would certify another key.
@@ -156,7 +159,7 @@ class ApprovalGate:
         if found is not None and found.requester != auth.requester:
             raise Forbidden("a request for this key and subject belongs to another requester")
         if found is None:
-            return self._hold(csr, label, auth, operation)
+            return self._hold(csr, label, auth, operation, match)
         if found.status is PendingStatus.PENDING:
             return self._wait(found)
         if found.status is PendingStatus.REJECTED:
@@ -167,7 +170,7 @@ class ApprovalGate:
         if found.status in (PendingStatus.APPROVED, PendingStatus.ISSUING):
             # Issuing: the claim may have outlived its holder; claim_pending decides.
             return self._fulfil(found, operation, fulfil)
-        return self._issued(found, operation) or self._hold(csr, label, auth, operation)
+        return self._issued(found, operation) or self._hold(csr, label, auth, operation, match)
 
     def _hold(
         self,
@@ -175,6 +178,7 @@ class ApprovalGate:
         label: LabelConfig,
         auth: Authentication,
         operation: Operation,
+        match: str,
     ) -> HttpResponse:
         request = self._ledger.add_pending(
             csr,
@@ -182,6 +186,7 @@ class ApprovalGate:
             operation=operation.value,
             requester=auth.requester,
             auth_method=auth.method_text,
+            match=match,
         )
         audit.info(
             "%s held id=%s subject=%r requester=%r auth=%s label=%r operation=%s",
@@ -278,6 +283,13 @@ class ApprovalGate:
                 "delivered only once and is not kept"
             )
         return certs_only_response(x509.load_pem_x509_certificate(entry.pem.encode("ascii")))
+
+
+def _match(csr: x509.CertificateSigningRequest, auth: Authentication, operation: Operation) -> str:
+    # §4.4.1: /serverkeygen ignores the CSR key, which GlobalSign's client renews on every try.
+    if operation is Operation.SERVERKEYGEN:
+        return serverkeygen_match(csr, auth.requester)
+    return public_key_sha256(csr.public_key())
 
 
 def _claim_holder() -> str:

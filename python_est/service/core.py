@@ -56,6 +56,7 @@ from python_est.service.issuance import (
     precheck,
     serverkeygen_response,
 )
+from python_est.service.layout import laid_out, wants_one_line
 from python_est.service.renewal import Renewals
 from python_est.users import UserDirectory
 
@@ -156,7 +157,9 @@ class EstService:
                 f"/{path.operation.value} takes {method}, not {request.method[:16]!r}",
                 allowed=(method,),
             )
-        return self._routes[path.operation](request, peer, label)
+        response = self._routes[path.operation](request, peer, label)
+        one_line = wants_one_line(request.header("user-agent"), label.base64_lines)
+        return laid_out(response, one_line)
 
     # --- operations ----------------------------------------------------------------------------
 

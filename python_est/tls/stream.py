@@ -14,6 +14,7 @@ from tlslite.messages import Finished
 from python_est.tls.fastcipher import FastRecordLayer
 from python_est.tls.fastkex import fast_kex, faster_key_exchange
 from python_est.tls.fastkeys import fast_public_key
+from python_est.tls.sni import ignore_invalid_server_name
 
 _LINGER = 1.0  # seconds to drain after our FIN, so unread bytes do not turn it into an RST
 
@@ -112,6 +113,7 @@ class Connection(TLSConnection):  # type: ignore[misc]
     def _getMsg(self, *args: Any, **kwargs: Any) -> Iterator[Any]:  # noqa: N802
         for result in super()._getMsg(*args, **kwargs):
             self._note(result)
+            ignore_invalid_server_name(result)  # before tlslite checks it (libest sends IPs)
             yield result
 
 

@@ -17,8 +17,13 @@ from python_est.wire.csrattrs import (
     parse_csrattrs_spec,
     with_challenge_password,
 )
-from python_est.wire.der import decode_base64_der, encode_base64
-from python_est.wire.mime import encode_serverkeygen, parse_media_type, parse_multipart
+from python_est.wire.der import decode_base64_der, encode_base64, one_line_base64
+from python_est.wire.mime import (
+    encode_serverkeygen,
+    one_line_parts,
+    parse_media_type,
+    parse_multipart,
+)
 from python_est.wire.pkcs import (
     csr_challenge_password,
     decode_certs_only,
@@ -44,6 +49,8 @@ __all__ = [
     "encode_pkcs12",
     "encode_serverkeygen",
     "mac_iterations",
+    "one_line_base64",
+    "one_line_parts",
     "parse_csrattrs_spec",
     "parse_media_type",
     "parse_multipart",

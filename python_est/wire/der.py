@@ -169,6 +169,11 @@ def encode_base64(der: bytes) -> bytes:
     return b"".join(text[i : i + _LINE] + b"\n" for i in range(0, len(text), _LINE))
 
 
+def one_line_base64(text: bytes) -> bytes:
+    """The same base64 text on one line, without any line break (RFC 4648 §3.1)."""
+    return text.translate(None, _WHITESPACE)
+
+
 def wrap_base64(text: bytes, newline: bytes) -> bytes:
     """Re-wrap base64 text at 64 columns with `newline` after every line."""
     flat = text.translate(None, _WHITESPACE)

@@ -6,7 +6,7 @@ import re
 
 from python_est.errors import MalformedBody, UnsupportedMediaType
 from python_est.messages import CERTS_ONLY
-from python_est.wire.der import encode_base64, wrap_base64
+from python_est.wire.der import encode_base64, one_line_base64, wrap_base64
 
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _TOKEN_RE = re.compile(_TOKEN)
@@ -122,6 +122,35 @@ def encode_serverkeygen(
         body += content
     body += delimiter + b"--" + _CRLF
     return f"multipart/mixed; boundary={boundary}", bytes(body)
+
+
+def one_line_parts(content_type: str, body: bytes) -> bytes:
+    """A multipart body as `encode_serverkeygen` builds it, with each part's base64 on one line.
+
+    Part headers and delimiters are kept byte for byte; only the content between a part's
+    blank line and the next delimiter loses its line breaks.
+
+    Raises:
+        ValueError: `content_type` has no boundary.
+    """
+    boundary = parse_media_type(content_type)[1].get("boundary")
+    if not boundary:
+        raise ValueError("multipart body without a boundary")
+    delimiter = b"--" + boundary.encode("ascii")
+    out, content, in_headers = bytearray(), bytearray(), False
+    for line in body.split(_CRLF)[:-1]:  # the body ends in CRLF
+        if line.startswith(delimiter):
+            if content:
+                out += one_line_base64(bytes(content)) + _CRLF
+                content.clear()
+            out += line + _CRLF
+            in_headers = True
+        elif in_headers:
+            out += line + _CRLF
+            in_headers = bool(line)
+        else:
+            content += line
+    return bytes(out)
 
 
 def parse_multipart(content_type: str, body: bytes) -> list[tuple[dict[str, str], bytes]]:

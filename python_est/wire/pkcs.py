@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 
 from cryptography import x509
@@ -26,6 +25,7 @@ from python_est.wire.der import (
     check_der_tree,
     children,
     decode_base64_der,
+    encode_base64,
     read_tlv,
 )
 
@@ -87,7 +87,7 @@ def _not_a_csr_reason(der: bytes) -> str:
 
 
 def encode_certs_only(certs: Sequence[x509.Certificate]) -> bytes:
-    """A certs-only CMC Simple PKI Response (RFC 5272 §4.1), base64 on one line.
+    """A certs-only CMC Simple PKI Response (RFC 5272 §4.1), base64 in 64-column lines.
 
     Args:
         certs: at least one certificate.
@@ -97,9 +97,9 @@ def encode_certs_only(certs: Sequence[x509.Certificate]) -> bytes:
     """
     if not certs:
         raise ValueError("a certs-only response needs at least one certificate")
-    # One line, no line break at all (RFC 4648 §4 as RFC 8951 §3 asks): strongSwan's `pki --est`
-    # decodes the body without skipping white space, so any LF garbles the DER it reads.
-    return base64.b64encode(pkcs7.serialize_certificates(list(certs), Encoding.DER))
+    # Lines, as in RFC 7030's examples: OpenSSL's base64 BIO (libest) silently mangles one long
+    # line. Clients that need one line get it from `one_line_base64` (strongSwan).
+    return encode_base64(pkcs7.serialize_certificates(list(certs), Encoding.DER))
 
 
 def decode_certs_only(body: bytes) -> list[x509.Certificate]:

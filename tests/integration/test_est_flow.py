@@ -144,12 +144,19 @@ def test_certificate_flow_and_label(server: RunningServer, tmp_path: Path) -> No
 
 
 def test_anonymous_enroll_gets_a_basic_challenge(server: RunningServer) -> None:
-    request, _ = enroll_request(server, "/.well-known/est/simpleenroll", "device-1")
+    request, _ = enroll_request(
+        server, "/.well-known/est/simpleenroll", "device-1", **{"User-Agent": "libest 3.2.0p"}
+    )
     reply = https(server.port, request, cafile=server.ca_file)
     assert reply.status == 401
     assert reply.headers["WWW-Authenticate"].startswith('Basic realm="python-est"')
     assert reply.headers["Content-Type"] == "text/plain; charset=utf-8"
     assert reply.body.strip()
+    # Without User-Agent (Bouncy Castle), the challenge has no body: BC fails on one.
+    request, _ = enroll_request(server, "/.well-known/est/simpleenroll", "device-1")
+    bare = https(server.port, request, cafile=server.ca_file)
+    assert (bare.status, bare.headers["Content-Length"], bare.body) == (401, "0", b"")
+    assert bare.headers["WWW-Authenticate"] == reply.headers["WWW-Authenticate"]
 
 
 def test_wrong_password_is_401_and_nothing_is_issued(server: RunningServer) -> None:

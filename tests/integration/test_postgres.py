@@ -177,6 +177,17 @@ def test_the_database_enforces_unique_serials(databases: Callable[[], Database])
     assert a.count() == 1 and a.get(entry.serial) == entry
 
 
+def test_a_serverkeygen_match_finds_the_retry(databases: Callable[[], Database]) -> None:
+    a, b = ledger_on(databases()), ledger_on(databases())
+    csr, _ = make_csr("gateway-1")
+    match = "0f" * 32  # the service's requester/subject/SAN hash (RFC 7030 §4.4.1)
+    request = a.add_pending(
+        csr, label="k", operation="serverkeygen", requester="g1", auth_method="basic", match=match
+    )
+    assert request.public_key_sha256 == match
+    assert b.find_pending("k", match, request.subject) == request
+
+
 def test_concurrent_decisions_and_claims_succeed_exactly_once(
     databases: Callable[[], Database],
 ) -> None:

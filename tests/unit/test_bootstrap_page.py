@@ -471,3 +471,23 @@ def test_certs_only_body_of_the_service_is_what_the_page_decodes(
     # The page's chain download comes from /cacerts: the same certificates a device installs.
     response = service.handle(HttpRequest("GET", "/.well-known/est/cacerts", ()), BROWSER)
     assert wire.decode_certs_only(response.body) == list(ca.chain)
+
+
+def test_compatible_pkcs12_is_offered_labelled_and_delivered(page: BootstrapPage) -> None:
+    form = text(page.handle(HttpRequest("GET", "/bootstrap", ()), BROWSER))
+    assert 'name="p12_format" value="aes256" id="p12-aes256" checked' in form
+    assert "Compatible: 3DES with a SHA-1 MAC (weaker)" in form
+    response = page.handle(multipart_post(keygen_fields(p12_format="compatible")), BROWSER)
+    assert response.status == 200, alert(response)
+    assert "PKCS#12, compatible: 3DES, SHA-1 MAC" in text(response)
+    loaded = pkcs12.load_pkcs12(downloads(response)["alice-compatible.p12"], b"correct horse")
+    assert loaded.cert is not None and loaded.cert.certificate == shown_certificate(response)
+
+
+def test_an_unknown_pkcs12_format_is_refused_before_anything_is_issued(
+    page: BootstrapPage, ledger: SqliteLedger
+) -> None:
+    response = page.handle(multipart_post(keygen_fields(p12_format="rc2-40")), BROWSER)
+    assert response.status == 400
+    assert alert(response) == "Choose a PKCS#12 format: AES-256 or compatible."
+    assert ledger.list_certificates() == []

@@ -94,8 +94,8 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
             "[tls]\nsrp_min_version = 1.3\nmax_version = 1.3\n",
             "SRP suites exist only up to TLS 1.2",
         ),
-        ("[label:cacerts]\n", "is an EST operation name"),
-        ("[label:a/b]\n", "label must match"),
+        ("[label:cacerts]\n", "an EST operation name"),
+        ("[label:a/b]\n", "contains a slash"),
         ("[profile]\nenroll_auth = cert, password\n", "unknown auth method 'password'"),
         ("[profile]\nextended_key_usage = clientAuth, bogus\n", "unknown extendedKeyUsage"),
         ("[profile]\nkey_usage = signing\n", "unknown keyUsage"),
@@ -380,3 +380,24 @@ def test_auth_lockout_thresholds_are_read(tmp_path: Path) -> None:
     for key in ("account_max_failures", "address_max_failures", "known_good"):
         with pytest.raises(ConfigError, match=rf"\[auth\] {key}"):
             load_config(write(tmp_path, f"[auth]\n{key} = 0\n"))
+
+
+def test_base64_lines_is_read_per_label(tmp_path: Path) -> None:
+    text = "[profile]\nbase64_lines = single\n[label:libest]\nbase64_lines = wrapped\n[label:x]\n"
+    labels = load_config(write(tmp_path, text)).labels
+    assert (labels[""].base64_lines, labels["libest"].base64_lines) == ("single", "wrapped")
+    assert labels["x"].base64_lines == "single"  # inherited from [profile]
+    assert load_config(write(tmp_path, "")).labels[""].base64_lines == "auto"
+    with pytest.raises(ConfigError, match=r"\[label:x\] base64_lines"):
+        load_config(write(tmp_path, "[label:x]\nbase64_lines = 76\n"))
+
+
+def test_label_sections_name_any_path_segment(tmp_path: Path) -> None:
+    # configparser takes everything between the brackets; `[label:ca:1]` is the label `ca:1`.
+    text = "[label:ca:1]\nvalidity_days = 7\n[label:ops@site;v=2]\n[label:%]\n"
+    labels = load_config(write(tmp_path, text)).labels
+    assert set(labels) == {"", "ca:1", "ops@site;v=2", "%"}
+    assert labels["ca:1"].profile.validity_days == 7
+    for bad, reason in (("..", "dot segment"), ("a b", "white space"), ("", "1 to 128")):
+        with pytest.raises(ConfigError, match=reason):
+            load_config(write(tmp_path, f"[label:{bad}]\n"))

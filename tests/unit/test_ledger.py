@@ -639,6 +639,24 @@ def test_find_pending_returns_the_newest(
     assert [r.id for r in ledger.list_pending()] == [first.id, second.id]
 
 
+def test_a_match_replaces_the_key_hash_for_finding_retries(
+    ledger: SqliteLedger, key: ec.EllipticCurvePrivateKey
+) -> None:
+    # /serverkeygen ignores the CSR key (RFC 7030 §4.4.1): the service passes its own match.
+    match = "ab" * 32
+    request = ledger.add_pending(
+        make_csr(key),
+        label="l",
+        operation="serverkeygen",
+        requester="b",
+        auth_method="basic",
+        match=match,
+    )
+    assert request.public_key_sha256 == match
+    assert ledger.find_pending("l", match, "CN=device-1") == request
+    assert ledger.find_pending("l", public_key_sha256(key.public_key()), "CN=device-1") is None
+
+
 def test_concurrent_decisions_let_exactly_one_win(
     db_path: Path, key: ec.EllipticCurvePrivateKey
 ) -> None:

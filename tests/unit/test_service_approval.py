@@ -280,9 +280,10 @@ def test_serverkeygen_is_held_and_its_key_delivered_once(
     service: EstService, state: State, key: ec.EllipticCurvePrivateKey
 ) -> None:
     request_id = held_id(service.handle(request(csr_for(key), "held/serverkeygen"), ANON))
-    # While it is open, the same key and subject cannot be claimed through another operation.
-    with pytest.raises(Forbidden, match="is a /serverkeygen request"):
-        service.handle(request(csr_for(key)), ANON)
+    # /serverkeygen ignores the CSR key (§4.4.1): a /simpleenroll with that key is another
+    # request, and can never be fulfilled by this one.
+    enroll_id = held_id(service.handle(request(csr_for(key)), ANON))
+    assert enroll_id != request_id
     state.ledger.decide_pending(request_id, approve=True)
     response = service.handle(request(csr_for(key), "held/serverkeygen"), ANON)
     content_type = response.header("Content-Type")
@@ -295,8 +296,35 @@ def test_serverkeygen_is_held_and_its_key_delivered_once(
     assert entry is not None and entry.server_generated_key
     with pytest.raises(Forbidden, match="delivered only once"):
         service.handle(request(csr_for(key), "held/serverkeygen"), ANON)
-    # Once it is closed, the same key and subject may start a /simpleenroll request.
-    held_id(service.handle(request(csr_for(key)), ANON))
+    assert held_id(service.handle(request(csr_for(key)), ANON)) == enroll_id
+
+
+def test_serverkeygen_retries_with_throwaway_keys_match_one_request(
+    service: EstService, state: State
+) -> None:
+    # GlobalSign's client signs every attempt with a fresh key; label, requester, subject and
+    # SANs recognise the retry (§4.4.1).
+    def attempt(
+        user: str = "alice", dns: tuple[str, ...] = ("d1.example", "d2.example")
+    ) -> HttpResponse:
+        throwaway = ec.generate_private_key(ec.SECP256R1())
+        return service.handle(request(csr_for(throwaway, dns=dns), "held/serverkeygen", user), ANON)
+
+    first = held_id(attempt())
+    assert held_id(attempt()) == first
+    assert held_id(attempt(dns=("d2.example", "d1.example"))) == first
+    # Other names or another requester: another request.
+    others = {held_id(attempt(dns=("d1.example",))), held_id(attempt(user="bob"))}
+    assert first not in others and len(others) == 2
+    state.ledger.decide_pending(first, approve=True)
+    response = attempt()
+    assert response.status == 200
+    content_type = response.header("Content-Type")
+    assert content_type is not None
+    [cert] = wire.decode_certs_only(wire.parse_multipart(content_type, response.body)[1][1])
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(san.get_values_for_type(x509.DNSName)) == ["d1.example", "d2.example"]
+    assert len(state.ledger.list_pending()) == 3  # this one, the one-SAN one and bob's
 
 
 def test_reenrollment_is_not_held(

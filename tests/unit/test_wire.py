@@ -322,11 +322,16 @@ def test_certs_only_round_trip(key: ec.EllipticCurvePrivateKey, cert: x509.Certi
     other = _certificate(key, "ca-two")
     body = wire.encode_certs_only([cert, other])
     assert set(wire.decode_certs_only(body)) == {cert, other}
-    # One line without any line break: strongSwan's pki decodes base64 without skipping white
-    # space (tests/interop/test_strongswan_est.py).
-    assert body.isascii() and not any(c in body for c in b"\r\n \t")
-    der = base64.b64decode(body, validate=True)
+    # Lines of 64 characters ending in LF, as in RFC 7030's examples: OpenSSL's base64 BIO
+    # (libest) mangles one long line.
+    lines = body.split(b"\n")
+    assert lines[-1] == b"" and all(0 < len(line) <= 64 for line in lines[:-1])
+    assert all(len(line) == 64 for line in lines[:-2])
+    der = base64.b64decode(body)
     assert set(pkcs7.load_der_pkcs7_certificates(der)) == {cert, other}
+    # strongSwan's layout: the same base64 without any line break.
+    flat = wire.one_line_base64(body)
+    assert not any(c in flat for c in b"\r\n \t") and base64.b64decode(flat, validate=True) == der
 
 
 def test_certs_only_without_crls_field_is_accepted(cert: x509.Certificate) -> None:
@@ -595,6 +600,27 @@ def test_serverkeygen_parts_parse_back_and_key_matches_cert(
     (got,) = wire.decode_certs_only(cert_part)
     private = serialization.load_der_private_key(key_der, None)
     assert got == cert and got.public_key() == private.public_key()
+
+
+def test_serverkeygen_parts_on_one_line(
+    keygen_response: tuple[str, bytes, bytes], cert: x509.Certificate
+) -> None:
+    content_type, body, key_der = keygen_response
+    flat = wire.one_line_parts(content_type, body)
+    assert flat.startswith(
+        b"--est-server-boundary\r\nContent-Type: application/pkcs8\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nMI"
+    )
+    assert flat.endswith(b"\r\n--est-server-boundary--\r\n")
+    (key_headers, key_part), (cert_headers, cert_part) = wire.parse_multipart(content_type, flat)
+    assert (key_headers["content-type"], cert_headers["content-type"]) == (PKCS8, CERTS_ONLY)
+    # Each part is one line: only the CRLF that ends it.
+    assert b"\r" not in key_part and b"\n" not in key_part and b"\n" not in cert_part
+    assert base64.b64decode(key_part, validate=True) == key_der
+    assert wire.decode_certs_only(cert_part) == [cert]
+    assert flat.count(b"\r\n") == 11  # 2 x (delimiter, 2 headers, blank, content) + the close
+    with pytest.raises(ValueError, match="boundary"):
+        wire.one_line_parts("multipart/mixed", body)
 
 
 def test_multipart_tolerates_rfc_spacing_lf_preamble_and_epilogue() -> None:
