@@ -360,3 +360,24 @@ def test_pending_retry_after_is_read(tmp_path: Path) -> None:
     assert config.server.pending_retry_after == 5
     with pytest.raises(ConfigError, match=r"\[server\] pending_retry_after"):
         load_config(write(tmp_path, "[server]\npending_retry_after = 0\n"))
+
+
+def test_header_timeout_and_the_per_address_share(tmp_path: Path) -> None:
+    default = default_config(tmp_path).server
+    assert default.header_timeout == 10.0
+    # An eighth of the workers per address: holding all 64 takes eight addresses.
+    assert (default.max_connections, default.max_connections_per_address) == (64, 8)
+    shipped = load_config(SHIPPED).server
+    assert (shipped.header_timeout, shipped.max_connections_per_address) == (10.0, 8)
+    text = "[server]\nheader_timeout = 2.5\nmax_connections = 20\n"
+    config = load_config(write(tmp_path, text)).server
+    assert (config.header_timeout, config.max_connections_per_address) == (2.5, 2)
+    assert (
+        load_config(
+            write(tmp_path, "[server]\nmax_connections = 3\n")
+        ).server.max_connections_per_address
+        == 1
+    )
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(ConfigError, match=r"\[server\] header_timeout:"):
+            load_config(write(tmp_path, f"[server]\nheader_timeout = {bad}\n"))
