@@ -296,7 +296,8 @@ class EstServer:
             self._slots.release()
             self._table.release(held)
             if held.evicted:
-                outcome.failure = f"evicted while waiting for the client ({outcome.failure})"
+                cause = f" ({outcome.failure})" if outcome.failure else ""
+                outcome.failure = f"evicted while waiting for the client{cause}"
             if report:
                 outcome.log(started)
                 self._observe(outcome, started)
