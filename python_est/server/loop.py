@@ -51,11 +51,9 @@ class EstServer:
         handler: turns a request and the peer's identity into a response.
         max_connections: connections served at once; more wait in the listen queue.
         max_connections_per_address: connections one client address (an IPv6 /64) may hold at
-            once; beyond it a new connection is closed as soon as it is accepted (a warning,
-            at most one per 10 s), so a few slow or hostile clients cannot take every worker
-            (slowloris). 0: no cap. When every worker is busy anyway and a connection waits
-            in the listen queue, one connection still waiting for its client is evicted
-            (`python_est.server.table`).
+            once; beyond it a new connection is closed as soon as it is accepted, so a few
+            slow or hostile clients cannot take every worker (slowloris; and eviction, see
+            `python_est.server.table`). 0: no cap.
         backlog: length of the kernel's listen queue.
         handshake_timeout: seconds from accept to a completed handshake.
         request_timeout: seconds from the handshake to a complete request.
@@ -226,17 +224,14 @@ class EstServer:
         self.shutdown()
 
     def _slot(self) -> bool:
-        """Take a worker slot; False after `_POLL` s without one.
-
-        With every worker busy and a connection waiting in the listen queue, one connection
-        that is still waiting for its own client is evicted to make room (`server.table`).
-        """
+        """Take a worker slot; False after `_POLL` s without one. With every worker busy and
+        a connection queued, one still waiting for its own client is evicted (`table`)."""
         if self._slots.acquire(blocking=False):
             return True
-        if select.select([self._listener], [], [], 0)[0]:
-            victim = self._table.evict_idle()
-            if victim is not None:
-                log.debug("%s - evicted: every worker busy, a connection queued", victim.address)
+        queued = select.poll()  # poll, not select: no FD_SETSIZE limit
+        queued.register(self._listener, select.POLLIN)
+        if queued.poll(0):
+            self._table.evict_idle()  # its thread logs it when it ends
         return self._slots.acquire(timeout=_POLL)
 
     def _drain(self) -> None:
