@@ -225,10 +225,10 @@ def _server(reader: Reader, base: Path) -> ServerConfig:
         state_dir=state_dir,
         server_names=reader.get("server", "server_names", NO_NAMES, to_server_names),
         max_connections=max_connections,
-        # Default: an eighth of the workers, so that holding them all takes eight addresses
-        # (and more than that meets eviction of idle connections: `python_est.server.table`).
+        # Default: a quarter of the workers, so that holding them all takes four addresses,
+        # and then eviction of idle connections still serves others (`python_est.server.table`).
         max_connections_per_address=reader.get(
-            "server", "max_connections_per_address", max(1, max_connections // 8), to_count
+            "server", "max_connections_per_address", max(1, max_connections // 4), to_count
         ),
         backlog=reader.get("server", "backlog", 128, to_positive_int),
         handshake_timeout=reader.get("server", "handshake_timeout", 10.0, to_positive_float),

@@ -71,7 +71,7 @@ class ServerConfig:
     state_dir: Path = Path("state")
     server_names: tuple[str, ...] = ()
     max_connections: int = 64
-    max_connections_per_address: int = 8  # the loader's default: max_connections // 8
+    max_connections_per_address: int = 16  # the loader's default: max_connections // 4
     backlog: int = 128
     handshake_timeout: float = 10.0
     request_timeout: float = 30.0

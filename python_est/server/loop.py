@@ -335,6 +335,7 @@ class EstServer:
         except OSError as exc:  # includes ConnectionError from the TLS layer
             outcome.failure = f"connection lost: {exc}"
         finally:
+            self._table.finished(held)  # before close: the client sees our FIN only after it
             stream.close()
 
     def _respond(

@@ -140,13 +140,18 @@ class ConnectionTable:
         with self._changed:
             held.waiting = False
 
+    def finished(self, held: Held) -> None:
+        """The exchange is over (only the close remains): stop counting it against its
+        address, so a client that reconnects as soon as it has read the server's close is
+        never refused for its own previous connection."""
+        with self._changed:
+            held.waiting = False
+            self._uncount(held)
+
     def release(self, held: Held) -> None:
         with self._changed:
             self._held.discard(held)
-            if held.key is not None:
-                self._counts[held.key] -= 1
-                if self._counts[held.key] <= 0:
-                    del self._counts[held.key]
+            self._uncount(held)
             self._changed.notify_all()
 
     def evict_idle(self, min_age: float = EVICT_MIN_AGE) -> Held | None:
@@ -180,6 +185,13 @@ class ConnectionTable:
         for item in held:
             _cut(item.sock)
         return len(held)
+
+    def _uncount(self, held: Held) -> None:
+        if held.key is not None:
+            self._counts[held.key] -= 1
+            if self._counts[held.key] <= 0:
+                del self._counts[held.key]
+            held.key = None
 
     def _claim(self, address: str) -> str | None:
         """The key counted for `address`, or None when it is at its share (hold `_changed`)."""

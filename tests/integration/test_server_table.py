@@ -110,3 +110,18 @@ def test_refusals_warn_once_per_interval_and_count_what_they_held_back() -> None
     assert "max_connections_per_address" in first and "more" not in first
     assert second.startswith("203.0.113.5 - refused")
     assert "(4 more from 3 address(es) since the last warning)" in second
+
+
+def test_a_finished_exchange_stops_counting_before_its_close(pairs: Pairs) -> None:
+    # A client that reconnects as soon as it reads our close must find its share free.
+    table = ConnectionTable(1)
+    first = table.admit(pair(pairs)[0], "192.0.2.1")
+    assert first is not None
+    assert table.admit(pair(pairs)[0], "192.0.2.1") is None
+    table.finished(first)  # response sent; only the close remains
+    assert table.held_by("192.0.2.1") == 0 and len(table) == 1
+    assert table.evict_idle(min_age=0.0) is None  # not waiting for its client either
+    second = table.admit(pair(pairs)[0], "192.0.2.1")
+    assert second is not None
+    table.release(first)  # counted once only
+    assert table.held_by("192.0.2.1") == 1 and len(table) == 1

@@ -365,13 +365,13 @@ def test_pending_retry_after_is_read(tmp_path: Path) -> None:
 def test_header_timeout_and_the_per_address_share(tmp_path: Path) -> None:
     default = default_config(tmp_path).server
     assert default.header_timeout == 10.0
-    # An eighth of the workers per address: holding all 64 takes eight addresses.
-    assert (default.max_connections, default.max_connections_per_address) == (64, 8)
+    # A quarter of the workers per address: holding all 64 takes four addresses.
+    assert (default.max_connections, default.max_connections_per_address) == (64, 16)
     shipped = load_config(SHIPPED).server
-    assert (shipped.header_timeout, shipped.max_connections_per_address) == (10.0, 8)
+    assert (shipped.header_timeout, shipped.max_connections_per_address) == (10.0, 16)
     text = "[server]\nheader_timeout = 2.5\nmax_connections = 20\n"
     config = load_config(write(tmp_path, text)).server
-    assert (config.header_timeout, config.max_connections_per_address) == (2.5, 2)
+    assert (config.header_timeout, config.max_connections_per_address) == (2.5, 5)
     assert (
         load_config(
             write(tmp_path, "[server]\nmax_connections = 3\n")
