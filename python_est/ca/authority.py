@@ -266,6 +266,8 @@ class CertificateAuthority:
         """Issue a TLS server certificate (EKU serverAuth) for a fresh key.
 
         keyUsage is digitalSignature, plus keyEncipherment for an RSA key (RSA key transport).
+        `validity_days` is the whole span from notBefore to notAfter, backdating included:
+        relying parties that cap server certificates (Apple: 825 days) measure that span.
 
         Returns:
             The certificate and its private key.
@@ -284,7 +286,7 @@ class CertificateAuthority:
             extended_key_usage=(oids.ID_KP_SERVER_AUTH,),
         )
         san = x509.SubjectAlternativeName(names)
-        return self._issue_for_new_key(common_name, key_type, profile, san, now)
+        return self._issue_for_new_key(common_name, key_type, profile, san, now, whole_span=True)
 
     def issue_client_certificate(
         self,
@@ -319,19 +321,27 @@ class CertificateAuthority:
         profile: IssuanceProfile,
         san: x509.SubjectAlternativeName | None,
         now: datetime | None,
+        *,
+        whole_span: bool = False,
     ) -> tuple[x509.Certificate, IssuerPrivateKey]:
         key = generate_private_key(key_type)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        return self._sign(subject, key.public_key(), san, profile, None, _utc(now)), key
+        cert = self._sign(
+            subject, key.public_key(), san, profile, None, _utc(now), whole_span=whole_span
+        )
+        return cert, key
 
-    def _validity(self, days: int, now: datetime) -> tuple[datetime, datetime]:
+    def _validity(
+        self, days: int, now: datetime, *, whole_span: bool = False
+    ) -> tuple[datetime, datetime]:
         # Never outlive the issuer nor start before it: a relying party would otherwise see
         # a certificate whose issuer is not valid for part of its lifetime.
         issuer = self.certificate
         if now >= issuer.not_valid_after_utc:
             raise CaError("the issuing CA certificate has expired")
         not_before = max(now - CLOCK_SKEW, issuer.not_valid_before_utc)
-        not_after = min(now + timedelta(days=days), issuer.not_valid_after_utc)
+        end = (now - CLOCK_SKEW if whole_span else now) + timedelta(days=days)
+        not_after = min(end, issuer.not_valid_after_utc)
         return not_before, not_after
 
     def _sign(
@@ -342,12 +352,14 @@ class CertificateAuthority:
         profile: IssuanceProfile,
         serial: int | None,
         now: datetime,
+        *,
+        whole_span: bool = False,
     ) -> x509.Certificate:
         if serial is None:
             serial = rules.random_serial()
         elif not 0 < serial < 1 << SERIAL_BITS:
             raise ValueError(f"serial must be positive and below 2**{SERIAL_BITS}")
-        not_before, not_after = self._validity(profile.validity_days, now)
+        not_before, not_after = self._validity(profile.validity_days, now, whole_span=whole_span)
         builder = (
             _builder(subject, self.certificate.subject, public_key, not_before, not_after)
             .serial_number(serial)

@@ -260,6 +260,7 @@ class ServingProcess:
             cfg = new.config.server
             self.server.handshake_timeout = cfg.handshake_timeout
             self.server.request_timeout = cfg.request_timeout
+            self.server.header_timeout = cfg.header_timeout
             self.server.max_body_bytes = cfg.max_body_bytes
             self.server.set_proxy_protocol(cfg.proxy_protocol, cfg.trusted_proxies)
             self.generation = new

@@ -138,6 +138,7 @@ def build_server(
         backlog=cfg.backlog,
         handshake_timeout=cfg.handshake_timeout,
         request_timeout=cfg.request_timeout,
+        header_timeout=cfg.header_timeout,
         max_body_bytes=cfg.max_body_bytes,
         listener=listener,
         observer=None if metrics is None else connection_metrics(config, metrics),

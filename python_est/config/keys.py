@@ -75,6 +75,7 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
             "shutdown_grace",
             "proxy_protocol",
             "trusted_proxies",
+            "header_timeout",
         }
     ),
     "logging": frozenset({"level", "format"}),

@@ -229,9 +229,10 @@ def _server(reader: Reader, base: Path) -> ServerConfig:
         state_dir=state_dir,
         server_names=reader.get("server", "server_names", NO_NAMES, to_server_names),
         max_connections=max_connections,
-        # Default: half the workers, so one address can never take them all (slowloris).
+        # Default: a quarter of the workers, so that holding them all takes four addresses,
+        # and then eviction of idle connections still serves others (`python_est.server.table`).
         max_connections_per_address=reader.get(
-            "server", "max_connections_per_address", max(1, max_connections // 2), to_count
+            "server", "max_connections_per_address", max(1, max_connections // 4), to_count
         ),
         backlog=reader.get("server", "backlog", 128, to_positive_int),
         handshake_timeout=reader.get("server", "handshake_timeout", 10.0, to_positive_float),
@@ -242,6 +243,7 @@ def _server(reader: Reader, base: Path) -> ServerConfig:
         shutdown_grace=reader.get("server", "shutdown_grace", 30.0, to_positive_float),
         proxy_protocol=proxy_protocol,
         trusted_proxies=trusted_proxies,
+        header_timeout=reader.get("server", "header_timeout", 10.0, to_positive_float),
     )
 
 

@@ -71,7 +71,7 @@ class ServerConfig:
     state_dir: Path = Path("state")
     server_names: tuple[str, ...] = ()
     max_connections: int = 64
-    max_connections_per_address: int = 32  # the loader's default: max_connections // 2
+    max_connections_per_address: int = 16  # the loader's default: max_connections // 4
     backlog: int = 128
     handshake_timeout: float = 10.0
     request_timeout: float = 30.0
@@ -83,6 +83,7 @@ class ServerConfig:
     # must start with a header naming the client; everyone else is a direct client.
     proxy_protocol: bool = False
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    header_timeout: float = 10.0
 
 
 @dataclass(frozen=True)

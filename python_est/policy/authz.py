@@ -208,12 +208,22 @@ def check_linking(
     (RFC 7030 §3.7). tls-unique is undefined for TLS 1.3 (RFC 9266), so required linking fails
     there with a clear reason rather than comparing an arbitrary value.
 
+    Required linking also needs the extended master secret (RFC 7627): without it a
+    man-in-the-middle can give its connection to us the same tls-unique as the victim's
+    connection to it (the triple-handshake attack), and the victim's CSR would link.
+
     Raises:
         InvalidCsr: linking required but absent or impossible, or a tls-unique mismatch.
     """
     if is_ra:
         return
     expected = tls.tls_unique
+    if required and expected is not None and not tls.extended_master_secret:
+        raise InvalidCsr(
+            "this CA requires proof-of-possession linking (RFC 7030 §3.5), which needs the "
+            "TLS extended master secret (RFC 7627); this connection did not negotiate it: "
+            "reconnect with a client that offers extended_master_secret"
+        )
     if required and expected is None:
         # Said before anything else: a TLS 1.3 client cannot comply by changing its CSR.
         why = (

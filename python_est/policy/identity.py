@@ -24,12 +24,17 @@ class TlsInfo:
         cipher_suite: IANA-style suite name.
         tls_unique: RFC 5929 tls-unique (12 bytes), None on TLS 1.3 or when unknown.
         resumed: the handshake was abbreviated (session resumption).
+        extended_master_secret: the session's master secret is bound to its handshake
+            (RFC 7627; always so in TLS 1.3). Without it tls-unique can be made equal on two
+            connections (the triple-handshake attack), so it proves no linking. False unless
+            the TLS layer saw it negotiated.
     """
 
     version: str
     cipher_suite: str
     tls_unique: bytes | None = None
     resumed: bool = False
+    extended_master_secret: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,12 @@ bare 500.
 Capacity. A semaphore with `max_connections` slots gates `accept()`: while every worker is busy
 the server does not accept, so further connections wait in the kernel's listen queue (`backlog`)
 instead of being accepted and dropped. Every connection is bounded in time: the handshake must
-finish within `handshake_timeout` and the request must then arrive within `request_timeout`.
-Both are absolute deadlines applied to every socket call (see `python_est.tls`), so a client that
-trickles bytes cannot hold a worker longer than that, and idle or half-open connections are
-dropped when their deadline passes.
+finish within `handshake_timeout`, the request head within `header_timeout` after it, and the
+whole request within `request_timeout` after it. All are absolute deadlines applied to every
+socket call (see `python_est.tls`), so a client that trickles bytes cannot hold a worker longer
+than that, and idle or half-open connections are dropped when their deadline passes. One
+address holds at most `max_connections_per_address` workers, and when the pool is full while a
+connection waits, a connection still waiting for its own client is evicted (`table`).
 
 Reload and stop. `replace_app` swaps the handshaker and handler as one pair: each connection
 takes the pair current when it is accepted, so connections in flight finish with the old
@@ -28,9 +30,10 @@ handshake and under its deadline; the client it names is then the connection's a
 per-address cap, the handshake's `PeerIdentity` (and so the failed-login counters) and the log
 line. Connections from other addresses are direct clients.
 
-Split by concept: `loop` (`EstServer`), `outcome` (the connection log line and the audit event of
-a refused enrollment), `proxied` (reading the PROXY header off the socket), `system` (listening
-socket, sd_notify).
+Split by concept: `loop` (`EstServer`), `table` (who holds the workers: per-address shares,
+eviction, refusal warnings), `outcome` (the connection log line and the audit event of a refused
+enrollment), `proxied` (reading the PROXY header off the socket), `system` (listening socket,
+sd_notify).
 """
 
 from python_est.server.loop import EstServer, Handler, Handshaker

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
+import select
 import selectors
 import socket
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
@@ -24,10 +24,10 @@ from python_est.messages import (
 )
 from python_est.policy import PeerIdentity
 from python_est.proxyproto import Network, is_trusted
-from python_est.ratelimit import address_key
 from python_est.server.outcome import Outcome, audit_refusal, basic_user, printable
 from python_est.server.proxied import NoProxyHeader, proxied_client
 from python_est.server.system import Listener, bind_listener
+from python_est.server.table import ConnectionTable, Held
 from python_est.tls import TlsStream
 
 log = logging.getLogger("python_est.server")
@@ -57,11 +57,14 @@ class EstServer:
         handler: turns a request and the peer's identity into a response.
         max_connections: connections served at once; more wait in the listen queue.
         max_connections_per_address: connections one client address (an IPv6 /64) may hold at
-            once; beyond it a new connection is closed as soon as it is accepted, so one slow
-            or hostile client cannot take every worker (slowloris). 0: no cap.
+            once; beyond it a new connection is closed as soon as it is accepted, so a few
+            slow or hostile clients cannot take every worker (slowloris; and eviction, see
+            `python_est.server.table`). 0: no cap.
         backlog: length of the kernel's listen queue.
         handshake_timeout: seconds from accept to a completed handshake.
         request_timeout: seconds from the handshake to a complete request.
+        header_timeout: seconds from the handshake to the end of the request head (request
+            line and headers); the earlier of this and `request_timeout` applies until then.
         max_body_bytes: larger request bodies are refused with 413 (request heads are
             limited by `python_est.http11`, 431).
         listener: an already listening socket (from `bind_listener`, possibly shared with
@@ -92,6 +95,7 @@ class EstServer:
         max_connections_per_address: int = 0,
         proxy_protocol: bool = False,
         trusted_proxies: Iterable[Network] = (),
+        header_timeout: float = 10.0,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
@@ -99,6 +103,7 @@ class EstServer:
         self.observer = observer
         self.handshake_timeout = handshake_timeout
         self.request_timeout = request_timeout
+        self.header_timeout = header_timeout
         self.max_body_bytes = max_body_bytes
         self._listener = listener if listener is not None else bind_listener(address, port, backlog)
         self._listener.setblocking(False)
@@ -109,10 +114,7 @@ class EstServer:
         self._stopped = threading.Event()
         self._stopped.set()
         self._wake_recv, self._wake_send = socket.socketpair()
-        self._in_flight: set[socket.socket] = set()
-        self.max_connections_per_address = max_connections_per_address
-        self._per_address: Counter[str] = Counter()
-        self._idle = threading.Condition()
+        self._table = ConnectionTable(max_connections_per_address)
         self._proxies: tuple[Network, ...] | None = None
         self.set_proxy_protocol(proxy_protocol, trusted_proxies)
 
@@ -141,8 +143,15 @@ class EstServer:
     @property
     def in_flight(self) -> int:
         """Connections accepted and not yet finished."""
-        with self._idle:
-            return len(self._in_flight)
+        return len(self._table)
+
+    @property
+    def max_connections_per_address(self) -> int:
+        return self._table.per_address
+
+    def connections_from(self, address: str) -> int:
+        """Connections counted against `address` now (for its per-address share)."""
+        return self._table.held_by(address)
 
     def set_proxy_protocol(self, enabled: bool, trusted_proxies: Iterable[Network]) -> None:
         """Expect PROXY headers from `trusted_proxies` on new connections (or, disabled, none)."""
@@ -161,7 +170,7 @@ class EstServer:
         selector.register(self._wake_recv, selectors.EVENT_READ)
         try:
             while not self._stop.is_set():
-                if not self._slots.acquire(timeout=_POLL):
+                if not self._slot():
                     continue  # every worker busy: new connections wait in the listen queue
                 accepted = self._accept(selector)
                 if accepted is None:
@@ -172,10 +181,13 @@ class EstServer:
                 # A proxy's connections carry many clients: each is capped once its header
                 # names it (in `_serve`), not here under the proxy's own address.
                 proxied = proxies is not None and is_trusted(address, proxies)
-                if not self._admit(sock, address, capped=not proxied):
+                held = self._table.admit(sock, address, counted=not proxied)
+                if held is None:
+                    # Closed before any TLS: the cheapest refusal; the slot is free at once.
+                    sock.close()
                     self._slots.release()
                     continue
-                self._pool.submit(self._serve, sock, address, self._app, proxied)
+                self._pool.submit(self._serve, held, self._app, proxied)
         finally:
             selector.close()
             self._listener.close()
@@ -217,20 +229,22 @@ class EstServer:
     ) -> None:
         self.shutdown()
 
+    def _slot(self) -> bool:
+        """Take a worker slot; False after `_POLL` s without one. With every worker busy and
+        a connection queued, one still waiting for its own client is evicted (`table`)."""
+        if self._slots.acquire(blocking=False):
+            return True
+        queued = select.poll()  # poll, not select: no FD_SETSIZE limit
+        queued.register(self._listener, select.POLLIN)
+        if queued.poll(0):
+            self._table.evict_idle()  # its thread logs it when it ends
+        return self._slots.acquire(timeout=_POLL)
+
     def _drain(self) -> None:
-        with self._idle:
-            if not self._idle.wait_for(lambda: not self._in_flight, timeout=self._grace):
-                log.warning(
-                    "%d connection(s) still open after %.0fs; closing them",
-                    len(self._in_flight),
-                    self._grace,
-                )
-                for sock in self._in_flight:
-                    try:
-                        sock.shutdown(socket.SHUT_RDWR)  # their threads see EOF or EPIPE now
-                    except OSError:
-                        pass  # already closed by its thread
-                self._idle.wait_for(lambda: not self._in_flight, timeout=_CUT_WAIT)
+        if not self._table.wait_empty(self._grace):
+            cut = self._table.cut_all()  # their threads see EOF or EPIPE now
+            log.warning("%d connection(s) still open after %.0fs; closing them", cut, self._grace)
+            self._table.wait_empty(_CUT_WAIT)
         # A thread still busy (say, signing) ends by itself; its socket is already cut.
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._wake_recv.close()
@@ -255,39 +269,10 @@ class EstServer:
                 return sock, str(peer[0])
         return None
 
-    def _admit(self, sock: socket.socket, address: str, *, capped: bool = True) -> bool:
-        with self._idle:
-            if not capped or self._claim(address):
-                self._in_flight.add(sock)
-                return True
-        # Closed before any TLS: the cheapest refusal, and the slot is free again at once.
-        self._refused(address)
-        sock.close()
-        return False
-
-    def _claim(self, address: str) -> bool:
-        """Count a connection against `address` unless it is at its cap (hold `_idle`)."""
-        key = address_key(address)
-        cap = self.max_connections_per_address
-        if cap > 0 and self._per_address[key] >= cap:
-            return False
-        self._per_address[key] += 1
-        return True
-
-    def _refused(self, address: str) -> None:
-        cap = self.max_connections_per_address
-        log.debug("%s - refused: already %d connections from this address", address, cap)
-
-    def _serve(
-        self,
-        sock: socket.socket,
-        address: str,
-        app: tuple[Handshaker, Handler],
-        proxied: bool = False,
-    ) -> None:
+    def _serve(self, held: Held, app: tuple[Handshaker, Handler], proxied: bool = False) -> None:
         started = time.monotonic()
+        sock, address = held.sock, held.address
         outcome = Outcome(address)
-        counted = None if proxied else address  # the address holding a per-address slot
         report = True
         try:
             client = address
@@ -300,27 +285,20 @@ class EstServer:
                     return
                 if named:
                     outcome.address, outcome.proxy = client, address
-                with self._idle:
-                    counted = client if self._claim(client) else None
-                if counted is None:
-                    self._refused(client)
+                if not self._table.count_as(held, client):
                     report = False  # refused as at accept: no log line or metrics of its own
                     return
-            self._exchange(sock, client, started, outcome, app)
+            self._exchange(held, client, started, outcome, app)
         except Exception:
             # A bug in our own code: log it, and keep the worker and the process alive.
             log.exception("connection from %s failed", address)
         finally:
             sock.close()
             self._slots.release()
-            with self._idle:
-                self._in_flight.discard(sock)
-                if counted is not None:
-                    key = address_key(counted)
-                    self._per_address[key] -= 1
-                    if self._per_address[key] <= 0:
-                        del self._per_address[key]
-                self._idle.notify_all()
+            self._table.release(held)
+            if held.evicted:
+                cause = f" ({outcome.failure})" if outcome.failure else ""
+                outcome.failure = f"evicted while waiting for the client{cause}"
             if report:
                 outcome.log(started)
                 self._observe(outcome, started)
@@ -336,24 +314,24 @@ class EstServer:
 
     def _exchange(
         self,
-        sock: socket.socket,
+        held: Held,
         address: str,
         started: float,
         outcome: Outcome,
         app: tuple[Handshaker, Handler],
     ) -> None:
         handshaker, handler = app
+        deadline = started + self.handshake_timeout
         try:
-            stream, peer = handshaker.handshake(sock, address, started + self.handshake_timeout)
+            stream, peer = handshaker.handshake(held.sock, address, deadline)
         except HandshakeFailed as exc:
             outcome.handshake_seconds = time.monotonic() - started
             outcome.failure = f"handshake failed: {exc}"
             return
         outcome.handshake_seconds = time.monotonic() - started
         outcome.peer = peer
-        stream.set_deadline(time.monotonic() + self.request_timeout)
         try:
-            response = self._respond(stream, peer, outcome, handler)
+            response = self._respond(stream, peer, outcome, handler, held)
             if response is not None:
                 outcome.status = response.status
                 outcome.note = response.note
@@ -363,22 +341,31 @@ class EstServer:
         except OSError as exc:  # includes ConnectionError from the TLS layer
             outcome.failure = f"connection lost: {exc}"
         finally:
+            self._table.finished(held)  # before close: the client sees our FIN only after it
             stream.close()
 
     def _respond(
-        self, stream: TlsStream, peer: PeerIdentity, outcome: Outcome, handler: Handler
+        self,
+        stream: TlsStream,
+        peer: PeerIdentity,
+        outcome: Outcome,
+        handler: Handler,
+        held: Held,
     ) -> HttpResponse | None:
+        parser = RequestParser(max_body=self.max_body_bytes)
         try:
-            request = self._read_request(stream)
+            request = self._read_request(stream, parser)
         except EstError as err:
             return error_response(err)
         except TimeoutError:
             # tlslite shuts the connection down on any read error, so no 408 can follow.
-            outcome.failure = "request deadline passed"
+            phase = "request" if parser.headers_complete else "request head"
+            outcome.failure = f"{phase} deadline passed"
             return None
         except OSError as exc:
             outcome.failure = f"no request: {exc}"
             return None
+        self._table.serving(held)
         outcome.request = f"{request.method} {printable(request.target)}"
         outcome.basic_user = basic_user(request)
         try:
@@ -390,20 +377,29 @@ class EstServer:
             log.exception("handler failed on %s from %s", outcome.request, peer.address)
             return text_response(500, "Internal Server Error")
 
-    def _read_request(self, stream: TlsStream) -> HttpRequest:
-        parser = RequestParser(max_body=self.max_body_bytes)
+    def _read_request(self, stream: TlsStream, parser: RequestParser) -> HttpRequest:
+        # Two absolute deadlines from the handshake's end: the head must be in within
+        # header_timeout, the whole request (and then the response) within request_timeout.
+        begun = time.monotonic()
+        end = begun + self.request_timeout
+        stream.set_deadline(min(end, begun + self.header_timeout))
         continued = False
-        while True:
-            data = stream.recv(_RECV_SIZE)
-            if not data:
-                raise ConnectionError("peer closed before the request was complete")
-            request = parser.feed(data)
-            if request is not None:
-                return request
-            if parser.wants_continue and not continued:
-                # RFC 9110 §10.1.1: the client waits for this before sending the body.
-                stream.sendall(CONTINUE)
-                continued = True
+        try:
+            while True:
+                data = stream.recv(_RECV_SIZE)
+                if not data:
+                    raise ConnectionError("peer closed before the request was complete")
+                request = parser.feed(data)
+                if request is not None:
+                    return request
+                if parser.headers_complete:
+                    stream.set_deadline(end)
+                if parser.wants_continue and not continued:
+                    # RFC 9110 §10.1.1: the client waits for this before sending the body.
+                    stream.sendall(CONTINUE)
+                    continued = True
+        finally:
+            stream.set_deadline(end)
 
 
 def _serialize(response: HttpResponse) -> bytes:

@@ -281,6 +281,8 @@ class TlsEndpoint:
             # RFC 5929 tls-unique is undefined for TLS 1.3 (RFC 9266).
             tls_unique=conn.tls_unique if tuple(conn.version) <= (3, 3) else None,
             resumed=bool(conn.resumed),
+            # The session keeps it across resumption (RFC 7627 §5.3 forbids losing it there).
+            extended_master_secret=bool(session.extendedMasterSecret),
         )
         # session.srpUsername is copied from the ClientHello in every handshake; it proves
         # something only when an SRP suite was negotiated.

@@ -104,9 +104,12 @@ def _versioned(low: str, high: str, cfg: TlsConfig) -> Any:
     settings.useEncryptThenMAC = True
     settings.useExtendedMasterSecret = True
     if not cfg.allow_legacy:
-        # SHA-1/SHA-224 signatures only for clients old enough to need legacy mode.
+        # SHA-1/SHA-224 signatures only for clients old enough to need legacy mode. This is
+        # what signature_algorithms and the CertificateRequest advertise and what a client's
+        # CertificateVerify may use (RFC 5246 §7.4.4), so DSA is held to the same hashes.
         settings.rsaSigHashes = list(_STRONG_SIG_HASHES)
         settings.ecdsaSigHashes = list(_STRONG_SIG_HASHES)
+        settings.dsaSigHashes = list(_STRONG_SIG_HASHES)
     return settings
 
 

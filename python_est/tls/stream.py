@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tlslite.api import TLSConnection
+from tlslite.constants import AlertDescription, ContentType
 from tlslite.errors import TLSError
 from tlslite.messages import Finished
 
@@ -17,6 +18,10 @@ from python_est.tls.fastkeys import fast_public_key
 from python_est.tls.sni import ignore_invalid_server_name
 
 _LINGER = 1.0  # seconds to drain after our FIN, so unread bytes do not turn it into an RST
+# The largest handshake message we buffer. A length header may claim up to 16 MiB (RFC 5246
+# §7.4), and tlslite would gather all of it before parsing, unauthenticated; real
+# ClientHellos, client Certificate chains and key exchanges stay far below 64 KiB.
+MAX_HANDSHAKE_MESSAGE = 64 * 1024
 
 
 class DeadlineSocket:
@@ -115,6 +120,37 @@ class Connection(TLSConnection):  # type: ignore[misc]
             self._note(result)
             ignore_invalid_server_name(result)  # before tlslite checks it (libest sends IPs)
             yield result
+
+    def _getNextRecordFromSocket(self) -> Iterator[Any]:  # noqa: N802
+        # Each handshake record is checked before tlslite's defragmenter buffers it, so a
+        # message is refused at its length header, before any of its body is kept.
+        for result in super()._getNextRecordFromSocket():
+            if result in (0, 1):  # tlslite's "would block" markers
+                yield result
+                continue
+            header, parser = result
+            if header.type == ContentType.handshake:
+                pending = self._defragmenter.buffers[ContentType.handshake] + parser.bytes
+                if oversized_handshake_message(pending):
+                    # OpenSSL answers an excessive message size with illegal_parameter too.
+                    yield from self._sendError(
+                        AlertDescription.illegal_parameter,
+                        f"handshake message over {MAX_HANDSHAKE_MESSAGE} bytes",
+                    )
+            yield result
+
+
+def oversized_handshake_message(data: bytes | bytearray) -> bool:
+    """True if a handshake message in `data` (messages back to back, the last possibly
+    incomplete) declares a body over `MAX_HANDSHAKE_MESSAGE` bytes (RFC 5246 §7.4 header:
+    one type byte, a 24-bit length)."""
+    offset = 0
+    while offset + 4 <= len(data):
+        length = int.from_bytes(data[offset + 1 : offset + 4], "big")
+        if length > MAX_HANDSHAKE_MESSAGE:
+            return True
+        offset += 4 + length
+    return False
 
 
 class FastConnection(Connection):

@@ -232,8 +232,7 @@ def test_the_connection_cap_counts_proxied_clients_not_the_proxy(
     for raw in stalled:
         raw.sendall(v1(CLIENT_A))
     deadline = time.monotonic() + 5
-    # Private, but the only way to see that the headers were read and counted.
-    while server.server._per_address.get(f"addr:{CLIENT_A}", 0) < 2:
+    while server.server.connections_from(CLIENT_A) < 2:  # the headers were read and counted
         assert time.monotonic() < deadline, "the stalled connections were never counted"
         time.sleep(0.02)
     third = connect(server)

@@ -33,7 +33,12 @@ from python_est.users import UserStore
 
 PATH = "/bootstrap"
 PASSWORD = "alice-pw-\u00e4+%2B="  # what the ancestor's parser mangled
-TLS12 = TlsInfo("TLS1.2", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", tls_unique=bytes(12))
+TLS12 = TlsInfo(
+    "TLS1.2",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    tls_unique=bytes(12),
+    extended_master_secret=True,
+)
 BROWSER = PeerIdentity("192.0.2.30:50000", TLS12)
 SRP_PEER = PeerIdentity(
     "192.0.2.31:50001",

@@ -401,3 +401,24 @@ def test_label_sections_name_any_path_segment(tmp_path: Path) -> None:
     for bad, reason in (("..", "dot segment"), ("a b", "white space"), ("", "1 to 128")):
         with pytest.raises(ConfigError, match=reason):
             load_config(write(tmp_path, f"[label:{bad}]\n"))
+
+
+def test_header_timeout_and_the_per_address_share(tmp_path: Path) -> None:
+    default = default_config(tmp_path).server
+    assert default.header_timeout == 10.0
+    # A quarter of the workers per address: holding all 64 takes four addresses.
+    assert (default.max_connections, default.max_connections_per_address) == (64, 16)
+    shipped = load_config(SHIPPED).server
+    assert (shipped.header_timeout, shipped.max_connections_per_address) == (10.0, 16)
+    text = "[server]\nheader_timeout = 2.5\nmax_connections = 20\n"
+    config = load_config(write(tmp_path, text)).server
+    assert (config.header_timeout, config.max_connections_per_address) == (2.5, 5)
+    assert (
+        load_config(
+            write(tmp_path, "[server]\nmax_connections = 3\n")
+        ).server.max_connections_per_address
+        == 1
+    )
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(ConfigError, match=r"\[server\] header_timeout:"):
+            load_config(write(tmp_path, f"[server]\nheader_timeout = {bad}\n"))

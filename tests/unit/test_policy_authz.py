@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import ipaddress
 from collections.abc import Sequence
 
@@ -33,7 +34,12 @@ from python_est.profile import IssuanceProfile
 
 CERT, SRP, BASIC = AuthMethod.CERT, AuthMethod.SRP, AuthMethod.BASIC
 ANY = (frozenset({CERT}), frozenset({SRP}), frozenset({BASIC}))
-TLS12 = TlsInfo("TLS1.2", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", tls_unique=bytes(range(12)))
+TLS12 = TlsInfo(
+    "TLS1.2",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    tls_unique=bytes(range(12)),
+    extended_master_secret=True,
+)
 TLS13 = TlsInfo("TLS1.3", "TLS_AES_128_GCM_SHA256")
 PROFILE = IssuanceProfile()
 
@@ -366,9 +372,23 @@ def test_linking_failures(value: str | None, tls: TlsInfo, required: bool, messa
     assert info.value.status == 400
 
 
+TLS12_NO_EMS = dataclasses.replace(TLS12, extended_master_secret=False)
+
+
+@pytest.mark.parametrize("value", [GOOD, OTHER, None])
+def test_required_linking_needs_the_extended_master_secret(value: str | None) -> None:
+    # RFC 7627: without EMS a triple-handshake attacker can synchronise tls-unique, so even
+    # a matching challengePassword proves nothing; the reason says what to change.
+    with pytest.raises(InvalidCsr, match="extended master secret") as info:
+        check_linking(value, TLS12_NO_EMS, required=True, is_ra=False)
+    assert info.value.status == 400
+
+
 @pytest.mark.parametrize(
     ("value", "tls", "required", "is_ra"),
     [
+        (GOOD, TLS12_NO_EMS, False, False),  # linking not required: EMS is not asked for
+        (None, TLS12_NO_EMS, True, True),  # RA clients are exempt from linking
         (None, TLS12, False, False),
         ("one-time-code", TLS12, False, False),  # not shaped like a tls-unique: not ours to judge
         (OTHER, TLS13, False, False),

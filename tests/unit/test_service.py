@@ -50,7 +50,12 @@ EST = "/.well-known/est"
 REALM = "test-realm"
 CHALLENGE = f'Basic realm="{REALM}", charset="UTF-8"'
 TLS_UNIQUE = bytes(range(100, 112))
-TLS12 = TlsInfo("TLS1.2", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", tls_unique=TLS_UNIQUE)
+TLS12 = TlsInfo(
+    "TLS1.2",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    tls_unique=TLS_UNIQUE,
+    extended_master_secret=True,
+)
 ANON = PeerIdentity("192.0.2.10:40000", TLS12)
 RFC8951_CSRATTRS = (
     "MEEGCSqGSIb3DQEJBzASBgcqhkjOPQIBMQcGBSuBBAAiMBYGCSqGSIb3DQEJDjEJBgcrBgEBAQEWBggqhkjOPQQDAw=="

@@ -35,7 +35,12 @@ from python_est.service.issuance import Issuer, certs_only_response
 from python_est.state import State, open_state
 
 EST = "/.well-known/est"
-TLS12 = TlsInfo("TLS1.2", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", tls_unique=bytes(12))
+TLS12 = TlsInfo(
+    "TLS1.2",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    tls_unique=bytes(12),
+    extended_master_secret=True,
+)
 ANON = PeerIdentity("192.0.2.10:40000", TLS12)
 RETRY_AFTER = 30
 HELD = LabelConfig(name="held", approval="manual", password_subjects="any")

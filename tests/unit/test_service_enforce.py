@@ -37,7 +37,12 @@ from python_est.service.enforce import (
 from python_est.users import UserStore
 
 EST = "/.well-known/est"
-TLS12 = TlsInfo("TLS1.2", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", tls_unique=bytes(12))
+TLS12 = TlsInfo(
+    "TLS1.2",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    tls_unique=bytes(12),
+    extended_master_secret=True,
+)
 ANON = PeerIdentity("192.0.2.10:40000", TLS12)
 RFC8951_SPEC = (
     "challengePassword, id-ecPublicKey=secp384r1, extensionRequest=macAddress, ecdsa-with-SHA384"

@@ -30,6 +30,14 @@ def test_defaults_are_tls12_aead_ecdhe_for_certificates() -> None:
     assert "sha1" not in cert.rsaSigHashes and "sha1" not in cert.ecdsaSigHashes
 
 
+@pytest.mark.parametrize("side", ["cert", "srp"])
+def test_no_signature_algorithm_accepts_sha1_or_sha224_by_default(side: str) -> None:
+    cert, srp = build_settings(TlsConfig())
+    settings = cert if side == "cert" else srp
+    for hashes in (settings.rsaSigHashes, settings.ecdsaSigHashes, settings.dsaSigHashes):
+        assert hashes == ["sha512", "sha384", "sha256"]
+
+
 def test_defaults_for_srp_are_tls12_aes_cbc_sha() -> None:
     _, srp = build_settings(TlsConfig())
     assert (srp.minVersion, srp.maxVersion) == ((3, 3), (3, 3))
@@ -88,6 +96,7 @@ def test_weak_settings_are_accepted_with_allow_legacy() -> None:
     assert cert.versions == [(3, 3), (3, 2), (3, 1)]
     assert srp.versions == [(3, 3), (3, 2)]
     assert "sha1" in cert.rsaSigHashes  # old clients sign with SHA-1
+    assert "sha1" in cert.dsaSigHashes
     assert "3des" in cert.cipherNames and "rsa" in cert.keyExchangeNames
 
 
