@@ -4,7 +4,8 @@ A cluster lives in a fresh temporary directory, listens on 127.0.0.1 on a free u
 (and a unix socket in that directory), trusts local connections and is stopped and deleted after
 the tests. PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user
 that Debian's package creates (or `PG_TEST_USER`). Without the binaries a test is skipped, but
-under CI=true it fails: `scripts/install-system-deps` installs them.
+under CI=true that skip fails the run (tests/conftest.py): `scripts/install-system-deps` installs
+them.
 """
 
 from __future__ import annotations
@@ -61,17 +62,7 @@ def postgres_bin() -> Path:
     )
     if candidates:
         return Path(candidates[-1]).parent
-    return Path(require_tool("pg_ctl")).parent  # skips, or fails under CI=true
-
-
-def psycopg_module() -> None:
-    """Skip without psycopg, or fail under CI=true (the `test` extra installs it)."""
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("psycopg is required under CI=true (pip install -e '.[test]')")
-        pytest.skip("psycopg is not installed")
+    return Path(require_tool("pg_ctl")).parent
 
 
 @dataclass
@@ -153,8 +144,8 @@ class PgCluster:
 
 @contextlib.contextmanager
 def postgres_cluster() -> Iterator[PgCluster]:
-    """initdb, start, yield, stop and delete a cluster (skip or fail when PostgreSQL is absent)."""
-    psycopg_module()
+    """initdb, start, yield, stop and delete a cluster (skip when PostgreSQL is absent)."""
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e '.[test]')")
     bin_dir = postgres_bin()
     run_as: str | None = None
     owner: pwd.struct_passwd | None = None

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from python_est.users import GROUPS, UserStore
+from tests.conftest import require_tool
 
 pytestmark = pytest.mark.interop
 
 
 @pytest.fixture(scope="module")
 def openssl() -> str:
-    tool = shutil.which("openssl")
-    if tool is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("openssl is required under CI=true")
-        pytest.skip("openssl not installed")
-    return tool
+    return require_tool("openssl")
 
 
 def _srp(openssl: str, vfile: Path, *args: str) -> None:

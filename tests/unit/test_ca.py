@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
-import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
@@ -31,6 +29,7 @@ from python_est.ca import (
 from python_est.errors import CaError, InvalidCsr
 from python_est.keys import KeyType
 from python_est.profile import IssuanceProfile, SanType
+from tests.conftest import require_tool
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=timezone.utc)
 CA_KINDS = ["rsa", "ec", "chained"]
@@ -695,12 +694,7 @@ def test_from_pem_rejects_unusable_material_with_a_clear_message(
 
 
 def _openssl() -> str:
-    path = shutil.which("openssl")
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("openssl is required when CI=true")
-        pytest.skip("openssl not installed")
-    return path
+    return require_tool("openssl")
 
 
 def _openssl_verify(
