@@ -49,13 +49,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
-from bench_load import SRP_SCENARIOS, Job, run  # noqa: E402
-from bench_report import HEADER, Cell, best, make_cell, ratios, row, targets  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.hazmat.primitives.serialization import pkcs7  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
+
+from bench_load import SRP_SCENARIOS, Job, run  # noqa: E402
+from bench_report import HEADER, Cell, best, make_cell, ratios, row, targets  # noqa: E402
 
 SCENARIOS = (
     "handshake",

@@ -35,21 +35,22 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from python_est import wire  # noqa: E402
-from python_est.ca import certificate_pem  # noqa: E402
-from python_est.config import load_config  # noqa: E402
-from python_est.ledger import IssuedCertificate  # noqa: E402
-from python_est.state import open_state  # noqa: E402
-from tests.conftest import BASE_CFG, merge_config  # noqa: E402
-from tests.est_support import (  # noqa: E402
+from est_harness import (  # noqa: E402
+    TEST_CFG,
     basic,
     build_request,
     csr_body,
     https,
     make_csr,
+    merge_config,
     srp,
     write_credentials,
 )
+from python_est import wire  # noqa: E402
+from python_est.ca import certificate_pem  # noqa: E402
+from python_est.config import load_config  # noqa: E402
+from python_est.ledger import IssuedCertificate  # noqa: E402
+from python_est.state import open_state  # noqa: E402
 from tests.pg_support import free_port, haproxy, postgres_cluster, wait_for_port  # noqa: E402
 
 # scripts/bench.py enrolls as this user with this password (CN=bench).
@@ -172,7 +173,7 @@ def _prepare(root: Path, url: str) -> tuple[dict[str, int], dict[str, Path], Pat
         configs[name] = root / f"{name}.cfg"
         configs[name].write_text(
             merge_config(
-                BASE_CFG,
+                TEST_CFG,
                 f"[server]\nport = {port}\nstate_dir = {root / ('state-' + name)}\n"
                 f"[ledger]\nurl = {url}\n",
             )

@@ -26,6 +26,8 @@ from pathlib import Path
 from tlslite.constants import CipherSuite, HandshakeType
 from tlslite.messages import ClientHello
 
+from est_harness import running_server
+
 # Pure SRP suites (RFC 5054 §2.7), as curl and libest offer them.
 _SUITES = [
     CipherSuite.TLS_SRP_SHA_WITH_AES_256_CBC_SHA,
@@ -104,9 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=200, help="probes of each kind")
     parser.add_argument("--group-bits", type=int, default=2048, choices=[2048, 3072, 4096])
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.conftest import running_server
-
     # Counters high enough that the probes themselves are never refused.
     cfg = "[auth]\nmax_failures = 100000\naccount_max_failures = 100000\n"
     cfg += "address_max_failures = 100000\n"

@@ -33,9 +33,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import est_harness as h
 from tlslite.api import HandshakeSettings, TLSConnection
 from tlslite.constants import AlertDescription
+
+import est_harness as h
 
 USER, PASSWORD = "fuzz", "fuzz password 1"
 EXTRA_CONFIG = """\
@@ -107,12 +108,12 @@ def http_seeds(csr: bytes) -> list[bytes]:
         b"Content-Type: application/pkcs10\r\n\r\n" + csr + b"\r\n--B--\r\n"
     )
     return [
-        h.request_bytes("GET", f"{h.EST}/cacerts"),
-        h.request_bytes("GET", f"{h.EST}/csrattrs"),
+        h.build_request("GET", f"{h.EST}/cacerts"),
+        h.build_request("GET", f"{h.EST}/csrattrs"),
         h.enroll_request(f"{h.EST}/simpleenroll", csr, auth),
         h.enroll_request(f"{h.EST}/simplereenroll", csr),
         h.enroll_request(f"{h.EST}/serverkeygen", csr, auth),
-        h.request_bytes(
+        h.build_request(
             "POST",
             f"{h.EST}/simpleenroll",
             b"",
@@ -123,7 +124,7 @@ def http_seeds(csr: bytes) -> list[bytes]:
             },
         ).replace(b"Content-Length: 0\r\n", b"")
         + chunked,
-        h.request_bytes(
+        h.build_request(
             "POST",
             f"{h.EST}/simpleenroll",
             csr,
@@ -134,11 +135,11 @@ def http_seeds(csr: bytes) -> list[bytes]:
                 "Content-Transfer-Encoding": "base64",
             },
         ),
-        h.request_bytes("GET", "/bootstrap"),
-        h.request_bytes(
+        h.build_request("GET", "/bootstrap"),
+        h.build_request(
             "POST", "/bootstrap", form, {"Content-Type": "application/x-www-form-urlencoded"}
         ),
-        h.request_bytes(
+        h.build_request(
             "POST", "/bootstrap", multipart, {"Content-Type": "multipart/form-data; boundary=B"}
         ),
     ]
@@ -369,19 +370,21 @@ def legitimate_clients(port: int, cafile: Path) -> dict[str, int | str]:
     context = h.client_context(cafile)
     results: dict[str, int | str] = {}
     checks: dict[str, Callable[[], h.Reply]] = {
-        "cacerts": lambda: h.https(port, context, h.request_bytes("GET", f"{h.EST}/cacerts")),
+        "cacerts": lambda: h.https(
+            port, h.build_request("GET", f"{h.EST}/cacerts"), context=context
+        ),
         "basic enroll": lambda: h.https(
             port,
-            context,
             h.enroll_request(
-                f"{h.EST}/simpleenroll", h.csr_body("legit", h.new_key()), h.basic(USER, PASSWORD)
+                f"{h.EST}/simpleenroll", h.csr_body(h.make_csr("legit")[0]), h.basic(USER, PASSWORD)
             ),
+            context=context,
         ),
         "srp enroll": lambda: h.srp(
             port,
             USER,
             PASSWORD,
-            h.enroll_request(f"{h.EST}/simpleenroll", h.csr_body("legit", h.new_key())),
+            h.enroll_request(f"{h.EST}/simpleenroll", h.csr_body(h.make_csr("legit")[0])),
         ),
     }
     for name, check in checks.items():
@@ -398,11 +401,11 @@ def fuzz(hellos: int, requests: int, seed: int, parallel: int, folder: Path) -> 
     h.init_state(cfg, {USER: PASSWORD})
     cafile = folder / "state" / "ca" / "ca.pem"
     hello_seeds = [openssl_client_hello(), tlslite_client_hello(False), tlslite_client_hello(True)]
-    csr = h.csr_body("fuzz", h.new_key())
+    csr = h.csr_body(h.make_csr("fuzz")[0])
     request_seeds = http_seeds(csr)
     hello_cases = [mutate(rng, rng.choice(hello_seeds), http=False) for _ in range(hellos)]
     request_cases = [mutate(rng, rng.choice(request_seeds), http=True) for _ in range(requests)]
-    with h.ServerProcess(cfg, folder / "server.log") as server:
+    with h.Daemon(cfg) as server:
         rss_before = server.rss_kib()
         started = time.monotonic()
         with ThreadPoolExecutor(parallel) as pool:
@@ -417,7 +420,7 @@ def fuzz(hellos: int, requests: int, seed: int, parallel: int, folder: Path) -> 
         legit = legitimate_clients(server.port, cafile) if alive else {}
         rss_after = server.rss_kib() if alive else 0
         exit_status = server.stop()
-        log_text = server.log_path.read_text(errors="replace")
+        log_text = server.log()
     tracebacks = log_text.count("Traceback")
     # tlslite raises IndexError, TypeError... on some malformed ClientHellos; python_est.tls
     # contains them per connection (DESIGN.md decision 10). Counted here for the report.

@@ -62,7 +62,7 @@ class Holder(threading.Thread):
                     self._trickle(sock, self.args.hello)
                 else:
                     with self.context.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
-                        self._trickle(tls, h.request_bytes("GET", f"{h.EST}/cacerts"))
+                        self._trickle(tls, h.build_request("GET", f"{h.EST}/cacerts"))
             except (OSError, ssl.SSLError):
                 pass  # dropped by the server: reconnect
             finally:
@@ -103,7 +103,7 @@ def bench(args: Args, folder: Path) -> dict[str, object]:
     cafile = folder / "state" / "ca" / "ca.pem"
     args.stop, args.hello = threading.Event(), _client_hello()
     sources = [f"127.0.0.{2 + index}" for index in range(args.addresses)]
-    with h.ServerProcess(cfg, folder / "server.log") as server:
+    with h.Daemon(cfg) as server:
         context = h.client_context(cafile)
         idle_wait = _fetch(server.port, context, args.timeout)
         holders = [
@@ -142,10 +142,10 @@ def bench(args: Args, folder: Path) -> dict[str, object]:
 
 
 def _fetch(port: int, context: ssl.SSLContext, timeout: float) -> tuple[float, int | str]:
-    raw = h.request_bytes("GET", f"{h.EST}/cacerts")
+    raw = h.build_request("GET", f"{h.EST}/cacerts")
     started = time.monotonic()
     try:
-        status: int | str = h.https(port, context, raw, timeout=timeout).status
+        status: int | str = h.https(port, raw, context=context, timeout=timeout).status
     except Exception as exc:  # a failed sample: reported, and counted as its time
         status = f"{type(exc).__name__}: {exc}"
     return time.monotonic() - started, status

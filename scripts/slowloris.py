@@ -72,7 +72,7 @@ class Trickler(threading.Thread):
                     self._trickle(sock, self.hello)
                 else:
                     with self.context.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
-                        self._trickle(tls, h.request_bytes("GET", f"{h.EST}/cacerts"))
+                        self._trickle(tls, h.build_request("GET", f"{h.EST}/cacerts"))
             except (OSError, ssl.SSLError):
                 pass  # dropped by the server: what we wait for
             finally:
@@ -100,7 +100,7 @@ def slowloris(args: argparse.Namespace, folder: Path) -> dict[str, object]:
     h.init_state(cfg, {USER: PASSWORD})
     cafile = folder / "state" / "ca" / "ca.pem"
     hello = _client_hello()
-    with h.ServerProcess(cfg, folder / "server.log") as server:
+    with h.Daemon(cfg) as server:
         legit = h.client_context(cafile)
         baseline = _enroll_latency(server.port, legit)
         stop = threading.Event()
@@ -151,11 +151,11 @@ def slowloris(args: argparse.Namespace, folder: Path) -> dict[str, object]:
 
 def _enroll_latency(port: int, context: ssl.SSLContext) -> tuple[float, int | str]:
     raw = h.enroll_request(
-        f"{h.EST}/simpleenroll", h.csr_body("legit", h.new_key()), h.basic(USER, PASSWORD)
+        f"{h.EST}/simpleenroll", h.csr_body(h.make_csr("legit")[0]), h.basic(USER, PASSWORD)
     )
     started = time.monotonic()
     try:
-        status: int | str = h.https(port, context, raw, timeout=120).status
+        status: int | str = h.https(port, raw, context=context, timeout=120).status
     except Exception as exc:  # reported as a failed sample
         status = f"{type(exc).__name__}: {exc}"
     return time.monotonic() - started, status

@@ -33,6 +33,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 import est_harness as h
 
 USER, PASSWORD = "soak", "soak password 1"
@@ -117,42 +119,44 @@ class Client:
         return Outcome(op, 200, elapsed, serials)
 
     def _cacerts(self) -> h.Reply:
-        raw = h.request_bytes("GET", f"{h.EST}/cacerts")
-        return h.https(self.port, self.plain, raw, source=self.source)
+        raw = h.build_request("GET", f"{h.EST}/cacerts")
+        return h.https(self.port, raw, context=self.plain, source=self.source)
 
     def _enroll(self) -> h.Reply:
-        key = h.new_key()
+        key = h.make_key()
         raw = h.enroll_request(
-            f"{h.EST}/simpleenroll", h.csr_body(self.name, key), h.basic(USER, PASSWORD)
+            f"{h.EST}/simpleenroll",
+            h.csr_body(h.make_csr(self.name, key)[0]),
+            h.basic(USER, PASSWORD),
         )
-        reply = h.https(self.port, self.plain, raw, source=self.source)
+        reply = h.https(self.port, raw, context=self.plain, source=self.source)
         self._keep(reply, key)
         return reply
 
     def _reenroll(self) -> h.Reply:
         assert self.identity is not None
-        context = h.client_context(self.cafile, self.identity.cert_path, self.identity.key_path)
-        key = h.new_key()
-        raw = h.enroll_request(f"{h.EST}/simplereenroll", h.csr_body(self.name, key))
-        reply = h.https(self.port, context, raw, source=self.source)
+        context = h.client_context(self.cafile, (self.identity.cert_path, self.identity.key_path))
+        key = h.make_key()
+        raw = h.enroll_request(f"{h.EST}/simplereenroll", h.csr_body(h.make_csr(self.name, key)[0]))
+        reply = h.https(self.port, raw, context=context, source=self.source)
         self._keep(reply, key)
         return reply
 
     def _srp(self) -> h.Reply:
-        raw = h.enroll_request(f"{h.EST}/simpleenroll", h.csr_body(self.name, h.new_key()))
+        raw = h.enroll_request(f"{h.EST}/simpleenroll", h.csr_body(h.make_csr(self.name)[0]))
         return h.srp(self.port, USER, PASSWORD, raw, source=self.source)
 
-    def _keep(self, reply: h.Reply, key: h.ec.EllipticCurvePrivateKey) -> None:
+    def _keep(self, reply: h.Reply, key: ec.EllipticCurvePrivateKey) -> None:
         if reply.status == 200:
             cert = reply.certificates()[0]
-            paths = h.write_pem(self.folder / self.name, cert, key)
+            paths = h.write_credentials(self.folder, self.name, cert, key)
             self.identity = Identity(*paths)
 
 
 class Sampler(threading.Thread):
     """Samples the server's RSS, threads and fds once a second for the peaks."""
 
-    def __init__(self, server: h.ServerProcess) -> None:
+    def __init__(self, server: h.Daemon) -> None:
         super().__init__(name="sampler", daemon=True)
         self.server = server
         self.stop = threading.Event()
@@ -182,7 +186,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def wait_idle(server: h.ServerProcess, fds: int) -> float:
+def wait_idle(server: h.Daemon, fds: int) -> float:
     """Seconds until the server's fd count is back to `fds` (connections close with a linger)."""
     started = time.monotonic()
     while time.monotonic() - started < IDLE_WAIT_S:
@@ -201,7 +205,7 @@ def soak(
     max_connections = 64  # the [server] default, which the config leaves alone
     keys = folder / "clients"
     keys.mkdir(exist_ok=True)
-    with h.ServerProcess(cfg, folder / "server.log") as server:
+    with h.Daemon(cfg) as server:
         # Warm up every path once (imports, first SQLite pages, pool threads), then measure idle.
         warm = Client(-1, server.port, cafile, keys, 0)
         for op in ("cacerts", "enroll", "reenroll", "srp"):
@@ -231,9 +235,9 @@ def soak(
         in_ledger = h.ledger_serials(folder / "state" / "ledger.sqlite3")
         expect = folder / "received-serials.txt"
         expect.write_text("".join(f"{s:X}\n" for s in received))
-        verify = h.cli(cfg, "ledger", "verify", "--expect", str(expect))
+        verify = h.run_cli(cfg, "ledger", "verify", "--expect", str(expect))
         exit_status = server.stop()
-        log_text = server.log_path.read_text(errors="replace")
+        log_text = server.log()
 
     outcomes = [o for w in workers for o in w.outcomes]
     unexpected = [o for o in outcomes + warm.outcomes if o.status != 200]

@@ -1,101 +1,22 @@
-"""Shared fixtures: a whole python-est server (state, service, TLS, listener) on 127.0.0.1:0.
+"""Shared fixtures and the one skip policy.
 
-`est_server` is one server for a test module with the default profile plus a few labels;
-`start_est_server(cfg_text)` starts a server with extra config for a single test. Both run the
-same `build_server` that `python-est serve` runs.
+`start_est_server(cfg_text)` starts a whole server (`est_harness.running_server`) with extra
+config for a single test. Everything that drives a server lives in `scripts/est_harness/`, which
+tests and scripts share (pytest's `pythonpath` puts `scripts` on the path).
 """
 
 from __future__ import annotations
 
-import configparser
-import io
 import logging
 import os
 import shutil
-import ssl
 from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from python_est.cli.serve import build_server
-from python_est.config import Config, load_config
-from python_est.server import EstServer
-from python_est.state import State, open_state
-
-BASE_CFG = """\
-[server]
-address = 127.0.0.1
-port = 0
-state_dir = state
-handshake_timeout = 5
-request_timeout = 5
-[ca]
-key_type = ec-p256
-[tls]
-server_key_type = rsa-2048
-"""
-
-
-@dataclass
-class RunningServer:
-    """A started server and the paths a client needs."""
-
-    server: EstServer
-    config: Config
-    state: State
-    root: Path
-
-    @property
-    def port(self) -> int:
-        return self.server.server_address[1]
-
-    @property
-    def ca_file(self) -> Path:
-        """PEM of the root that signed the server certificate (the client trust anchor)."""
-        path = self.root / "trust.pem"
-        if not path.exists():
-            from python_est.ca import certificate_pem
-
-            path.write_bytes(certificate_pem(self.state.ca.root))
-        return path
-
-    def url(self, path: str) -> str:
-        return f"https://127.0.0.1:{self.port}{path}"
-
-    def ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.ca_file))
-        return context
-
-
-def merge_config(base: str, extra: str) -> str:
-    """`base` with the sections and keys of `extra` added or overriding."""
-    parser = configparser.ConfigParser(interpolation=None, default_section="\x00defaults")
-    parser.read_string(base)
-    parser.read_string(extra)  # later keys win; a repeated section header is fine across reads
-    out = io.StringIO()
-    parser.write(out)
-    return out.getvalue()
-
-
-@contextmanager
-def running_server(root: Path, cfg_text: str = "") -> Iterator[RunningServer]:
-    """Write a config under `root`, create state, start the server, stop it afterwards."""
-    root.mkdir(parents=True, exist_ok=True)
-    cfg = root / "est.cfg"
-    cfg.write_text(merge_config(BASE_CFG, cfg_text))
-    config = load_config(cfg)
-    state = open_state(config, create=True)
-    server = build_server(config, state)
-    thread = server.start_in_thread()
-    try:
-        yield RunningServer(server=server, config=config, state=state, root=root)
-    finally:
-        server.shutdown(grace=2.0)
-        thread.join(timeout=5)
-        state.ledger.close()
+from est_harness import RunningServer, running_server
 
 
 @pytest.fixture(autouse=True)

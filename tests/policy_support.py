@@ -11,9 +11,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from est_harness import Reply, RunningServer, basic, build_request, https, write_credentials
 from python_est.oids import ID_KP_CMC_RA
-from tests.conftest import RunningServer
-from tests.est_support import Reply, basic, build_request, https, write_credentials
 
 PASSWORD = "a long enough password"
 EST = "/.well-known/est"

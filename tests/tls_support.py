@@ -17,6 +17,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from python_est.ca import CertificateAuthority, certificate_pem, private_key_pem
@@ -50,7 +51,7 @@ class Pki:
     ca: CertificateAuthority
     ca_path: Path
     server_chain: tuple[x509.Certificate, ...]
-    server_key: object
+    server_key: PrivateKeyTypes
     clients: dict[str, Credential]
     revoked: frozenset[int]
 
@@ -201,7 +202,7 @@ def running_server(
     """An `EstServer` on 127.0.0.1 with an ephemeral port, serving in a thread."""
     endpoint = TlsEndpoint(
         cert_chain=pki.server_chain,
-        private_key=pki.server_key,  # type: ignore[arg-type]
+        private_key=pki.server_key,
         verifier_db=None if users is None else users.srp_verifiers(),
         chain_validator=pki.validator(),
         params=params or TlsConfig(),

@@ -1,8 +1,13 @@
-"""Client-side helpers for whole-server tests: CSRs, raw HTTP/1.1 over ssl and tlslite SRP."""
+"""EST clients for tests and scripts: CSRs, raw HTTP/1.1 over Python ssl (OpenSSL) for Basic
+and certificate clients, and TLS-SRP over tlslite-ng, the way devices do it.
+
+Deliberately independent of `python_est.client`, so they check the server, not our own client.
+"""
 
 from __future__ import annotations
 
 import base64
+import os
 import socket
 import ssl
 from dataclasses import dataclass
@@ -11,10 +16,13 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 from tlslite.api import HandshakeSettings, TLSConnection
 
 from python_est import wire
+
+EST = "/.well-known/est"
 
 
 @dataclass(frozen=True)
@@ -68,12 +76,22 @@ def build_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+def enroll_request(path: str, body: bytes, authorization: str | None = None) -> bytes:
+    """A POST of a base64 PKCS#10 `body` to `path`, with an Authorization header if given."""
+    headers = {"Content-Type": "application/pkcs10"}
+    if authorization:
+        headers["Authorization"] = authorization
+    return build_request("POST", path, body, headers)
+
+
 def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def parse_reply(raw: bytes) -> Reply:
-    head, _, body = raw.partition(b"\r\n\r\n")
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        raise ConnectionError(f"incomplete HTTP response ({len(raw)} bytes)")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
     headers = {}
@@ -96,47 +114,75 @@ def read_all(conn: ssl.SSLSocket | TLSConnection) -> bytes:
     return b"".join(chunks)
 
 
+def client_context(cafile: Path, client_cert: tuple[Path, Path] | None = None) -> ssl.SSLContext:
+    """A context that verifies the server against `cafile`, presenting `client_cert` if given.
+
+    Build it once to reuse across requests (the scripts' loops); `https(cafile=...)` builds one
+    per request.
+    """
+    context = ssl.create_default_context(cafile=str(cafile))
+    if client_cert is not None:
+        context.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
+    return context
+
+
 def https(
     port: int,
     request: bytes,
     *,
-    cafile: Path,
+    cafile: Path | None = None,
     client_cert: tuple[Path, Path] | None = None,
+    context: ssl.SSLContext | None = None,
+    timeout: float = 10,
+    source: str = "",
 ) -> Reply:
-    """Send one raw request over Python ssl (OpenSSL), verifying the server against `cafile`."""
-    context = ssl.create_default_context(cafile=str(cafile))
-    if client_cert is not None:
-        context.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+    """Send one raw request over Python ssl (OpenSSL), verifying the server against `cafile`
+    (or with `context`), from the local address `source` if given; the server closes after it."""
+    if context is None:
+        assert cafile is not None, "https() needs cafile or context"
+        context = client_context(cafile, client_cert)
+    with _connect(port, timeout, source) as raw:
         with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
             tls.sendall(request)
             return parse_reply(read_all(tls))
 
 
-def srp(port: int, user: str, password: str, request: bytes) -> Reply:
+def srp(
+    port: int, user: str, password: str, request: bytes, *, timeout: float = 10, source: str = ""
+) -> Reply:
     """Send one raw request over TLS-SRP (tlslite client, SRP-RSA or pure SRP as offered)."""
     settings = HandshakeSettings()
     settings.maxVersion = (3, 3)
     settings.keyExchangeNames = ["srp_sha_rsa", "srp_sha"]
     settings.cipherNames = ["aes256", "aes128"]
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+    with _connect(port, timeout, source) as raw:
         conn = TLSConnection(raw)
         conn.handshakeClientSRP(user, password, settings=settings)
         conn.sendall(request)
         return parse_reply(read_all(conn))
 
 
+def _connect(port: int, timeout: float, source: str) -> socket.socket:
+    # `source`: a client address in 127.0.0.0/8, so per-address limits see several clients.
+    return socket.create_connection(
+        ("127.0.0.1", port), timeout=timeout, source_address=(source, 0) if source else None
+    )
+
+
 def write_credentials(
-    directory: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+    directory: Path, name: str, cert: x509.Certificate, key: PrivateKeyTypes
 ) -> tuple[Path, Path]:
+    """Write `name`.pem and `name`.key (mode 0600) under `directory`; return both paths."""
     cert_path = directory / f"{name}.pem"
     key_path = directory / f"{name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
         )
-    )
     return cert_path, key_path

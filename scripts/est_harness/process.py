@@ -15,15 +15,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.conftest import BASE_CFG, merge_config
+from est_harness.config import MAIN, ROOT, TEST_CFG, write_config
 
-ROOT = Path(__file__).resolve().parents[1]
-MAIN = ROOT / "main.py"
 LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 
 
@@ -57,22 +54,85 @@ class NotifySocket:
         self._sock.close()
 
 
-@dataclass
-class Daemon:
-    proc: subprocess.Popen[bytes]
-    root: Path
-    config: Path
-    port: int = 0
-    notify: NotifySocket | None = None
-    out: Path = field(init=False)
-    err: Path = field(init=False)
+def poll(
+    condition: str, check: Callable[[], object], *, timeout: float = 15.0, interval: float = 0.05
+) -> None:
+    """Wait until `check()` is true; fail naming `condition` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {condition}")
+        time.sleep(interval)
 
-    def __post_init__(self) -> None:
+
+class Daemon:
+    """`python main.py -c CONFIG [ARGS]` as a child process in its own session.
+
+    `start()` waits until it listens; `close()` (or leaving the `with` block) kills whatever is
+    left of its session. Its stdout and stderr are `logs/stdout.log` and `logs/stderr.log`
+    (`logs` defaults to the config's directory).
+    """
+
+    def __init__(
+        self,
+        config: Path,
+        *,
+        args: tuple[str, ...] = (),
+        notify: bool = False,
+        logs: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.args = args
+        self.root = logs or config.parent
+        self.root.mkdir(parents=True, exist_ok=True)
         self.out = self.root / "stdout.log"
         self.err = self.root / "stderr.log"
+        self.notify = NotifySocket() if notify else None
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        assert self._proc is not None, "the daemon was not started"
+        return self._proc
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def start(self, timeout: float = 60.0) -> Daemon:
+        """Start the process and wait for its "listening on 127.0.0.1:PORT" line."""
+        # Never a real systemd's: only our NotifySocket, when asked for.
+        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
+        if self.notify is not None:
+            env["NOTIFY_SOCKET"] = self.notify.name
+        with self.out.open("wb") as out, self.err.open("wb") as err:
+            self._proc = subprocess.Popen(
+                [sys.executable, str(MAIN), "-c", str(self.config), *self.args],
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                cwd=ROOT,
+                env=env,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while not (match := LISTENING.search(self.out.read_text(errors="replace"))):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise AssertionError(
+                    f"daemon did not start (exit {self._proc.poll()}):\n{self.log()}"
+                )
+            time.sleep(0.05)
+        self.port = int(match.group(1))
+        return self
 
     def log(self) -> str:
+        """stderr so far: the log."""
         return self.err.read_text(errors="replace")
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
 
     def output(self) -> str:
         return self.out.read_text(errors="replace") + self.log()
@@ -94,80 +154,115 @@ class Daemon:
     def send(self, signum: signal.Signals) -> None:
         self.proc.send_signal(signum)
 
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def kill9(self) -> None:
+        """SIGKILL: no shutdown code runs (a power cut, the OOM killer)."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
     def stop(self, timeout: float = 20.0) -> int:
-        """SIGTERM, then the exit status."""
+        """SIGTERM, then the exit status (SIGKILL after `timeout` seconds: then -9)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait(10)
+
+    def close(self) -> None:
+        """Kill whatever is left of the session (the daemon, its workers), close the socket."""
+        if self._proc is not None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # the session is gone: every process in it has ended
+            self._proc.wait(10)
+        if self.notify is not None:
+            self.notify.close()
+
+    def __enter__(self) -> Daemon:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def rss_kib(self) -> int:
+        return _status_field(self.pid, "VmRSS")
+
+    def threads(self) -> int:
+        return _status_field(self.pid, "Threads")
+
+    def fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
 
 
-def write_config(root: Path, extra: str = "") -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    cfg = root / "est.cfg"
-    cfg.write_text(merge_config(BASE_CFG, extra))
-    return cfg
-
-
-def run_cli(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    """Run `python main.py -c CONFIG ARGS...` to completion."""
-    return subprocess.run(
-        [sys.executable, str(MAIN), "-c", str(config), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        check=False,
-    )
+def _status_field(pid: int, name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+    raise KeyError(name)
 
 
 @contextmanager
 def daemon(
     root: Path, extra: str = "", *, args: tuple[str, ...] = (), notify: bool = True
 ) -> Iterator[Daemon]:
-    """Start `python main.py -c CFG [ARGS]` and wait until it listens; kill it at the end."""
-    config = write_config(root, extra)
-    sock = NotifySocket() if notify else None
-    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
-    if sock is not None:
-        env["NOTIFY_SOCKET"] = sock.name
-    with (root / "stdout.log").open("wb") as out, (root / "stderr.log").open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, str(MAIN), "-c", str(config), *args],
-            stdout=out,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-        )
-    running = Daemon(proc, root, config, notify=sock)
-    try:
-        deadline = time.monotonic() + 30
-        while not (match := LISTENING.search(running.out.read_text())):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"daemon did not start (exit {proc.poll()}):\n{running.log()}")
-            time.sleep(0.05)
-        running.port = int(match.group(1))
+    """Write the test config under `root`, start the daemon on it, kill it at the end."""
+    with Daemon(write_config(root, extra, base=TEST_CFG), args=args, notify=notify) as running:
         yield running
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        if sock is not None:
-            sock.close()
+
+
+def run_cli(
+    config: Path, *args: str, stdin: str = "", timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run `python main.py -c CONFIG ARGS...` to completion (text output)."""
+    return subprocess.run(
+        [sys.executable, str(MAIN), "-c", str(config), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def init_state(config: Path, users: dict[str, str]) -> None:
+    """`init`, then `user add` for each name and password, through the CLI; raises on failure."""
+    for args, stdin in [(("init",), "")] + [
+        (("user", "add", name, "--password-stdin"), password + "\n")
+        for name, password in users.items()
+    ]:
+        done = run_cli(config, *args, stdin=stdin, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"python-est {' '.join(args)} failed: {done.stderr.strip()}")
 
 
 def prepare_state(root: Path, extra: str = "", users: dict[str, str] | None = None) -> Path:
-    """Write the config and create the state (CA, ledger, user store with `users`) up front."""
+    """Write the test config and create the state (CA, ledger, user store with `users`) in
+    this process, faster than `init_state`."""
     # Imported here: the package is not needed to drive a daemon, only to prepare one.
     from python_est.config import load_config
     from python_est.state import open_state
 
-    config = write_config(root, extra)
+    config = write_config(root, extra, base=TEST_CFG)
     state = open_state(load_config(config), create=True)
     for name, password in (users or {}).items():
         assert state.users is not None
         state.users.add(name, password)
     state.ledger.close()
     return config
+
+
+def ledger_serials(ledger_path: Path) -> list[int]:
+    """Every serial in the ledger, read-only (safe while the server runs)."""
+    from python_est.ledger import SqliteLedger
+
+    with SqliteLedger(ledger_path, read_only=True) as ledger:
+        serials: list[int] = []
+        while page := ledger.list_certificates(limit=1000, offset=len(serials)):
+            serials += [entry.serial for entry in page]
+        return serials

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import RunningServer, captured_records
-from tests.est_support import basic, build_request, csr_body, https, make_csr
+from est_harness import RunningServer, basic, build_request, csr_body, https, make_csr
+from tests.conftest import captured_records
 
 pytestmark = pytest.mark.integration
 

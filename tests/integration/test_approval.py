@@ -14,10 +14,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from est_harness import Reply, RunningServer, basic, build_request, https, running_server
 from python_est.cli import main
 from python_est.ledger import PendingStatus
-from tests.conftest import RunningServer, running_server
-from tests.est_support import Reply, basic, build_request, https
 
 pytestmark = pytest.mark.integration
 

@@ -24,18 +24,19 @@ from urllib.parse import urlencode
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from python_est import wire
-from python_est.bootstrap.csrf import COOKIE
-from tests.conftest import RunningServer, running_server
-from tests.est_support import (
+from est_harness import (
     Reply,
+    RunningServer,
     basic,
     build_request,
     csr_body,
     https,
     make_csr,
+    running_server,
     write_credentials,
 )
+from python_est import wire
+from python_est.bootstrap.csrf import COOKIE
 
 pytestmark = pytest.mark.integration
 

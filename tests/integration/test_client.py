@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
+from est_harness import RunningServer, running_server
 from python_est.ca import CertificateAuthority, certificate_pem
 from python_est.cli import main
 from python_est.client import (
@@ -40,9 +42,10 @@ from python_est.client import (
 )
 from python_est.keys import KeyType
 from python_est.ledger import PendingStatus
-from tests.conftest import RunningServer, running_server
 
 pytestmark = pytest.mark.integration
+
+Anchors = tuple[x509.Certificate, ...]
 
 PASSWORD = "client test password"
 CONFIG = """\
@@ -66,13 +69,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 
 @pytest.fixture(scope="module")
-def anchors(server: RunningServer) -> tuple[x509.Certificate, ...]:
+def anchors(server: RunningServer) -> Anchors:
     return tuple(load_certificates(server.ca_file))
 
 
-def client(
-    server: RunningServer, anchors: tuple[x509.Certificate, ...], label: str = "", **creds: object
-) -> EstClient:
+def client(server: RunningServer, anchors: Anchors, label: str = "", **creds: object) -> EstClient:
     return EstClient(
         "127.0.0.1",
         server.port,
@@ -95,15 +96,15 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def same_key(a: object, b: object) -> bool:
+def same_key(a: PublicKeyTypes, b: PublicKeyTypes) -> bool:
     der, spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    return a.public_bytes(der, spki) == b.public_bytes(der, spki)  # type: ignore[attr-defined]
+    return a.public_bytes(der, spki) == b.public_bytes(der, spki)
 
 
 # --- trust ---------------------------------------------------------------------------------
 
 
-def test_cacerts_with_the_explicit_anchor(server: RunningServer, anchors: tuple) -> None:
+def test_cacerts_with_the_explicit_anchor(server: RunningServer, anchors: Anchors) -> None:
     assert client(server, anchors).cacerts() == list(server.state.ca.chain)
 
 
@@ -118,7 +119,7 @@ def test_server_certificate_is_verified_by_default(server: RunningServer) -> Non
         EstClient("127.0.0.1", server.port, trust=Trust((other.root,)), timeout=10).cacerts()
 
 
-def test_srp_rsa_chain_check_covers_the_host_name(server: RunningServer, anchors: tuple) -> None:
+def test_srp_rsa_chain_check_covers_the_host_name(server: RunningServer, anchors: Anchors) -> None:
     chain = [c.public_bytes(serialization.Encoding.DER) for c in server.state.server.chain]
     verify_server_chain(chain, anchors, "127.0.0.1")
     verify_server_chain(chain, anchors, "localhost")
@@ -130,7 +131,7 @@ def test_srp_rsa_chain_check_covers_the_host_name(server: RunningServer, anchors
 
 
 @pytest.mark.parametrize("key_type", [KeyType.EC_P256, KeyType.RSA_2048])
-def test_enroll_by_basic(server: RunningServer, anchors: tuple, key_type: KeyType) -> None:
+def test_enroll_by_basic(server: RunningServer, anchors: Anchors, key_type: KeyType) -> None:
     key = new_key(key_type)
     cert = client(server, anchors, basic=alice()).simpleenroll(
         build_csr(key, common_name="device-7", dns_names=["dev.example"])
@@ -144,7 +145,7 @@ def test_enroll_by_basic(server: RunningServer, anchors: tuple, key_type: KeyTyp
 
 
 def test_enroll_by_srp_verifies_the_srp_rsa_certificate(
-    server: RunningServer, anchors: tuple
+    server: RunningServer, anchors: Anchors
 ) -> None:
     srp = client(server, anchors, srp=alice())
     assert srp.request("GET", "/.well-known/est/cacerts").cipher_suite.startswith("TLS_SRP_SHA_RSA")
@@ -162,7 +163,7 @@ def test_enroll_by_srp_verifies_the_srp_rsa_certificate(
     assert client(server, (), srp=alice()).cacerts() == list(server.state.ca.chain)
 
 
-def test_wrong_credentials_are_reported(server: RunningServer, anchors: tuple) -> None:
+def test_wrong_credentials_are_reported(server: RunningServer, anchors: Anchors) -> None:
     with pytest.raises(ClientError, match="wrong user name or password"):
         client(server, anchors, srp=Password("alice", "wrong")).cacerts()
     with pytest.raises(HttpStatusError) as info:
@@ -174,7 +175,7 @@ def test_wrong_credentials_are_reported(server: RunningServer, anchors: tuple) -
 
 
 def test_enroll_by_certificate_then_reenroll(
-    server: RunningServer, anchors: tuple, tmp_path: Path
+    server: RunningServer, anchors: Anchors, tmp_path: Path
 ) -> None:
     key = new_key(KeyType.EC_P256)
     first = client(server, anchors, basic=alice()).simpleenroll(
@@ -201,7 +202,7 @@ def test_enroll_by_certificate_then_reenroll(
 
 
 def test_reenroll_without_a_client_certificate_is_refused(
-    server: RunningServer, anchors: tuple
+    server: RunningServer, anchors: Anchors
 ) -> None:
     cert = client(server, anchors, basic=alice()).simpleenroll(
         build_csr(new_key(KeyType.EC_P256), common_name="alice")
@@ -216,14 +217,14 @@ def test_reenroll_without_a_client_certificate_is_refused(
 # --- csrattrs, serverkeygen ---------------------------------------------------------------
 
 
-def test_csrattrs(server: RunningServer, anchors: tuple) -> None:
+def test_csrattrs(server: RunningServer, anchors: Anchors) -> None:
     assert client(server, anchors).csrattrs() == ()
     attrs = client(server, anchors, label="attrs").csrattrs()
     oids = [item if isinstance(item, str) else item.oid for item in attrs]
     assert oids == ["1.2.840.113549.1.9.7", "1.2.840.10045.2.1"]
 
 
-def test_serverkeygen_returns_a_matching_key(server: RunningServer, anchors: tuple) -> None:
+def test_serverkeygen_returns_a_matching_key(server: RunningServer, anchors: Anchors) -> None:
     result = client(server, anchors, label="keygen", srp=alice()).serverkeygen(
         build_csr(new_key(KeyType.EC_P256), common_name="alice")
     )
@@ -236,7 +237,7 @@ def test_serverkeygen_returns_a_matching_key(server: RunningServer, anchors: tup
 # --- 202 + Retry-After ---------------------------------------------------------------------
 
 
-def test_pending_request_is_retried_until_approved(server: RunningServer, anchors: tuple) -> None:
+def test_pending_request_is_retried_until_approved(server: RunningServer, anchors: Anchors) -> None:
     ledger = server.state.ledger
     waits: list[float] = []
 
@@ -263,7 +264,7 @@ def test_pending_request_is_retried_until_approved(server: RunningServer, anchor
     assert same_key(cert.public_key(), key.public_key())
 
 
-def test_pending_request_gives_up_after_max_wait(server: RunningServer, anchors: tuple) -> None:
+def test_pending_request_gives_up_after_max_wait(server: RunningServer, anchors: Anchors) -> None:
     est = client(server, anchors, label="manual", basic=alice())
     with pytest.raises(EnrollmentPending) as info:
         est.simpleenroll(build_csr(new_key(KeyType.EC_P256), common_name="alice"), max_wait=10)
@@ -323,7 +324,7 @@ def test_cli_enroll_by_srp_writes_a_private_key_file(
     cert = load_certificates(cert_out)[0]
     assert_issued_by(server, cert)
     assert same_key(cert.public_key(), key.public_key())
-    assert key.key_size == 2048  # type: ignore[union-attr]
+    assert key.key_size == 2048
 
 
 def test_cli_enroll_with_a_csr_file_and_basic_from_a_password_file(

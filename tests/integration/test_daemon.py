@@ -17,11 +17,20 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from est_harness import (
+    Daemon,
+    basic,
+    build_request,
+    csr_body,
+    daemon,
+    https,
+    make_csr,
+    merge_config,
+    prepare_state,
+    read_all,
+)
 from python_est.ca import CertificateAuthority, certificate_pem, private_key_pem
 from python_est.keys import KeyType
-from tests.conftest import merge_config
-from tests.daemon_support import Daemon, daemon, prepare_state
-from tests.est_support import basic, build_request, csr_body, https, make_csr, read_all
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from est_harness import RunningServer, running_server
 from python_est.client import fingerprint, load_certificates, load_private_key
-from tests.conftest import RunningServer, running_server
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from python_est import wire
-from python_est.ledger import IssuedCertificate
-from python_est.messages import CERTS_ONLY, PKCS7_MIME
-from tests.conftest import RunningServer
-from tests.est_support import (
+from est_harness import (
+    RunningServer,
     basic,
     build_request,
     csr_body,
@@ -26,6 +23,9 @@ from tests.est_support import (
     srp,
     write_credentials,
 )
+from python_est import wire
+from python_est.ledger import IssuedCertificate
+from python_est.messages import CERTS_ONLY, PKCS7_MIME
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,12 +20,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningServer, running_server
-from tests.est_support import basic, build_request, csr_body, https, make_csr, srp
-
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-import est_harness as h  # noqa: E402
+import est_harness as h
+from est_harness import (
+    RunningServer,
+    basic,
+    build_request,
+    csr_body,
+    https,
+    make_csr,
+    running_server,
+    srp,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -36,9 +40,9 @@ CONFIG = "[profile]\npassword_subjects = any\n"
 
 def _enroll(port: int, cafile: Path, name: str = "device") -> h.Reply:
     raw = h.enroll_request(
-        f"{h.EST}/simpleenroll", h.csr_body(name, h.new_key()), h.basic(USER, PASSWORD)
+        f"{h.EST}/simpleenroll", h.csr_body(h.make_csr(name)[0]), h.basic(USER, PASSWORD)
     )
-    return h.https(port, h.client_context(cafile), raw, timeout=30)
+    return h.https(port, raw, context=h.client_context(cafile), timeout=30)
 
 
 # --- kill -9 under load ---------------------------------------------------------------------
@@ -53,7 +57,7 @@ def test_kill_9_under_load_then_restart_loses_nothing(tmp_path: Path) -> None:
     lock = threading.Lock()
     stop = threading.Event()
 
-    server = h.ServerProcess(cfg, tmp_path / "server.log").start()
+    server = h.Daemon(cfg).start()
 
     def client(index: int) -> None:
         while not stop.is_set():
@@ -82,10 +86,10 @@ def test_kill_9_under_load_then_restart_loses_nothing(tmp_path: Path) -> None:
     assert failures, "the kill should have cut some requests in flight"
 
     # Restart on the same state (WAL recovery), and verify while it runs, as an operator would.
-    with h.ServerProcess(cfg, tmp_path / "server2.log") as again:
+    with h.Daemon(cfg, logs=tmp_path / "again") as again:
         expect = tmp_path / "received.txt"
         expect.write_text("".join(f"{serial:X}\n" for serial in received))
-        verify = h.cli(cfg, "ledger", "verify", "--expect", str(expect))
+        verify = h.run_cli(cfg, "ledger", "verify", "--expect", str(expect))
         assert verify.returncode == 0, verify.stdout + verify.stderr
         assert "ledger OK" in verify.stdout
         assert f"all {len(received)} expected serial(s) present" in verify.stdout
@@ -117,12 +121,12 @@ def test_ledger_verify_detects_a_certificate_not_signed_by_the_ca(tmp_path: Path
                 cert, requester="x", auth_method="admin", label="", operation="init"
             )
         )
-    verify = h.cli(cfg, "ledger", "verify")
+    verify = h.run_cli(cfg, "ledger", "verify")
     assert verify.returncode == 1
     assert "not signed by the CA" in verify.stdout
     missing = tmp_path / "missing.txt"
     missing.write_text("0A1B\n")
-    verify = h.cli(cfg, "ledger", "verify", "--expect", str(missing))
+    verify = h.run_cli(cfg, "ledger", "verify", "--expect", str(missing))
     assert "0A1B: expected but not recorded" in verify.stdout
 
 
@@ -172,8 +176,7 @@ def _basic_enroll(server: RunningServer) -> h.Reply:
         {"Content-Type": "application/pkcs10", "Authorization": basic(USER, PASSWORD)},
         server.port,
     )
-    reply = https(server.port, raw, cafile=server.ca_file)
-    return h.Reply(reply.status, {k.lower(): v for k, v in reply.headers.items()}, reply.body)
+    return https(server.port, raw, cafile=server.ca_file)
 
 
 def _cacerts_status(server: RunningServer) -> int:
@@ -183,7 +186,7 @@ def _cacerts_status(server: RunningServer) -> int:
 
 def _assert_unavailable(reply: h.Reply) -> None:
     assert reply.status == 503, reply
-    assert reply.headers.get("retry-after", "").isdigit()
+    assert reply.headers.get("Retry-After", "").isdigit()
     assert b"-----BEGIN" not in reply.body and b"MII" not in reply.body  # no certificate
 
 
@@ -255,7 +258,7 @@ def _break_directory(path: Path) -> None:
     path.mkdir()
 
 
-BREAKAGES = {
+BREAKAGES: dict[str, tuple[str, Callable[[Path], object], str]] = {
     "ca key missing": ("ca/ca.key", Path.unlink, "ca.key does not exist"),
     "ca key unreadable": ("ca/ca.key", _break_directory, "cannot read"),
     "ca key corrupt": ("ca/ca.key", lambda p: p.write_text("garbage"), "unusable CA"),
@@ -276,7 +279,7 @@ def test_broken_file_at_start_exits_2_with_one_line(
     shutil.copytree(initialised, tmp_path, dirs_exist_ok=True)
     relative, breakage, expected = BREAKAGES[case]
     breakage(tmp_path / "state" / relative)
-    done = h.cli(tmp_path / "est.cfg", timeout=60)
+    done = h.run_cli(tmp_path / "est.cfg", timeout=60)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2, done.stdout + done.stderr
     assert len(lines) == 1, lines
@@ -309,12 +312,12 @@ def test_corrupt_user_store_on_sighup_keeps_serving(tmp_path: Path) -> None:
     cfg = h.write_config(tmp_path, CONFIG)
     h.init_state(cfg, {USER: PASSWORD})
     cafile = tmp_path / "state" / "ca" / "ca.pem"
-    with h.ServerProcess(cfg, tmp_path / "server.log") as server:
+    with h.Daemon(cfg) as server:
         (tmp_path / "state" / "users.srp").write_text("not json")
         os.kill(server.pid, signal.SIGHUP)
         deadline = time.monotonic() + 20
-        while "reload refused" not in server.log_path.read_text() and time.monotonic() < deadline:
+        while "reload refused" not in server.log() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert "reload refused" in server.log_path.read_text(), server.log_tail()
+        assert "reload refused" in server.log(), server.log_tail()
         assert server.alive()
         assert _enroll(server.port, cafile).status == 200

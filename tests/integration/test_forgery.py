@@ -30,11 +30,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from est_harness import RunningServer, basic, build_request, csr_body, https, write_credentials
 from python_est.cli import main
 from python_est.cli.logs import setup_logging
 from python_est.ledger import IssuedCertificate
-from tests.conftest import RunningServer
-from tests.est_support import basic, build_request, csr_body, https, write_credentials
 
 pytestmark = pytest.mark.integration
 

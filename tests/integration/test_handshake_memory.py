@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_support import daemon
-from tests.est_support import build_request, https
+from est_harness import build_request, daemon, https
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ from collections.abc import Callable
 import pytest
 from cryptography import x509
 
+from est_harness import RunningServer, basic, build_request, csr_body, https, make_csr
 from python_est.client import Credentials, EstClient, Password, Trust, build_csr, new_key
 from python_est.keys import KeyType
-from tests.conftest import RunningServer, require_tool
-from tests.est_support import basic, build_request, csr_body, https, make_csr
+from tests.conftest import require_tool
 
 USER, PASSWORD = "label-user", "label-password-1"
 CONFIG = "[label:ca:1]\nvalidity_days = 7\n[label:ops@site;v=2]\nvalidity_days = 9\n"

@@ -16,9 +16,9 @@ from collections.abc import Callable
 import pytest
 from tlslite.errors import TLSRemoteAlert
 
+from est_harness import Reply, RunningServer, basic, build_request, csr_body, https, make_csr, srp
 from python_est.cli import main
-from tests.conftest import RunningServer, captured_records
-from tests.est_support import Reply, basic, build_request, csr_body, https, make_csr, srp
+from tests.conftest import captured_records
 
 pytestmark = pytest.mark.integration
 

@@ -16,11 +16,22 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from est_harness import (
+    TEST_CFG,
+    basic,
+    build_request,
+    csr_body,
+    daemon,
+    https,
+    make_csr,
+    run_cli,
+    srp,
+    write_config,
+)
 from python_est import wire
 from python_est.messages import PKCS8
-from tests.daemon_support import daemon, run_cli, write_config
-from tests.est_support import basic, build_request, csr_body, https, make_csr, srp
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +60,7 @@ def pem_bodies(path: Path) -> set[str]:
 
 
 def test_no_secret_reaches_any_log(tmp_path: Path) -> None:
-    config = write_config(tmp_path, EXTRA)
+    config = write_config(tmp_path, EXTRA, base=TEST_CFG)
     outputs = []
     for args, stdin in (
         (("-d", "user", "add", "device-1", "--password-stdin"), PASSWORD),
@@ -123,8 +134,13 @@ def test_no_secret_reaches_any_log(tmp_path: Path) -> None:
     secrets |= encodings(f"device-1:{WRONG}".encode())
     secrets |= encodings(f"device-2:{CHANGED}".encode())
     secrets |= encodings(key_der)
-    numbers = key.private_numbers()  # type: ignore[union-attr]
-    secrets.add(format(numbers.d if hasattr(numbers, "d") else numbers.private_value, "x"))
+    assert isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey))
+    numbers = key.private_numbers()
+    secrets.add(
+        format(
+            numbers.d if isinstance(numbers, rsa.RSAPrivateNumbers) else numbers.private_value, "x"
+        )
+    )
     secrets |= encodings(base64.b64decode(users["secret"]))
     for entry in users["users"].values():
         verifier = base64.b64decode(entry["verifier"])

@@ -17,6 +17,18 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from est_harness import (
+    TEST_CFG,
+    basic,
+    build_request,
+    csr_body,
+    daemon,
+    https,
+    make_csr,
+    merge_config,
+    prepare_state,
+    srp,
+)
 from python_est.ca import certificate_pem
 from python_est.cli.serve import build_server
 from python_est.config import Config, load_config
@@ -24,9 +36,6 @@ from python_est.errors import ConfigError
 from python_est.ops import ProcessMetrics, start_metrics_listener
 from python_est.server import EstServer
 from python_est.state import State, open_state
-from tests.conftest import BASE_CFG, merge_config
-from tests.daemon_support import daemon, prepare_state
-from tests.est_support import basic, build_request, csr_body, https, make_csr, srp
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +78,7 @@ def scrape(port: int) -> Samples:
 @pytest.fixture
 def metered(tmp_path: Path) -> Iterator[MeteredServer]:
     cfg = tmp_path / "est.cfg"
-    cfg.write_text(merge_config(BASE_CFG, METRICS_CFG))
+    cfg.write_text(merge_config(TEST_CFG, METRICS_CFG))
     config = load_config(cfg)
     state = open_state(config, create=True)
     meter = ProcessMetrics()
@@ -198,14 +207,14 @@ def test_a_taken_metrics_port_stops_start_up_with_the_key_named(tmp_path: Path) 
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         cfg = tmp_path / "est.cfg"
-        cfg.write_text(merge_config(BASE_CFG, f"[metrics]\nenabled = yes\nport = {port}\n"))
+        cfg.write_text(merge_config(TEST_CFG, f"[metrics]\nenabled = yes\nport = {port}\n"))
         with pytest.raises(ConfigError, match=r"\[metrics\] port: cannot listen"):
             start_metrics_listener(load_config(cfg))
 
 
 def test_disabled_metrics_start_nothing(tmp_path: Path) -> None:
     cfg = tmp_path / "est.cfg"
-    cfg.write_text(BASE_CFG)
+    cfg.write_text(TEST_CFG)
     assert start_metrics_listener(load_config(cfg)) is None
 
 

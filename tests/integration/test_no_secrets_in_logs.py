@@ -14,7 +14,6 @@ import base64
 import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlencode
@@ -23,7 +22,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from tlslite.errors import TLSRemoteAlert
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import est_harness as h
 
 pytestmark = pytest.mark.integration
@@ -73,8 +71,8 @@ def test_a_full_run_logs_no_secret(tmp_path: Path) -> None:
     state = tmp_path / "state"
     cli_output: list[str] = []
 
-    def cli(*args: str, stdin: str | None = None) -> None:
-        done = h.cli(cfg, "-d", *args, stdin=stdin)  # debug level for the CLI too
+    def cli(*args: str, stdin: str = "") -> None:
+        done = h.run_cli(cfg, "-d", *args, stdin=stdin)  # debug level for the CLI too
         cli_output.extend([done.stdout, done.stderr])
         assert done.returncode == 0, done.stderr
 
@@ -84,36 +82,38 @@ def test_a_full_run_logs_no_secret(tmp_path: Path) -> None:
     context = h.client_context(cafile)
     received_keys: list[bytes] = []
 
-    with h.ServerProcess(cfg, tmp_path / "server.log", args=("-d",)) as server:
+    with h.Daemon(cfg, args=("-d",)) as server:
         port = server.port
-        assert h.https(port, context, h.request_bytes("GET", f"{h.EST}/cacerts")).status == 200
-
-        key = h.new_key()
-        enroll = h.enroll_request(
-            f"{h.EST}/simpleenroll", h.csr_body(USER, key), h.basic(USER, PASSWORD)
+        assert (
+            h.https(port, h.build_request("GET", f"{h.EST}/cacerts"), context=context).status == 200
         )
-        reply = h.https(port, context, enroll)
+
+        key = h.make_key()
+        enroll = h.enroll_request(
+            f"{h.EST}/simpleenroll", h.csr_body(h.make_csr(USER, key)[0]), h.basic(USER, PASSWORD)
+        )
+        reply = h.https(port, enroll, context=context)
         assert reply.status == 200
-        cert_path, key_path = h.write_pem(tmp_path / "device", reply.certificates()[0], key)
+        cert_path, key_path = h.write_credentials(tmp_path, "device", reply.certificates()[0], key)
         received_keys.append(key_path.read_bytes())
 
         wrong = h.enroll_request(
-            f"{h.EST}/simpleenroll", h.csr_body(USER, h.new_key()), h.basic(USER, WRONG_BASIC)
+            f"{h.EST}/simpleenroll", h.csr_body(h.make_csr(USER)[0]), h.basic(USER, WRONG_BASIC)
         )
-        assert h.https(port, context, wrong).status == 401
-        srp_enroll = h.enroll_request(f"{h.EST}/simpleenroll", h.csr_body(USER, h.new_key()))
+        assert h.https(port, wrong, context=context).status == 401
+        srp_enroll = h.enroll_request(f"{h.EST}/simpleenroll", h.csr_body(h.make_csr(USER)[0]))
         assert h.srp(port, USER, PASSWORD, srp_enroll).status == 200
         with pytest.raises(TLSRemoteAlert):
             h.srp(port, USER, WRONG_SRP, srp_enroll)
 
-        mutual = h.client_context(cafile, cert_path, key_path)
-        reenroll = h.enroll_request(f"{h.EST}/simplereenroll", h.csr_body(USER, h.new_key()))
-        assert h.https(port, mutual, reenroll).status == 200
+        mutual = h.client_context(cafile, (cert_path, key_path))
+        reenroll = h.enroll_request(f"{h.EST}/simplereenroll", h.csr_body(h.make_csr(USER)[0]))
+        assert h.https(port, reenroll, context=mutual).status == 200
 
         keygen = h.enroll_request(
-            f"{h.EST}/serverkeygen", h.csr_body(USER, h.new_key()), h.basic(USER, PASSWORD)
+            f"{h.EST}/serverkeygen", h.csr_body(h.make_csr(USER)[0]), h.basic(USER, PASSWORD)
         )
-        reply = h.https(port, context, keygen)
+        reply = h.https(port, keygen, context=context)
         assert reply.status == 200
         received_keys.append(_server_generated_key(reply))
 
@@ -129,27 +129,27 @@ def test_a_full_run_logs_no_secret(tmp_path: Path) -> None:
         ).encode()
         page = h.https(
             port,
-            context,
-            h.request_bytes(
+            h.build_request(
                 "POST", "/bootstrap", form, {"Content-Type": "application/x-www-form-urlencoded"}
             ),
+            context=context,
         )
         assert page.status == 200, page.body[:300]
 
         cli("user", "passwd", USER, "--password-stdin", stdin=NEW_PASSWORD + "\n")
         os.kill(server.pid, signal.SIGHUP)
         deadline = time.monotonic() + 20
-        while "reloaded" not in server.log_path.read_text() and time.monotonic() < deadline:
+        while "reloaded" not in server.log() and time.monotonic() < deadline:
             time.sleep(0.1)
         enroll = h.enroll_request(
-            f"{h.EST}/simpleenroll", h.csr_body(USER, h.new_key()), h.basic(USER, NEW_PASSWORD)
+            f"{h.EST}/simpleenroll", h.csr_body(h.make_csr(USER)[0]), h.basic(USER, NEW_PASSWORD)
         )
-        assert h.https(port, context, enroll).status == 200
+        assert h.https(port, enroll, context=context).status == 200
         cli("certs", "list")
         cli("ledger", "verify")
         cli("user", "list")
 
-    logs = server.log_path.read_text(errors="replace") + "\n".join(cli_output)
+    logs = server.log() + "\n".join(cli_output)
     assert "DEBUG" in logs  # the run did log at debug level
     store = json.loads((state / "users.srp").read_text())
     secrets: dict[str, list[str]] = {
@@ -175,7 +175,7 @@ def test_a_full_run_logs_no_secret(tmp_path: Path) -> None:
 
 def _server_generated_key(reply: h.Reply) -> bytes:
     """The PKCS#8 private key part of a /serverkeygen response, as PEM."""
-    boundary = reply.headers["content-type"].split("boundary=")[1].strip('"')
+    boundary = reply.headers["Content-Type"].split("boundary=")[1].strip('"')
     for part in reply.body.split(b"--" + boundary.encode()):
         head, _, body = part.partition(b"\r\n\r\n")
         if b"application/pkcs8" in head.lower():

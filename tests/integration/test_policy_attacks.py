@@ -15,9 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from est_harness import RunningServer, build_request, https, write_credentials
 from python_est.oids import ID_KP_CMC_RA
-from tests.conftest import RunningServer
-from tests.est_support import build_request, https, write_credentials
 from tests.policy_support import (
     PASSWORD,
     cmc_ra_certificates,
@@ -111,7 +110,7 @@ def test_certificate_unknown_to_the_ledger_cannot_reenroll(
 ) -> None:
     # Signed by our CA (e.g. by hand), but never recorded: it renews nowhere.
     cert, key = server.state.ca.issue_client_certificate(common_name="device1")
-    creds = write_credentials(tmp_path, "unrecorded", cert, key)  # type: ignore[arg-type]
+    creds = write_credentials(tmp_path, "unrecorded", cert, key)
     der, _ = der_csr(cn("device1"))
     refused(post(server, "simplereenroll", der, client=creds), 403, "not in this CA's ledger")
 
@@ -121,7 +120,7 @@ def ra_credentials(server: RunningServer, tmp_path: Path) -> tuple[Path, Path]:
     cert, key = server.state.ca.issue_client_certificate(
         common_name="ra-1", extended_key_usage=(ExtendedKeyUsageOID.CLIENT_AUTH, ID_KP_CMC_RA)
     )
-    return write_credentials(tmp_path, "ra-1", cert, key)  # type: ignore[arg-type]
+    return write_credentials(tmp_path, "ra-1", cert, key)
 
 
 def test_ra_renews_on_behalf_of_a_device(

@@ -18,8 +18,7 @@ import pytest
 from tlslite.api import HandshakeSettings, TLSConnection
 from tlslite.messages import Finished
 
-from tests.conftest import RunningServer
-from tests.est_support import Reply, basic, build_request, csr_body, parse_reply, read_all
+from est_harness import Reply, RunningServer, basic, build_request, csr_body, parse_reply, read_all
 from tests.integration.test_pop import PASSWORD, PATH, POP_LABEL, USER, linked_csr
 
 pytestmark = pytest.mark.integration

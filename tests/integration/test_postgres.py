@@ -18,6 +18,17 @@ from typing import TYPE_CHECKING
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from est_harness import (
+    TEST_CFG,
+    RunningServer,
+    basic,
+    build_request,
+    csr_body,
+    https,
+    make_csr,
+    merge_config,
+    srp,
+)
 from python_est import wire
 from python_est.ca import CertificateAuthority
 from python_est.cli import main
@@ -33,8 +44,6 @@ from python_est.ledger import (
 )
 from python_est.state import open_state
 from python_est.users import UserStore
-from tests.conftest import BASE_CFG, RunningServer, merge_config
-from tests.est_support import basic, build_request, csr_body, https, make_csr, srp
 from tests.pg_support import PgCluster, postgres_cluster
 
 if TYPE_CHECKING:
@@ -122,7 +131,7 @@ def test_servers_refuse_an_old_schema_until_db_upgrade_runs(
 
     address = cluster.create_database()
     cfg = tmp_path / "est.cfg"
-    cfg.write_text(merge_config(BASE_CFG, f"[ledger]\nurl = {address}\n"))
+    cfg.write_text(merge_config(TEST_CFG, f"[ledger]\nurl = {address}\n"))
     with pytest.raises(ConfigError, match=r"schema version 0.*python-est db upgrade"):
         open_state(load_config(cfg))
     assert main(["-c", str(cfg), "db", "status"]) == 1

@@ -20,9 +20,17 @@ from collections.abc import Callable
 
 import pytest
 
+from est_harness import (
+    Reply,
+    RunningServer,
+    basic,
+    build_request,
+    csr_body,
+    make_csr,
+    parse_reply,
+    read_all,
+)
 from python_est.proxyproto import V2_SIGNATURE
-from tests.conftest import RunningServer
-from tests.est_support import Reply, basic, build_request, csr_body, make_csr, parse_reply, read_all
 
 pytestmark = pytest.mark.integration
 

@@ -17,13 +17,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from python_est import wire
-from python_est.ca import crl_number
-from python_est.ledger import serial_hex
-from python_est.ops import PKIX_CRL
-from tests.conftest import RunningServer
-from tests.est_support import (
+from est_harness import (
     Reply,
+    RunningServer,
     basic,
     build_request,
     csr_body,
@@ -33,6 +29,10 @@ from tests.est_support import (
     read_all,
     write_credentials,
 )
+from python_est import wire
+from python_est.ca import crl_number
+from python_est.ledger import serial_hex
+from python_est.ops import PKIX_CRL
 
 pytestmark = pytest.mark.integration
 
@@ -95,7 +95,7 @@ def https_session(
         with context.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as tls:
             tls.sendall(request)
             reply = parse_reply(read_all(tls))
-            return reply, tls.session, tls.session_reused
+            return reply, tls.session, bool(tls.session_reused)
 
 
 def cli(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:

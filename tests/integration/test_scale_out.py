@@ -36,25 +36,27 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from python_est import wire
-from python_est.ca import certificate_pem
-from python_est.config import load_config
-from python_est.ledger import IssuedCertificate
-from tests.conftest import BASE_CFG, merge_config
-from tests.est_support import (
+from est_harness import (
+    TEST_CFG,
     Reply,
     basic,
     build_request,
     csr_body,
     https,
     make_csr,
+    merge_config,
     parse_reply,
     read_all,
     srp,
     write_credentials,
 )
+from python_est import wire
+from python_est.ca import certificate_pem
+from python_est.config import load_config
+from python_est.ledger import IssuedCertificate
 from tests.pg_support import (
     PROXY_SOURCE,
     HaProxy,
@@ -128,7 +130,7 @@ class Fleet:
 
 def _config(state_dir: Path, port: int, url: str) -> str:
     return merge_config(
-        BASE_CFG,
+        TEST_CFG,
         f"""
 [server]
 port = {port}
@@ -183,7 +185,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                         cert, requester="test", auth_method="admin", label="", operation="init"
                     )
                 )
-                cert_path, key_path = write_credentials(root, cn, cert, key)  # type: ignore[arg-type]
+                cert_path, key_path = write_credentials(root, cn, cert, key)
                 clients.append((cert_path, key_path, cn))
         finally:
             state.ledger.close()
@@ -199,7 +201,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 def _enroll_request(
     port: int, cn: str, path: str = "/.well-known/est/simpleenroll", **headers: str
-) -> tuple[bytes, x509.CertificateSigningRequest, object]:
+) -> tuple[bytes, x509.CertificateSigningRequest, ec.EllipticCurvePrivateKey]:
     csr, key = make_csr(cn)
     request = build_request(
         "POST", path, csr_body(csr), {"Content-Type": "application/pkcs10", **headers}, port
@@ -270,7 +272,7 @@ def test_a_tls_session_made_on_a_resumes_on_b(fleet: Fleet) -> None:
                 tls.sendall(build_request("GET", "/.well-known/est/cacerts", port=port))
                 assert parse_reply(read_all(tls)).status == 200
                 assert tls.session is not None
-                return tls.session, tls.session_reused
+                return tls.session, bool(tls.session_reused)
 
     session, reused = cacerts(fleet.a.port, None)
     assert not reused and session.has_ticket

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import stat
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,11 +16,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from tlslite.errors import TLSRemoteAlert
 
-from tests.conftest import RunningServer
-from tests.est_support import Reply, basic, build_request, csr_body, https, make_csr, srp
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import est_harness as h
+from est_harness import Reply, RunningServer, basic, build_request, csr_body, https, make_csr, srp
 
 pytestmark = pytest.mark.integration
 
@@ -175,12 +171,12 @@ def test_state_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
     old = os.umask(0)  # the children inherit it: the code must not rely on the umask
     try:
         h.init_state(cfg, {USER: PASSWORD})
-        with h.ServerProcess(cfg, tmp_path / "server.log") as server:
+        with h.Daemon(cfg) as server:
             raw = h.enroll_request(
-                f"{h.EST}/simpleenroll", h.csr_body(USER, h.new_key()), h.basic(USER, PASSWORD)
+                f"{h.EST}/simpleenroll", h.csr_body(h.make_csr(USER)[0]), h.basic(USER, PASSWORD)
             )
             cafile = tmp_path / "state" / "ca" / "ca.pem"
-            assert h.https(server.port, h.client_context(cafile), raw).status == 200
+            assert h.https(server.port, raw, context=h.client_context(cafile)).status == 200
             modes = {
                 path.relative_to(tmp_path / "state").as_posix(): stat.S_IMODE(path.stat().st_mode)
                 for path in [tmp_path / "state", *(tmp_path / "state").rglob("*")]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from est_harness import Reply, build_request, https
 from python_est.messages import HttpRequest, HttpResponse, text_response
 from python_est.policy import PeerIdentity
-from tests.est_support import Reply, build_request, https
 from tests.tls_support import Pki, make_pki, running_server
 
 pytestmark = pytest.mark.integration

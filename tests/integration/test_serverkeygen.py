@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 
+from est_harness import Reply, RunningServer, basic, build_request, https
 from python_est import oids, wire
 from python_est.keys import key_type_of
-from tests.conftest import RunningServer, captured_records
-from tests.est_support import Reply, basic, build_request, https
+from tests.conftest import captured_records
 
 pytestmark = pytest.mark.integration
 

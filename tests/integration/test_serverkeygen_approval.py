@@ -13,10 +13,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from est_harness import Reply, RunningServer, basic, build_request, csr_body, https, make_csr
 from python_est import wire
 from python_est.ledger import PendingStatus
-from tests.conftest import RunningServer
-from tests.est_support import Reply, basic, build_request, csr_body, https, make_csr
 from tests.integration.test_approval import HELD, PASSWORD, USER, cli, held, with_user
 
 pytestmark = pytest.mark.integration

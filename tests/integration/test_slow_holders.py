@@ -17,8 +17,8 @@ from contextlib import ExitStack
 
 import pytest
 
-from tests.conftest import RunningServer, captured_records
-from tests.est_support import build_request, parse_reply, read_all
+from est_harness import RunningServer, build_request, parse_reply, read_all
+from tests.conftest import captured_records
 
 pytestmark = pytest.mark.integration
 

@@ -64,4 +64,5 @@ def test_without_the_cap_the_deadlines_still_bound_the_wait(tmp_path: Path) -> N
     )
     enroll = result["enroll_s"]
     assert isinstance(enroll, list) and max(enroll) < 1 + 1 + 3
-    assert result["server_threads_under_attack"] <= 64 + 4  # the pool is bounded
+    threads = result["server_threads_under_attack"]
+    assert isinstance(threads, int) and threads <= 64 + 4  # the pool is bounded

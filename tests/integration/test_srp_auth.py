@@ -9,23 +9,18 @@ from __future__ import annotations
 
 import socket
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from tlslite.api import HandshakeSettings, TLSConnection
 from tlslite.errors import TLSRemoteAlert
 
+from bench_srp_probe import first_flight_seconds, summary
+from est_harness import RunningServer, build_request, parse_reply, read_all
 from python_est.state import failure_limiter
 from python_est.users import UserStore
-from tests.conftest import RunningServer
-from tests.est_support import build_request, parse_reply, read_all
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from bench_srp_probe import first_flight_seconds, summary
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from est_harness import RunningServer, basic, build_request, csr_body, https, make_csr, srp
 from python_est.users import UserStore
-from tests.conftest import RunningServer
-from tests.est_support import basic, build_request, csr_body, https, make_csr, srp
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from est_harness import RunningServer, write_credentials
 from python_est.oids import ID_KP_CMC_RA
-from tests.conftest import RunningServer
-from tests.est_support import write_credentials
 from tests.policy_support import cn, der_csr, enroll_user, issued_to, policy_server, post, refused
 
 pytestmark = pytest.mark.integration
@@ -75,7 +74,7 @@ def test_deceiving_sans_are_refused_for_everyone(server: RunningServer, tmp_path
     ra, key = server.state.ca.issue_client_certificate(
         common_name="ra-1", extended_key_usage=(ExtendedKeyUsageOID.CLIENT_AUTH, ID_KP_CMC_RA)
     )
-    ra_creds = write_credentials(tmp_path, "ra", ra, key)  # type: ignore[arg-type]
+    ra_creds = write_credentials(tmp_path, "ra", ra, key)
     for san in hostile:
         der, _ = der_csr(cn("device1"), sans=[san])
         refused(post(server, "simpleenroll", der, user="device1"), 400, "subjectAltName")

@@ -18,10 +18,18 @@ from pathlib import Path
 
 import pytest
 
+from est_harness import (
+    Daemon,
+    basic,
+    build_request,
+    csr_body,
+    daemon,
+    https,
+    make_csr,
+    prepare_state,
+)
 from python_est.config import load_config
 from python_est.ledger import SqliteLedger
-from tests.daemon_support import Daemon, daemon, prepare_state
-from tests.est_support import basic, build_request, csr_body, https, make_csr
 
 pytestmark = pytest.mark.integration
 
@@ -155,7 +163,7 @@ def test_a_session_ticket_resumes_on_the_other_worker(tmp_path: Path) -> None:
                     while tls.recv(65536):
                         pass
                     assert tls.session is not None
-                    result = tls.session, tls.session_reused
+                    result = tls.session, bool(tls.session_reused)
             running.wait_for(SERVED.pattern, count=done + 1)
             return *result, served_by(running)[done][0]
 

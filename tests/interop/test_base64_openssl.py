@@ -18,9 +18,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from est_harness import RunningServer
 from python_est import wire
 from python_est.messages import CERTS_ONLY, PKCS8
-from tests.conftest import RunningServer, require_tool
+from tests.conftest import require_tool
 
 pytestmark = pytest.mark.interop
 

@@ -22,8 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
+from est_harness import RunningServer, running_server
 from python_est.client import EstClient, Trust, load_certificates
-from tests.conftest import RunningServer, require_tool, running_server
+from tests.conftest import require_tool
 
 pytestmark = pytest.mark.interop
 

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import RunningServer, require_tool, running_server
+from est_harness import RunningServer, running_server
+from tests.conftest import require_tool
 
 pytestmark = pytest.mark.interop
 

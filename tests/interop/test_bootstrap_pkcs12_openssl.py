@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
 
+from est_harness import RunningServer, running_server
 from python_est.bootstrap.p12 import compatible_pkcs12
-from tests.conftest import RunningServer, require_tool, running_server
+from tests.conftest import require_tool
 
 pytestmark = pytest.mark.interop
 

@@ -16,11 +16,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from est_harness import RunningServer, basic, build_request, csr_body, https, make_csr
 from python_est import wire
 from python_est.ca import certificate_pem
 from python_est.ledger import serial_hex
-from tests.conftest import RunningServer, require_tool
-from tests.est_support import basic, build_request, csr_body, https, make_csr
+from tests.conftest import require_tool
 
 pytestmark = pytest.mark.interop
 

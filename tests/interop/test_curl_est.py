@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningServer, require_tool
+from est_harness import RunningServer
+from tests.conftest import require_tool
 
 pytestmark = pytest.mark.interop
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from est_harness import RunningServer
 from python_est import wire
-from tests.conftest import RunningServer, require_tool
+from tests.conftest import require_tool
 
 pytestmark = pytest.mark.interop
 

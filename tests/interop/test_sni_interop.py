@@ -17,10 +17,10 @@ import pytest
 from tlslite.api import HandshakeSettings, TLSConnection
 from tlslite.messages import ClientHello
 
+from est_harness import parse_reply, read_all
 from python_est.config import TlsConfig
 from python_est.server import EstServer
 from python_est.users import UserStore
-from tests.est_support import parse_reply, read_all
 from tests.interop.test_tls_interop import REQUEST, echo_of, require, s_client
 from tests.tls_support import (
     SRP_PASSWORD,

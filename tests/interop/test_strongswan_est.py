@@ -22,8 +22,9 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from cryptography.x509.oid import NameOID
 
+from est_harness import RunningServer
 from python_est.ledger import PendingStatus
-from tests.conftest import RunningServer, require_tool
+from tests.conftest import require_tool
 
 pytestmark = pytest.mark.interop
 

@@ -21,8 +21,8 @@ import pytest
 from tlslite.api import HandshakeSettings, TLSConnection
 from tlslite.errors import TLSAlert
 
-from tests.conftest import RunningServer, require_tool, running_server
-from tests.est_support import build_request, parse_reply, read_all
+from est_harness import RunningServer, build_request, parse_reply, read_all, running_server
+from tests.conftest import require_tool
 
 Finding = dict[str, Any]
 

@@ -80,7 +80,9 @@ def page(service: EstService) -> BootstrapPage:
     return BootstrapPage(service, path=PATH)
 
 
-def csr(common_name: str = "alice", encoding: serialization.Encoding = serialization.Encoding.PEM):
+def csr(
+    common_name: str = "alice", encoding: serialization.Encoding = serialization.Encoding.PEM
+) -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     request = (

@@ -18,7 +18,7 @@ NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 def feed(*chunks: bytes) -> Callable[[], bytes]:
     """A recv() that hands out `chunks` one by one, then b"" (end of stream)."""
     pending: Iterable[bytes] = iter(chunks)
-    return lambda: next(iter(pending), b"")  # type: ignore[arg-type]
+    return lambda: next(iter(pending), b"")
 
 
 def test_request_has_host_length_and_close() -> None:

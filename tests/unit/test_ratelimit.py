@@ -312,7 +312,7 @@ def test_user_and_address_keys_do_not_collide() -> None:
 )
 def test_rejects_nonsense_limits(limits: dict[str, int]) -> None:
     with pytest.raises(ValueError):
-        Limits(**limits)  # type: ignore[arg-type]
+        Limits(**limits)
 
 
 def test_an_unusable_counter_file_fails_closed_with_503(tmp_path: Path) -> None:
