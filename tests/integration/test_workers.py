@@ -108,7 +108,20 @@ def test_two_workers_share_the_port_the_ledger_and_the_signals(tmp_path: Path) -
 
         serials = enroll_many(running, "first", 24)
         assert len(set(serials)) == 24
-        assert {pid for pid, _ in served_by(running)} == set(workers.values())
+        running.wait_for(SERVED.pattern, count=24)  # each is logged just after its response
+        # Both workers serve the one socket. Which one accepts a connection is the scheduler's
+        # choice (a worker still opening its state takes none), so each shows it alone: with
+        # the other stopped, a connection can only go to it.
+        for index, pid in workers.items():
+            other = workers[3 - index]
+            os.kill(other, signal.SIGSTOP)
+            try:
+                wait_until_stopped(other)
+                serials.append(enroll(running, f"alone-{index}"))
+                running.wait_for(SERVED.pattern, count=24 + index)
+            finally:
+                os.kill(other, signal.SIGCONT)
+            assert served_by(running)[24 + index - 1][0] == pid
 
         # A worker killed outright is replaced, and the service goes on.
         os.kill(workers[1], signal.SIGKILL)
@@ -117,7 +130,7 @@ def test_two_workers_share_the_port_the_ledger_and_the_signals(tmp_path: Path) -
         replaced = worker_pids(running)
         assert replaced[1] != workers[1] and replaced[2] == workers[2]
         serials += enroll_many(running, "second", 8)
-        assert len(set(serials)) == 32
+        assert len(set(serials)) == 34
 
         # SIGHUP: checked once by the main process, then applied by every worker.
         running.send(signal.SIGHUP)
