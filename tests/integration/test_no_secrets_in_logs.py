@@ -14,7 +14,6 @@ import base64
 import json
 import os
 import signal
-import time
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -138,9 +137,7 @@ def test_a_full_run_logs_no_secret(tmp_path: Path) -> None:
 
         cli("user", "passwd", USER, "--password-stdin", stdin=NEW_PASSWORD + "\n")
         os.kill(server.pid, signal.SIGHUP)
-        deadline = time.monotonic() + 20
-        while "reloaded" not in server.log() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        server.wait_for("reloaded", timeout=20)
         enroll = h.enroll_request(
             f"{h.EST}/simpleenroll", h.csr_body(h.make_csr(USER)[0]), h.basic(USER, NEW_PASSWORD)
         )
