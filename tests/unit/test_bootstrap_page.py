@@ -285,6 +285,8 @@ def test_repeated_failures_lock_out_with_429_like_basic(page: BootstrapPage) -> 
     assert response.status == 429
     assert response.header("Retry-After") is not None
     assert "too many" in alert(response).lower()
+    # The visitor learns how long the lockout lasts, as a 429 to a device does.
+    assert f"locked for another {response.header('Retry-After')} s" in alert(response)
 
 
 def test_bad_csr_is_400_and_the_pasted_text_is_escaped(page: BootstrapPage) -> None:
