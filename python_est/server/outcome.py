@@ -131,7 +131,8 @@ def basic_user(request: HttpRequest) -> str:
     except ValueError:  # bad base64 (binascii.Error), non-ASCII text (found by fuzzing), bad UTF-8
         return ""
     user, colon, _ = decoded.partition(":")
-    return printable(user)[:128] if colon else ""
+    # Raw (bounded): each log line escapes it where it is written (`field`, `%r`, JSON).
+    return user[:128] if colon else ""
 
 
 def peer_text(peer: PeerIdentity) -> str:
