@@ -1,20 +1,31 @@
-"""The pending-request queue of `SqliteLedger` (manual approval, RFC 7030 §4.2.3).
+"""The pending-request queue (manual approval, RFC 7030 §4.2.3), written once for both backends.
 
-A mixin so that `sqlite` keeps the connection and the certificates, and this module the queue:
-held requests, decisions, and the claim that lets exactly one process sign an approved request.
-Every transition is one `UPDATE ... WHERE status ...` inside a `BEGIN IMMEDIATE` transaction, so
-the check and the change are atomic between threads and processes.
+The state machine: pending -> approved | rejected (`decide_pending`); approved -> issuing
+(`claim_pending`, which also takes over an issuing claim older than its lease); issuing ->
+issued (`mark_pending_issued`, only under the same claim). Each transition is one
+`UPDATE ... WHERE id = ? AND (<the states it may leave>)` and a read of the row, in one write
+transaction: the status test sits in the UPDATE itself, so the check and the change are one
+atomic step between threads, processes and instances, and of two deciders or claimers exactly
+one matches the row.
+
+`PendingQueue` is a mixin: the ledger class supplies the dialect, the little that differs
+between SQLite and PostgreSQL. That is the parameter placeholder and the column that orders rows
+created in the same microsecond (`_PLACEHOLDER`, `_TIEBREAK`); a read and a write transaction
+(`_read`, `_write`: SQLite's lock and `BEGIN IMMEDIATE`, PostgreSQL's pooled retrying
+transaction); how a time is stored and a row read back (`_store_time`, `_pending_from_row`);
+and whose clock times a claim (`_claim_times`).
 """
 
 from __future__ import annotations
 
 import abc
-import sqlite3
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+import secrets
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from python_est.ledger.records import (
     IssuedCertificate,
@@ -23,26 +34,77 @@ from python_est.ledger.records import (
     PendingStatus,
     UnknownPendingRequest,
     UnknownSerial,
+    public_key_sha256,
     serial_hex,
-    utc_text,
 )
-from python_est.ledger.rows import (
-    check_lease,
-    insert_pending_sql,
-    new_pending,
-    pending_insert_values,
+from python_est.ledger.rows import Row
+
+T = TypeVar("T")
+
+# A piece of SQL and its parameters.
+Clause = tuple[str, tuple[Any, ...]]
+
+# Columns of a new pending request, in the order of `PendingQueue._insert_values`.
+_INSERT_COLUMNS = (
+    "id",
+    "created_at",
+    "label",
+    "operation",
+    "requester",
+    "auth_method",
+    "subject",
+    "public_key_sha256",
+    "csr_pem",
+    "status",
 )
-from python_est.ledger.schema import pending_from_row
+_INSERT = (
+    f"INSERT INTO pending_requests ({', '.join(_INSERT_COLUMNS)})"
+    f" VALUES ({', '.join('?' for _ in _INSERT_COLUMNS)})"
+)
+_BY_ID = "SELECT * FROM pending_requests WHERE id = ?"
 
 
-class SqlitePendingQueue(abc.ABC):
-    """The pending-request methods of the `Ledger`, on the connection of a `SqliteLedger`."""
+class Result(Protocol):
+    """What a statement returns (`sqlite3.Cursor`, a psycopg cursor)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+
+class Statements(Protocol):
+    """Runs statements inside a write transaction (`sqlite3.Connection`, a psycopg cursor)."""
+
+    def execute(self, sql: str, params: tuple[Any, ...], /) -> Result: ...
+
+
+class PendingQueue(abc.ABC):
+    """The pending-request methods of the `Ledger`, over the dialect its backend supplies."""
+
+    # The parameter placeholder of the driver: the SQL here is written with "?".
+    _PLACEHOLDER: ClassVar[str]
+    # The column that keeps insertion order among requests created in the same microsecond.
+    _TIEBREAK: ClassVar[str]
 
     @abc.abstractmethod
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> Sequence[Row]:
+        """The rows of one query, outside any write transaction."""
 
     @abc.abstractmethod
-    def _query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]: ...
+    def _write(self, work: Callable[[Statements], T]) -> T:
+        """`work` in one write transaction, committed when it returns (it may run twice)."""
+
+    @abc.abstractmethod
+    def _store_time(self, moment: datetime) -> object:
+        """`moment` as a statement parameter."""
+
+    @abc.abstractmethod
+    def _pending_from_row(self, row: Row) -> PendingRequest: ...
+
+    @abc.abstractmethod
+    def _claim_times(self, lease: timedelta) -> tuple[Clause, Clause]:
+        """SQL for the claim time, and for the time before which a claim has expired."""
 
     @abc.abstractmethod
     def get(self, serial: int) -> IssuedCertificate | None: ...
@@ -57,46 +119,55 @@ class SqlitePendingQueue(abc.ABC):
         auth_method: str,
         match: str | None = None,
     ) -> PendingRequest:
-        """Hold `csr` for manual approval and return the new request (status pending)."""
-        request = new_pending(
-            csr,
+        """Hold `csr` for manual approval and return the new request (status pending).
+
+        `match` replaces the CSR key's hash as what `find_pending` recognises retries by.
+        """
+        request = PendingRequest(
+            id=secrets.token_hex(16),
+            created_at=datetime.now(timezone.utc),
             label=label,
             operation=operation,
             requester=requester,
             auth_method=auth_method,
-            match=match,
+            subject=csr.subject.rfc4514_string(),
+            public_key_sha256=match or public_key_sha256(csr.public_key()),
+            csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
         )
-        with self._transaction() as conn:
-            conn.execute(insert_pending_sql("?"), pending_insert_values(request, moment=utc_text))
+        values = self._insert_values(request)
+        self._write(lambda statements: statements.execute(self._sql(_INSERT), values))
         return request
 
     def find_pending(
         self, label: str, public_key_sha256: str, subject: str
     ) -> PendingRequest | None:
         """The newest request, in any status, for this label, key and subject (a retry)."""
-        rows = self._query(
-            "SELECT * FROM pending_requests"
-            " WHERE label = ? AND public_key_sha256 = ? AND subject = ?"
-            " ORDER BY created_at DESC, rowid DESC LIMIT 1",
+        rows = self._read(
+            self._sql(
+                "SELECT * FROM pending_requests"
+                " WHERE label = ? AND public_key_sha256 = ? AND subject = ?"
+                f" ORDER BY created_at DESC, {self._TIEBREAK} DESC LIMIT 1"
+            ),
             (label, public_key_sha256.lower(), subject),
         )
-        return pending_from_row(rows[0]) if rows else None
+        return self._pending_from_row(rows[0]) if rows else None
 
     def get_pending(self, request_id: str) -> PendingRequest | None:
         """The request with this id, or None."""
-        rows = self._query("SELECT * FROM pending_requests WHERE id = ?", (request_id,))
-        return pending_from_row(rows[0]) if rows else None
+        rows = self._read(self._sql(_BY_ID), (request_id,))
+        return self._pending_from_row(rows[0]) if rows else None
 
     def list_pending(self, status: PendingStatus | None = None) -> list[PendingRequest]:
         """Requests oldest first (the approval queue order), optionally of one status."""
+        order = f" ORDER BY created_at, {self._TIEBREAK}"
         if status is None:
-            rows = self._query("SELECT * FROM pending_requests ORDER BY created_at, rowid")
+            rows = self._read("SELECT * FROM pending_requests" + order)
         else:
-            rows = self._query(
-                "SELECT * FROM pending_requests WHERE status = ? ORDER BY created_at, rowid",
+            rows = self._read(
+                self._sql("SELECT * FROM pending_requests WHERE status = ?" + order),
                 (status.value,),
             )
-        return [pending_from_row(row) for row in rows]
+        return [self._pending_from_row(row) for row in rows]
 
     def decide_pending(
         self, request_id: str, approve: bool, reason: str | None = None
@@ -108,12 +179,13 @@ class SqlitePendingQueue(abc.ABC):
             PendingStateError: the request was already decided.
         """
         status = PendingStatus.APPROVED if approve else PendingStatus.REJECTED
-        changed, request = self._update_pending(
+        changed, request = self._transition(
             request_id,
-            "status = ?, reason = ?, decided_at = ?",
-            (status.value, reason, utc_text(datetime.now(timezone.utc))),
-            "status = ?",
-            (PendingStatus.PENDING.value,),
+            (
+                "status = ?, reason = ?, decided_at = ?",
+                (status.value, reason, self._store_time(datetime.now(timezone.utc))),
+            ),
+            ("status = ?", (PendingStatus.PENDING.value,)),
         )
         if not changed:
             raise PendingStateError(request, PendingStatus.PENDING)
@@ -138,17 +210,20 @@ class SqlitePendingQueue(abc.ABC):
             ValueError: `lease_seconds` is less than 1.
             UnknownPendingRequest: no such id.
         """
-        check_lease(lease_seconds)
-        now = datetime.now(timezone.utc)
-        changed, request = self._update_pending(
+        if lease_seconds < 1:
+            raise ValueError("lease_seconds must be at least one second")
+        (now, now_params), (expired, expired_params) = self._claim_times(
+            timedelta(seconds=lease_seconds)
+        )
+        changed, request = self._transition(
             request_id,
-            "status = ?, claimed_by = ?, claimed_at = ?",
-            (PendingStatus.ISSUING.value, holder, utc_text(now)),
-            "status = ? OR (status = ? AND claimed_at < ?)",
             (
-                PendingStatus.APPROVED.value,
-                PendingStatus.ISSUING.value,
-                utc_text(now - timedelta(seconds=lease_seconds)),
+                f"status = ?, claimed_by = ?, claimed_at = {now}",
+                (PendingStatus.ISSUING.value, holder, *now_params),
+            ),
+            (
+                f"status = ? OR (status = ? AND claimed_at < {expired})",
+                (PendingStatus.APPROVED.value, PendingStatus.ISSUING.value, *expired_params),
             ),
         )
         return request if changed else None
@@ -164,35 +239,48 @@ class SqlitePendingQueue(abc.ABC):
         """
         if self.get(serial) is None:
             raise UnknownSerial(serial)
-        changed, request = self._update_pending(
+        changed, request = self._transition(
             request_id,
-            "status = ?, serial = ?",
-            (PendingStatus.ISSUED.value, serial_hex(serial)),
-            "status = ? AND claimed_by = ?",
-            (PendingStatus.ISSUING.value, holder),
+            ("status = ?, serial = ?", (PendingStatus.ISSUED.value, serial_hex(serial))),
+            ("status = ? AND claimed_by = ?", (PendingStatus.ISSUING.value, holder)),
         )
         if not changed:
             raise PendingStateError(request, PendingStatus.ISSUING, holder=holder)
         return request
 
-    def _update_pending(
-        self,
-        request_id: str,
-        assignments: str,
-        params: tuple[object, ...],
-        condition: str,
-        condition_params: tuple[object, ...],
+    def _transition(
+        self, request_id: str, assignments: Clause, condition: Clause
     ) -> tuple[bool, PendingRequest]:
-        # The status test sits in the UPDATE itself, so the check and the change are one atomic
-        # step even between processes: a second decider or claimer matches no row.
-        with self._transaction() as conn:
-            changed = conn.execute(
-                f"UPDATE pending_requests SET {assignments} WHERE id = ? AND ({condition})",
-                (*params, request_id, *condition_params),
-            ).rowcount
-            row = conn.execute(
-                "SELECT * FROM pending_requests WHERE id = ?", (request_id,)
-            ).fetchone()
+        # The condition names the states the request may leave: a request in any other state
+        # (decided, claimed, issued meanwhile) matches no row and is returned unchanged.
+        (sets, set_params), (where, where_params) = assignments, condition
+        update = self._sql(f"UPDATE pending_requests SET {sets} WHERE id = ? AND ({where})")
+        params = (*set_params, request_id, *where_params)
+        select = self._sql(_BY_ID)
+
+        def work(statements: Statements) -> tuple[int, Any]:
+            changed = statements.execute(update, params).rowcount
+            return changed, statements.execute(select, (request_id,)).fetchone()
+
+        changed, row = self._write(work)
         if row is None:
             raise UnknownPendingRequest(request_id)
-        return changed == 1, pending_from_row(row)
+        return changed == 1, self._pending_from_row(row)
+
+    def _insert_values(self, request: PendingRequest) -> tuple[Any, ...]:
+        return (
+            request.id,
+            self._store_time(request.created_at),
+            request.label,
+            request.operation,
+            request.requester,
+            request.auth_method,
+            request.subject,
+            request.public_key_sha256,
+            request.csr_pem,
+            request.status.value,
+        )
+
+    def _sql(self, text: str) -> str:
+        # The statements here hold no "?" or "%" other than their parameters.
+        return text if self._PLACEHOLDER == "?" else text.replace("?", self._PLACEHOLDER)
