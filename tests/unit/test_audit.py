@@ -1,8 +1,8 @@
 """Audit lines (logger `python_est.audit`), pinned exactly: operators grep them.
 
-Each kind of event is produced by its real call site (issuance, the approval queue, a refusal
-in the server, an operator command) and checked twice: the plain message, byte for byte, and
-the JSON object's keys in order with their values.
+`audit` itself is checked first. Then each kind of event is produced by its real call site
+(issuance, the approval queue, a refusal in the server, an operator command) and checked twice:
+the plain message, byte for byte, and the JSON object's keys in order with their values.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from python_est import wire
+from python_est.audit import audit
 from python_est.cli.logs import JsonFormatter, audit_operator_action
 from python_est.config import Config, LabelConfig, load_config
 from python_est.errors import Forbidden
@@ -101,6 +102,26 @@ def as_json(made: logging.LogRecord) -> dict[str, object]:
     assert fields["logger"] == "python_est.audit" and fields["level"] == "info"
     assert fields["message"] == made.getMessage()
     return fields
+
+
+def test_a_summary_follows_event_and_result_and_the_facts_go_to_json(
+    audit_records: list[logging.LogRecord],
+) -> None:
+    audit("enroll", "refused", "status=%d who=%r", 403, "100% sure", status=403, who="x", none=None)
+    [made] = audit_records
+    assert made.getMessage() == "enroll refused status=403 who='100% sure'"
+    fields = as_json(made)
+    assert list(fields) == [*COMMON, "event", "result", "status", "who", "none"]
+    assert [fields[k] for k in list(fields)[5:]] == ["enroll", "refused", 403, "x", None]
+
+
+def test_without_a_summary_the_line_shows_the_result_and_every_fact(
+    audit_records: list[logging.LogRecord],
+) -> None:
+    audit("revoke", "revoked", serial="7F", subject="CN=a%sb", reason=None)
+    [made] = audit_records
+    assert made.getMessage() == "revoke result='revoked' serial='7F' subject='CN=a%sb' reason=None"
+    assert list(as_json(made))[5:] == ["event", "result", "serial", "subject", "reason"]
 
 
 def test_issued(service: EstService, audit_records: list[logging.LogRecord]) -> None:
