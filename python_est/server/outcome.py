@@ -11,13 +11,13 @@ import base64
 import logging
 import time
 
+from python_est.audit import audit
 from python_est.errors import AuthenticationRequired, EstError
 from python_est.messages import HttpRequest, Operation, parse_est_path
 from python_est.policy import PeerIdentity
 from python_est.safetext import escape, field, quote
 
 log = logging.getLogger("python_est.server")
-audit = logging.getLogger("python_est.audit")
 
 # Audit event names of the operations that issue certificates.
 AUDITED = {
@@ -99,25 +99,22 @@ def audit_refusal(request: HttpRequest, peer: PeerIdentity, err: EstError) -> No
         kind for kind, used in ((peer.tls_auth.value, tls_user), ("basic", http_user)) if used
     )
     reason = " ".join(err.detail.split())[:200] or err.title
-    audit.info(
-        "%s refused status=%d requester=%r auth=%s label=%r reason=%r",
+    audit(
         event,
+        "refused",
+        "status=%d requester=%r auth=%s label=%r reason=%r",
         err.status,
         requester,
         auth or "none",
         path.label,
         reason,
-        extra={
-            "event": event,
-            "result": "refused",
-            "status": err.status,
-            "serial": None,
-            "subject": None,
-            "requester": requester,
-            "auth": auth or "none",
-            "label": path.label,
-            "reason": reason,
-        },
+        status=err.status,
+        serial=None,
+        subject=None,
+        requester=requester,
+        auth=auth or "none",
+        label=path.label,
+        reason=reason,
     )
 
 

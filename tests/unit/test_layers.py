@@ -13,6 +13,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "oids": 0,
     "safetext": 0,
+    "audit": 0,
     "keys": 1,
     "profile": 1,
     "fileio": 1,
