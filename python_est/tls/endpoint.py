@@ -33,6 +33,7 @@ from python_est.tls.srp import (
     is_wrong_password,
 )
 from python_est.tls.stream import Connection, FastConnection, TlsStream, describe
+from python_est.tls.tlslite_seams import check_tlslite
 
 log = logging.getLogger("python_est.tls")
 
@@ -88,6 +89,8 @@ class TlsEndpoint:
             comparison (`scripts/bench_tls.py`).
 
     Raises:
+        TlsliteMismatch: the installed tlslite-ng is not the version, or lacks a seam, that
+            this package hooks (`tlslite_seams`); a ValueError.
         ValueError: the settings select no cipher suite, or the key does not fit tlslite.
     """
 
@@ -104,6 +107,9 @@ class TlsEndpoint:
         ticket_keys: TicketKeys | None = None,
         accelerated: bool = True,
     ) -> None:
+        # Before anything else: a renamed tlslite internal would otherwise leave our override
+        # uncalled and the fast path (or tls-unique) silently off.
+        check_tlslite()
         self._args = _EndpointArgs(
             cert_chain,
             private_key,

@@ -30,6 +30,8 @@ from tlslite import tlsconnection
 from tlslite.recordlayer import RecordLayer
 from tlslite.utils import cipherfactory
 
+from python_est.tls.tlslite_seams import TICKET_CIPHER_NAMES
+
 IMPLEMENTATION = "cryptography"  # what `TLSConnection.getCipherImplementation()` reports
 _NONCE_LENGTH = 12
 _BLOCK = 16
@@ -173,8 +175,7 @@ class FastRecordLayer(RecordLayer):  # type: ignore[misc]
         return key_length, iv_length, _FACTORIES.get(factory, factory)
 
 
-_TICKET_FACTORY_NAMES = ("createAESGCM", "createAESCCM", "createAESCCM_8", "createCHACHA20")
-_TLSLITE_TICKET_FACTORIES = {name: getattr(cipherfactory, name) for name in _TICKET_FACTORY_NAMES}
+_TLSLITE_TICKET_FACTORIES = {name: getattr(cipherfactory, name) for name in TICKET_CIPHER_NAMES}
 
 
 def use_openssl_ticket_ciphers(enabled: bool = True) -> None:
