@@ -7,6 +7,8 @@ import dataclasses
 import importlib
 import inspect
 import pkgutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,9 @@ from python_est.cli import main
 from python_est.config import TlsConfig
 from python_est.tls import (
     TlsEndpoint,
+    openssl_ticket_ciphers,
     tlslite_seams,
+    use_openssl_ticket_ciphers,
 )
 from python_est.tls.tlslite_seams import SEAMS, Seam, TlsliteMismatch, Use, check_tlslite
 from tests.tls_support import Pki, make_pki
@@ -214,3 +218,27 @@ def test_every_private_tlslite_name_we_touch_is_listed() -> None:
     assert _unlisted_private_names(SEAMS) == []
     assert _unlisted_private_names(_without("_sendError")) == ["_sendError"]
     assert _unlisted_private_names(_without("_defragmenter.buffers")) == ["_defragmenter"]
+
+
+def test_importing_the_package_leaves_tlslite_alone() -> None:
+    code = (
+        "import python_est.tls, python_est.cli\n"
+        "from tlslite import tlsconnection\n"
+        "from tlslite.utils import cipherfactory\n"
+        "assert tlsconnection.createAESGCM is cipherfactory.createAESGCM\n"
+        "assert not python_est.tls.openssl_ticket_ciphers()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=PACKAGE.parent)
+
+
+def test_an_accelerated_endpoint_switches_the_ticket_ciphers(pki: Pki) -> None:
+    try:
+        use_openssl_ticket_ciphers(False)
+        _endpoint(pki, accelerated=False)
+        assert not openssl_ticket_ciphers()
+        _endpoint(pki)
+        assert openssl_ticket_ciphers()
+        _endpoint(pki)  # idempotent
+        assert openssl_ticket_ciphers()
+    finally:
+        use_openssl_ticket_ciphers()
