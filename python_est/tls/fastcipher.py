@@ -32,7 +32,7 @@ from tlslite import tlsconnection
 from tlslite.recordlayer import RecordLayer
 from tlslite.utils import cipherfactory
 
-from python_est.tls.tlslite_seams import TICKET_CIPHER_NAMES
+from python_est.tls.tlslite_seams import COUNTS, TICKET_CIPHER_NAMES
 
 IMPLEMENTATION = "cryptography"  # what `TLSConnection.getCipherImplementation()` reports
 _NONCE_LENGTH = 12
@@ -174,7 +174,11 @@ class FastRecordLayer(RecordLayer):  # type: ignore[misc]
     @staticmethod
     def _getCipherSettings(cipherSuite: int) -> tuple[int, int, Any]:  # noqa: N802, N803
         key_length, iv_length, factory = RecordLayer._getCipherSettings(cipherSuite)
-        return key_length, iv_length, _FACTORIES.get(factory, factory)
+        fast = _FACTORIES.get(factory)
+        if fast is None:
+            return key_length, iv_length, factory
+        COUNTS.record_layer += 1
+        return key_length, iv_length, fast
 
 
 _TLSLITE_TICKET_FACTORIES = {name: getattr(cipherfactory, name) for name in TICKET_CIPHER_NAMES}

@@ -9,6 +9,10 @@ would otherwise not fail: an override of a method that no longer exists is simpl
 called, and the fast path would silently fall back to pure Python (or tls-unique would stay
 empty). `check_tlslite()` runs when a `TlsEndpoint` is built, so `serve`, reloads and tests all
 refuse a tlslite that does not match, with one line naming the first mismatch.
+
+`COUNTS` proves the fast path runs: each OpenSSL-backed seam adds one per use (a plain
+attribute increment, no lock: under concurrency an increment can be lost, so the figures are
+lower bounds, for tests and diagnostics rather than metrics).
 """
 
 from __future__ import annotations
@@ -308,3 +312,20 @@ def _owner(owner: str) -> Any:
     module, _, cls = owner.partition(":")
     found = importlib.import_module(module)
     return getattr(found, cls) if cls else found
+
+
+class FastPathCounts:
+    """How often each OpenSSL-backed seam ran in this process (lower bounds; see above)."""
+
+    def __init__(self) -> None:
+        self.key_exchange = 0  # ECDH shared secrets computed by OpenSSL (TLS 1.2 and 1.3)
+        self.signing = 0  # signatures made with the server key by OpenSSL
+        self.public_key = 0  # peer signatures (client CertificateVerify) verified by OpenSSL
+        self.record_layer = 0  # key schedules whose record ciphers are OpenSSL's
+
+    def snapshot(self) -> dict[str, int]:
+        """The counts now, by seam name."""
+        return dict(vars(self))
+
+
+COUNTS = FastPathCounts()
