@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import ipaddress
 import platform
-import sqlite3
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,7 +38,6 @@ from python_est.config import Config
 from python_est.errors import ConfigError, LedgerError, Unavailable, UserStoreError
 from python_est.fileio import atomic_write, ensure_private_dir
 from python_est.ledger import SqliteLedger
-from python_est.ratelimit import CounterStore, Limits, LoginLimiter, SqliteCounters
 from python_est.users import UserDirectory, UserStore
 
 if TYPE_CHECKING:
@@ -150,51 +147,9 @@ def open_state(config: Config, *, create: bool = True) -> State:
     )
 
 
-def failure_limiter(config: Config, state: State) -> LoginLimiter:
-    """The password-failure counters: in `lockouts_path`, or in the shared database.
-
-    Every server process and `python-est lockouts` open the same ones.
-
-    Raises:
-        ConfigError: the counter file cannot be opened.
-    """
-    auth = config.auth
-    limits = Limits(
-        max_failures=auth.max_failures,
-        account_max_failures=auth.account_max_failures,
-        address_max_failures=auth.address_max_failures,
-        window=auth.failure_window,
-        lockout=auth.lockout,
-        known_good=auth.known_good,
-    )
-    store: CounterStore
-    if state.database is None:
-        path = lockouts_path(config)
-        try:
-            store = SqliteCounters(path)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(
-                config.source, "server", "state_dir", f"cannot open {path}: {exc}"
-            ) from None
-    else:
-        from python_est.pgsql import DatabaseCounters
-
-        store = DatabaseCounters(state.database)
-    return LoginLimiter(store, limits)
-
-
 def lockouts_path(config: Config) -> Path:
     """The SQLite file of the failure counters, next to the ledger in the state directory."""
     return config.server.state_dir / "lockouts.sqlite3"
-
-
-def shared_ticket_keys(config: Config, state: State) -> Callable[[], Sequence[bytes]] | None:
-    """Session-ticket keys shared through the database (rotated there); None without one."""
-    if state.database is None:
-        return None
-    from python_est.pgsql import TicketKeyRing
-
-    return TicketKeyRing(state.database, ticket_lifetime=config.tls.session_lifetime).keys
 
 
 def _open_database(config: Config) -> Database:

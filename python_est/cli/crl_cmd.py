@@ -6,9 +6,9 @@ import argparse
 import sys
 from typing import Any
 
+from python_est.app import build_crl_publisher
 from python_est.ca import crl_number
 from python_est.config import Config
-from python_est.ops import build_crl_publisher
 from python_est.state import State, open_state
 
 

@@ -30,7 +30,8 @@ from python_est.cli.signals import RELOAD, STOP, SignalInbox, blocked, unblock
 from python_est.cli.ticketkeys import TicketKeyFile, rotate_ticket_keys, ticket_key_path
 from python_est.config import Config, default_config, load_config
 from python_est.errors import ConfigError
-from python_est.server import EstServer, Handler, Handshaker
+from python_est.routes import Handler
+from python_est.server import EstServer, Handshaker
 from python_est.state import State, open_state
 from python_est.tls import TicketKeys
 

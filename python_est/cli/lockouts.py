@@ -13,9 +13,10 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from python_est.app import failure_limiter
 from python_est.config import Config
 from python_est.ratelimit import LoginLimiter
-from python_est.state import failure_limiter, open_state
+from python_est.state import open_state
 
 log = logging.getLogger("python_est.audit")
 

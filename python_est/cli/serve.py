@@ -1,4 +1,4 @@
-"""`python-est serve`: load state, build the service and TLS endpoint, run until a signal."""
+"""`python-est serve`: load state, build the app (`python_est.app`), run until a signal."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from python_est.bootstrap import BootstrapPage, derive_form_secret, route
+from python_est.app import ProcessMetrics, build_app, build_server, shared_ticket_keys
 from python_est.cli.daemon import (
     ROTATE_CHECK,
     Generation,
@@ -21,128 +21,10 @@ from python_est.cli.ticketkeys import TicketKeyFile, rotate_ticket_keys, ticket_
 from python_est.cli.workers import Supervisor
 from python_est.config import Config
 from python_est.errors import ConfigError
-from python_est.metrics import Metrics
-from python_est.ops import ProcessMetrics, build_ops, connection_metrics, counting_ledger
-from python_est.policy import ClientChainValidator
-from python_est.server import EstServer, Handler, Handshaker, Listener, bind_listener
-from python_est.service import EstService, check_label
-from python_est.state import (
-    State,
-    failure_limiter,
-    is_first_start,
-    open_state,
-    shared_ticket_keys,
-)
-from python_est.tls import TicketKeys, TlsEndpoint
+from python_est.server import bind_listener
+from python_est.state import is_first_start, open_state
 
 log = logging.getLogger("python_est")
-
-
-def check_csrattrs(config: Config) -> None:
-    """Parse every label's `csrattrs` now, so a typo stops start-up with the key named."""
-    for name, label in config.labels.items():
-        try:
-            check_label(label)
-        except ValueError as exc:
-            section = f"label:{name}" if name else "profile"
-            raise ConfigError(config.source, section, "csrattrs", str(exc)) from None
-
-
-def build_app(
-    config: Config,
-    state: State,
-    ticket_keys: TicketKeys | None = None,
-    *,
-    metrics: Metrics | None = None,
-) -> tuple[Handshaker, Handler]:
-    """The TLS endpoint and request handler for `config` and `state`.
-
-    Called at start-up and on every reload (SIGHUP), in every worker process: everything a
-    connection needs is built here, so that a reload swaps all of it at once.
-
-    Raises:
-        ConfigError: a label's csrattrs cannot be parsed.
-        ValueError: the TLS settings or the server key cannot be used.
-    """
-    check_csrattrs(config)
-    limiter = failure_limiter(config, state)  # shared by the workers and `lockouts`
-    service = EstService(
-        labels=config.labels,
-        ca=state.ca,
-        ledger=state.ledger if metrics is None else counting_ledger(state.ledger, metrics),
-        users=state.users,
-        limiter=limiter,
-        realm=config.auth.realm,
-        pending_retry_after=config.server.pending_retry_after,
-    )
-    # Clients (libest's estclient, openssl s_client -cert) often send only their leaf, so the
-    # EST CA's own issuing certificates help build paths without becoming trust anchors.
-    validator = ClientChainValidator(
-        state.client_trust_anchors,
-        state.ledger.is_revoked,
-        intermediates=state.ca.chain[:-1],
-    )
-    endpoint = TlsEndpoint(
-        cert_chain=state.server.chain,
-        private_key=state.server.private_key,
-        verifier_db=state.users.srp_verifiers() if state.users is not None else None,
-        chain_validator=validator,
-        params=config.tls,
-        limiter=limiter,  # shared with the service: SRP and Basic failures count together
-        ticket_keys=ticket_keys,
-    )
-    handler = route(
-        BootstrapPage(
-            service,
-            path=config.bootstrap.path,
-            enabled=config.bootstrap.enabled,
-            # Derived from the CA key, which every worker and every reload share, so a form
-            # served by one process is accepted by any other.
-            form_secret=derive_form_secret(state.ca.private_key),
-        ),
-        service.handle,
-    )
-    # /healthz and the CRL in front (python_est.ops); building it brings the CRL up to date.
-    return endpoint, build_ops(config, state).route(handler)
-
-
-def build_server(
-    config: Config,
-    state: State,
-    *,
-    listener: Listener | None = None,
-    ticket_keys: TicketKeys | None = None,
-    metrics: Metrics | None = None,
-) -> EstServer:
-    """Wire the loaded state into a ready-to-run `EstServer` (used by serve and by tests).
-
-    Args:
-        config: the configuration.
-        state: what `open_state(config)` loaded.
-        listener: a listening socket to serve (worker processes); None binds the configured
-            address and port.
-        ticket_keys: the shared session-ticket keys; None: no tickets.
-        metrics: where to count connections, requests and issued certificates; None: nowhere.
-    """
-    handshaker, handler = build_app(config, state, ticket_keys, metrics=metrics)
-    cfg = config.server
-    return EstServer(
-        address=cfg.address,
-        port=cfg.port,
-        handshaker=handshaker,
-        handler=handler,
-        max_connections=cfg.max_connections,
-        max_connections_per_address=cfg.max_connections_per_address,
-        proxy_protocol=cfg.proxy_protocol,
-        trusted_proxies=cfg.trusted_proxies,
-        backlog=cfg.backlog,
-        handshake_timeout=cfg.handshake_timeout,
-        request_timeout=cfg.request_timeout,
-        header_timeout=cfg.header_timeout,
-        max_body_bytes=cfg.max_body_bytes,
-        listener=listener,
-        observer=None if metrics is None else connection_metrics(config, metrics),
-    )
 
 
 def serve(config: Config, *, config_path: Path | None, debug: bool = False) -> int:

@@ -36,7 +36,7 @@ enrollment), `proxied` (reading the PROXY header off the socket), `system` (list
 sd_notify).
 """
 
-from python_est.server.loop import EstServer, Handler, Handshaker
+from python_est.server.loop import EstServer, Handshaker
 from python_est.server.system import Listener, bind_listener, notify_systemd
 
-__all__ = ["EstServer", "Handler", "Handshaker", "Listener", "bind_listener", "notify_systemd"]
+__all__ = ["EstServer", "Handshaker", "Listener", "bind_listener", "notify_systemd"]

@@ -32,11 +32,13 @@ LAYERS: dict[str, int] = {
     "state": 3,
     "revocation": 3,
     "service": 4,
+    "routes": 4,
     "tls": 4,
     "server": 5,
     "bootstrap": 5,
     "ops": 5,
-    "cli": 6,
+    "app": 6,
+    "cli": 7,
     "client": 5,
 }
 TLSLITE_ALLOWED = {"tls", "users", "client"}

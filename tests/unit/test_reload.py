@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from python_est.app import build_app
 from python_est.cli.daemon import (
     Generation,
     Reloader,
@@ -18,7 +19,6 @@ from python_est.cli.daemon import (
     keep_restart_only,
     restart_only_changes,
 )
-from python_est.cli.serve import build_app
 from python_est.cli.signals import SignalInbox
 from python_est.cli.ticketkeys import TicketKeyFile, ticket_key_path
 from python_est.config import Config, load_config
