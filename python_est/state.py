@@ -55,7 +55,11 @@ class ServerCredentials:
 
 @dataclass
 class State:
-    """Everything loaded from disk that the server runs on."""
+    """Everything loaded from disk that the server runs on; it owns the open ledger and database.
+
+    `close()` (or leaving a `with` block) closes them; a process that forks closes its state
+    first, because a SQLite or PostgreSQL connection must never cross a fork.
+    """
 
     ca: CertificateAuthority
     server: ServerCredentials
@@ -64,6 +68,19 @@ class State:
     users: UserDirectory | None
     created: list[str] = field(default_factory=list)
     database: Database | None = None  # with [ledger] url: shared by ledger, users and limits
+
+    def close(self) -> None:
+        """Close the ledger and the database connections (a closed SQLite ledger refuses work;
+        a database connects again when used)."""
+        self.ledger.close()
+        if self.database is not None:
+            self.database.close()
+
+    def __enter__(self) -> State:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def default_server_names(
@@ -105,8 +122,16 @@ def is_first_start(config: Config) -> bool:
     return not any(path.exists() for path in paths)
 
 
-def open_state(config: Config, *, create: bool = True) -> State:
+def open_state(
+    config: Config, *, create: bool = True, ledger: SqliteLedger | PostgresLedger | None = None
+) -> State:
     """Load the state, creating what is missing when `create` is true.
+
+    Args:
+        config: the configuration.
+        create: create what is missing (first start, `init`).
+        ledger: the open ledger of a running state of the same `[ledger]`, which the new state
+            takes over instead of opening another connection (a reload).
 
     Raises:
         ConfigError: a configured file is missing or unusable, or state is missing and
@@ -129,12 +154,11 @@ def open_state(config: Config, *, create: bool = True) -> State:
         from python_est.ledger.postgres import PostgresLedger
         from python_est.users.database import DatabaseUserStore
 
-        ledger: SqliteLedger | PostgresLedger = PostgresLedger(
-            database, export_dir=config.ledger.export_dir
-        )
+        if ledger is None:
+            ledger = PostgresLedger(database, export_dir=config.ledger.export_dir)
         users: UserDirectory | None = DatabaseUserStore(database) if config.srp.enabled else None
     else:
-        ledger = _open_ledger(config, create, created)
+        ledger = _open_ledger(config, create, created, ledger)
         users = _open_users(config, create, created) if config.srp.enabled else None
     return State(
         ca=ca,
@@ -299,7 +323,12 @@ def _client_trust_anchors(config: Config, ca: CertificateAuthority) -> tuple[x50
     return tuple(anchors)
 
 
-def _open_ledger(config: Config, create: bool, created: list[str]) -> SqliteLedger:
+def _open_ledger(
+    config: Config,
+    create: bool,
+    created: list[str],
+    running: SqliteLedger | PostgresLedger | None,
+) -> SqliteLedger | PostgresLedger:
     path = config.ledger.path
     if not path.exists():
         if not create:
@@ -310,6 +339,8 @@ def _open_ledger(config: Config, create: bool, created: list[str]) -> SqliteLedg
                 f"{path} does not exist (`python-est init` creates an empty one)",
             )
         created.append(f"ledger {path}")
+    if running is not None:
+        return running
     try:
         return SqliteLedger(path, export_dir=config.ledger.export_dir)
     except (LedgerError, Unavailable, OSError) as exc:

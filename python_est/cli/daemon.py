@@ -133,9 +133,9 @@ class Reloader:
         """Load the next generation, or log why not and return None.
 
         Args:
-            running: the generation serving now; its ledger is kept. None in the main process
-                of worker mode, which only checks that the workers will accept the reload (the
-                caller then closes the returned generation's ledger).
+            running: the generation serving now; the new state takes over its open ledger.
+                None in the main process of worker mode, which only checks that the workers
+                will accept the reload (the caller then closes the returned generation's state).
             config: the running configuration (restart-only settings are compared with it).
             announce: log the restart-only settings that changed (once, not in every worker).
         """
@@ -148,12 +148,11 @@ class Reloader:
                 log.warning("%s changed: restart to apply it; keeping the running value", name)
         new = keep_restart_only(config, new)
         try:
-            state = open_state(new, create=False)
+            # The same ledger file (a restart-only setting): keep its connection.
+            ledger = None if running is None else running.state.ledger
+            state = open_state(new, create=False, ledger=ledger)
         except ConfigError as exc:
             return _refused(exc)
-        if running is not None:
-            state.ledger.close()
-            state.ledger = running.state.ledger  # the same file: keep its connection
         keys = self.ticket_keys
         if isinstance(keys, TicketKeyFile) and new.server.state_dir != config.server.state_dir:
             keys = TicketKeyFile(ticket_key_path(new.server.state_dir))
@@ -161,7 +160,7 @@ class Reloader:
             handshaker, handler = self._build(new, state, keys)
         except (ConfigError, ValueError) as exc:
             if running is None:
-                state.ledger.close()
+                state.close()
             return _refused(exc)
         self.ticket_keys = keys
         for warning in new.warnings:
@@ -271,12 +270,12 @@ class ServingProcess:
         return new is not None
 
     def stop(self, thread: threading.Thread) -> None:
-        """Stop accepting, let connections finish for up to `shutdown_grace` s, close the ledger."""
+        """Stop accepting, let connections finish for up to `shutdown_grace` s, close the state."""
         if self._main:
             sdnotify.stopping()
         self.server.request_stop(self.generation.config.server.shutdown_grace)
         thread.join()
-        self.generation.state.ledger.close()
+        self.generation.state.close()
         log.info("stopped")
 
     def _housekeeping(self) -> None:

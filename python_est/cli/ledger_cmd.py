@@ -91,15 +91,12 @@ def missing_serials(ledger: Ledger, expected: Sequence[int]) -> list[int]:
 
 
 def _verify(args: argparse.Namespace, config: Config) -> int:
-    state = open_state(config, create=False)
     expected = _read_serials(Path(args.expect)) if args.expect else []
-    try:
+    with open_state(config, create=False) as state:
         total, problems = verify_ledger(
             state.ledger, state.ledger.integrity_check(), state.ca.chain
         )
         absent = missing_serials(state.ledger, expected)
-    finally:
-        state.ledger.close()
     problems += [f"certificate {serial_hex(s)}: expected but not recorded" for s in absent]
     if problems:
         for problem in problems[:_MAX_LISTED]:

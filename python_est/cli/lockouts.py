@@ -36,15 +36,12 @@ def add_lockout_commands(sub: Any) -> None:
 
 @contextlib.contextmanager
 def _limiter(config: Config) -> Iterator[LoginLimiter]:
-    state = open_state(config, create=False)
-    try:
+    with open_state(config, create=False) as state:
         limiter = failure_limiter(config, state)
         try:
             yield limiter
         finally:
             limiter.close()
-    finally:
-        state.ledger.close()  # with [ledger] url, this closes the shared database
 
 
 def _list(args: argparse.Namespace, config: Config) -> int:

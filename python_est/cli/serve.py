@@ -69,7 +69,7 @@ def serve(config: Config, *, config_path: Path | None, debug: bool = False) -> i
             config.source, "server", "port", f"cannot listen: {_os_reason(exc)}"
         ) from None
     if workers > 1:
-        state.ledger.close()  # each worker opens its own: SQLite connections must not cross fork
+        state.close()  # each worker opens its own: connections must not cross a fork
         return _supervise(config, config_path, reloader, meter)
     _announce(config, config_path, server.server_address, "")
     generation = Generation(config, state, server.handshaker, server.handler)
@@ -120,7 +120,7 @@ def _supervise(
         checked = reloader.next(None, current, announce=True)
         if checked is None:
             return False
-        checked.state.ledger.close()
+        checked.state.close()
         current = checked.config  # workers started from now on get it too
         return True
 
