@@ -22,7 +22,12 @@ from python_est.cli.serve import serve
 from python_est.config import Config, default_config, load_config
 from python_est.errors import ConfigError, UserStoreError
 from python_est.keys import KeyType
-from python_est.state import create_ca, create_server_credentials, open_state
+from python_est.state import (
+    create_ca,
+    create_server_credentials,
+    has_ca_or_server_certificate,
+    open_state,
+)
 
 log = logging.getLogger("python_est")
 
@@ -95,8 +100,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
 def _init(args: argparse.Namespace, config: Config) -> int:
     config = _with_init_overrides(args, config)
     state_dir = config.server.state_dir
-    exists = (state_dir / "ca" / "ca.pem").exists() or (state_dir / "tls" / "server.pem").exists()
-    if exists and args.refuse_existing and not args.force:
+    if has_ca_or_server_certificate(config) and args.refuse_existing and not args.force:
         print(
             f"python-est: a CA or server certificate already exists under {state_dir}; "
             "use --force to replace it",

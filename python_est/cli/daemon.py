@@ -27,12 +27,12 @@ from pathlib import Path
 from python_est.cli import sdnotify
 from python_est.cli.logs import setup_logging
 from python_est.cli.signals import RELOAD, STOP, SignalInbox, blocked, unblock
-from python_est.cli.ticketkeys import TicketKeyFile, rotate_ticket_keys, ticket_key_path
+from python_est.cli.ticketkeys import TicketKeyFile, rotate_ticket_keys
 from python_est.config import Config, default_config, load_config
 from python_est.errors import ConfigError
 from python_est.routes import Handler
 from python_est.server import EstServer, Handshaker
-from python_est.state import State, open_state
+from python_est.state import State, open_state, ticket_keys_path
 from python_est.tls import TicketKeys
 
 log = logging.getLogger("python_est")
@@ -76,7 +76,7 @@ def config_loader(config_path: Path | None) -> ConfigLoader:
 def rotate_ticket_keys_of(config: Config) -> None:
     """Rotate the session-ticket key file of `config`'s state directory if it is due."""
     try:
-        rotate_ticket_keys(ticket_key_path(config.server.state_dir))
+        rotate_ticket_keys(ticket_keys_path(config))
     except ConfigError as exc:
         log.warning("session-ticket keys not rotated: %s", exc)
 
@@ -155,7 +155,7 @@ class Reloader:
             return _refused(exc)
         keys = self.ticket_keys
         if isinstance(keys, TicketKeyFile) and new.server.state_dir != config.server.state_dir:
-            keys = TicketKeyFile(ticket_key_path(new.server.state_dir))
+            keys = TicketKeyFile(ticket_keys_path(new))
         try:
             handshaker, handler = self._build(new, state, keys)
         except (ConfigError, ValueError) as exc:

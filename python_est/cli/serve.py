@@ -17,12 +17,12 @@ from python_est.cli.daemon import (
     rotate_ticket_keys_of,
 )
 from python_est.cli.logs import setup_logging
-from python_est.cli.ticketkeys import TicketKeyFile, rotate_ticket_keys, ticket_key_path
+from python_est.cli.ticketkeys import TicketKeyFile, rotate_ticket_keys
 from python_est.cli.workers import Supervisor
 from python_est.config import Config
 from python_est.errors import ConfigError
 from python_est.server import bind_listener
-from python_est.state import is_first_start, open_state
+from python_est.state import is_first_start, open_state, ticket_keys_path
 
 log = logging.getLogger("python_est")
 
@@ -38,7 +38,7 @@ def serve(config: Config, *, config_path: Path | None, debug: bool = False) -> i
     state = open_state(config, create=is_first_start(config))
     for item in state.created:
         log.info("created %s", item)
-    keys_path = ticket_key_path(config.server.state_dir)
+    keys_path = ticket_keys_path(config)
     rotate_ticket_keys(keys_path)
     # -d forces debug logging; keep it through reloads.
     if workers > 1:

@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     "messages": 1,
     "pgsql": 1,
     "usernames": 1,
+    "statedir": 1,
     "wire": 2,
     "http11": 2,
     "config": 2,

@@ -20,10 +20,10 @@ from python_est.cli.daemon import (
     restart_only_changes,
 )
 from python_est.cli.signals import SignalInbox
-from python_est.cli.ticketkeys import TicketKeyFile, ticket_key_path
+from python_est.cli.ticketkeys import TicketKeyFile
 from python_est.config import Config, load_config
 from python_est.errors import LedgerError
-from python_est.state import State, open_state
+from python_est.state import State, open_state, ticket_keys_path
 
 BASE = "[server]\nstate_dir = state\nport = 8443\n[ca]\nkey_type = ec-p256\n"
 
@@ -62,7 +62,7 @@ def running(tmp_path: Path) -> Iterator[tuple[Path, Config, State]]:
 
 
 def reloader(path: Path, config: Config) -> Reloader:
-    keys = TicketKeyFile(ticket_key_path(config.server.state_dir))
+    keys = TicketKeyFile(ticket_keys_path(config))
     return Reloader(
         config_loader(path), build_app, debug=False, pid_in_logs=False, ticket_keys=keys
     )
