@@ -13,13 +13,13 @@ from python_est.bootstrap import BootstrapPage, derive_form_secret
 from python_est.ca import can_sign_crls
 from python_est.config import Config
 from python_est.errors import ConfigError
-from python_est.metrics import Metrics, MetricsListener
 from python_est.ops import ConnectionMetrics, HealthCheck, OpsEndpoints
+from python_est.ops.metrics import Metrics
+from python_est.ops.revocation import CrlPublisher
 from python_est.policy import ClientChainValidator
 from python_est.ratelimit import CounterStore, Limits, LoginLimiter, SqliteCounters
-from python_est.revocation import CrlPublisher
 from python_est.routes import RoutingTable, est_resolver
-from python_est.server import EstServer, Handshaker, Listener
+from python_est.server import EstServer, Handshaker, Listener, MetricsListener
 from python_est.service import EstService, check_label
 from python_est.state import State, lockouts_path
 from python_est.tls import TicketKeys, TlsEndpoint
@@ -167,7 +167,7 @@ def failure_limiter(config: Config, state: State) -> LoginLimiter:
                 config.source, "server", "state_dir", f"cannot open {path}: {exc}"
             ) from None
     else:
-        from python_est.pgsql import DatabaseCounters
+        from python_est.ratelimit.database import DatabaseCounters
 
         store = DatabaseCounters(state.database)
     return LoginLimiter(store, limits)
@@ -177,7 +177,7 @@ def shared_ticket_keys(config: Config, state: State) -> TicketKeys | None:
     """Session-ticket keys shared through the database (rotated there); None without one."""
     if state.database is None:
         return None
-    from python_est.pgsql import TicketKeyRing
+    from python_est.ticketkeys.database import TicketKeyRing
 
     return TicketKeyRing(state.database, ticket_lifetime=config.tls.session_lifetime).keys
 
@@ -215,11 +215,14 @@ def build_ops(config: Config, state: State) -> OpsEndpoints:
     return ops
 
 
-def start_metrics_listener(config: Config, *, port_offset: int = 0) -> MetricsListener | None:
+def start_metrics_listener(
+    config: Config, metrics: Metrics | None = None, *, port_offset: int = 0
+) -> MetricsListener | None:
     """Start the Prometheus listener `[metrics]` describes; None when it is off.
 
     Args:
         config: the configuration.
+        metrics: what to serve (None: a new, empty `Metrics`).
         port_offset: added to `[metrics] port`, so that the workers of a pre-forked server
             listen on consecutive ports; ignored for port 0 (any free port).
 
@@ -230,8 +233,9 @@ def start_metrics_listener(config: Config, *, port_offset: int = 0) -> MetricsLi
     if not cfg.enabled:
         return None
     port = cfg.port + port_offset if cfg.port else 0
+    registry = (metrics if metrics is not None else Metrics()).registry
     try:
-        return MetricsListener(Metrics(), cfg.address, port)
+        return MetricsListener(registry, cfg.address, port)
     except OSError as exc:
         raise ConfigError(
             config.source, "metrics", "port", f"cannot listen on {cfg.address}:{port}: {exc}"
@@ -247,10 +251,7 @@ class ProcessMetrics:
 
     def __init__(self) -> None:
         self._listener: MetricsListener | None = None
-
-    @property
-    def metrics(self) -> Metrics | None:
-        return None if self._listener is None else self._listener.metrics
+        self.metrics: Metrics | None = None
 
     @property
     def port(self) -> int | None:
@@ -260,10 +261,14 @@ class ProcessMetrics:
     def start(self, config: Config, *, port_offset: int = 0) -> None:
         """Start the listener if `[metrics] enabled` (see `start_metrics_listener`)."""
         self.close()
-        self._listener = start_metrics_listener(config, port_offset=port_offset)
+        metrics = Metrics()
+        self._listener = start_metrics_listener(config, metrics, port_offset=port_offset)
+        if self._listener is not None:
+            self.metrics = metrics
 
     def close(self) -> None:
         """Stop the listener, if any."""
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        self.metrics = None

@@ -2,7 +2,7 @@
 
 Split by concept: `health` (`HealthCheck`), `endpoints` (`OpsEndpoints`: `/healthz` and the CRL
 path, first in the routing table) and `instrument` (the connection observer that feeds
-`python_est.metrics`). `python_est.app` builds them from the configuration.
+`python_est.ops.metrics`). `python_est.app` builds them from the configuration.
 """
 
 from __future__ import annotations

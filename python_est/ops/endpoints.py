@@ -9,8 +9,8 @@ from python_est.config import HEALTH_PATH
 from python_est.errors import EstError, MethodNotAllowed
 from python_est.messages import HttpRequest, HttpResponse, text_response
 from python_est.ops.health import HealthCheck
+from python_est.ops.revocation import CrlPublisher
 from python_est.policy import PeerIdentity
-from python_est.revocation import CrlPublisher
 from python_est.routes import RoutingTable
 
 log = logging.getLogger("python_est.ops")

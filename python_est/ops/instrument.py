@@ -1,4 +1,4 @@
-"""Feeding `python_est.metrics.Metrics` per connection: the server's observer.
+"""Feeding `python_est.ops.metrics.Metrics` per connection: the server's observer.
 
 A request counts under the (operation, label) tag its route in the routing table gave it
 (`python_est.routes`), so label values stay in the table's small fixed sets whatever clients
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from python_est.metrics import Metrics
+from python_est.ops.metrics import Metrics
 from python_est.policy import PeerIdentity
 from python_est.routes import INVALID, RouteTag
 

@@ -14,7 +14,6 @@ from types import TracebackType
 from typing import Protocol
 
 from python_est.errors import EstError, HandshakeFailed
-from python_est.http11 import CONTINUE, RequestParser, serialize_response
 from python_est.messages import (
     HttpRequest,
     HttpResponse,
@@ -23,10 +22,11 @@ from python_est.messages import (
     text_response,
 )
 from python_est.policy import PeerIdentity
-from python_est.proxyproto import Network, is_trusted
 from python_est.routes import Handler, RoutingTable, as_table
+from python_est.server.http11 import CONTINUE, RequestParser, serialize_response
 from python_est.server.outcome import Outcome, audit_refusal, basic_user, printable
 from python_est.server.proxied import NoProxyHeader, proxied_client
+from python_est.server.proxyproto import Network, is_trusted
 from python_est.server.system import Listener, bind_listener
 from python_est.server.table import ConnectionTable, Held
 from python_est.tls import TlsStream
@@ -66,7 +66,7 @@ class EstServer:
         header_timeout: seconds from the handshake to the end of the request head (request
             line and headers); the earlier of this and `request_timeout` applies until then.
         max_body_bytes: larger request bodies are refused with 413 (request heads are
-            limited by `python_est.http11`, 431).
+            limited by `python_est.server.http11`, 431).
         listener: an already listening socket (from `bind_listener`, possibly shared with
             other processes) to serve instead of binding `address` and `port`.
         observer: called with each finished connection's `Outcome` (metrics); it survives

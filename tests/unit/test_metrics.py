@@ -10,8 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from python_est.ca import CertificateAuthority
 from python_est.keys import KeyType
-from python_est.metrics import Metrics
 from python_est.ops import ConnectionMetrics, auth_kind
+from python_est.ops.metrics import Metrics
 from python_est.policy import ClientCertificate, PeerIdentity, TlsInfo
 from python_est.routes import RouteTag
 

@@ -16,8 +16,8 @@ from python_est.keys import KeyType
 from python_est.ledger import SqliteLedger
 from python_est.messages import HttpRequest, HttpResponse, text_response
 from python_est.ops import PKIX_CRL, HealthCheck, OpsEndpoints
+from python_est.ops.revocation import CrlPublisher
 from python_est.policy import PeerIdentity, TlsInfo
-from python_est.revocation import CrlPublisher
 from python_est.routes import OTHER, Handler, Route, RoutingTable
 from python_est.users import UserStore
 

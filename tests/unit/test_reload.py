@@ -1,4 +1,4 @@
-"""What a reload takes, keeps and refuses (`python_est.cli.daemon`), and the signal inbox."""
+"""What a reload takes, keeps and refuses (`cli.supervisor.daemon`), and the signal inbox."""
 
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ from pathlib import Path
 import pytest
 
 from python_est.app import build_app
-from python_est.cli.daemon import (
+from python_est.cli.supervisor.daemon import (
     Generation,
     Reloader,
     config_loader,
     keep_restart_only,
     restart_only_changes,
 )
-from python_est.cli.signals import SignalInbox
-from python_est.cli.ticketkeys import TicketKeyFile
+from python_est.cli.supervisor.signals import SignalInbox
 from python_est.config import Config, load_config
 from python_est.errors import LedgerError
 from python_est.state import State, open_state, ticket_keys_path
+from python_est.ticketkeys.file import TicketKeyFile
 
 BASE = "[server]\nstate_dir = state\nport = 8443\n[ca]\nkey_type = ec-p256\n"
 

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from python_est.cli.ticketkeys import (
+from python_est.errors import ConfigError
+from python_est.statedir import StateDir
+from python_est.ticketkeys.file import (
     KEY_BYTES,
     ROTATE_AFTER,
     TicketKeyFile,
     read_ticket_keys,
     rotate_ticket_keys,
 )
-from python_est.errors import ConfigError
-from python_est.statedir import StateDir
 
 
 def age(path: Path, seconds: float) -> None:

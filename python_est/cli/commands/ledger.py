@@ -30,7 +30,7 @@ _PAGE = 500
 _MAX_LISTED = 50  # problems printed one per line; beyond this only counted
 
 
-def add_ledger_commands(sub: Any) -> None:
+def add_command(sub: Any) -> None:
     """Register `ledger verify` on the top-level subparsers `sub`."""
     ledger = sub.add_parser("ledger", help="check the ledger of issued certificates")
     actions = ledger.add_subparsers(title="ledger commands", metavar="ACTION", required=True)

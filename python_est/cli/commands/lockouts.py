@@ -21,7 +21,7 @@ from python_est.state import open_state
 log = logging.getLogger("python_est.audit")
 
 
-def add_lockout_commands(sub: Any) -> None:
+def add_command(sub: Any) -> None:
     """Register `lockouts` on the top-level subparsers `sub`."""
     lockouts = sub.add_parser("lockouts", help="list and lift failed-login lockouts ([auth])")
     actions = lockouts.add_subparsers(title="lockouts commands", metavar="ACTION", required=True)

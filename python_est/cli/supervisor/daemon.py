@@ -1,7 +1,6 @@
 """One serving process: SIGHUP reloads, SIGTERM and SIGINT stop gracefully.
 
-The main thread waits for signals (`python_est.cli.signals`); the server's threads never see
-them.
+The main thread waits for signals (`signals`); the server's threads never see them.
 
 Reload (SIGHUP) re-reads the config file, then loads a new generation: the CA, the TLS
 certificate and key, the client trust anchors, the user store, and the service and TLS endpoint
@@ -24,15 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from python_est.cli import sdnotify
 from python_est.cli.logs import setup_logging
-from python_est.cli.signals import RELOAD, STOP, SignalInbox, blocked, unblock
-from python_est.cli.ticketkeys import TicketKeyFile, rotate_ticket_keys
+from python_est.cli.supervisor import sdnotify
+from python_est.cli.supervisor.signals import RELOAD, STOP, SignalInbox, blocked, unblock
 from python_est.config import Config, default_config, load_config
 from python_est.errors import ConfigError
 from python_est.routes import Handler
 from python_est.server import EstServer, Handshaker
 from python_est.state import State, open_state, ticket_keys_path
+from python_est.ticketkeys.file import TicketKeyFile, rotate_ticket_keys
 from python_est.tls import TicketKeys
 
 log = logging.getLogger("python_est")

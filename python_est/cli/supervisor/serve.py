@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from python_est.app import ProcessMetrics, build_app, build_server, shared_ticket_keys
-from python_est.cli.daemon import (
+from python_est.cli.logs import setup_logging
+from python_est.cli.supervisor.daemon import (
     ROTATE_CHECK,
     Generation,
     Reloader,
@@ -16,13 +17,12 @@ from python_est.cli.daemon import (
     config_loader,
     rotate_ticket_keys_of,
 )
-from python_est.cli.logs import setup_logging
-from python_est.cli.ticketkeys import TicketKeyFile, rotate_ticket_keys
-from python_est.cli.workers import Supervisor
+from python_est.cli.supervisor.workers import Supervisor
 from python_est.config import Config
 from python_est.errors import ConfigError
 from python_est.server import bind_listener
 from python_est.state import is_first_start, open_state, ticket_keys_path
+from python_est.ticketkeys.file import TicketKeyFile, rotate_ticket_keys
 
 log = logging.getLogger("python_est")
 
@@ -30,8 +30,8 @@ log = logging.getLogger("python_est")
 def serve(config: Config, *, config_path: Path | None, debug: bool = False) -> int:
     """Run the server in the foreground until SIGTERM or SIGINT; returns the exit status.
 
-    `[server] workers` > 1 pre-forks that many worker processes (`python_est.cli.workers`);
-    SIGHUP reloads (`python_est.cli.daemon`).
+    `[server] workers` > 1 pre-forks that many worker processes (`workers`); SIGHUP reloads
+    (`daemon`).
     """
     workers = config.server.workers
     # The first start creates the state; later a missing piece stops start-up (exit 2).
