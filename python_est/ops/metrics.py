@@ -2,8 +2,8 @@
 
 `Metrics` owns its own `CollectorRegistry` (never prometheus_client's global one), so tests and
 reloads can hold several side by side. Every label value passed in must come from a small fixed
-set (configured CA labels, operation names, statuses); `python_est.ops` maps client input onto
-such sets before it reaches here.
+set (configured CA labels, operation names, statuses): the routing table's tags
+(`python_est.routes`) map client input onto such sets before it reaches here.
 
 Multi-process servers: each process counts for itself and one listener serves only its own
 process, so with several worker processes the figures cover one worker. prometheus_client's
