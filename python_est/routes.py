@@ -102,16 +102,22 @@ def est_resolver(lookup: EstLookup, *, then: Housekeeping | None = None) -> Reso
     """Resolve `/.well-known/est[/label]/operation` paths through `lookup`.
 
     A path that is not an EST path, or names an unknown label, gets a route tagged "other" that
-    raises the refusal (404) when it runs, as the service itself would.
+    raises the refusal (404) when it runs, as the service itself would. Found routes are kept:
+    there is one per configured label and operation, fixed for the table's life (a reload
+    builds a new table).
     """
+    found: dict[EstPath, Route] = {}
 
     def resolve(request: HttpRequest) -> Route:
         try:
             path = parse_est_path(request.target)
-            handler = lookup(path)
+            route = found.get(path)
+            if route is None:
+                route = Route(RouteTag(path.operation.value, path.label), lookup(path), then)
+                found[path] = route
         except NotFound as err:
             return Route(OTHER, _refusal(err), then)
-        return Route(RouteTag(path.operation.value, path.label), handler, then)
+        return route
 
     return resolve
 
