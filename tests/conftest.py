@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from python_est.cli.serve import build_server
+from python_est.app import build_server
 from python_est.config import Config, load_config
 from python_est.server import EstServer
 from python_est.state import State, open_state

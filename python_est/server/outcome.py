@@ -15,6 +15,7 @@ from python_est.audit import audit
 from python_est.errors import AuthenticationRequired, EstError
 from python_est.messages import HttpRequest, Operation, parse_est_path
 from python_est.policy import PeerIdentity
+from python_est.routes import RouteTag
 from python_est.safetext import escape, field, quote
 
 log = logging.getLogger("python_est.server")
@@ -35,6 +36,7 @@ class Outcome:
         self.proxy: str | None = None  # the trusted proxy that named `address` in a header
         self.peer: PeerIdentity | None = None
         self.request = "-"
+        self.tag: RouteTag | None = None  # the request's route in the routing table (metrics)
         self.basic_user = ""  # the user name of the request's HTTP Basic credentials
         self.status: int | None = None
         self.note = ""

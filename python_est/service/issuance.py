@@ -51,14 +51,20 @@ class Issuer:
         ca: the signing CA.
         ledger: where every certificate is recorded.
         clock: the issuance time source.
+        on_issued: called with each entry once committed (see `EstService`).
     """
 
     def __init__(
-        self, ca: CertificateAuthority, ledger: Ledger, clock: Callable[[], datetime]
+        self,
+        ca: CertificateAuthority,
+        ledger: Ledger,
+        clock: Callable[[], datetime],
+        on_issued: Callable[[IssuedCertificate], None] | None = None,
     ) -> None:
         self._ca = ca
         self._ledger = ledger
         self._clock = clock
+        self._on_issued = on_issued
 
     def issue(
         self,
@@ -101,6 +107,8 @@ class Issuer:
                     "serial %s already in the ledger; signing again", serial_hex(cert.serial_number)
                 )
                 continue
+            if self._on_issued is not None:
+                self._on_issued(entry)
             audit(
                 AUDIT_EVENTS.get(operation, operation.value),
                 "issued",

@@ -17,11 +17,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from python_est.app import ProcessMetrics, build_server, start_metrics_listener
 from python_est.ca import certificate_pem
-from python_est.cli.serve import build_server
 from python_est.config import Config, load_config
 from python_est.errors import ConfigError
-from python_est.ops import ProcessMetrics, start_metrics_listener
 from python_est.server import EstServer
 from python_est.state import State, open_state
 from tests.conftest import BASE_CFG, merge_config

@@ -23,8 +23,8 @@ from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
 
 from python_est import oids, wire
+from python_est.app import build_server
 from python_est.ca import certificate_pem, private_key_pem
-from python_est.cli.serve import build_server
 from python_est.config import load_config
 from python_est.state import open_state
 from tests.conftest import RunningServer

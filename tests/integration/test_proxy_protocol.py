@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import pytest
 
-from python_est.proxyproto import V2_SIGNATURE
+from python_est.server.proxyproto import V2_SIGNATURE
 from tests.conftest import RunningServer
 from tests.est_support import Reply, basic, build_request, csr_body, make_csr, parse_reply, read_all
 

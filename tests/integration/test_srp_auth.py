@@ -19,7 +19,7 @@ import pytest
 from tlslite.api import HandshakeSettings, TLSConnection
 from tlslite.errors import TLSRemoteAlert
 
-from python_est.state import failure_limiter
+from python_est.app import failure_limiter
 from python_est.users import UserStore
 from tests.conftest import RunningServer
 from tests.est_support import build_request, parse_reply, read_all
