@@ -1,12 +1,7 @@
 """The state directory: created on first start, loaded on every start and reload.
 
-Layout (all under `[server] state_dir`, mode 0700; key files 0600):
-
-    ca/ca.pem, ca/ca.key         the CA that issues (the issuing CA when [ca] issuing_ca = yes)
-    ca/chain.pem                 the root above an issuing CA (its key is not kept: offline root)
-    tls/server.pem, server.key   the TLS server certificate (chain) and key
-    users.srp                    the SRP user store ([srp] user_db)
-    ledger.sqlite3               the ledger ([ledger] path)
+The layout (`python_est.statedir`) is all under `[server] state_dir`, mode 0700; key files 0600.
+Callers ask this module for paths in it (`lockouts_path`, `ticket_keys_path`, ...).
 
 With `[ledger] url` (PostgreSQL) the ledger, the users, the failure counters and the TLS
 session-ticket keys live in that database instead, shared by every instance (docs/scale-out.md).
@@ -19,8 +14,6 @@ from __future__ import annotations
 
 import ipaddress
 import platform
-import sqlite3
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,7 +33,7 @@ from python_est.config import Config
 from python_est.errors import ConfigError, LedgerError, Unavailable, UserStoreError
 from python_est.fileio import atomic_write, ensure_private_dir
 from python_est.ledger import SqliteLedger
-from python_est.ratelimit import CounterStore, Limits, LoginLimiter, SqliteCounters
+from python_est.statedir import StateDir
 from python_est.users import UserDirectory, UserStore
 
 if TYPE_CHECKING:
@@ -58,7 +51,11 @@ class ServerCredentials:
 
 @dataclass
 class State:
-    """Everything loaded from disk that the server runs on."""
+    """Everything loaded from disk that the server runs on; it owns the open ledger and database.
+
+    `close()` (or leaving a `with` block) closes them; a process that forks closes its state
+    first, because a SQLite or PostgreSQL connection must never cross a fork.
+    """
 
     ca: CertificateAuthority
     server: ServerCredentials
@@ -67,6 +64,19 @@ class State:
     users: UserDirectory | None
     created: list[str] = field(default_factory=list)
     database: Database | None = None  # with [ledger] url: shared by ledger, users and limits
+
+    def close(self) -> None:
+        """Close the ledger and the database connections (a closed SQLite ledger refuses work;
+        a database connects again when used)."""
+        self.ledger.close()
+        if self.database is not None:
+            self.database.close()
+
+    def __enter__(self) -> State:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def default_server_names(
@@ -99,8 +109,8 @@ def is_first_start(config: Config) -> bool:
     Once any exists, a missing piece is an error rather than a silent fresh start: a new empty
     user store locks every device out, and a new empty ledger forgets every revocation.
     """
-    state_dir = config.server.state_dir
-    paths = [state_dir / "ca" / "ca.pem", state_dir / "tls" / "server.pem"]
+    layout = StateDir(config.server.state_dir)
+    paths = [layout.ca_cert, layout.server_cert]
     if not config.ledger.url:
         paths.append(config.ledger.path)
         if config.srp.enabled:
@@ -108,8 +118,16 @@ def is_first_start(config: Config) -> bool:
     return not any(path.exists() for path in paths)
 
 
-def open_state(config: Config, *, create: bool = True) -> State:
+def open_state(
+    config: Config, *, create: bool = True, ledger: SqliteLedger | PostgresLedger | None = None
+) -> State:
     """Load the state, creating what is missing when `create` is true.
+
+    Args:
+        config: the configuration.
+        create: create what is missing (first start, `init`).
+        ledger: the open ledger of a running state of the same `[ledger]`, which the new state
+            takes over instead of opening another connection (a reload).
 
     Raises:
         ConfigError: a configured file is missing or unusable, or state is missing and
@@ -132,12 +150,11 @@ def open_state(config: Config, *, create: bool = True) -> State:
         from python_est.ledger.postgres import PostgresLedger
         from python_est.users.database import DatabaseUserStore
 
-        ledger: SqliteLedger | PostgresLedger = PostgresLedger(
-            database, export_dir=config.ledger.export_dir
-        )
+        if ledger is None:
+            ledger = PostgresLedger(database, export_dir=config.ledger.export_dir)
         users: UserDirectory | None = DatabaseUserStore(database) if config.srp.enabled else None
     else:
-        ledger = _open_ledger(config, create, created)
+        ledger = _open_ledger(config, create, created, ledger)
         users = _open_users(config, create, created) if config.srp.enabled else None
     return State(
         ca=ca,
@@ -150,51 +167,20 @@ def open_state(config: Config, *, create: bool = True) -> State:
     )
 
 
-def failure_limiter(config: Config, state: State) -> LoginLimiter:
-    """The password-failure counters: in `lockouts_path`, or in the shared database.
-
-    Every server process and `python-est lockouts` open the same ones.
-
-    Raises:
-        ConfigError: the counter file cannot be opened.
-    """
-    auth = config.auth
-    limits = Limits(
-        max_failures=auth.max_failures,
-        account_max_failures=auth.account_max_failures,
-        address_max_failures=auth.address_max_failures,
-        window=auth.failure_window,
-        lockout=auth.lockout,
-        known_good=auth.known_good,
-    )
-    store: CounterStore
-    if state.database is None:
-        path = lockouts_path(config)
-        try:
-            store = SqliteCounters(path)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(
-                config.source, "server", "state_dir", f"cannot open {path}: {exc}"
-            ) from None
-    else:
-        from python_est.pgsql import DatabaseCounters
-
-        store = DatabaseCounters(state.database)
-    return LoginLimiter(store, limits)
-
-
 def lockouts_path(config: Config) -> Path:
     """The SQLite file of the failure counters, next to the ledger in the state directory."""
-    return config.server.state_dir / "lockouts.sqlite3"
+    return StateDir(config.server.state_dir).lockouts
 
 
-def shared_ticket_keys(config: Config, state: State) -> Callable[[], Sequence[bytes]] | None:
-    """Session-ticket keys shared through the database (rotated there); None without one."""
-    if state.database is None:
-        return None
-    from python_est.pgsql import TicketKeyRing
+def ticket_keys_path(config: Config) -> Path:
+    """The session-ticket key file every serving process of this state directory shares."""
+    return StateDir(config.server.state_dir).ticket_keys
 
-    return TicketKeyRing(state.database, ticket_lifetime=config.tls.session_lifetime).keys
+
+def has_ca_or_server_certificate(config: Config) -> bool:
+    """Whether the state directory holds a generated CA or server certificate already."""
+    layout = StateDir(config.server.state_dir)
+    return layout.ca_cert.exists() or layout.server_cert.exists()
 
 
 def _open_database(config: Config) -> Database:
@@ -231,13 +217,13 @@ def create_ca(config: Config) -> CertificateAuthority:
         issuing_key_type=cfg.issuing_key_type,
         organization=cfg.organization or None,
     )
-    ca_dir = config.server.state_dir / "ca"
-    ensure_private_dir(ca_dir)
-    atomic_write(ca_dir / "ca.key", private_key_pem(ca.private_key))
-    atomic_write(ca_dir / "ca.pem", certificate_pem(ca.certificate), mode=0o644)
+    layout = StateDir(config.server.state_dir)
+    ensure_private_dir(layout.ca_dir)
+    atomic_write(layout.ca_key, private_key_pem(ca.private_key))
+    atomic_write(layout.ca_cert, certificate_pem(ca.certificate), mode=0o644)
     if len(ca.chain) > 1:
         chain_pem = certificates_pem(ca.chain[1:])
-        atomic_write(ca_dir / "chain.pem", chain_pem, mode=0o644)
+        atomic_write(layout.ca_chain, chain_pem, mode=0o644)
     return ca
 
 
@@ -251,11 +237,11 @@ def create_server_credentials(config: Config, ca: CertificateAuthority) -> Serve
         key_type=config.tls.server_key_type,
         validity_days=config.tls.server_validity_days,
     )
-    tls_dir = config.server.state_dir / "tls"
-    ensure_private_dir(tls_dir)
+    layout = StateDir(config.server.state_dir)
+    ensure_private_dir(layout.tls_dir)
     chain = (cert, *ca.chain)
-    atomic_write(tls_dir / "server.key", private_key_pem(key))
-    atomic_write(tls_dir / "server.pem", certificates_pem(chain), mode=0o644)
+    atomic_write(layout.server_key, private_key_pem(key))
+    atomic_write(layout.server_cert, certificates_pem(chain), mode=0o644)
     return ServerCredentials(chain=chain, private_key=key)
 
 
@@ -266,20 +252,20 @@ def _load_or_create_ca(config: Config, create: bool, created: list[str]) -> Cert
         cert_pem = _read(config, "ca", "cert_file", cfg.cert_file)
         key_pem = _read(config, "ca", "key_file", cfg.key_file)
         return _ca_from_pem(config, "cert_file", cert_pem, key_pem, chain_pem)
-    ca_dir = config.server.state_dir / "ca"
-    if (ca_dir / "ca.pem").exists():
-        chain_file = ca_dir / "chain.pem"
+    layout = StateDir(config.server.state_dir)
+    if layout.ca_cert.exists():
+        chain_file = layout.ca_chain
         chain_pem = _read(config, "server", "state_dir", chain_file) if chain_file.exists() else b""
         return _ca_from_pem(
             config,
             None,
-            _read(config, "server", "state_dir", ca_dir / "ca.pem"),
-            _read(config, "server", "state_dir", ca_dir / "ca.key"),
+            _read(config, "server", "state_dir", layout.ca_cert),
+            _read(config, "server", "state_dir", layout.ca_key),
             chain_pem,
         )
     if not create:
         raise ConfigError(config.source, "server", "state_dir", "no CA yet; run `python-est init`")
-    created.append(f"CA {cfg.common_name!r} ({cfg.key_type.value}) in {ca_dir}")
+    created.append(f"CA {cfg.common_name!r} ({cfg.key_type.value}) in {layout.ca_dir}")
     return create_ca(config)
 
 
@@ -299,12 +285,12 @@ def _load_or_create_server(
     cfg = config.tls
     if cfg.cert_file is not None and cfg.key_file is not None:
         return _server_from_files(config, "cert_file", cfg.cert_file, cfg.key_file)
-    tls_dir = config.server.state_dir / "tls"
-    if (tls_dir / "server.pem").exists():
-        return _server_from_files(config, None, tls_dir / "server.pem", tls_dir / "server.key")
+    layout = StateDir(config.server.state_dir)
+    if layout.server_cert.exists():
+        return _server_from_files(config, None, layout.server_cert, layout.server_key)
     if not create:
         raise ConfigError(config.source, "server", "state_dir", "no server certificate yet")
-    created.append(f"TLS server certificate in {tls_dir}")
+    created.append(f"TLS server certificate in {layout.tls_dir}")
     return create_server_credentials(config, ca)
 
 
@@ -344,7 +330,12 @@ def _client_trust_anchors(config: Config, ca: CertificateAuthority) -> tuple[x50
     return tuple(anchors)
 
 
-def _open_ledger(config: Config, create: bool, created: list[str]) -> SqliteLedger:
+def _open_ledger(
+    config: Config,
+    create: bool,
+    created: list[str],
+    running: SqliteLedger | PostgresLedger | None,
+) -> SqliteLedger | PostgresLedger:
     path = config.ledger.path
     if not path.exists():
         if not create:
@@ -355,6 +346,8 @@ def _open_ledger(config: Config, create: bool, created: list[str]) -> SqliteLedg
                 f"{path} does not exist (`python-est init` creates an empty one)",
             )
         created.append(f"ledger {path}")
+    if running is not None:
+        return running
     try:
         return SqliteLedger(path, export_dir=config.ledger.export_dir)
     except (LedgerError, Unavailable, OSError) as exc:

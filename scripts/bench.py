@@ -79,8 +79,7 @@ if {no_gmpy2}:
     sys.modules["gmpy2"] = None  # tlslite then computes with Python integers
 import python_est.tls
 import python_est.tls.endpoint
-if {pure}:
-    python_est.tls.use_openssl_ticket_ciphers(False)
+if {pure}:  # tickets too: only an accelerated endpoint switches their ciphers to OpenSSL
     python_est.tls.endpoint.TlsEndpoint.__init__.__kwdefaults__["accelerated"] = False
 from python_est.cli import main
 sys.exit(main(sys.argv[1:]))

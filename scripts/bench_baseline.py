@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from python_est.app import build_app  # noqa: E402
 from python_est.ca import certificate_pem  # noqa: E402
 from python_est.cli.logs import setup_logging  # noqa: E402
-from python_est.cli.serve import build_app  # noqa: E402
 from python_est.config import Config  # noqa: E402
 from python_est.config.load import load_config  # noqa: E402
 from python_est.errors import HandshakeFailed  # noqa: E402

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from python_est.cli.serve import build_app
+from python_est.app import build_app
 from python_est.config import load_config
 from python_est.messages import HttpRequest
 from python_est.policy import PeerIdentity, TlsInfo

@@ -31,8 +31,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from python_est.app import build_server
 from python_est.ca import CertificateAuthority, certificate_pem
-from python_est.cli.serve import build_server
 from python_est.config import LabelConfig, load_config
 from python_est.keys import KeyType, generate_private_key
 from python_est.ledger import SqliteLedger

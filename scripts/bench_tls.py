@@ -36,7 +36,7 @@ from python_est.keys import KeyType
 from python_est.messages import HttpRequest, HttpResponse, text_response
 from python_est.policy import PeerIdentity
 from python_est.server import EstServer
-from python_est.tls import TlsEndpoint, use_openssl_ticket_ciphers
+from python_est.tls import TlsEndpoint
 from python_est.users import UserStore
 
 USER, PASSWORD = "bench", "bench password"
@@ -49,7 +49,6 @@ def report(request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
 
 def serve(key: str, workdir: Path, accelerated: bool) -> None:
     """Child process: serve until stdin closes; print the port first."""
-    use_openssl_ticket_ciphers(accelerated)
     ca = CertificateAuthority.create(
         common_name="Bench CA", key_type=KeyType.EC_P256, validity_days=2
     )

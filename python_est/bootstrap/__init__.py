@@ -1,7 +1,7 @@
 """The human bootstrap page (outside `/.well-known/est/`): an HTML form that enrolls through the
 EST service with the same authentication, rate limits, authorization and ledger as devices.
 
-Split by concept: `forms` (form body parsing), `views` (HTML), `page` (`BootstrapPage`, `route`),
+Split by concept: `forms` (form body parsing), `views` (HTML), `page` (`BootstrapPage`),
 `csrf` (cross-site forgery checks and form tokens).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from python_est.bootstrap.csrf import derive_form_secret
 from python_est.bootstrap.forms import Form, Upload, parse_form
-from python_est.bootstrap.page import SECURITY_HEADERS, BootstrapPage, EstHandler, Handler, route
+from python_est.bootstrap.page import SECURITY_HEADERS, BootstrapPage, EstHandler
 from python_est.bootstrap.views import CONTENT_SECURITY_POLICY
 
 __all__ = [
@@ -18,9 +18,7 @@ __all__ = [
     "BootstrapPage",
     "EstHandler",
     "Form",
-    "Handler",
     "Upload",
     "derive_form_secret",
     "parse_form",
-    "route",
 ]

@@ -1,4 +1,4 @@
-"""`BootstrapPage`: the human enrollment page, and `route`, which puts it in front of the service.
+"""`BootstrapPage`: the human enrollment page, one route of the routing table.
 
 Browsers cannot speak TLS-SRP, so the page works over ordinary server-authenticated TLS and asks
 for the user name and password of the same user store. It does not authenticate, authorize or
@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import re
 import secrets
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
@@ -78,8 +77,6 @@ from python_est.messages import (
     label_segment,
 )
 from python_est.policy import PeerIdentity
-
-Handler = Callable[[HttpRequest, PeerIdentity], HttpResponse]
 
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
@@ -278,21 +275,6 @@ class BootstrapPage:
     def _root_fingerprints(self, peer: PeerIdentity) -> tuple[str, ...]:
         chain = self._ca_chain(peer)
         return tuple(fingerprint(cert) for cert in chain if cert.issuer == cert.subject)
-
-
-def route(page: BootstrapPage, fallback: Handler) -> Handler:
-    """A server handler: requests for the page's path go to the page, all others to `fallback`.
-
-    When the page is disabled its path falls through to `fallback` too (the EST service answers
-    404 for anything outside `/.well-known/est/`).
-    """
-
-    def handler(request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
-        if page.enabled and request.path == page.path:
-            return page.handle(request, peer)
-        return fallback(request, peer)
-
-    return handler
 
 
 # --- helpers --------------------------------------------------------------------------------

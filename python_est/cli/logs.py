@@ -4,7 +4,7 @@ Under systemd (`JOURNAL_STREAM` set) the plain format drops the timestamp, which
 With several worker processes each line names its process id (journald records the same in
 `_PID`; the JSON format always carries `pid`).
 
-Audit events (logger `python_est.audit`) pass their facts as `extra=` fields: the plain format
+Audit events (`python_est.audit.audit`) pass their facts as `extra=` fields: the plain format
 shows the message, the JSON format adds every field (`event`, `result`, `serial`, `subject`,
 `requester`, `auth`, `label`, ...) as a key of its own.
 
@@ -27,6 +27,7 @@ import sys
 from datetime import datetime, timezone
 from types import TracebackType
 
+from python_est.audit import audit
 from python_est.safetext import escape, escape_json
 
 PLAIN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -148,19 +149,17 @@ def audit_operator_action(
             it and how they authenticated).
         more: further fields (reason, request id).
     """
-    fields: dict[str, object] = {
-        "event": event,
-        "result": result,
-        "serial": serial,
-        "subject": subject,
-        "requester": requester,
-        "auth": auth,
-        "label": label,
-        "operator": _operator(),
+    audit(
+        event,
+        result,
+        serial=serial,
+        subject=subject,
+        requester=requester,
+        auth=auth,
+        label=label,
+        operator=_operator(),
         **more,
-    }
-    text = " ".join(f"{key}={value!r}" for key, value in fields.items() if key != "event")
-    logging.getLogger("python_est.audit").info("%s %s", event, text, extra=fields)
+    )
 
 
 def _operator() -> str:

@@ -71,6 +71,7 @@ from python_est.errors import ConfigError
 from python_est.keys import KeyType
 from python_est.messages import label_problem
 from python_est.oids import ID_KP_CMC_RA
+from python_est.statedir import StateDir
 
 
 def load_config(path: Path) -> Config:
@@ -107,19 +108,18 @@ def _build(reader: Reader) -> Config:
     base = reader.base
     legacy_debug = reader.get("DEFAULT", "debug", False, to_bool)
     server = _server(reader, base)
-    state = server.state_dir
+    state = StateDir(server.state_dir)
     ca, ca_warnings = _ca(reader, base)
     tls = _tls(reader, base)
-    srp_user_db = reader.path("SRP", "userdb", state / "users.srp", base)
+    srp_user_db = reader.path("SRP", "userdb", state.users, base)
     srp = SrpConfig(
         enabled=reader.get("srp", "enabled", True, to_bool),
-        user_db=reader.path("srp", "user_db", srp_user_db, base) or state / "users.srp",
+        user_db=reader.path("srp", "user_db", srp_user_db, base) or state.users,
         group_bits=reader.get("srp", "group_bits", 2048, to_group_bits),
     )
     legacy_export = reader.path("CAhandler", "cert_save_path", None, base)
     ledger = LedgerConfig(
-        path=reader.path("ledger", "path", state / "ledger.sqlite3", base)
-        or state / "ledger.sqlite3",
+        path=reader.path("ledger", "path", state.ledger, base) or state.ledger,
         export_dir=reader.path("ledger", "export_dir", legacy_export, base),
         url=reader.get("ledger", "url", "", to_database_url),
         pool_size=reader.get("ledger", "pool_size", 8, to_positive_int),
@@ -378,8 +378,8 @@ def _metrics(reader: Reader) -> MetricsConfig:
     )
 
 
-def _crl(reader: Reader, base: Path, state: Path, bootstrap: BootstrapConfig) -> CrlConfig:
-    default_file = state / "crl" / "ca.crl"
+def _crl(reader: Reader, base: Path, state: StateDir, bootstrap: BootstrapConfig) -> CrlConfig:
+    default_file = state.crl
     cfg = CrlConfig(
         enabled=reader.get("crl", "enabled", True, to_bool),
         path=reader.get("crl", "path", CrlConfig.path, to_web_path),

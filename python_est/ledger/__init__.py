@@ -1,11 +1,11 @@
 """The ledger: every issued certificate and every pending (manual-approval) request, in SQLite.
 
 Split by concept: `records` (the values, the errors and the `Ledger` Protocol), `schema` (opening
-the file, migrations, rows, mapping storage errors to HTTP errors), `sqlite` (`SqliteLedger`) and
-`sqlite_queue` (its pending-request queue, a mixin); `rows` holds what both backends share (values
-from rows, a new pending request, the revocation and lease checks, the export copy).
-`postgres` (`PostgresLedger`, one ledger shared by several instances) with `pgrows` (its rows)
-needs psycopg and is imported only when `[ledger] url` names a PostgreSQL database.
+the file, migrations, rows, mapping storage errors to HTTP errors), `sqlite` (`SqliteLedger`);
+what both backends share: `queue` (the pending-request state machine, a mixin over a small SQL
+dialect each backend supplies) and `rows` (values from rows, the revocation check, the export
+copy). `postgres` (`PostgresLedger`, one ledger shared by several instances) with `pgrows` (its
+rows) needs psycopg and is imported only when `[ledger] url` names a PostgreSQL database.
 """
 
 from __future__ import annotations

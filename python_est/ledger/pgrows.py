@@ -8,7 +8,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from python_est.ledger.records import IssuedCertificate, PendingRequest, serial_hex
-from python_est.ledger.rows import build_certificate, build_pending
+from python_est.ledger.rows import Row, build_certificate, build_pending
 from python_est.pgsql import Cursor
 
 
@@ -36,10 +36,6 @@ def insert_certificate(cursor: Cursor, entry: IssuedCertificate) -> None:
     )
 
 
-def pending_row(cursor: Cursor, request_id: str) -> dict[str, Any] | None:
-    return cursor.execute("SELECT * FROM pending_requests WHERE id = %s", (request_id,)).fetchone()
-
-
 def _utc(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc)
 
@@ -48,5 +44,5 @@ def certificate(row: dict[str, Any]) -> IssuedCertificate:
     return build_certificate(row, sans=row["sans"], instant=_utc)
 
 
-def pending(row: dict[str, Any]) -> PendingRequest:
+def pending(row: Row) -> PendingRequest:
     return build_pending(row, instant=_utc)

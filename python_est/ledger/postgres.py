@@ -1,9 +1,10 @@
 """`PostgresLedger`: the `Ledger` in PostgreSQL, shared by every instance of a fleet.
 
 The same contract as `SqliteLedger`: `record` returns only once the COMMIT is acknowledged (so
-the certificate may be sent), the database enforces serial uniqueness (`UNIQUE`), and each
-pending-request transition is a single `UPDATE ... WHERE status = ...`, so of two instances
-deciding or claiming the same request at once exactly one succeeds. Connection loss and an
+the certificate may be sent), the database enforces serial uniqueness (`UNIQUE`), and the
+pending-request queue is the same `queue.PendingQueue` (each transition a single
+`UPDATE ... WHERE status = ...`, so of two instances deciding or claiming the same request at
+once exactly one succeeds), over the PostgreSQL dialect defined here. Connection loss and an
 unreachable database are `Unavailable` (503 with Retry-After); see `python_est.pgsql.connection`
 for why a certificate is never handed out unrecorded, and how connections heal.
 
@@ -12,33 +13,28 @@ The schema comes from `python-est db upgrade` (`python_est.pgsql.schema`).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import psycopg
-from cryptography import x509
 
-from python_est.ledger.pgrows import certificate, insert_certificate, pending, pending_row
+from python_est.ledger.pgrows import certificate, insert_certificate, pending
+from python_est.ledger.queue import Clause, PendingQueue, Statements
 from python_est.ledger.records import (
     DuplicateSerial,
     IssuedCertificate,
     PendingRequest,
-    PendingStateError,
-    PendingStatus,
-    UnknownPendingRequest,
     UnknownSerial,
     serial_hex,
 )
 from python_est.ledger.rows import (
     CURRENT_LIMIT,
     ClosesOnExit,
+    Row,
     certificate_problems,
-    check_lease,
     export,
-    insert_pending_sql,
-    new_pending,
-    pending_insert_values,
     revocation_moment,
 )
 from python_est.pgsql import Cursor, Database, scalar
@@ -46,12 +42,12 @@ from python_est.pgsql import Cursor, Database, scalar
 if TYPE_CHECKING:
     from typing_extensions import LiteralString
 
+T = TypeVar("T")
+
 _ORDER_NEWEST: Final = " ORDER BY issued_at DESC, id DESC LIMIT %s OFFSET %s"
-_PENDING: Final = PendingStatus.PENDING.value
-_ISSUING: Final = PendingStatus.ISSUING.value
 
 
-class PostgresLedger(ClosesOnExit):
+class PostgresLedger(PendingQueue, ClosesOnExit):
     """The `Ledger` in a PostgreSQL database; safe to share between threads and instances.
 
     Args:
@@ -59,9 +55,28 @@ class PostgresLedger(ClosesOnExit):
         export_dir: also write each recorded certificate to `<SERIAL_HEX>.pem` here (0600).
     """
 
+    _PLACEHOLDER = "%s"
+    _TIEBREAK = "seq"
+
     def __init__(self, db: Database, *, export_dir: Path | None = None) -> None:
         self._db = db
         self._export_dir = export_dir
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        return self._db.run(lambda cursor: cursor.execute(sql, params).fetchall())
+
+    def _write(self, work: Callable[[Statements], T]) -> T:
+        return self._db.run(work)
+
+    def _store_time(self, moment: datetime) -> datetime:
+        return moment
+
+    def _pending_from_row(self, row: Row) -> PendingRequest:
+        return pending(row)
+
+    def _claim_times(self, lease: timedelta) -> tuple[Clause, Clause]:
+        # The database's clock, so the instances' clocks need not agree on who holds a claim.
+        return ("now()", ()), ("now() - ?", (lease,))
 
     @property
     def database(self) -> Database:
@@ -223,153 +238,6 @@ class PostgresLedger(ClosesOnExit):
             ).fetchall()
         )
         return certificate_problems(rows)
-
-    def add_pending(
-        self,
-        csr: x509.CertificateSigningRequest,
-        *,
-        label: str,
-        operation: str,
-        requester: str,
-        auth_method: str,
-        match: str | None = None,
-    ) -> PendingRequest:
-        """Hold `csr` for manual approval and return the new request (status pending)."""
-        request = new_pending(
-            csr,
-            label=label,
-            operation=operation,
-            requester=requester,
-            auth_method=auth_method,
-            match=match,
-        )
-        self._db.run(
-            lambda cursor: cursor.execute(
-                insert_pending_sql("%s"), pending_insert_values(request, moment=lambda t: t)
-            )
-        )
-        return request
-
-    def find_pending(
-        self, label: str, public_key_sha256: str, subject: str
-    ) -> PendingRequest | None:
-        """The newest request, in any status, for this label, key and subject (a retry)."""
-        row = self._db.run(
-            lambda cursor: cursor.execute(
-                "SELECT * FROM pending_requests"
-                " WHERE label = %s AND public_key_sha256 = %s AND subject = %s"
-                " ORDER BY created_at DESC, seq DESC LIMIT 1",
-                (label, public_key_sha256.lower(), subject),
-            ).fetchone()
-        )
-        return None if row is None else pending(row)
-
-    def get_pending(self, request_id: str) -> PendingRequest | None:
-        """The request with this id, or None."""
-        row = self._db.run(lambda cursor: pending_row(cursor, request_id))
-        return None if row is None else pending(row)
-
-    def list_pending(self, status: PendingStatus | None = None) -> list[PendingRequest]:
-        """Requests oldest first (the approval queue order), optionally of one status."""
-        rows = self._db.run(
-            lambda cursor: cursor.execute(
-                "SELECT * FROM pending_requests WHERE (%s::text IS NULL OR status = %s)"
-                " ORDER BY created_at, seq",
-                (None if status is None else status.value,) * 2,
-            ).fetchall()
-        )
-        return [pending(row) for row in rows]
-
-    def decide_pending(
-        self, request_id: str, approve: bool, reason: str | None = None
-    ) -> PendingRequest:
-        """Approve or reject a pending request. Of concurrent deciders exactly one succeeds.
-
-        Raises:
-            UnknownPendingRequest: no such id.
-            PendingStateError: the request was already decided.
-        """
-        status = PendingStatus.APPROVED if approve else PendingStatus.REJECTED
-        changed, request = self._update_pending(
-            request_id,
-            "UPDATE pending_requests SET status = %s, reason = %s, decided_at = %s"
-            " WHERE id = %s AND status = %s",
-            (status.value, reason, datetime.now(timezone.utc), request_id, _PENDING),
-        )
-        if not changed:
-            raise PendingStateError(request, PendingStatus.PENDING)
-        return request
-
-    def claim_pending(
-        self, request_id: str, *, holder: str, lease_seconds: int
-    ) -> PendingRequest | None:
-        """Claim an approved request for issuing (approved -> issuing); one claimer wins.
-
-        A claim older than `lease_seconds` (its holder died, or is very slow) may be taken over.
-        Claim times come from the database clock, so the instances' clocks need not agree.
-
-        Args:
-            request_id: the request.
-            holder: who claims; unique per attempt (`mark_pending_issued` must name it).
-            lease_seconds: how long a claim excludes others.
-
-        Returns:
-            The claimed request, or None: not approved, or claimed by another live claim.
-
-        Raises:
-            ValueError: `lease_seconds` is less than 1.
-            UnknownPendingRequest: no such id.
-        """
-        check_lease(lease_seconds)
-        changed, request = self._update_pending(
-            request_id,
-            "UPDATE pending_requests SET status = %s, claimed_by = %s, claimed_at = now()"
-            " WHERE id = %s AND (status = %s OR (status = %s AND claimed_at < now() - %s))",
-            (
-                _ISSUING,
-                holder,
-                request_id,
-                PendingStatus.APPROVED.value,
-                _ISSUING,
-                timedelta(seconds=lease_seconds),
-            ),
-        )
-        return request if changed else None
-
-    def mark_pending_issued(self, request_id: str, serial: int, *, holder: str) -> PendingRequest:
-        """Note that certificate `serial` (recorded already) was issued for a claimed request.
-
-        Raises:
-            UnknownPendingRequest: no such id.
-            UnknownSerial: the certificate is not in the ledger.
-            PendingStateError: the request is not issuing under `holder`'s claim (never claimed,
-                issued already, or claimed by another holder after this claim's lease ran out).
-        """
-        if self.get(serial) is None:
-            raise UnknownSerial(serial)
-        changed, request = self._update_pending(
-            request_id,
-            "UPDATE pending_requests SET status = %s, serial = %s"
-            " WHERE id = %s AND status = %s AND claimed_by = %s",
-            (PendingStatus.ISSUED.value, serial_hex(serial), request_id, _ISSUING, holder),
-        )
-        if not changed:
-            raise PendingStateError(request, PendingStatus.ISSUING, holder=holder)
-        return request
-
-    def _update_pending(
-        self, request_id: str, update: LiteralString, params: tuple[object, ...]
-    ) -> tuple[bool, PendingRequest]:
-        # The status test sits in the UPDATE itself, so the check and the change are one atomic
-        # step between instances: a second decider or claimer matches no row.
-        def work(cursor: Cursor) -> tuple[int, dict[str, Any] | None]:
-            cursor.execute(update, params)
-            return cursor.rowcount, pending_row(cursor, request_id)
-
-        changed, row = self._db.run(work)
-        if row is None:
-            raise UnknownPendingRequest(request_id)
-        return changed == 1, pending(row)
 
     def close(self) -> None:
         """Close the idle database connections (a later call connects again)."""

@@ -1,13 +1,13 @@
 """What both ledger backends share: building values from rows, checks, the export copy.
 
 The SQL differs between SQLite and PostgreSQL (placeholders, types, clocks); the meaning of a
-row, of a new pending request and of an integrity problem does not, so it lives here once.
+row and of an integrity problem does not, so it lives here once (the pending-request queue, its
+SQL included, is shared in `queue`).
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,7 +15,6 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from python_est.fileio import atomic_write
 from python_est.ledger.records import (
@@ -23,7 +22,6 @@ from python_est.ledger.records import (
     IssuedCertificate,
     PendingRequest,
     PendingStatus,
-    public_key_sha256,
     serial_hex,
 )
 
@@ -31,23 +29,9 @@ log = logging.getLogger(__name__)
 
 _Self = TypeVar("_Self", bound="ClosesOnExit")
 
-# Columns of a new pending request, in the order of `pending_insert_values`.
 # Most certificates `current_certificates` returns: a device renews one of them, so a handful
 # is plenty, and the bound keeps a subject issued thousands of times from costing a big read.
 CURRENT_LIMIT = 16
-
-PENDING_INSERT_COLUMNS = (
-    "id",
-    "created_at",
-    "label",
-    "operation",
-    "requester",
-    "auth_method",
-    "subject",
-    "public_key_sha256",
-    "csr_pem",
-    "status",
-)
 
 
 class ClosesOnExit:
@@ -66,31 +50,6 @@ class ClosesOnExit:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def insert_pending_sql(placeholder: str) -> str:
-    """The INSERT of a new pending request with the backend's parameter `placeholder`."""
-    columns = ", ".join(PENDING_INSERT_COLUMNS)
-    values = ", ".join(placeholder for _ in PENDING_INSERT_COLUMNS)
-    return f"INSERT INTO pending_requests ({columns}) VALUES ({values})"
-
-
-def pending_insert_values(
-    request: PendingRequest, *, moment: Callable[[datetime], Any]
-) -> tuple[Any, ...]:
-    """`request` as INSERT parameters; `moment` stores a time the backend's way."""
-    return (
-        request.id,
-        moment(request.created_at),
-        request.label,
-        request.operation,
-        request.requester,
-        request.auth_method,
-        request.subject,
-        request.public_key_sha256,
-        request.csr_pem,
-        request.status.value,
-    )
 
 
 class Row(Protocol):
@@ -146,32 +105,6 @@ def _optional(instant: Callable[[Any], datetime], value: Any) -> datetime | None
     return None if value is None else instant(value)
 
 
-def new_pending(
-    csr: x509.CertificateSigningRequest,
-    *,
-    label: str,
-    operation: str,
-    requester: str,
-    auth_method: str,
-    match: str | None = None,
-) -> PendingRequest:
-    """A fresh request (status pending, random id, created now) holding `csr`.
-
-    `match` replaces the CSR key's hash as what `find_pending` recognises retries by.
-    """
-    return PendingRequest(
-        id=secrets.token_hex(16),
-        created_at=datetime.now(timezone.utc),
-        label=label,
-        operation=operation,
-        requester=requester,
-        auth_method=auth_method,
-        subject=csr.subject.rfc4514_string(),
-        public_key_sha256=match or public_key_sha256(csr.public_key()),
-        csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-    )
-
-
 def revocation_moment(reason: str, when: datetime | None) -> datetime:
     """When a revocation takes effect (`when`, or now).
 
@@ -181,12 +114,6 @@ def revocation_moment(reason: str, when: datetime | None) -> datetime:
     if reason not in REVOCATION_REASONS:
         raise ValueError(f"unknown revocation reason {reason!r}")
     return datetime.now(timezone.utc) if when is None else when
-
-
-def check_lease(lease_seconds: int) -> None:
-    """Raises ValueError when a claim's lease is shorter than one second."""
-    if lease_seconds < 1:
-        raise ValueError("lease_seconds must be at least one second")
 
 
 def certificate_problems(rows: Iterable[Row]) -> list[str]:

@@ -19,8 +19,8 @@ import sqlite3
 from pathlib import Path
 
 from python_est.errors import LedgerError, Unavailable
-from python_est.ledger.records import IssuedCertificate, PendingRequest, parse_utc
-from python_est.ledger.rows import build_certificate, build_pending
+from python_est.ledger.records import IssuedCertificate, parse_utc
+from python_est.ledger.rows import build_certificate
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,3 @@ def bump_counter(conn: sqlite3.Connection, name: str, minimum: int) -> int:
 
 def certificate_from_row(row: sqlite3.Row) -> IssuedCertificate:
     return build_certificate(row, sans=json.loads(row["sans"]), instant=parse_utc)
-
-
-def pending_from_row(row: sqlite3.Row) -> PendingRequest:
-    return build_pending(row, instant=parse_utc)

@@ -10,7 +10,8 @@ connection per thread could only be closed by its own thread, and worker threads
 SQLite admits one writer at a time anyway, and reads are indexed point lookups. Other processes
 (the CLI revoking while the server runs) share the file through SQLite's own locks: writes take
 `BEGIN IMMEDIATE` (the write lock up front, so two writers never deadlock upgrading a read) and
-wait up to `BUSY_TIMEOUT_S` for it. The pending-request queue lives in `sqlite_queue`.
+wait up to `BUSY_TIMEOUT_S` for it. The pending-request queue is `queue.PendingQueue`, over the
+SQLite dialect defined here.
 """
 
 from __future__ import annotations
@@ -19,21 +20,27 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any, TypeVar
 
+from python_est.ledger.queue import Clause, PendingQueue, Statements
 from python_est.ledger.records import (
     DuplicateSerial,
     IssuedCertificate,
+    PendingRequest,
     UnknownSerial,
+    parse_utc,
     serial_hex,
     utc_text,
 )
 from python_est.ledger.rows import (
     CURRENT_LIMIT,
     ClosesOnExit,
+    Row,
+    build_pending,
     certificate_problems,
     export,
     revocation_moment,
@@ -44,12 +51,13 @@ from python_est.ledger.schema import (
     connect,
     translate_sqlite_error,
 )
-from python_est.ledger.sqlite_queue import SqlitePendingQueue
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-class SqliteLedger(SqlitePendingQueue, ClosesOnExit):
+
+class SqliteLedger(PendingQueue, ClosesOnExit):
     """The `Ledger` in one SQLite file; safe to share between threads and processes.
 
     Args:
@@ -62,6 +70,9 @@ class SqliteLedger(SqlitePendingQueue, ClosesOnExit):
         LedgerError: the file is not a ledger, or is from a newer version of this software.
         Unavailable: the file cannot be created for lack of space or a read-only file system.
     """
+
+    _PLACEHOLDER = "?"
+    _TIEBREAK = "rowid"
 
     def __init__(
         self, path: Path, *, export_dir: Path | None = None, read_only: bool = False
@@ -94,12 +105,27 @@ class SqliteLedger(SqlitePendingQueue, ClosesOnExit):
                     raise translate_sqlite_error(exc) from exc
                 raise
 
-    def _query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
             try:
                 return self._conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise translate_sqlite_error(exc) from exc
+
+    def _write(self, work: Callable[[Statements], T]) -> T:
+        with self._transaction() as conn:
+            return work(conn)
+
+    def _store_time(self, moment: datetime) -> str:
+        return utc_text(moment)
+
+    def _pending_from_row(self, row: Row) -> PendingRequest:
+        return build_pending(row, instant=parse_utc)
+
+    def _claim_times(self, lease: timedelta) -> tuple[Clause, Clause]:
+        # One file on one host: this process's clock is the clock every claimer reads.
+        now = datetime.now(timezone.utc)
+        return ("?", (utc_text(now),)), ("?", (utc_text(now - lease),))
 
     def record(self, entry: IssuedCertificate) -> None:
         """Commit `entry` durably; return only once it is on disk.
@@ -144,7 +170,7 @@ class SqliteLedger(SqlitePendingQueue, ClosesOnExit):
         """The certificate with this serial, or None."""
         if serial <= 0:
             return None
-        rows = self._query("SELECT * FROM certificates WHERE serial = ?", (serial_hex(serial),))
+        rows = self._read("SELECT * FROM certificates WHERE serial = ?", (serial_hex(serial),))
         return certificate_from_row(rows[0]) if rows else None
 
     def list_certificates(
@@ -175,7 +201,7 @@ class SqliteLedger(SqlitePendingQueue, ClosesOnExit):
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY issued_at DESC, id DESC LIMIT ? OFFSET ?"
-        return [certificate_from_row(row) for row in self._query(sql, (*params, limit, offset))]
+        return [certificate_from_row(row) for row in self._read(sql, (*params, limit, offset))]
 
     def revoke(
         self, serial: int, reason: str, *, when: datetime | None = None
@@ -211,7 +237,7 @@ class SqliteLedger(SqlitePendingQueue, ClosesOnExit):
         """True when the ledger has this certificate revoked; False when unrevoked or unknown."""
         if serial <= 0:
             return False
-        rows = self._query(
+        rows = self._read(
             "SELECT 1 FROM certificates WHERE serial = ? AND revoked_at IS NOT NULL",
             (serial_hex(serial),),
         )
@@ -222,7 +248,7 @@ class SqliteLedger(SqlitePendingQueue, ClosesOnExit):
     ) -> list[IssuedCertificate]:
         """Unrevoked certificates issued under `label` for `subject` (RFC 4514 text) and still
         valid at `now`, newest first (RA renewal on behalf of a device)."""
-        rows = self._query(
+        rows = self._read(
             "SELECT * FROM certificates WHERE label = ? AND subject = ? AND revoked_at IS NULL"
             " AND not_after > ? ORDER BY issued_at DESC, id DESC LIMIT ?",
             (label, subject, utc_text(now), CURRENT_LIMIT),
@@ -231,7 +257,7 @@ class SqliteLedger(SqlitePendingQueue, ClosesOnExit):
 
     def count(self) -> int:
         """How many certificates the ledger holds."""
-        return int(self._query("SELECT count(*) FROM certificates")[0][0])
+        return int(self._read("SELECT count(*) FROM certificates")[0][0])
 
     def next_number(self, name: str, *, minimum: int = 1) -> int:
         """Advance the counter `name` and return its new value: max(previous + 1, `minimum`).
@@ -258,9 +284,9 @@ class SqliteLedger(SqlitePendingQueue, ClosesOnExit):
         carries the row's serial.
         """
         problems = [
-            str(row[0]) for row in self._query("PRAGMA integrity_check") if str(row[0]) != "ok"
+            str(row[0]) for row in self._read("PRAGMA integrity_check") if str(row[0]) != "ok"
         ]
-        rows = self._query("SELECT serial, pem FROM certificates ORDER BY id")
+        rows = self._read("SELECT serial, pem FROM certificates ORDER BY id")
         return problems + certificate_problems(rows)
 
     def close(self) -> None:

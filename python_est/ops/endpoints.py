@@ -1,20 +1,19 @@
-"""`OpsEndpoints`: the anonymous operational resources, in front of the EST handler."""
+"""`OpsEndpoints`: the anonymous operational resources, first in the routing table."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from functools import partial
 
 from python_est.config import HEALTH_PATH
 from python_est.errors import EstError, MethodNotAllowed
 from python_est.messages import HttpRequest, HttpResponse, text_response
 from python_est.ops.health import HealthCheck
+from python_est.ops.revocation import CrlPublisher
 from python_est.policy import PeerIdentity
-from python_est.revocation import CrlPublisher
+from python_est.routes import RoutingTable
 
 log = logging.getLogger("python_est.ops")
-
-Handler = Callable[[HttpRequest, PeerIdentity], HttpResponse]
 
 # RFC 2585 §4.2: the media type of a DER CRL.
 PKIX_CRL = "application/pkix-crl"
@@ -43,25 +42,21 @@ class OpsEndpoints:
         self.crl = crl
         self.crl_path = crl_path
 
-    def route(self, fallback: Handler) -> Handler:
-        """A server handler: operational paths are answered here, all others by `fallback`.
+    def add_routes(self, table: RoutingTable) -> None:
+        """Put `/healthz` and the CRL path (when CRLs are on) into `table`.
 
-        After every request the CRL is regenerated if it has lived half its validity, so a
-        server that answers any request keeps its CRL fresh without a timer thread.
+        Neither refreshes the CRL after answering (`/healthz` does when healthy, the CRL path
+        before): every other route should, with `refresh_crl` as its `then`.
         """
+        table.add(HEALTH_PATH, "healthz", self._health)
+        if self.crl is not None:
+            table.add(self.crl_path, "crl", partial(self._crl, self.crl))
 
-        def handler(request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
-            path = request.path
-            if path == HEALTH_PATH:
-                return self.health_response(request)
-            if self.crl is not None and path == self.crl_path:
-                return self.crl_response(request, self.crl)
-            try:
-                return fallback(request, peer)
-            finally:
-                self.refresh_crl()
+    def _health(self, request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
+        return self.health_response(request)
 
-        return handler
+    def _crl(self, crl: CrlPublisher, request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
+        return self.crl_response(request, crl)
 
     def health_response(self, request: HttpRequest) -> HttpResponse:
         """The answer to a request for /healthz."""

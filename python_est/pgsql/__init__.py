@@ -1,10 +1,10 @@
 """PostgreSQL storage for several python-est instances sharing one database (psycopg 3).
 
 Split by concept: `connection` (`Database`: the pool, retries and error mapping), `schema`
-(migrations and the `schema_version` table), `meta` (shared server secrets), `limiter`
-(`DatabaseCounters`) and `tickets` (`TicketKeyRing`). The ledger and the user store built
-on it live with their SQLite and file siblings: `python_est.ledger.postgres` and
-`python_est.users.database`.
+(migrations and the `schema_version` table) and `meta` (shared server secrets). The stores
+built on it live with their SQLite, file and memory twins: `python_est.ledger.postgres`,
+`python_est.users.database`, `python_est.ratelimit.database` and
+`python_est.ticketkeys.database`.
 
 psycopg is an optional dependency (`pip install python-est[postgres]`): import this package only
 when a database URL is configured.
@@ -20,19 +20,15 @@ from python_est.pgsql.connection import (
     is_database_url,
     scalar,
 )
-from python_est.pgsql.limiter import DatabaseCounters
 from python_est.pgsql.meta import shared_secret
 from python_est.pgsql.schema import SCHEMA_VERSION, SchemaTooNew, schema_version, upgrade
-from python_est.pgsql.tickets import TicketKeyRing
 
 __all__ = [
     "RETRY_AFTER_S",
     "SCHEMA_VERSION",
     "Cursor",
     "Database",
-    "DatabaseCounters",
     "SchemaTooNew",
-    "TicketKeyRing",
     "describe_url",
     "is_database_url",
     "scalar",

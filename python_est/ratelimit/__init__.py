@@ -2,8 +2,9 @@
 
 `rules` holds the lockout rule (see its docstring) over a counter store: `MemoryCounters` (one
 process), `SqliteCounters` (a file in the state directory shared by every worker and the
-`python-est lockouts` command) or `python_est.pgsql.DatabaseCounters` (a fleet). `keys` names the
-counters; user names are folded with `python_est.usernames.fold_username`.
+`python-est lockouts` command) or `database.DatabaseCounters` (a fleet; PostgreSQL, imported
+only when `[ledger] url` is set). `keys` names the counters; user names are folded with
+`python_est.usernames.fold_username`.
 """
 
 from __future__ import annotations

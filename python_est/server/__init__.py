@@ -25,18 +25,27 @@ Pre-fork. `bind_listener` makes the listening socket; several processes may each
 one of them. `notify_systemd` sends sd_notify(3) messages (the only other socket the CLI needs).
 
 PROXY protocol. With `proxy_protocol` on, a connection from one of `trusted_proxies` (a TCP
-load balancer) must begin with a PROXY header (`python_est.proxyproto`), read before the TLS
+load balancer) must begin with a PROXY header (`python_est.server.proxyproto`), read before the TLS
 handshake and under its deadline; the client it names is then the connection's address for the
 per-address cap, the handshake's `PeerIdentity` (and so the failed-login counters) and the log
 line. Connections from other addresses are direct clients.
 
 Split by concept: `loop` (`EstServer`), `table` (who holds the workers: per-address shares,
 eviction, refusal warnings), `outcome` (the connection log line and the audit event of a refused
-enrollment), `proxied` (reading the PROXY header off the socket), `system` (listening socket,
-sd_notify).
+enrollment), `http11` (HTTP/1.1 framing: bytes in, `HttpRequest` out, no sockets), `proxyproto`
+(the PROXY v1/v2 header parser, no sockets), `proxied` (reading the PROXY header off the
+socket), `system` (listening socket, sd_notify), `exporter` (the Prometheus HTTP listener).
 """
 
-from python_est.server.loop import EstServer, Handler, Handshaker
+from python_est.server.exporter import MetricsListener
+from python_est.server.loop import EstServer, Handshaker
 from python_est.server.system import Listener, bind_listener, notify_systemd
 
-__all__ = ["EstServer", "Handler", "Handshaker", "Listener", "bind_listener", "notify_systemd"]
+__all__ = [
+    "EstServer",
+    "Handshaker",
+    "Listener",
+    "MetricsListener",
+    "bind_listener",
+    "notify_systemd",
+]

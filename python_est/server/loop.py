@@ -14,7 +14,6 @@ from types import TracebackType
 from typing import Protocol
 
 from python_est.errors import EstError, HandshakeFailed
-from python_est.http11 import CONTINUE, RequestParser, serialize_response
 from python_est.messages import (
     HttpRequest,
     HttpResponse,
@@ -23,16 +22,16 @@ from python_est.messages import (
     text_response,
 )
 from python_est.policy import PeerIdentity
-from python_est.proxyproto import Network, is_trusted
+from python_est.routes import Handler, RoutingTable, as_table
+from python_est.server.http11 import CONTINUE, RequestParser, serialize_response
 from python_est.server.outcome import Outcome, audit_refusal, basic_user, printable
 from python_est.server.proxied import NoProxyHeader, proxied_client
+from python_est.server.proxyproto import Network, is_trusted
 from python_est.server.system import Listener, bind_listener
 from python_est.server.table import ConnectionTable, Held
 from python_est.tls import TlsStream
 
 log = logging.getLogger("python_est.server")
-
-Handler = Callable[[HttpRequest, PeerIdentity], HttpResponse]
 
 _RECV_SIZE = 65536
 _POLL = 0.5  # seconds between checks for shutdown while every worker is busy
@@ -54,7 +53,8 @@ class EstServer:
         address: IP address (or "localhost") to listen on.
         port: TCP port; 0 picks a free one (see `server_address`).
         handshaker: runs the TLS handshake.
-        handler: turns a request and the peer's identity into a response.
+        handler: the routing table (`python_est.routes`); any other handler is served as a
+            table of one route tagged "other".
         max_connections: connections served at once; more wait in the listen queue.
         max_connections_per_address: connections one client address (an IPv6 /64) may hold at
             once; beyond it a new connection is closed as soon as it is accepted, so a few
@@ -66,7 +66,7 @@ class EstServer:
         header_timeout: seconds from the handshake to the end of the request head (request
             line and headers); the earlier of this and `request_timeout` applies until then.
         max_body_bytes: larger request bodies are refused with 413 (request heads are
-            limited by `python_est.http11`, 431).
+            limited by `python_est.server.http11`, 431).
         listener: an already listening socket (from `bind_listener`, possibly shared with
             other processes) to serve instead of binding `address` and `port`.
         observer: called with each finished connection's `Outcome` (metrics); it survives
@@ -99,7 +99,7 @@ class EstServer:
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
-        self._app: tuple[Handshaker, Handler] = (handshaker, handler)
+        self._app: tuple[Handshaker, RoutingTable] = (handshaker, as_table(handler))
         self.observer = observer
         self.handshake_timeout = handshake_timeout
         self.request_timeout = request_timeout
@@ -133,12 +133,12 @@ class EstServer:
         self._app = (value, self._app[1])
 
     @property
-    def handler(self) -> Handler:
+    def handler(self) -> RoutingTable:
         return self._app[1]
 
     @handler.setter
     def handler(self, value: Handler) -> None:
-        self._app = (self._app[0], value)
+        self._app = (self._app[0], as_table(value))
 
     @property
     def in_flight(self) -> int:
@@ -160,7 +160,10 @@ class EstServer:
 
     def replace_app(self, handshaker: Handshaker, handler: Handler) -> None:
         """Serve new connections with `handshaker` and `handler`; those in flight keep theirs."""
-        self._app = (handshaker, handler)  # one assignment: no connection sees a mixed pair
+        self._app = (
+            handshaker,
+            as_table(handler),
+        )  # one assignment: no connection sees a mixed pair
 
     def serve_forever(self) -> None:
         """Accept and serve connections until a stop is requested, then drain and return."""
@@ -269,7 +272,9 @@ class EstServer:
                 return sock, str(peer[0])
         return None
 
-    def _serve(self, held: Held, app: tuple[Handshaker, Handler], proxied: bool = False) -> None:
+    def _serve(
+        self, held: Held, app: tuple[Handshaker, RoutingTable], proxied: bool = False
+    ) -> None:
         started = time.monotonic()
         sock, address = held.sock, held.address
         outcome = Outcome(address)
@@ -318,9 +323,9 @@ class EstServer:
         address: str,
         started: float,
         outcome: Outcome,
-        app: tuple[Handshaker, Handler],
+        app: tuple[Handshaker, RoutingTable],
     ) -> None:
-        handshaker, handler = app
+        handshaker, routes = app
         deadline = started + self.handshake_timeout
         try:
             stream, peer = handshaker.handshake(held.sock, address, deadline)
@@ -331,7 +336,7 @@ class EstServer:
         outcome.handshake_seconds = time.monotonic() - started
         outcome.peer = peer
         try:
-            response = self._respond(stream, peer, outcome, handler, held)
+            response = self._respond(stream, peer, outcome, routes, held)
             if response is not None:
                 outcome.status = response.status
                 outcome.note = response.note
@@ -349,7 +354,7 @@ class EstServer:
         stream: TlsStream,
         peer: PeerIdentity,
         outcome: Outcome,
-        handler: Handler,
+        routes: RoutingTable,
         held: Held,
     ) -> HttpResponse | None:
         parser = RequestParser(max_body=self.max_body_bytes)
@@ -369,7 +374,9 @@ class EstServer:
         outcome.request = f"{request.method} {printable(request.target)}"
         outcome.basic_user = basic_user(request)
         try:
-            return handler(request, peer)
+            route = routes.resolve(request)
+            outcome.tag = route.tag
+            return route(request, peer)
         except EstError as err:
             audit_refusal(request, peer, err)
             return bare_challenge(error_response(err), request)

@@ -11,13 +11,14 @@ import base64
 import logging
 import time
 
+from python_est.audit import audit
 from python_est.errors import AuthenticationRequired, EstError
 from python_est.messages import HttpRequest, Operation, parse_est_path
 from python_est.policy import PeerIdentity
+from python_est.routes import RouteTag
 from python_est.safetext import escape, field, quote
 
 log = logging.getLogger("python_est.server")
-audit = logging.getLogger("python_est.audit")
 
 # Audit event names of the operations that issue certificates.
 AUDITED = {
@@ -35,6 +36,7 @@ class Outcome:
         self.proxy: str | None = None  # the trusted proxy that named `address` in a header
         self.peer: PeerIdentity | None = None
         self.request = "-"
+        self.tag: RouteTag | None = None  # the request's route in the routing table (metrics)
         self.basic_user = ""  # the user name of the request's HTTP Basic credentials
         self.status: int | None = None
         self.note = ""
@@ -99,25 +101,22 @@ def audit_refusal(request: HttpRequest, peer: PeerIdentity, err: EstError) -> No
         kind for kind, used in ((peer.tls_auth.value, tls_user), ("basic", http_user)) if used
     )
     reason = " ".join(err.detail.split())[:200] or err.title
-    audit.info(
-        "%s refused status=%d requester=%r auth=%s label=%r reason=%r",
+    audit(
         event,
+        "refused",
+        "status=%d requester=%r auth=%s label=%r reason=%r",
         err.status,
         requester,
         auth or "none",
         path.label,
         reason,
-        extra={
-            "event": event,
-            "result": "refused",
-            "status": err.status,
-            "serial": None,
-            "subject": None,
-            "requester": requester,
-            "auth": auth or "none",
-            "label": path.label,
-            "reason": reason,
-        },
+        status=err.status,
+        serial=None,
+        subject=None,
+        requester=requester,
+        auth=auth or "none",
+        label=path.label,
+        reason=reason,
     )
 
 
@@ -131,7 +130,8 @@ def basic_user(request: HttpRequest) -> str:
     except ValueError:  # bad base64 (binascii.Error), non-ASCII text (found by fuzzing), bad UTF-8
         return ""
     user, colon, _ = decoded.partition(":")
-    return printable(user)[:128] if colon else ""
+    # Raw (bounded): each log line escapes it where it is written (`field`, `%r`, JSON).
+    return user[:128] if colon else ""
 
 
 def peer_text(peer: PeerIdentity) -> str:

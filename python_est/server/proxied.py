@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
-from python_est.proxyproto import MAX_HEADER, ProxyHeaderError, ProxyInfo, parse_proxy_header
+from python_est.server.proxyproto import MAX_HEADER, ProxyHeaderError, ProxyInfo, parse_proxy_header
 
 
 class NoProxyHeader(Exception):

@@ -5,12 +5,13 @@ go in, an `HttpResponse` comes out, and every refusal is raised as an `EstError`
 through `messages.error_response`, turns it into a short text/plain answer). It is safe to call
 from many worker threads at once.
 
-Split by concept: `core` (`EstService`: routing and the operations), `auth` (who asked), `enforce`
-(what /csrattrs demands of a CSR), `issuance` (signing, the ledger record, success bodies),
-`approval` (manual approval: 202 and the pending queue) and `renewal` (which certificate a
-reenrollment renews, and on which labels).
+Split by concept: `core` (`EstService`: the operations, and the handler of each for the routing
+table), `auth` (who asked), `enforce` (what /csrattrs demands of a CSR), `issuance` (signing,
+the ledger record, success bodies), `approval` (manual approval: 202 and the pending queue) and
+`renewal` (which certificate a reenrollment renews, and on which labels).
 
-Routing. `/.well-known/est[/<label>]/<operation>`; an unknown label is 404, a wrong method 405
+Routing. `/.well-known/est[/<label>]/<operation>` (resolved by `python_est.routes` through
+`EstService.operation`); an unknown label is 404, a wrong method 405
 with `Allow`. `/cacerts` and `/csrattrs` are anonymous GETs (§4.1.1, §4.5); the POST operations
 authenticate first (§4.2, R43), then read the body.
 

@@ -57,6 +57,7 @@ from datetime import datetime
 from cryptography import x509
 
 from python_est import oids
+from python_est.audit import audit
 from python_est.config import LabelConfig
 from python_est.errors import Forbidden
 from python_est.ledger import (
@@ -69,11 +70,10 @@ from python_est.ledger import (
 )
 from python_est.messages import HttpResponse, Operation, text_response
 from python_est.policy import Authentication
-from python_est.service.issuance import AUDIT_EVENTS, audit_fields, certs_only_response
+from python_est.service.issuance import AUDIT_EVENTS, audit_facts, certs_only_response
 from python_est.service.keygen_match import serverkeygen_match
 
 log = logging.getLogger("python_est.service")
-audit = logging.getLogger("python_est.audit")
 
 # Issues the certificate for an approved CSR (recording it) and builds the 200 response.
 Fulfil = Callable[[x509.CertificateSigningRequest], tuple[x509.Certificate, HttpResponse]]
@@ -188,18 +188,17 @@ class ApprovalGate:
             auth_method=auth.method_text,
             match=match,
         )
-        audit.info(
-            "%s held id=%s subject=%r requester=%r auth=%s label=%r operation=%s",
+        audit(
             AUDIT_EVENTS.get(operation, operation.value),
+            "held",
+            "id=%s subject=%r requester=%r auth=%s label=%r operation=%s",
             request.id,
             request.subject,
             request.requester,
             request.auth_method,
             label.name,
             operation.value,
-            extra=audit_fields(
-                AUDIT_EVENTS.get(operation, operation.value), "held", request, request=request.id
-            ),
+            **audit_facts(request, request=request.id),
         )
         return self._wait(request)
 
@@ -241,20 +240,15 @@ class ApprovalGate:
                     serial_hex(cert.serial_number),
                 )
                 return self._as_it_stands(exc.request, operation)
-        audit.info(
-            "%s fulfilled id=%s serial=%s label=%r operation=%s",
+        audit(
             AUDIT_EVENTS.get(operation, operation.value),
+            "fulfilled",
+            "id=%s serial=%s label=%r operation=%s",
             claimed.id,
             serial_hex(cert.serial_number),
             claimed.label,
             operation.value,
-            extra=audit_fields(
-                AUDIT_EVENTS.get(operation, operation.value),
-                "fulfilled",
-                claimed,
-                request=claimed.id,
-                serial=serial_hex(cert.serial_number),
-            ),
+            **audit_facts(claimed, request=claimed.id, serial=serial_hex(cert.serial_number)),
         )
         return response
 

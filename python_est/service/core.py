@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 
 from cryptography import x509
 
@@ -22,11 +23,12 @@ from python_est.errors import (
     UnsupportedMediaType,
 )
 from python_est.keys import KeyType, generate_private_key
-from python_est.ledger import Ledger
+from python_est.ledger import IssuedCertificate, Ledger
 from python_est.messages import (
     CSRATTRS,
     PKCS7_MIME,
     PKCS10,
+    EstPath,
     HttpRequest,
     HttpResponse,
     Operation,
@@ -65,7 +67,8 @@ log = logging.getLogger("python_est.service")
 REENROLL_NEEDS_CERT = "reenrollment requires the client certificate being renewed (RFC 7030 §4.2.2)"
 PENDING_RETRY_AFTER = 60
 
-Handler = Callable[[HttpRequest, PeerIdentity, LabelConfig], HttpResponse]
+# One EST operation on one label; `operation` binds the label.
+_Operation = Callable[[HttpRequest, PeerIdentity, LabelConfig], HttpResponse]
 
 
 def utcnow() -> datetime:
@@ -95,6 +98,9 @@ class EstService:
         realm: the HTTP Basic realm of challenges.
         clock: current time (tests pass a fixed one).
         pending_retry_after: seconds in `Retry-After` of a 202 (manual approval).
+        on_issued: called with each certificate once it is committed to the ledger, whichever
+            path issued it (an EST operation, the bootstrap page, an approved request): the
+            metrics' issuance count.
 
     Raises:
         ValueError: a label's `csrattrs` text does not parse, or announces a key type that
@@ -112,6 +118,7 @@ class EstService:
         realm: str,
         clock: Callable[[], datetime] = utcnow,
         pending_retry_after: int = PENDING_RETRY_AFTER,
+        on_issued: Callable[[IssuedCertificate], None] | None = None,
     ) -> None:
         self._labels = dict(labels)
         self._plans = {label.name: _plan(label) for label in self._labels.values()}
@@ -126,10 +133,10 @@ class EstService:
         self._ledger = ledger
         self._users = users
         self._auth = Authenticator(users, limiter, realm)
-        self._issuer = Issuer(ca, ledger, clock)
+        self._issuer = Issuer(ca, ledger, clock, on_issued)
         self._gate = ApprovalGate(ledger, retry_after=pending_retry_after, clock=clock)
         self._renewals = Renewals(ca.certificate, ledger, clock)
-        self._routes: dict[Operation, Handler] = {
+        self._operations: dict[Operation, _Operation] = {
             Operation.CACERTS: self._cacerts,
             Operation.SIMPLEENROLL: self._simpleenroll,
             Operation.SIMPLEREENROLL: self._simplereenroll,
@@ -139,7 +146,7 @@ class EstService:
         }
 
     def handle(self, request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
-        """Answer one EST request.
+        """Answer one EST request (for callers outside the routing table: the bootstrap page).
 
         Returns:
             The success response: 200, or 202 while a request awaits manual approval.
@@ -147,17 +154,29 @@ class EstService:
         Raises:
             EstError: every refusal, carrying its status, detail and required headers.
         """
-        path = parse_est_path(request.target)
+        return self.operation(parse_est_path(request.target))(request, peer)
+
+    def operation(self, path: EstPath) -> Callable[[HttpRequest, PeerIdentity], HttpResponse]:
+        """The handler of `path`'s operation on its label (the routing table's EST routes).
+
+        Raises:
+            NotFound: the label is not configured.
+        """
         label = self._labels.get(path.label)
         if label is None:
             raise NotFound(f"unknown CA label {path.label!r}")
-        method = path.operation.method
+        return partial(self._answer, path.operation, label)
+
+    def _answer(
+        self, operation: Operation, label: LabelConfig, request: HttpRequest, peer: PeerIdentity
+    ) -> HttpResponse:
+        method = operation.method
         if request.method != method:
             raise MethodNotAllowed(
-                f"/{path.operation.value} takes {method}, not {request.method[:16]!r}",
+                f"/{operation.value} takes {method}, not {request.method[:16]!r}",
                 allowed=(method,),
             )
-        response = self._routes[path.operation](request, peer, label)
+        response = self._operations[operation](request, peer, label)
         one_line = wants_one_line(request.header("user-agent"), label.base64_lines)
         return laid_out(response, one_line)
 

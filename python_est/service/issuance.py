@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from python_est import wire
+from python_est.audit import audit
 from python_est.ca import CertificateAuthority
 from python_est.ca.rules import permitted_san, verified_csr_key
 from python_est.config import LabelConfig
@@ -32,10 +33,9 @@ from python_est.messages import CERTS_ONLY, PKCS8, HttpResponse, Operation
 from python_est.policy import Authentication
 
 log = logging.getLogger("python_est.service")
-audit = logging.getLogger("python_est.audit")
 
 MAX_SERIAL_ATTEMPTS = 3
-# Audit event names (python_est.cli.logs: structured in the JSON log format).
+# Audit event names (`python_est.audit`).
 AUDIT_EVENTS = {
     Operation.SIMPLEENROLL: "enroll",
     Operation.SIMPLEREENROLL: "reenroll",
@@ -51,14 +51,20 @@ class Issuer:
         ca: the signing CA.
         ledger: where every certificate is recorded.
         clock: the issuance time source.
+        on_issued: called with each entry once committed (see `EstService`).
     """
 
     def __init__(
-        self, ca: CertificateAuthority, ledger: Ledger, clock: Callable[[], datetime]
+        self,
+        ca: CertificateAuthority,
+        ledger: Ledger,
+        clock: Callable[[], datetime],
+        on_issued: Callable[[IssuedCertificate], None] | None = None,
     ) -> None:
         self._ca = ca
         self._ledger = ledger
         self._clock = clock
+        self._on_issued = on_issued
 
     def issue(
         self,
@@ -101,29 +107,29 @@ class Issuer:
                     "serial %s already in the ledger; signing again", serial_hex(cert.serial_number)
                 )
                 continue
-            audit.info(
-                "%s issued serial=%s subject=%r requester=%r auth=%s label=%r operation=%s",
+            if self._on_issued is not None:
+                self._on_issued(entry)
+            audit(
                 AUDIT_EVENTS.get(operation, operation.value),
+                "issued",
+                "serial=%s subject=%r requester=%r auth=%s label=%r operation=%s",
                 serial_hex(cert.serial_number),
                 entry.subject,
                 entry.requester,
                 entry.auth_method,
                 label.name,
                 operation.value,
-                extra=audit_fields(AUDIT_EVENTS.get(operation, operation.value), "issued", entry),
+                **audit_facts(entry),
             )
             return cert
         raise LedgerError("could not record the certificate under a unique serial number")
 
 
-def audit_fields(
-    event: str, result: str, entry: IssuedCertificate | PendingRequest, **more: object
-) -> dict[str, object]:
-    """The `extra=` fields of an audit event about a certificate or a pending request."""
+def audit_facts(entry: IssuedCertificate | PendingRequest, **more: object) -> dict[str, object]:
+    """The facts of an audit event about a certificate or a pending request (`more` may
+    replace one)."""
     serial = getattr(entry, "serial", None)
     return {
-        "event": event,
-        "result": result,
         "serial": None if serial is None else serial_hex(serial),
         "subject": entry.subject,
         "requester": entry.requester,

@@ -9,8 +9,11 @@ tlslite's camelCase, types and exceptions stop at this package.
 
 The handshake stays tlslite's, but its expensive primitives run in OpenSSL through
 `cryptography`, each plugged in at a tlslite seam: server signatures (`fastkeys`), ECDHE
-(`fastkex`), record protection and session tickets (`fastcipher`). Importing this package
-switches tlslite's session-ticket ciphers to OpenSSL (see `fastcipher`).
+(`fastkex`), record protection and session tickets (`fastcipher`). Every tlslite internal that
+this package (or `python_est.users`) overrides, calls or rebinds is listed in `tlslite_seams`,
+which building a `TlsEndpoint` checks against the installed tlslite-ng. Importing this package
+changes nothing in tlslite; an accelerated endpoint switches the session-ticket ciphers to
+OpenSSL when it is built.
 """
 
 from python_est.tls.endpoint import TicketKeys, TlsEndpoint
@@ -32,5 +35,3 @@ __all__ = [
     "use_openssl_ticket_ciphers",
     "validate_tls_names",
 ]
-
-use_openssl_ticket_ciphers()

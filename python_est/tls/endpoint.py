@@ -20,6 +20,7 @@ from python_est.config import TlsConfig
 from python_est.errors import HandshakeFailed, Unavailable
 from python_est.policy import ClientCertificate, ClientChainValidator, PeerIdentity, TlsInfo
 from python_est.ratelimit import FailureCounter
+from python_est.tls.fastcipher import use_openssl_ticket_ciphers
 from python_est.tls.fastkeys import tlslite_private_key
 from python_est.tls.hello import Route, classify_client_hello, peek_first_record, srp_username
 from python_est.tls.settings import build_settings, with_ticket_keys
@@ -33,6 +34,7 @@ from python_est.tls.srp import (
     is_wrong_password,
 )
 from python_est.tls.stream import Connection, FastConnection, TlsStream, describe
+from python_est.tls.tlslite_seams import check_tlslite
 
 log = logging.getLogger("python_est.tls")
 
@@ -85,9 +87,12 @@ class TlsEndpoint:
             presenting one with handshake_failure instead of a full handshake.
         accelerated: run signatures, ECDHE and record protection in OpenSSL through
             `cryptography` (the default); False leaves all of it to tlslite's Python code, for
-            comparison (`scripts/bench_tls.py`).
+            comparison (`scripts/bench_tls.py`). True also switches tlslite's session-ticket
+            ciphers to OpenSSL, process-wide (`use_openssl_ticket_ciphers`).
 
     Raises:
+        TlsliteMismatch: the installed tlslite-ng is not the version, or lacks a seam, that
+            this package hooks (`tlslite_seams`); a ValueError.
         ValueError: the settings select no cipher suite, or the key does not fit tlslite.
     """
 
@@ -104,6 +109,11 @@ class TlsEndpoint:
         ticket_keys: TicketKeys | None = None,
         accelerated: bool = True,
     ) -> None:
+        # Before anything else: a renamed tlslite internal would otherwise leave our override
+        # uncalled and the fast path (or tls-unique) silently off.
+        check_tlslite()
+        if accelerated:
+            use_openssl_ticket_ciphers()
         self._args = _EndpointArgs(
             cert_chain,
             private_key,

@@ -10,16 +10,18 @@ which upstream documents as not timing-safe. CCM is covered too; RC4 and 3DES st
 
 Session tickets are the one place without a seam: `TLSConnection` seals and opens them with the
 factories it imported by name into `tlslite.tlsconnection`, from private methods that would
-otherwise have to be copied. `use_openssl_ticket_ciphers()` rebinds those four names to the
-factories here, process-wide, and `python_est.tls` calls it on import. That is a change to a
-tlslite module, made on purpose: it is confined to ticket sealing (nothing else in that module
-uses these names), the functions compute the same AEAD output byte for byte (tested against
-tlslite's), and tlslite-ng is pinned. Without it, a ticket costs ~0.6 ms of pure-Python AES-GCM
-on every full and resumed handshake.
+otherwise have to be copied. `use_openssl_ticket_ciphers()` rebinds those four names
+(`tlslite_seams.TICKET_CIPHER_NAMES`) to the factories here, process-wide; an accelerated
+`TlsEndpoint` calls it when it is built, not on import, so importing python_est changes nothing
+in tlslite. That is a change to a tlslite module, made on purpose: it is confined to ticket
+sealing (nothing else in that module uses these names), the functions compute the same AEAD
+output byte for byte (tested against tlslite's), and the seam check pins tlslite-ng. Without
+it, a ticket costs ~0.6 ms of pure-Python AES-GCM on every full and resumed handshake.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +31,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20
 from tlslite import tlsconnection
 from tlslite.recordlayer import RecordLayer
 from tlslite.utils import cipherfactory
+
+from python_est.tls.tlslite_seams import COUNTS, TICKET_CIPHER_NAMES
 
 IMPLEMENTATION = "cryptography"  # what `TLSConnection.getCipherImplementation()` reports
 _NONCE_LENGTH = 12
@@ -170,20 +174,27 @@ class FastRecordLayer(RecordLayer):  # type: ignore[misc]
     @staticmethod
     def _getCipherSettings(cipherSuite: int) -> tuple[int, int, Any]:  # noqa: N802, N803
         key_length, iv_length, factory = RecordLayer._getCipherSettings(cipherSuite)
-        return key_length, iv_length, _FACTORIES.get(factory, factory)
+        fast = _FACTORIES.get(factory)
+        if fast is None:
+            return key_length, iv_length, factory
+        COUNTS.record_layer += 1
+        return key_length, iv_length, fast
 
 
-_TICKET_FACTORY_NAMES = ("createAESGCM", "createAESCCM", "createAESCCM_8", "createCHACHA20")
-_TLSLITE_TICKET_FACTORIES = {name: getattr(cipherfactory, name) for name in _TICKET_FACTORY_NAMES}
+_TLSLITE_TICKET_FACTORIES = {name: getattr(cipherfactory, name) for name in TICKET_CIPHER_NAMES}
+_rebinding = threading.Lock()  # the four names change together
 
 
 def use_openssl_ticket_ciphers(enabled: bool = True) -> None:
     """Seal and open TLS session tickets with OpenSSL (True) or tlslite's Python code (False).
 
-    Process-wide: rebinds tlslite's ticket-cipher factories in `tlslite.tlsconnection`.
+    Process-wide and idempotent: rebinds tlslite's ticket-cipher factories in
+    `tlslite.tlsconnection`. Handshakes under way may see the old and new factories mixed,
+    which is harmless: both compute the same bytes.
     """
-    for name, factory in _TLSLITE_TICKET_FACTORIES.items():
-        setattr(tlsconnection, name, _FACTORIES[factory] if enabled else factory)
+    with _rebinding:
+        for name, factory in _TLSLITE_TICKET_FACTORIES.items():
+            setattr(tlsconnection, name, _FACTORIES[factory] if enabled else factory)
 
 
 def openssl_ticket_ciphers() -> bool:

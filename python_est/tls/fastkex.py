@@ -38,6 +38,8 @@ from tlslite.keyexchange import (
 from tlslite.messages import ServerKeyExchange
 from tlslite.utils.lists import getFirstMatching
 
+from python_est.tls.tlslite_seams import COUNTS
+
 _NIST_CURVES: dict[int, type[ec.EllipticCurve]] = {
     GroupName.secp256r1: ec.SECP256R1,
     GroupName.secp384r1: ec.SECP384R1,
@@ -98,9 +100,11 @@ class FastEcdh(RawDHKeyExchange):  # type: ignore[misc]
                 raise TLSIllegalParameterException("Invalid key share")
             try:
                 peer = X25519PublicKey.from_public_bytes(bytes(peer_share))
-                return bytearray(private.exchange(peer))
+                shared = private.exchange(peer)
             except ValueError:  # OpenSSL refuses a low-order point (all-zero result)
                 raise TLSIllegalParameterException("Invalid key share") from None
+            COUNTS.key_exchange += 1
+            return bytearray(shared)
         formats = set(valid_point_formats)
         if not formats:
             raise TLSDecodeError("Empty point formats extension")
@@ -110,7 +114,9 @@ class FastEcdh(RawDHKeyExchange):  # type: ignore[misc]
             point = ec.EllipticCurvePublicKey.from_encoded_point(private.curve, bytes(peer_share))
         except ValueError:  # wrong length, or not on the curve
             raise TLSIllegalParameterException("Invalid ECC point") from None
-        return bytearray(private.exchange(ec.ECDH(), point))
+        shared = private.exchange(ec.ECDH(), point)
+        COUNTS.key_exchange += 1
+        return bytearray(shared)
 
 
 def _point_format_names(formats: Iterable[int]) -> list[str]:

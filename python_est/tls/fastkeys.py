@@ -30,6 +30,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from tlslite.utils.python_ecdsakey import Python_ECDSAKey
 from tlslite.utils.python_rsakey import Python_RSAKey
 
+from python_est.tls.tlslite_seams import COUNTS
+
 _NAMED_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1,
     "sha224": hashes.SHA224,
@@ -119,7 +121,9 @@ class FastRSAKey(Python_RSAKey):  # type: ignore[misc]
         if scheme is None:
             return super().sign(data, padding, hashAlg, saltLen)  # type: ignore[no-any-return]
         pad, algorithm = scheme
-        return bytearray(self._key.sign(bytes(data), pad, Prehashed(algorithm)))
+        signature = self._key.sign(bytes(data), pad, Prehashed(algorithm))
+        COUNTS.signing += 1
+        return bytearray(signature)
 
     def verify(
         self,
@@ -165,13 +169,16 @@ class FastECDSAKey(Python_ECDSAKey):  # type: ignore[misc]
         if hash_cls is None:
             return super()._sign(data, hAlg)  # type: ignore[no-any-return]
         signature = self._key.sign(bytes(data), ec.ECDSA(Prehashed(hash_cls())))
+        COUNTS.signing += 1
         return bytearray(signature)
 
     def _hashAndSign(self, data: bytes | bytearray, hAlg: str) -> bytearray:  # noqa: N802, N803
         hash_cls = _NAMED_HASHES.get(hAlg.lower())
         if hash_cls is None:
             return super()._hashAndSign(data, hAlg)  # type: ignore[no-any-return]
-        return bytearray(self._key.sign(bytes(data), ec.ECDSA(hash_cls())))
+        signature = self._key.sign(bytes(data), ec.ECDSA(hash_cls()))
+        COUNTS.signing += 1
+        return bytearray(signature)
 
     def _verify(self, signature: bytes | bytearray, hash_bytes: bytes | bytearray) -> bool:
         verdict = _verify_ecdsa(self._public, signature, hash_bytes)
@@ -250,4 +257,5 @@ class _FastVerifier:
                     verdict = False
         if verdict is None:
             return bool(self._key.verify(sigBytes, data, padding, hashAlg, saltLen))
+        COUNTS.public_key += 1
         return verdict

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from est_harness.config import TEST_CFG, merge_config
-from python_est.cli.serve import build_server
+from python_est.app import build_server
 from python_est.config import Config, load_config
 from python_est.server import EstServer
 from python_est.state import State, open_state

@@ -29,11 +29,10 @@ from est_harness import (
     prepare_state,
     srp,
 )
+from python_est.app import ProcessMetrics, build_server, start_metrics_listener
 from python_est.ca import certificate_pem
-from python_est.cli.serve import build_server
 from python_est.config import Config, load_config
 from python_est.errors import ConfigError
-from python_est.ops import ProcessMetrics, start_metrics_listener
 from python_est.server import EstServer
 from python_est.state import State, open_state
 

@@ -24,8 +24,8 @@ from cryptography.x509.oid import NameOID
 
 from est_harness import Reply, RunningServer, basic, build_request, csr_body, parse_reply, read_all
 from python_est import oids, wire
+from python_est.app import build_server
 from python_est.ca import certificate_pem, private_key_pem
-from python_est.cli.serve import build_server
 from python_est.config import load_config
 from python_est.state import open_state
 

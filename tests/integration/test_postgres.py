@@ -378,8 +378,8 @@ def test_users_are_shared_and_unknown_users_are_simulated_alike(
 
 
 def test_failure_counters_are_shared_between_instances(databases: Callable[[], Database]) -> None:
-    from python_est.pgsql import DatabaseCounters
     from python_est.ratelimit import Limits, LoginLimiter
+    from python_est.ratelimit.database import DatabaseCounters
 
     limits = Limits(3, account_max_failures=4, address_max_failures=5, window=60, lockout=30)
     a = LoginLimiter(DatabaseCounters(databases()), limits)
@@ -424,7 +424,7 @@ def test_look_alike_user_names_are_refused_in_the_database(
 def test_ticket_keys_are_shared_and_rotate_with_a_grace_period(
     databases: Callable[[], Database],
 ) -> None:
-    from python_est.pgsql import TicketKeyRing
+    from python_est.ticketkeys.database import TicketKeyRing
 
     now = [0.0]
     rings = [

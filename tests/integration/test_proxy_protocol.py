@@ -30,7 +30,7 @@ from est_harness import (
     parse_reply,
     read_all,
 )
-from python_est.proxyproto import V2_SIGNATURE
+from python_est.server.proxyproto import V2_SIGNATURE
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,8 @@
 
 Each test serves one connection with `TlsEndpoint.handshake` on a listening socket and checks
 what the client and the server saw, including that records really went through OpenSSL
-(`TlsStream.cipher_implementation`). Suites, groups, key types, TLS 1.3, SRP over AES-CBC and
+(`TlsStream.cipher_implementation`) and that one handshake moved the counter of each OpenSSL
+seam (`tlslite_seams.COUNTS`). Suites, groups, key types, TLS 1.3, SRP over AES-CBC and
 resumption by session ID and by ticket (also across endpoints sharing ticket keys) are covered.
 """
 
@@ -28,6 +29,7 @@ from python_est.config import TlsConfig
 from python_est.keys import KeyType
 from python_est.policy import PeerIdentity
 from python_est.tls import TlsEndpoint
+from python_est.tls.tlslite_seams import COUNTS
 from python_est.users import UserStore
 from tests.conftest import require_tool
 from tests.tls_support import SRP_PASSWORD, SRP_USER, Pki, make_pki, make_users
@@ -228,6 +230,65 @@ def test_tlslite_python_path_still_serves(pki: Pki, listener: socket.socket) -> 
     served = serve_one(endpoint(pki, accelerated=False), listener, command)
     assert served.client.returncode == 0, served.client.stderr
     assert served.implementation == "python"
+
+
+# tlslite-ng 0.8.2 checks a TLS 1.3 client's CertificateVerify with the key from
+# `getEndEntityPublicKey()`, not the one `_check_certchain_with_settings` returns: that
+# verification stays in Python (0 below). TLS 1.3 derives record keys twice (handshake, then
+# application traffic); TLS 1.2 once.
+SEAM_CASES = [
+    (
+        "1.2",
+        "rsa",
+        KeyType.EC_P256,
+        {"key_exchange": 1, "signing": 1, "public_key": 1, "record_layer": 1},
+    ),
+    (
+        "1.3",
+        "ec",
+        KeyType.RSA_2048,
+        {"key_exchange": 1, "signing": 1, "public_key": 0, "record_layer": 2},
+    ),
+]
+
+
+@pytest.mark.parametrize(("version", "server_key", "client_key", "expected"), SEAM_CASES)
+def test_a_handshake_goes_through_every_fast_path_seam(
+    pki: Pki,
+    ec_server: tuple[Any, Any],
+    listener: socket.socket,
+    tmp_path: Path,
+    version: str,
+    server_key: str,
+    client_key: KeyType,
+    expected: dict[str, int],
+) -> None:
+    # A counter moves only when OpenSSL did the work at its seam: ECDHE or the key share,
+    # the server's signature, the client's CertificateVerify, the record keys.
+    cert, key = pki.ca.issue_client_certificate(common_name="device-8", key_type=client_key)
+    cert_path, key_path = tmp_path / "client.pem", tmp_path / "client.key"
+    cert_path.write_bytes(certificate_pem(cert))
+    key_path.write_bytes(private_key_pem(key))
+    ep = endpoint(
+        pki, ec_server if server_key == "ec" else None, params=TlsConfig(max_version=version)
+    )
+    flag = f"-tls{version.replace('.', '_')}"
+    command = s_client(listener, pki, flag, "-cert", str(cert_path), "-key", str(key_path))
+    before = COUNTS.snapshot()
+    served = serve_one(ep, listener, command)
+    after = COUNTS.snapshot()
+    assert served.client.returncode == 0, served.client.stderr
+    assert served.peer.client_cert is not None and served.peer.client_cert.valid
+    assert served.peer.tls.version == f"TLS{version}"
+    assert {seam: after[seam] - before[seam] for seam in after} == expected
+
+
+def test_the_python_path_moves_no_fast_path_counter(pki: Pki, listener: socket.socket) -> None:
+    command = s_client(listener, pki, "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256")
+    before = COUNTS.snapshot()
+    served = serve_one(endpoint(pki, accelerated=False), listener, command)
+    assert served.client.returncode == 0, served.client.stderr
+    assert COUNTS.snapshot() == before
 
 
 def curl_with_srp() -> str:

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from python_est import wire
-from python_est.bootstrap import CONTENT_SECURITY_POLICY, BootstrapPage, route
+from python_est.bootstrap import CONTENT_SECURITY_POLICY, BootstrapPage
 from python_est.ca import CertificateAuthority
 from python_est.config import LabelConfig
 from python_est.errors import MethodNotAllowed, NotFound
@@ -182,20 +182,6 @@ def test_disabled_page_is_404(service: EstService) -> None:
     with pytest.raises(NotFound) as info:
         disabled.handle(HttpRequest("GET", PATH, ()), BROWSER)
     assert info.value.status == 404
-    handler = route(disabled, service.handle)
-    with pytest.raises(NotFound):
-        handler(HttpRequest("GET", PATH, ()), BROWSER)
-
-
-def test_route_sends_the_page_path_to_the_page_and_the_rest_to_the_service(
-    page: BootstrapPage, service: EstService
-) -> None:
-    handler = route(page, service.handle)
-    assert handler(HttpRequest("GET", PATH + "?x=1", ()), BROWSER).status == 200
-    cacerts = handler(HttpRequest("GET", "/.well-known/est/cacerts", ()), BROWSER)
-    assert cacerts.header("Content-Type") == "application/pkcs7-mime"
-    with pytest.raises(NotFound):
-        handler(HttpRequest("GET", PATH + "/other", ()), BROWSER)
 
 
 def test_other_methods_are_405(page: BootstrapPage) -> None:
@@ -287,6 +273,8 @@ def test_repeated_failures_lock_out_with_429_like_basic(page: BootstrapPage) -> 
     assert response.status == 429
     assert response.header("Retry-After") is not None
     assert "too many" in alert(response).lower()
+    # The visitor learns how long the lockout lasts, as a 429 to a device does.
+    assert f"locked for another {response.header('Retry-After')} s" in alert(response)
 
 
 def test_bad_csr_is_400_and_the_pasted_text_is_escaped(page: BootstrapPage) -> None:

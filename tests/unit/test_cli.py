@@ -151,7 +151,7 @@ def test_certs_list_show_revoke(cfg: Path, capsys: pytest.CaptureFixture[str]) -
 def test_bad_csrattrs_is_a_config_error_naming_the_label(
     tmp_path: Path, spec: str, problem: str
 ) -> None:
-    from python_est.cli.serve import check_csrattrs
+    from python_est.app import check_csrattrs
     from python_est.errors import ConfigError
 
     path = tmp_path / "est.cfg"

@@ -27,8 +27,8 @@ from python_est.ca import (
 from python_est.keys import KeyType
 from python_est.ledger import REVOCATION_REASONS, SCHEMA_VERSION, IssuedCertificate, SqliteLedger
 from python_est.ledger.schema import MIGRATIONS
+from python_est.ops.revocation import CrlPublisher
 from python_est.profile import IssuanceProfile
-from python_est.revocation import CrlPublisher
 
 T = datetime(2024, 6, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
 CA_START = datetime(2020, 1, 1, tzinfo=timezone.utc)

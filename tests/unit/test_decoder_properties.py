@@ -312,9 +312,9 @@ def test_refusal_audit_takes_any_authorization_header(value: str, operation: str
     audit_refusal(request, peer, AuthenticationRequired("invalid user name or password"))
 
 
-def test_per_address_cap_defaults_to_half_the_workers() -> None:
+def test_per_address_cap_defaults_to_a_quarter_of_the_workers() -> None:
     config = _load("[server]\nmax_connections = 40\n")
-    assert config is not None and config.server.max_connections_per_address == 20
+    assert config is not None and config.server.max_connections_per_address == 10
     config = _load("[server]\nmax_connections_per_address = 0\n")  # 0: no cap
     assert config is not None and config.server.max_connections_per_address == 0
     assert _load("[server]\nmax_connections_per_address = -1\n") is None

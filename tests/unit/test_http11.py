@@ -1,4 +1,4 @@
-"""Unit and property tests for python_est.http11: request framing and response bytes."""
+"""Unit and property tests for python_est.server.http11: request framing and response bytes."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from python_est.errors import (
     NotImplementedOperation,
     PayloadTooLarge,
 )
-from python_est.http11 import (
+from python_est.messages import HttpRequest, HttpResponse
+from python_est.server.http11 import (
     CONTINUE,
     MAX_EMPTY_LINES,
     MAX_HEADER_BYTES,
@@ -24,7 +25,6 @@ from python_est.http11 import (
     RequestParser,
     serialize_response,
 )
-from python_est.messages import HttpRequest, HttpResponse
 
 PROPERTY = settings(max_examples=200, deadline=None)
 ENROLL = b"POST /.well-known/est/simpleenroll HTTP/1.1\r\nHost: est.example\r\n"

@@ -1,9 +1,8 @@
-"""Metrics: the registry, the connection observer's classification, and issuance counting."""
+"""Metrics: the registry and the connection observer (routes tag requests: test_routes)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -11,10 +10,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from python_est.ca import CertificateAuthority
 from python_est.keys import KeyType
-from python_est.ledger import DuplicateSerial, IssuedCertificate, SqliteLedger
-from python_est.metrics import Metrics
-from python_est.ops import ConnectionMetrics, auth_kind, counting_ledger
+from python_est.ops import ConnectionMetrics, auth_kind
+from python_est.ops.metrics import Metrics
 from python_est.policy import ClientCertificate, PeerIdentity, TlsInfo
+from python_est.routes import RouteTag
 
 TLS = TlsInfo("TLS1.2", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256")
 
@@ -32,7 +31,7 @@ class Facts:
     """A finished connection as the server reports it."""
 
     peer: PeerIdentity | None
-    request: str = "-"
+    tag: RouteTag | None = None
     status: int | None = None
     handshake_seconds: float | None = 0.01
     seconds: float = 0.05
@@ -87,38 +86,14 @@ def test_process_figures_are_exported_by_default() -> None:
     assert "python_est_process_cpu_seconds_total" in text
 
 
-@pytest.mark.parametrize(
-    ("request_line", "expected"),
-    [
-        ("GET /.well-known/est/cacerts", ("cacerts", "")),
-        ("POST /.well-known/est/iot/simpleenroll", ("simpleenroll", "iot")),
-        ("POST /.well-known/est/iot/simplereenroll?x=1", ("simplereenroll", "iot")),
-        ("GET /.well-known/est/unknown-label/cacerts", ("other", "")),
-        ("GET /.well-known/est/nonsense", ("other", "")),
-        ("GET /healthz", ("healthz", "")),
-        ("GET /crl/ca.crl", ("crl", "")),
-        ("POST /bootstrap", ("bootstrap", "")),
-        ("GET /favicon.ico", ("other", "")),
-        ("-", ("invalid", "")),
-    ],
-)
-def test_requests_are_classified_into_bounded_values(
-    request_line: str, expected: tuple[str, str]
-) -> None:
-    observer = ConnectionMetrics(
-        Metrics(process=False), ["", "iot"], crl_path="/crl/ca.crl", bootstrap_path="/bootstrap"
-    )
-    assert observer.classify(request_line) == expected
-
-
 def test_the_observer_counts_each_kind_of_connection(cert: x509.Certificate) -> None:
     metrics = Metrics(process=False)
-    observer = ConnectionMetrics(metrics, [""])
+    observer = ConnectionMetrics(metrics)
     srp_peer = PeerIdentity("10.0.0.1", TLS, srp_user="alice")
     observer(Facts(None, handshake_seconds=0.2))  # handshake failed
     observer(Facts(srp_peer))  # handshake, then no request
-    observer(Facts(srp_peer, "POST /.well-known/est/simpleenroll", 200, 0.01, 0.51))
-    observer(Facts(srp_peer, "-", 413))  # the request did not parse
+    observer(Facts(srp_peer, RouteTag("simpleenroll"), 200, 0.01, 0.51))
+    observer(Facts(srp_peer, None, 413))  # the request did not parse, so it has no route
     assert sample(metrics, "python_est_connections_total", result="handshake_failed") == 1
     assert sample(metrics, "python_est_connections_total", result="no_response") == 1
     assert sample(metrics, "python_est_connections_total", result="responded") == 2
@@ -142,25 +117,3 @@ def test_auth_kind_tells_a_rejected_certificate_from_none(cert: x509.Certificate
     assert auth_kind(PeerIdentity("a", TLS, client_cert=rejected)) == "cert_rejected"
     assert auth_kind(PeerIdentity("a", TLS, srp_user="bob")) == "srp"
     assert auth_kind(PeerIdentity("a", TLS)) == "none"
-
-
-def test_the_counting_ledger_counts_committed_certificates(
-    cert: x509.Certificate, tmp_path: Path
-) -> None:
-    metrics = Metrics(process=False)
-    with SqliteLedger(tmp_path / "ledger.sqlite3") as real:
-        ledger = counting_ledger(real, metrics)
-        entry = IssuedCertificate.from_certificate(
-            cert, requester="alice", auth_method="srp", label="iot", operation="serverkeygen"
-        )
-        ledger.record(entry)
-        with pytest.raises(DuplicateSerial):
-            ledger.record(entry)  # a duplicate is not committed, so not counted
-        assert ledger.get(cert.serial_number) == real.get(cert.serial_number)
-        assert ledger.count() == 1
-        ledger.revoke(cert.serial_number, "superseded")
-        assert ledger.is_revoked(cert.serial_number)
-    counted = sample(
-        metrics, "python_est_certificates_issued_total", label="iot", operation="serverkeygen"
-    )
-    assert counted == 1

@@ -16,8 +16,9 @@ from python_est.keys import KeyType
 from python_est.ledger import SqliteLedger
 from python_est.messages import HttpRequest, HttpResponse, text_response
 from python_est.ops import PKIX_CRL, HealthCheck, OpsEndpoints
+from python_est.ops.revocation import CrlPublisher
 from python_est.policy import PeerIdentity, TlsInfo
-from python_est.revocation import CrlPublisher
+from python_est.routes import OTHER, Handler, Route, RoutingTable
 from python_est.users import UserStore
 
 PEER = PeerIdentity(address="127.0.0.1", tls=TlsInfo("TLS1.2", "TLS_ECDHE_ECDSA_X"))
@@ -133,6 +134,13 @@ def get(path: str, method: str = "GET") -> HttpRequest:
     return HttpRequest(method=method, target=path, headers=(("host", "est"),))
 
 
+def routed(ops: OpsEndpoints, fallback: Handler) -> RoutingTable:
+    """The ops routes in a table whose every other path goes to `fallback` (as the app's)."""
+    table = RoutingTable(lambda request: Route(OTHER, fallback, ops.refresh_crl))
+    ops.add_routes(table)
+    return table
+
+
 class Fallback:
     def __init__(self) -> None:
         self.paths: list[str] = []
@@ -146,7 +154,7 @@ def test_healthz_is_200_ok_when_healthy(
     ca: CertificateAuthority, ledger: SqliteLedger, users: UserStore
 ) -> None:
     fallback = Fallback()
-    handler = OpsEndpoints(HealthCheck(ca, ledger, users), None).route(fallback)
+    handler = routed(OpsEndpoints(HealthCheck(ca, ledger, users), None), fallback)
     response = handler(get("/healthz"), PEER)
     assert response.status == 200
     assert response.body == b"ok\n"
@@ -159,7 +167,7 @@ def test_healthz_is_503_with_retry_after_naming_the_failure(
     ca: CertificateAuthority, ledger: SqliteLedger, users: UserStore
 ) -> None:
     ledger.close()
-    handler = OpsEndpoints(HealthCheck(ca, ledger, users), None).route(Fallback())
+    handler = routed(OpsEndpoints(HealthCheck(ca, ledger, users), None), Fallback())
     response = handler(get("/healthz?verbose=1"), PEER)
     assert response.status == 503
     assert response.body == b"unavailable: ledger\n"
@@ -170,7 +178,7 @@ def test_ops_paths_accept_only_get(
     ca: CertificateAuthority, ledger: SqliteLedger, tmp_path: Path
 ) -> None:
     crl = CrlPublisher(ca, ledger, tmp_path / "ca.crl", validity_hours=24)
-    handler = OpsEndpoints(HealthCheck(ca, ledger, None), crl).route(Fallback())
+    handler = routed(OpsEndpoints(HealthCheck(ca, ledger, None), crl), Fallback())
     for path in ("/healthz", "/crl/ca.crl"):
         with pytest.raises(MethodNotAllowed) as info:
             handler(get(path, "POST"), PEER)
@@ -184,7 +192,7 @@ def test_crl_path_serves_the_der_crl(
     crl = CrlPublisher(ca, ledger, tmp_path / "ca.crl", validity_hours=24)
     fallback = Fallback()
     ops = OpsEndpoints(HealthCheck(ca, ledger, None), crl, crl_path="/pki/est.crl")
-    handler = ops.route(fallback)
+    handler = routed(ops, fallback)
     response = handler(get("/pki/est.crl"), PEER)
     assert response.status == 200
     assert response.header("Content-Type") == PKIX_CRL == "application/pkix-crl"
@@ -199,7 +207,7 @@ def test_without_a_publisher_the_crl_path_falls_through(
     ca: CertificateAuthority, ledger: SqliteLedger
 ) -> None:
     fallback = Fallback()
-    handler = OpsEndpoints(HealthCheck(ca, ledger, None), None).route(fallback)
+    handler = routed(OpsEndpoints(HealthCheck(ca, ledger, None), None), fallback)
     assert handler(get("/crl/ca.crl"), PEER).status == 404
     assert handler(get("/.well-known/est/cacerts"), PEER).status == 404
     assert fallback.paths == ["/crl/ca.crl", "/.well-known/est/cacerts"]
@@ -214,7 +222,7 @@ def test_any_request_refreshes_a_due_crl(
     ops = OpsEndpoints(HealthCheck(ca, ledger, None), crl)
     ops.refresh_crl()
     assert crl_number(x509.load_der_x509_crl(path.read_bytes())) == 1
-    handler = ops.route(Fallback())
+    handler = routed(ops, Fallback())
     handler(get("/.well-known/est/cacerts"), PEER)
     assert crl_number(x509.load_der_x509_crl(path.read_bytes())) == 1
     moment["now"] += timedelta(hours=1)

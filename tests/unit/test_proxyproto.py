@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from python_est.proxyproto import (
+from python_est.server.proxyproto import (
     MAX_HEADER,
     V1_MAX,
     V2_SIGNATURE,

@@ -1,4 +1,4 @@
-"""What a reload takes, keeps and refuses (`python_est.cli.daemon`), and the signal inbox."""
+"""What a reload takes, keeps and refuses (`cli.supervisor.daemon`), and the signal inbox."""
 
 from __future__ import annotations
 
@@ -11,18 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from python_est.cli.daemon import (
+from python_est.app import build_app
+from python_est.cli.supervisor.daemon import (
     Generation,
     Reloader,
     config_loader,
     keep_restart_only,
     restart_only_changes,
 )
-from python_est.cli.serve import build_app
-from python_est.cli.signals import SignalInbox
-from python_est.cli.ticketkeys import TicketKeyFile, ticket_key_path
+from python_est.cli.supervisor.signals import SignalInbox
 from python_est.config import Config, load_config
-from python_est.state import State, open_state
+from python_est.errors import LedgerError
+from python_est.state import State, open_state, ticket_keys_path
+from python_est.ticketkeys.file import TicketKeyFile
 
 BASE = "[server]\nstate_dir = state\nport = 8443\n[ca]\nkey_type = ec-p256\n"
 
@@ -56,15 +57,12 @@ def running(tmp_path: Path) -> Iterator[tuple[Path, Config, State]]:
     path = tmp_path / "est.cfg"
     path.write_text(BASE)
     config = load_config(path)
-    state = open_state(config, create=True)
-    try:
+    with open_state(config, create=True) as state:
         yield path, config, state
-    finally:
-        state.ledger.close()
 
 
 def reloader(path: Path, config: Config) -> Reloader:
-    keys = TicketKeyFile(ticket_key_path(config.server.state_dir))
+    keys = TicketKeyFile(ticket_keys_path(config))
     return Reloader(
         config_loader(path), build_app, debug=False, pid_in_logs=False, ticket_keys=keys
     )
@@ -97,6 +95,14 @@ def test_reload_takes_the_new_config_and_keeps_the_open_ledger(
     assert logged == [
         "WARNING [server] port changed: restart to apply it; keeping the running value"
     ]
+
+
+def test_a_state_closes_what_it_opened(running: tuple[Path, Config, State]) -> None:
+    _, config, _ = running
+    with open_state(config, create=False) as state:
+        assert state.ledger.count() == 0
+    with pytest.raises(LedgerError):
+        state.ledger.count()  # closed on leaving the block
 
 
 @pytest.mark.parametrize(

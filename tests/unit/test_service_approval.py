@@ -210,6 +210,33 @@ def test_retry_after_issuance_returns_the_same_certificate(
     assert state.ledger.count() == 1
 
 
+def test_on_issued_sees_each_committed_certificate_once(
+    state: State, clock: Clock, key: ec.EllipticCurvePrivateKey
+) -> None:
+    # The metrics' issuance count hangs on this hook: the approved issuance counts, the 202
+    # and the retry answered from the ledger do not.
+    seen: list[IssuedCertificate] = []
+    service = EstService(
+        labels=LABELS,
+        ca=state.ca,
+        ledger=state.ledger,
+        users=state.users,
+        limiter=LoginLimiter(MemoryCounters(), Limits()),
+        realm="test",
+        clock=clock,
+        pending_retry_after=RETRY_AFTER,
+        on_issued=seen.append,
+    )
+    request_id = held_id(service.handle(request(csr_for(key)), ANON))
+    assert seen == []
+    state.ledger.decide_pending(request_id, approve=True)
+    cert = certificate(service.handle(request(csr_for(key)), ANON))
+    certificate(service.handle(request(csr_for(key)), ANON))
+    assert [(e.serial, e.label, e.operation) for e in seen] == [
+        (cert.serial_number, "held", "simpleenroll")
+    ]
+
+
 def test_the_approved_csr_is_issued_not_the_retry(
     service: EstService, state: State, key: ec.EllipticCurvePrivateKey
 ) -> None:

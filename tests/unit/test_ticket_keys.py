@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from python_est.cli.ticketkeys import (
+from python_est.errors import ConfigError
+from python_est.statedir import StateDir
+from python_est.ticketkeys.file import (
     KEY_BYTES,
     ROTATE_AFTER,
     TicketKeyFile,
     read_ticket_keys,
     rotate_ticket_keys,
-    ticket_key_path,
 )
-from python_est.errors import ConfigError
 
 
 def age(path: Path, seconds: float) -> None:
@@ -26,7 +26,7 @@ def age(path: Path, seconds: float) -> None:
 
 
 def test_created_private_with_one_key(tmp_path: Path) -> None:
-    path = ticket_key_path(tmp_path / "state")
+    path = StateDir(tmp_path / "state").ticket_keys
     assert path == tmp_path / "state" / "tls" / "ticket.keys"
     assert read_ticket_keys(path) == ()
     keys = rotate_ticket_keys(path)
@@ -38,7 +38,7 @@ def test_created_private_with_one_key(tmp_path: Path) -> None:
 def test_rotation_adds_a_key_when_the_newest_is_old_and_keeps_one_previous(
     tmp_path: Path,
 ) -> None:
-    path = ticket_key_path(tmp_path)
+    path = StateDir(tmp_path).ticket_keys
     first = rotate_ticket_keys(path)
     assert rotate_ticket_keys(path) == first  # fresh: unchanged
     age(path, ROTATE_AFTER + 1)
@@ -71,7 +71,7 @@ def test_unusable_files_are_config_errors(
 
 
 def test_key_file_follows_rotations_and_survives_a_broken_file(tmp_path: Path) -> None:
-    path = ticket_key_path(tmp_path)
+    path = StateDir(tmp_path).ticket_keys
     first = rotate_ticket_keys(path)
     keys = TicketKeyFile(path, refresh=0.0)
     assert keys() == first

@@ -1,7 +1,8 @@
 """Shared TLS session-ticket keys (RFC 5077): one file that every worker process reads.
 
-A ticket sealed by one worker must open in every other, so the keys live in
-`<state_dir>/tls/ticket.keys` (0600): 32 random bytes per key, hex, one per line, newest first.
+A ticket sealed by one worker must open in every other, so the keys live in one file of the
+state directory (`python_est.state.ticket_keys_path`, 0600): 32 random bytes per key, hex, one
+per line, newest first.
 The newest key seals new tickets; the previous one still opens tickets sealed before the last
 rotation. The main process rotates the file once its newest key is older than a day (the ticket
 lifetime tlslite announces); every serving process re-reads it within `REFRESH` seconds. Until
@@ -27,11 +28,6 @@ KEY_BYTES = 32
 KEPT = 2
 ROTATE_AFTER = 24 * 3600.0
 REFRESH = 10.0
-
-
-def ticket_key_path(state_dir: Path) -> Path:
-    """Where the ticket keys of the state directory `state_dir` live."""
-    return state_dir / "tls" / "ticket.keys"
 
 
 def read_ticket_keys(path: Path) -> tuple[bytes, ...]:
@@ -83,7 +79,7 @@ class TicketKeyFile:
     """The keys of one key file, re-read when it changes (a `python_est.tls.TicketKeys`).
 
     Args:
-        path: the key file (see `ticket_key_path`).
+        path: the key file (`python_est.state.ticket_keys_path`).
         refresh: seconds between checks of the file's inode and mtime.
     """
 

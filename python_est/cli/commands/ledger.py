@@ -30,7 +30,7 @@ _PAGE = 500
 _MAX_LISTED = 50  # problems printed one per line; beyond this only counted
 
 
-def add_ledger_commands(sub: Any) -> None:
+def add_command(sub: Any) -> None:
     """Register `ledger verify` on the top-level subparsers `sub`."""
     ledger = sub.add_parser("ledger", help="check the ledger of issued certificates")
     actions = ledger.add_subparsers(title="ledger commands", metavar="ACTION", required=True)
@@ -91,15 +91,12 @@ def missing_serials(ledger: Ledger, expected: Sequence[int]) -> list[int]:
 
 
 def _verify(args: argparse.Namespace, config: Config) -> int:
-    state = open_state(config, create=False)
     expected = _read_serials(Path(args.expect)) if args.expect else []
-    try:
+    with open_state(config, create=False) as state:
         total, problems = verify_ledger(
             state.ledger, state.ledger.integrity_check(), state.ca.chain
         )
         absent = missing_serials(state.ledger, expected)
-    finally:
-        state.ledger.close()
     problems += [f"certificate {serial_hex(s)}: expected but not recorded" for s in absent]
     if problems:
         for problem in problems[:_MAX_LISTED]:

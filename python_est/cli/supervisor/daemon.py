@@ -1,7 +1,6 @@
 """One serving process: SIGHUP reloads, SIGTERM and SIGINT stop gracefully.
 
-The main thread waits for signals (`python_est.cli.signals`); the server's threads never see
-them.
+The main thread waits for signals (`signals`); the server's threads never see them.
 
 Reload (SIGHUP) re-reads the config file, then loads a new generation: the CA, the TLS
 certificate and key, the client trust anchors, the user store, and the service and TLS endpoint
@@ -24,14 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from python_est.cli import sdnotify
 from python_est.cli.logs import setup_logging
-from python_est.cli.signals import RELOAD, STOP, SignalInbox, blocked, unblock
-from python_est.cli.ticketkeys import TicketKeyFile, rotate_ticket_keys, ticket_key_path
+from python_est.cli.supervisor import sdnotify
+from python_est.cli.supervisor.signals import RELOAD, STOP, SignalInbox, blocked, unblock
 from python_est.config import Config, default_config, load_config
 from python_est.errors import ConfigError
-from python_est.server import EstServer, Handler, Handshaker
-from python_est.state import State, open_state
+from python_est.routes import Handler
+from python_est.server import EstServer, Handshaker
+from python_est.state import State, open_state, ticket_keys_path
+from python_est.ticketkeys.file import TicketKeyFile, rotate_ticket_keys
 from python_est.tls import TicketKeys
 
 log = logging.getLogger("python_est")
@@ -75,7 +75,7 @@ def config_loader(config_path: Path | None) -> ConfigLoader:
 def rotate_ticket_keys_of(config: Config) -> None:
     """Rotate the session-ticket key file of `config`'s state directory if it is due."""
     try:
-        rotate_ticket_keys(ticket_key_path(config.server.state_dir))
+        rotate_ticket_keys(ticket_keys_path(config))
     except ConfigError as exc:
         log.warning("session-ticket keys not rotated: %s", exc)
 
@@ -132,9 +132,9 @@ class Reloader:
         """Load the next generation, or log why not and return None.
 
         Args:
-            running: the generation serving now; its ledger is kept. None in the main process
-                of worker mode, which only checks that the workers will accept the reload (the
-                caller then closes the returned generation's ledger).
+            running: the generation serving now; the new state takes over its open ledger.
+                None in the main process of worker mode, which only checks that the workers
+                will accept the reload (the caller then closes the returned generation's state).
             config: the running configuration (restart-only settings are compared with it).
             announce: log the restart-only settings that changed (once, not in every worker).
         """
@@ -147,20 +147,19 @@ class Reloader:
                 log.warning("%s changed: restart to apply it; keeping the running value", name)
         new = keep_restart_only(config, new)
         try:
-            state = open_state(new, create=False)
+            # The same ledger file (a restart-only setting): keep its connection.
+            ledger = None if running is None else running.state.ledger
+            state = open_state(new, create=False, ledger=ledger)
         except ConfigError as exc:
             return _refused(exc)
-        if running is not None:
-            state.ledger.close()
-            state.ledger = running.state.ledger  # the same file: keep its connection
         keys = self.ticket_keys
         if isinstance(keys, TicketKeyFile) and new.server.state_dir != config.server.state_dir:
-            keys = TicketKeyFile(ticket_key_path(new.server.state_dir))
+            keys = TicketKeyFile(ticket_keys_path(new))
         try:
             handshaker, handler = self._build(new, state, keys)
         except (ConfigError, ValueError) as exc:
             if running is None:
-                state.ledger.close()
+                state.close()
             return _refused(exc)
         self.ticket_keys = keys
         for warning in new.warnings:
@@ -270,12 +269,12 @@ class ServingProcess:
         return new is not None
 
     def stop(self, thread: threading.Thread) -> None:
-        """Stop accepting, let connections finish for up to `shutdown_grace` s, close the ledger."""
+        """Stop accepting, let connections finish for up to `shutdown_grace` s, close the state."""
         if self._main:
             sdnotify.stopping()
         self.server.request_stop(self.generation.config.server.shutdown_grace)
         thread.join()
-        self.generation.state.ledger.close()
+        self.generation.state.close()
         log.info("stopped")
 
     def _housekeeping(self) -> None:

@@ -1,9 +1,9 @@
-"""Prometheus metrics: the counters and histograms, and the optional listener that serves them.
+"""Prometheus metrics: the counters and histograms (`python_est.server.exporter` serves them).
 
 `Metrics` owns its own `CollectorRegistry` (never prometheus_client's global one), so tests and
 reloads can hold several side by side. Every label value passed in must come from a small fixed
-set (configured CA labels, operation names, statuses); `python_est.ops` maps client input onto
-such sets before it reaches here.
+set (configured CA labels, operation names, statuses): the routing table's tags
+(`python_est.routes`) map client input onto such sets before it reaches here.
 
 Multi-process servers: each process counts for itself and one listener serves only its own
 process, so with several worker processes the figures cover one worker. prometheus_client's
@@ -17,7 +17,6 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
-    start_http_server,
 )
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -111,31 +110,3 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
-
-
-class MetricsListener:
-    """A plain-HTTP listener serving `metrics` at /metrics, in a daemon thread.
-
-    Args:
-        metrics: what to serve.
-        address: IP address to listen on (loopback unless behind a firewall).
-        port: TCP port; 0 picks a free one (see `port`).
-
-    Raises:
-        OSError: the address cannot be bound.
-    """
-
-    def __init__(self, metrics: Metrics, address: str, port: int) -> None:
-        self.metrics = metrics
-        self._server, self._thread = start_http_server(port, address, registry=metrics.registry)
-
-    @property
-    def port(self) -> int:
-        """The TCP port actually listened on."""
-        return int(self._server.server_address[1])
-
-    def close(self) -> None:
-        """Stop serving and release the port."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from python_est.pgsql import Database
 
 
-def add_db_commands(sub: Any) -> None:
+def add_command(sub: Any) -> None:
     """Register `db upgrade` and `db status` on the top-level subparsers `sub`."""
     db = sub.add_parser("db", help="create or migrate the ledger/user database schema")
     actions = db.add_subparsers(title="db commands", metavar="ACTION", required=True)

@@ -31,7 +31,7 @@ from python_est.state import open_state
 _STATUS_CHOICES = [status.value for status in PendingStatus] + ["all"]
 
 
-def add_request_commands(sub: Any) -> None:
+def add_command(sub: Any) -> None:
     """Register `requests` and its actions on the top-level subparsers `sub`."""
     requests = sub.add_parser(
         "requests", help="list, approve and reject requests awaiting manual approval"

@@ -27,9 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
-from python_est.cli import sdnotify
-from python_est.cli.daemon import SIGNALS
-from python_est.cli.signals import RELOAD, STOP, SignalInbox, blocked
+from python_est.cli.supervisor import sdnotify
+from python_est.cli.supervisor.daemon import SIGNALS
+from python_est.cli.supervisor.signals import RELOAD, STOP, SignalInbox, blocked
 
 log = logging.getLogger("python_est")
 

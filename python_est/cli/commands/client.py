@@ -44,7 +44,7 @@ EX_TEMPFAIL = 75
 Run = Callable[[argparse.Namespace], int]
 
 
-def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `client cacerts|csrattrs|enroll|reenroll|serverkeygen` under `sub`."""
     client = sub.add_parser("client", help="EST client: fetch CA certificates, enroll, renew")
     commands = client.add_subparsers(title="client commands", metavar="OPERATION", required=True)

@@ -13,14 +13,15 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from python_est.app import failure_limiter
 from python_est.config import Config
 from python_est.ratelimit import LoginLimiter
-from python_est.state import failure_limiter, open_state
+from python_est.state import open_state
 
 log = logging.getLogger("python_est.audit")
 
 
-def add_lockout_commands(sub: Any) -> None:
+def add_command(sub: Any) -> None:
     """Register `lockouts` on the top-level subparsers `sub`."""
     lockouts = sub.add_parser("lockouts", help="list and lift failed-login lockouts ([auth])")
     actions = lockouts.add_subparsers(title="lockouts commands", metavar="ACTION", required=True)
@@ -35,15 +36,12 @@ def add_lockout_commands(sub: Any) -> None:
 
 @contextlib.contextmanager
 def _limiter(config: Config) -> Iterator[LoginLimiter]:
-    state = open_state(config, create=False)
-    try:
+    with open_state(config, create=False) as state:
         limiter = failure_limiter(config, state)
         try:
             yield limiter
         finally:
             limiter.close()
-    finally:
-        state.ledger.close()  # with [ledger] url, this closes the shared database
 
 
 def _list(args: argparse.Namespace, config: Config) -> int:

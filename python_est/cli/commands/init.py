@@ -1,0 +1,75 @@
+"""`python-est init`: create the CA, the server certificate, the ledger and the user store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from typing import Any
+
+from python_est.config import Config
+from python_est.keys import KeyType
+from python_est.state import (
+    create_ca,
+    create_server_credentials,
+    has_ca_or_server_certificate,
+    open_state,
+)
+
+
+def add_command(sub: Any) -> None:
+    """Register `init` on the top-level subparsers `sub`."""
+    init = sub.add_parser("init", help="create the CA, server certificate, ledger and user store")
+    init.add_argument("--force", action="store_true", help="replace an existing CA and server cert")
+    init.add_argument(
+        "--refuse-existing",
+        action="store_true",
+        help="fail instead of keeping an existing CA (without --force)",
+    )
+    init.add_argument("--ca-key-type", type=KeyType, choices=list(KeyType), metavar="TYPE")
+    init.add_argument("--ca-common-name")
+    init.add_argument("--issuing-ca", action="store_true", help="add an issuing CA below the root")
+    init.add_argument("--server-key-type", type=KeyType, choices=list(KeyType), metavar="TYPE")
+    init.add_argument(
+        "--server-name", action="append", default=[], help="extra DNS name or IP (repeatable)"
+    )
+    init.set_defaults(func=_init)
+
+
+def _init(args: argparse.Namespace, config: Config) -> int:
+    config = _with_init_overrides(args, config)
+    state_dir = config.server.state_dir
+    if has_ca_or_server_certificate(config) and args.refuse_existing and not args.force:
+        print(
+            f"python-est: a CA or server certificate already exists under {state_dir}; "
+            "use --force to replace it",
+            file=sys.stderr,
+        )
+        return 1
+    if args.force:
+        ca = create_ca(config)
+        create_server_credentials(config, ca)
+        print(f"python-est: new CA and server certificate written under {state_dir}")
+    state = open_state(config, create=True)
+    for item in state.created:
+        print(f"python-est: created {item}")
+    if not state.created and not args.force:
+        print(f"python-est: state in {state_dir} is complete; nothing to do (--force replaces it)")
+    return 0
+
+
+def _with_init_overrides(args: argparse.Namespace, config: Config) -> Config:
+    ca = config.ca
+    if args.ca_key_type is not None:
+        ca = replace(ca, key_type=args.ca_key_type)
+    if args.ca_common_name:
+        ca = replace(ca, common_name=args.ca_common_name)
+    if args.issuing_ca:
+        ca = replace(ca, issuing_ca=True)
+    tls = config.tls
+    if args.server_key_type is not None:
+        tls = replace(tls, server_key_type=args.server_key_type)
+    server = config.server
+    if args.server_name:
+        server = replace(server, server_names=(*server.server_names, *args.server_name))
+    return replace(config, ca=ca, tls=tls, server=server)

@@ -1,0 +1,157 @@
+"""`python-est serve`: load state, build the app (`python_est.app`), run until a signal."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from python_est.app import ProcessMetrics, build_app, build_server, shared_ticket_keys
+from python_est.cli.logs import setup_logging
+from python_est.cli.supervisor.daemon import (
+    ROTATE_CHECK,
+    Generation,
+    Reloader,
+    ServingProcess,
+    config_loader,
+    rotate_ticket_keys_of,
+)
+from python_est.cli.supervisor.workers import Supervisor
+from python_est.config import Config
+from python_est.errors import ConfigError
+from python_est.server import bind_listener
+from python_est.state import is_first_start, open_state, ticket_keys_path
+from python_est.ticketkeys.file import TicketKeyFile, rotate_ticket_keys
+
+log = logging.getLogger("python_est")
+
+
+def serve(config: Config, *, config_path: Path | None, debug: bool = False) -> int:
+    """Run the server in the foreground until SIGTERM or SIGINT; returns the exit status.
+
+    `[server] workers` > 1 pre-forks that many worker processes (`workers`); SIGHUP reloads
+    (`daemon`).
+    """
+    workers = config.server.workers
+    # The first start creates the state; later a missing piece stops start-up (exit 2).
+    state = open_state(config, create=is_first_start(config))
+    for item in state.created:
+        log.info("created %s", item)
+    keys_path = ticket_keys_path(config)
+    rotate_ticket_keys(keys_path)
+    # -d forces debug logging; keep it through reloads.
+    if workers > 1:
+        setup_logging("debug" if debug else config.logging.level, config.logging.format, pid=True)
+    meter = ProcessMetrics()  # started in the process that serves (after any fork)
+    reloader = Reloader(
+        config_loader(config_path),
+        lambda cfg, st, keys: build_app(cfg, st, keys, metrics=meter.metrics),
+        debug=debug,
+        pid_in_logs=workers > 1,
+        # With [ledger] url the keys come from the database, so every instance resumes them.
+        ticket_keys=shared_ticket_keys(config, state) or TicketKeyFile(keys_path),
+    )
+    try:
+        if workers > 1:
+            # Checked once here, so that a bad config stops start-up instead of every worker.
+            build_app(config, state, reloader.ticket_keys)
+        else:
+            meter.start(config)
+            server = build_server(
+                config, state, ticket_keys=reloader.ticket_keys, metrics=meter.metrics
+            )
+    except ValueError as exc:
+        raise ConfigError(config.source, "tls", None, str(exc)) from None
+    except OSError as exc:
+        # bind(): port in use, address not on this host, privileged port.
+        raise ConfigError(
+            config.source, "server", "port", f"cannot listen: {_os_reason(exc)}"
+        ) from None
+    if workers > 1:
+        state.close()  # each worker opens its own: connections must not cross a fork
+        return _supervise(config, config_path, reloader, meter)
+    _announce(config, config_path, server.server_address, "")
+    generation = Generation(config, state, server.handshaker, server.handler)
+    try:
+        return ServingProcess(server, generation, reloader).run()
+    finally:
+        meter.close()
+
+
+def _supervise(
+    config: Config, config_path: Path | None, reloader: Reloader, meter: ProcessMetrics
+) -> int:
+    cfg = config.server
+    try:
+        listener = bind_listener(cfg.address, cfg.port, cfg.backlog)
+    except OSError as exc:
+        raise ConfigError(
+            config.source, "server", "port", f"cannot listen: {_os_reason(exc)}"
+        ) from None
+    host, port = listener.getsockname()[:2]
+    _announce(config, config_path, (str(host), int(port)), f" with {cfg.workers} workers")
+    main_pid = os.getpid()
+    current = config
+
+    def start(index: int) -> int:
+        try:
+            state = open_state(current, create=False)
+            meter.start(current, port_offset=index - 1)  # workers 1..N: port, port + 1, ...
+            server = build_server(
+                current,
+                state,
+                listener=listener,
+                ticket_keys=reloader.ticket_keys,
+                metrics=meter.metrics,
+            )
+        except (ConfigError, ValueError) as exc:
+            log.error("worker %d cannot start: %s", index, exc)
+            return 2
+        generation = Generation(current, state, server.handshaker, server.handler)
+        try:
+            return ServingProcess(server, generation, reloader, main=False, parent=main_pid).run()
+        finally:
+            meter.close()
+
+    def reload() -> bool:
+        nonlocal current
+        rotate_ticket_keys_of(current)
+        checked = reloader.next(None, current, announce=True)
+        if checked is None:
+            return False
+        checked.state.close()
+        current = checked.config  # workers started from now on get it too
+        return True
+
+    rotated = time.monotonic()
+
+    def tick() -> None:
+        nonlocal rotated
+        if time.monotonic() - rotated >= ROTATE_CHECK:
+            rotated = time.monotonic()
+            rotate_ticket_keys_of(current)
+
+    supervisor = Supervisor(
+        cfg.workers, start, reload=reload, tick=tick, grace=lambda: current.server.shutdown_grace
+    )
+    try:
+        return supervisor.run()
+    finally:
+        listener.close()
+
+
+def _announce(
+    config: Config, config_path: Path | None, address: tuple[str, int], extra: str
+) -> None:
+    cfg_arg = f"-c {config_path} " if config_path else ""
+    print(
+        f"python-est: listening on {address[0]}:{address[1]}{extra}; "
+        f"state in {config.server.state_dir}; add a user with: python-est {cfg_arg}user add NAME",
+        flush=True,
+    )
+
+
+def _os_reason(exc: OSError) -> str:
+    # socket.create_server appends the address to strerror; the errno text alone is enough.
+    return os.strerror(exc.errno) if exc.errno else str(exc)
