@@ -125,8 +125,14 @@ def test_an_operator_lists_and_lifts_lockouts(
     assert listing.startswith("user 'alice' from 127.0.0.1: locked for another ")
     assert listing.endswith(" s\n") and listing.count("\n") == 1
 
-    cleared = _cli(server, "lockouts", "clear", "ALICE", capsys=capsys)
+    with captured_records("python_est.audit", logging.INFO) as records:
+        cleared = _cli(server, "lockouts", "clear", "ALICE", capsys=capsys)
     assert cleared == "python-est: cleared the lockout of user 'alice' from 127.0.0.1\n"
+    [event] = [r for r in records if getattr(r, "event", None) == "lockout-clear"]
+    assert event.getMessage() == (
+        "lockout-clear cleared by the operator: user 'alice' from 127.0.0.1"
+    )
+    assert (event.kind, event.user, event.address) == ("pair", "alice", "127.0.0.1")  # type: ignore[attr-defined]
     assert _enroll(server, "alice", "alice password").status == 200
     again = _cli(server, "lockouts", "clear", "127.0.0.1", capsys=capsys)
     assert again == "python-est: no lockouts for '127.0.0.1'; nothing cleared\n"

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 from collections.abc import Iterator
 from typing import Any
 
 from python_est.app import failure_limiter
+from python_est.audit import audit
 from python_est.config import Config
 from python_est.ratelimit import LoginLimiter
 from python_est.state import open_state
-
-log = logging.getLogger("python_est.audit")
 
 
 def add_command(sub: Any) -> None:
@@ -65,5 +63,13 @@ def _clear(args: argparse.Namespace, config: Config) -> int:
         return 0
     for item in cleared:
         print(f"python-est: cleared the lockout of {item.who}")
-        log.info("operator cleared the lockout of %s", item.who)
+        audit(
+            "lockout-clear",
+            "cleared",
+            "by the operator: %s",
+            item.who,
+            kind=item.kind,
+            user=item.user,
+            address=item.address,
+        )
     return 0
