@@ -30,6 +30,7 @@ from python_est.ca import (
     private_key_pem,
 )
 from python_est.config import Config
+from python_est.config.passphrase import read_passphrase
 from python_est.errors import ConfigError, LedgerError, Unavailable, UserStoreError
 from python_est.fileio import atomic_write, ensure_private_dir
 from python_est.ledger import SqliteLedger
@@ -251,7 +252,10 @@ def _load_or_create_ca(config: Config, create: bool, created: list[str]) -> Cert
         chain_pem = b"".join(_read(config, "ca", "chain_files", p) for p in cfg.chain_files)
         cert_pem = _read(config, "ca", "cert_file", cfg.cert_file)
         key_pem = _read(config, "ca", "key_file", cfg.key_file)
-        return _ca_from_pem(config, "cert_file", cert_pem, key_pem, chain_pem)
+        password = None
+        if cfg.key_passphrase is not None:
+            password = read_passphrase(cfg.key_passphrase, config.source)
+        return _ca_from_pem(config, "cert_file", cert_pem, key_pem, chain_pem, password)
     layout = StateDir(config.server.state_dir)
     if layout.ca_cert.exists():
         chain_file = layout.ca_chain
@@ -270,10 +274,15 @@ def _load_or_create_ca(config: Config, create: bool, created: list[str]) -> Cert
 
 
 def _ca_from_pem(
-    config: Config, key: str | None, cert_pem: bytes, key_pem: bytes, chain_pem: bytes
+    config: Config,
+    key: str | None,
+    cert_pem: bytes,
+    key_pem: bytes,
+    chain_pem: bytes,
+    password: bytes | None = None,
 ) -> CertificateAuthority:
     try:
-        return CertificateAuthority.from_pem(cert_pem, key_pem, chain_pem)
+        return CertificateAuthority.from_pem(cert_pem, key_pem, chain_pem, password)
     except ValueError as exc:
         section, name = ("ca", key) if key else ("server", "state_dir")
         raise ConfigError(config.source, section, name, f"unusable CA: {exc}") from None
