@@ -36,6 +36,7 @@ from python_est.fileio import atomic_write, ensure_private_dir
 from python_est.ledger import SqliteLedger
 from python_est.statedir import StateDir
 from python_est.users import UserDirectory, UserStore
+from python_est.users.imports import Imported, read_tlslite_verifierdb, verifierdb_format
 
 if TYPE_CHECKING:
     from python_est.ledger.postgres import PostgresLedger
@@ -115,8 +116,22 @@ def is_first_start(config: Config) -> bool:
     if not config.ledger.url:
         paths.append(config.ledger.path)
         if config.srp.enabled:
-            paths.append(config.srp.user_db)
+            paths.append(user_store_path(config))
     return not any(path.exists() for path in paths)
+
+
+def user_store_path(config: Config) -> Path:
+    """The user store file: `[srp] user_db`, except where the older python-est's `[SRP] userdb`
+    names a tlslite VerifierDB: its users then live in the state directory's store, imported on
+    the first start (`open_state`) or by `python-est user import tlslite PATH`."""
+    if config.srp.legacy_user_db and verifierdb_format(config.srp.user_db) is not None:
+        return StateDir(config.server.state_dir).users
+    return config.srp.user_db
+
+
+def import_command(config: Config, path: Path) -> str:
+    """The command that imports the tlslite VerifierDB at `path` into the user store."""
+    return f"python-est -c {config.source} user import tlslite {path}"
 
 
 def open_state(
@@ -136,6 +151,8 @@ def open_state(
     """
     created: list[str] = []
     state_dir = config.server.state_dir
+    # Read before anything is created, so that an unreadable one leaves no half-made state.
+    legacy = _legacy_users(config) if create else None
     if create:
         try:
             ensure_private_dir(state_dir)
@@ -156,7 +173,7 @@ def open_state(
         users: UserDirectory | None = DatabaseUserStore(database) if config.srp.enabled else None
     else:
         ledger = _open_ledger(config, create, created, ledger)
-        users = _open_users(config, create, created) if config.srp.enabled else None
+        users = _open_users(config, create, created, legacy) if config.srp.enabled else None
     return State(
         ca=ca,
         server=server,
@@ -363,9 +380,46 @@ def _open_ledger(
         raise ConfigError(config.source, "ledger", "path", f"cannot open {path}: {exc}") from None
 
 
-def _open_users(config: Config, create: bool, created: list[str]) -> UserStore:
-    path = config.srp.user_db
+def _legacy_users(config: Config) -> Imported | None:
+    """The users of the older python-est's VerifierDB, when the first start is to import them."""
+    path = user_store_path(config)
+    if not config.srp.enabled or config.ledger.url or path == config.srp.user_db or path.exists():
+        return None
     try:
+        return read_tlslite_verifierdb(config.srp.user_db)
+    except UserStoreError as exc:
+        raise ConfigError(config.source, "SRP", "userdb", f"{exc}; then start again") from None
+
+
+def _open_users(
+    config: Config, create: bool, created: list[str], legacy: Imported | None
+) -> UserStore:
+    path = user_store_path(config)
+    try:
+        if path != config.srp.user_db and not path.exists():
+            if legacy is None:
+                raise ConfigError(
+                    config.source,
+                    "SRP",
+                    "userdb",
+                    f"{config.srp.user_db} is a tlslite VerifierDB not imported into {path} "
+                    f"yet: run `{import_command(config, config.srp.user_db)}`",
+                )
+            store = UserStore.create_imported(path, legacy)
+            created.append(
+                f"user store {path} with {len(legacy.users)} user(s) imported from the tlslite "
+                f"VerifierDB {config.srp.user_db} (left unchanged)"
+            )
+            return store
+        if verifierdb_format(path) is not None:
+            # Only the legacy key names an import source; the new key names our own file.
+            raise ConfigError(
+                config.source,
+                "srp",
+                "user_db",
+                f"{path} is a tlslite VerifierDB, not a python-est user store: point user_db at "
+                f"a new file, then run `{import_command(config, path)}`",
+            )
         if not path.exists():
             if not create:
                 raise ConfigError(
