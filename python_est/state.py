@@ -30,11 +30,13 @@ from python_est.ca import (
     private_key_pem,
 )
 from python_est.config import Config
+from python_est.config.passphrase import read_passphrase
 from python_est.errors import ConfigError, LedgerError, Unavailable, UserStoreError
 from python_est.fileio import atomic_write, ensure_private_dir
 from python_est.ledger import SqliteLedger
 from python_est.statedir import StateDir
 from python_est.users import UserDirectory, UserStore
+from python_est.users.imports import Imported, read_tlslite_verifierdb, verifierdb_format
 
 if TYPE_CHECKING:
     from python_est.ledger.postgres import PostgresLedger
@@ -114,8 +116,22 @@ def is_first_start(config: Config) -> bool:
     if not config.ledger.url:
         paths.append(config.ledger.path)
         if config.srp.enabled:
-            paths.append(config.srp.user_db)
+            paths.append(user_store_path(config))
     return not any(path.exists() for path in paths)
+
+
+def user_store_path(config: Config) -> Path:
+    """The user store file: `[srp] user_db`, except where the older python-est's `[SRP] userdb`
+    names a tlslite VerifierDB: its users then live in the state directory's store, imported on
+    the first start (`open_state`) or by `python-est user import tlslite PATH`."""
+    if config.srp.legacy_user_db and verifierdb_format(config.srp.user_db) is not None:
+        return StateDir(config.server.state_dir).users
+    return config.srp.user_db
+
+
+def import_command(config: Config, path: Path) -> str:
+    """The command that imports the tlslite VerifierDB at `path` into the user store."""
+    return f"python-est -c {config.source} user import tlslite {path}"
 
 
 def open_state(
@@ -135,6 +151,8 @@ def open_state(
     """
     created: list[str] = []
     state_dir = config.server.state_dir
+    # Read before anything is created, so that an unreadable one leaves no half-made state.
+    legacy = _legacy_users(config) if create else None
     if create:
         try:
             ensure_private_dir(state_dir)
@@ -155,7 +173,7 @@ def open_state(
         users: UserDirectory | None = DatabaseUserStore(database) if config.srp.enabled else None
     else:
         ledger = _open_ledger(config, create, created, ledger)
-        users = _open_users(config, create, created) if config.srp.enabled else None
+        users = _open_users(config, create, created, legacy) if config.srp.enabled else None
     return State(
         ca=ca,
         server=server,
@@ -251,7 +269,10 @@ def _load_or_create_ca(config: Config, create: bool, created: list[str]) -> Cert
         chain_pem = b"".join(_read(config, "ca", "chain_files", p) for p in cfg.chain_files)
         cert_pem = _read(config, "ca", "cert_file", cfg.cert_file)
         key_pem = _read(config, "ca", "key_file", cfg.key_file)
-        return _ca_from_pem(config, "cert_file", cert_pem, key_pem, chain_pem)
+        password = None
+        if cfg.key_passphrase is not None:
+            password = read_passphrase(cfg.key_passphrase, config.source)
+        return _ca_from_pem(config, "cert_file", cert_pem, key_pem, chain_pem, password)
     layout = StateDir(config.server.state_dir)
     if layout.ca_cert.exists():
         chain_file = layout.ca_chain
@@ -270,10 +291,15 @@ def _load_or_create_ca(config: Config, create: bool, created: list[str]) -> Cert
 
 
 def _ca_from_pem(
-    config: Config, key: str | None, cert_pem: bytes, key_pem: bytes, chain_pem: bytes
+    config: Config,
+    key: str | None,
+    cert_pem: bytes,
+    key_pem: bytes,
+    chain_pem: bytes,
+    password: bytes | None = None,
 ) -> CertificateAuthority:
     try:
-        return CertificateAuthority.from_pem(cert_pem, key_pem, chain_pem)
+        return CertificateAuthority.from_pem(cert_pem, key_pem, chain_pem, password)
     except ValueError as exc:
         section, name = ("ca", key) if key else ("server", "state_dir")
         raise ConfigError(config.source, section, name, f"unusable CA: {exc}") from None
@@ -354,9 +380,46 @@ def _open_ledger(
         raise ConfigError(config.source, "ledger", "path", f"cannot open {path}: {exc}") from None
 
 
-def _open_users(config: Config, create: bool, created: list[str]) -> UserStore:
-    path = config.srp.user_db
+def _legacy_users(config: Config) -> Imported | None:
+    """The users of the older python-est's VerifierDB, when the first start is to import them."""
+    path = user_store_path(config)
+    if not config.srp.enabled or config.ledger.url or path == config.srp.user_db or path.exists():
+        return None
     try:
+        return read_tlslite_verifierdb(config.srp.user_db)
+    except UserStoreError as exc:
+        raise ConfigError(config.source, "SRP", "userdb", f"{exc}; then start again") from None
+
+
+def _open_users(
+    config: Config, create: bool, created: list[str], legacy: Imported | None
+) -> UserStore:
+    path = user_store_path(config)
+    try:
+        if path != config.srp.user_db and not path.exists():
+            if legacy is None:
+                raise ConfigError(
+                    config.source,
+                    "SRP",
+                    "userdb",
+                    f"{config.srp.user_db} is a tlslite VerifierDB not imported into {path} "
+                    f"yet: run `{import_command(config, config.srp.user_db)}`",
+                )
+            store = UserStore.create_imported(path, legacy)
+            created.append(
+                f"user store {path} with {len(legacy.users)} user(s) imported from the tlslite "
+                f"VerifierDB {config.srp.user_db} (left unchanged)"
+            )
+            return store
+        if verifierdb_format(path) is not None:
+            # Only the legacy key names an import source; the new key names our own file.
+            raise ConfigError(
+                config.source,
+                "srp",
+                "user_db",
+                f"{path} is a tlslite VerifierDB, not a python-est user store: point user_db at "
+                f"a new file, then run `{import_command(config, path)}`",
+            )
         if not path.exists():
             if not create:
                 raise ConfigError(

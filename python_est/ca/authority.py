@@ -160,27 +160,28 @@ class CertificateAuthority:
 
     @classmethod
     def from_pem(
-        cls, cert_pem: bytes, key_pem: bytes, chain_pem: bytes = b""
+        cls, cert_pem: bytes, key_pem: bytes, chain_pem: bytes = b"", password: bytes | None = None
     ) -> CertificateAuthority:
         """Load a CA from PEM bytes.
 
         Args:
             cert_pem: the issuing CA certificate first; further certificates join the chain.
-            key_pem: its unencrypted private key (PKCS#8 or traditional PEM).
+            key_pem: its private key (PKCS#8 or traditional PEM).
             chain_pem: the remaining CA certificates up to and including the root, any order.
+            password: the passphrase of an encrypted `key_pem`.
 
         Returns:
             The loaded CA.
 
         Raises:
-            ValueError: unreadable PEM; a key that does not match, is encrypted, unsupported or
+            ValueError: unreadable PEM; a key that does not match, does not decrypt, unsupported or
                 weak; a certificate that is not a CA; a chain that does not reach a
                 self-signed root.
         """
         certs = pem.load_pem_certificates(cert_pem)
         if not certs:
             raise ValueError("the CA certificate PEM holds no certificate")
-        key = pem.load_issuer_key(key_pem)
+        key = pem.load_issuer_key(key_pem, password)
         if not pem.same_public_key(key.public_key(), certs[0].public_key()):
             raise ValueError("the CA private key does not match the CA certificate")
         chain = pem.order_chain(certs[0], certs[1:] + pem.load_pem_certificates(chain_pem))

@@ -54,17 +54,27 @@ def same_public_key(a: CertificatePublicKeyTypes, b: CertificatePublicKeyTypes) 
     return a.public_bytes(der, spki) == b.public_bytes(der, spki)
 
 
-def load_issuer_key(key_pem: bytes) -> IssuerPrivateKey:
-    """Load an unencrypted RSA or EC CA key that passes the weak-key rule.
+def load_issuer_key(key_pem: bytes, password: bytes | None = None) -> IssuerPrivateKey:
+    """Load an RSA or EC CA key that passes the weak-key rule, decrypting it with `password`.
+
+    A `password` given for a key that is not encrypted is ignored, as est_proxy's handler did.
 
     Raises:
-        ValueError: the key is encrypted, unreadable, of another algorithm or too weak.
+        ValueError: the key is encrypted without (or with another) password, unreadable, of
+            another algorithm or too weak.
     """
     try:
-        key = serialization.load_pem_private_key(key_pem, password=None)
+        key = serialization.load_pem_private_key(key_pem, password=password)
     except TypeError as exc:
-        raise ValueError("the CA private key is encrypted; store it unencrypted") from exc
+        if password is None:
+            raise ValueError(
+                "the CA private key is encrypted; set [ca] key_passphrase to file:PATH, "
+                "env:NAME or credential:NAME"
+            ) from exc
+        key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, UnsupportedAlgorithm) as exc:
+        if password is not None and b"ENCRYPTED" in key_pem:
+            raise ValueError("the CA private key does not open with the passphrase given") from exc
         raise ValueError("the CA private key is not a readable PEM private key") from exc
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise ValueError(f"CA keys of type {type(key).__name__} are not supported (use RSA or EC)")

@@ -90,6 +90,7 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
             "cert_file",
             "key_file",
             "chain_files",
+            "key_passphrase",
         }
     ),
     "tls": frozenset(
@@ -122,13 +123,17 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
     "metrics": frozenset({"enabled", "address", "port"}),
     "crl": frozenset({"enabled", "path", "file", "validity_hours", "base_url"}),
     "profile": frozenset(PROFILE_KEYS) | frozenset(LABEL_KEYS),
-    # Older python-est / est_proxy sections.
+    # The older python-est's and est_proxy's sections (est_proxy's docs/est_proxy.cfg.md and its
+    # openssl CA handler's docs); what they map onto is in `config/python_est.cfg`.
     "DEFAULT": frozenset({"debug"}),
     "Daemon": frozenset({"address", "port", "key_file", "cert_file"}),
+    "ClientAuth": frozenset({"address", "port", "key_file", "cert_file"}),
     "CAhandler": frozenset(
         {
             "issuing_ca_key",
             "issuing_ca_cert",
+            "issuing_ca_key_passphrase",
+            "issuing_ca_key_passphrase_variable",
             "ca_cert_chain_list",
             "cert_validity_days",
             "cert_save_path",
@@ -136,12 +141,38 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
     ),
     "SRP": frozenset({"userdb"}),
     "Bootstrap": frozenset({"enabled", "endpoint"}),
+    "Logging": frozenset(),
 }
-# Keys of the older product that no longer mean anything: accepted with a warning each.
-OBSOLETE_KEYS: dict[str, frozenset[str]] = {
-    "CAhandler": frozenset({"handler_file", "openssl_conf", "openssl_bin", "ca_cert_chain"}),
-    "Daemon": frozenset({"connection_log", "ca_handler"}),
-    "DEFAULT": frozenset({"log_level"}),
+_EMBEDDED_CA = "certificates are issued by the embedded CA"
+_NAME_POLICY = "names are limited per user (`python-est user allow`) and by [profile]"
+# Keys of the older products that no longer mean anything, with what replaces them: accepted
+# with one warning each.
+OBSOLETE_KEYS: dict[str, dict[str, str]] = {
+    "CAhandler": {
+        "handler_file": _EMBEDDED_CA,
+        "openssl_conf": "extensions come from [profile]",
+        "openssl_bin": "no openssl process is run",
+        "ca_cert_chain": "use ca_cert_chain_list or [ca] chain_files",
+        "issuing_ca_crl": "the CRL is written to [crl] file and served at [crl] path; "
+        "revoke with `python-est certs revoke`",
+        "save_cert_as_hex": "[ledger] export_dir names each file by its serial in hex",
+        "cert_validity_adjust": "a certificate never outlives its CA",
+        "cn_enforce": "[profile] password_subjects decides the CN",
+        "whitelist": _NAME_POLICY,
+        "blacklist": _NAME_POLICY,
+        "allowed_domainlist": _NAME_POLICY,
+        "blocked_domainlist": _NAME_POLICY,
+    },
+    "Daemon": {
+        "connection_log": "every connection is logged",
+        "ca_handler": _EMBEDDED_CA,
+    },
+    "DEFAULT": {
+        "connection_log": "every connection is logged",
+        "log_level": "use [logging] level",
+        "openssl_bin": "no openssl process is run",
+    },
+    "Logging": {"log_format": "use [logging] format (plain or json)"},
 }
 LABEL_PREFIX = "label:"
 NO_NAMES: tuple[str, ...] = ()

@@ -3,8 +3,8 @@
 Every key is read here and nowhere else; `config/python_est.cfg` documents each one. Any problem
 raises `ConfigError` naming file, section and key. Relative paths resolve against the folder of
 the config file. Sections of the older tlslite-based python-est / est_proxy (`[DEFAULT]`,
-`[Daemon]`, `[CAhandler]`, `[SRP]`, `[Bootstrap]`) are read as defaults for the new sections, with
-a warning for each key that no longer applies (`keys.OBSOLETE_KEYS`).
+`[Daemon]`, `[ClientAuth]`, `[CAhandler]`, `[SRP]`, `[Bootstrap]`, `[Logging]`) are read as
+defaults for the new sections, with a warning for each key that no longer applies (`legacy`).
 """
 
 from __future__ import annotations
@@ -35,14 +35,13 @@ from python_est.config.convert import (
     to_web_path,
 )
 from python_est.config.keys import (
-    KNOWN_KEYS,
     LABEL_KEYS,
     LABEL_PREFIX,
     NO_NAMES,
-    OBSOLETE_KEYS,
     PROFILE_FIELD,
     PROFILE_KEYS,
 )
+from python_est.config.legacy import bootstrap_path, ca_passphrase, check_sections
 from python_est.config.model import (
     CIPHER_NAMES,
     EMBEDDED,
@@ -69,7 +68,6 @@ from python_est.config.model import (
 from python_est.config.reader import Reader, resolve
 from python_est.errors import ConfigError
 from python_est.keys import KeyType
-from python_est.messages import label_problem
 from python_est.oids import ID_KP_CMC_RA
 from python_est.statedir import StateDir
 
@@ -104,7 +102,7 @@ def default_config(base: Path) -> Config:
 
 
 def _build(reader: Reader) -> Config:
-    warnings = _check_sections(reader)
+    warnings = check_sections(reader)
     base = reader.base
     legacy_debug = reader.get("DEFAULT", "debug", False, to_bool)
     server = _server(reader, base)
@@ -112,10 +110,13 @@ def _build(reader: Reader) -> Config:
     ca, ca_warnings = _ca(reader, base)
     tls = _tls(reader, base)
     srp_user_db = reader.path("SRP", "userdb", state.users, base)
+    user_db = reader.path("srp", "user_db", srp_user_db, base) or state.users
     srp = SrpConfig(
         enabled=reader.get("srp", "enabled", True, to_bool),
-        user_db=reader.path("srp", "user_db", srp_user_db, base) or state.users,
+        user_db=user_db,
         group_bits=reader.get("srp", "group_bits", 2048, to_group_bits),
+        legacy_user_db=reader.parser.has_option("SRP", "userdb")
+        and not reader.parser.has_option("srp", "user_db"),
     )
     legacy_export = reader.path("CAhandler", "cert_save_path", None, base)
     ledger = LedgerConfig(
@@ -133,16 +134,12 @@ def _build(reader: Reader) -> Config:
         address_max_failures=reader.get("auth", "address_max_failures", 30, to_positive_int),
         known_good=reader.get("auth", "known_good", 2592000, to_positive_int),
     )
+    page_path, page_warnings = bootstrap_path(reader)
     bootstrap = BootstrapConfig(
         enabled=reader.get(
             "bootstrap", "enabled", reader.get("Bootstrap", "enabled", True, to_bool), to_bool
         ),
-        path=reader.get(
-            "bootstrap",
-            "path",
-            reader.get("Bootstrap", "endpoint", "/bootstrap", to_web_path),
-            to_web_path,
-        ),
+        path=page_path,
     )
     logging_cfg = LoggingConfig(
         level=reader.get(
@@ -173,32 +170,10 @@ def _build(reader: Reader) -> Config:
         metrics=metrics,
         crl=crl,
         labels=labels,
-        warnings=tuple(warnings + ca_warnings + legacy_tls_warnings(tls) + label_warnings),
+        warnings=tuple(
+            warnings + ca_warnings + page_warnings + legacy_tls_warnings(tls) + label_warnings
+        ),
     )
-
-
-def _check_sections(reader: Reader) -> list[str]:
-    warnings = []
-    for section in reader.parser.sections():
-        if section.startswith(LABEL_PREFIX):
-            label = section[len(LABEL_PREFIX) :]
-            # RFC 7030 §3.2.2: one path segment, decoded (`[label:ca:1]` serves .../ca:1/...).
-            problem = label_problem(label)
-            if problem is not None:
-                raise reader.error(section, None, f"label {label!r}: {problem}")
-            known = KNOWN_KEYS["profile"]
-        elif section in KNOWN_KEYS:
-            known = KNOWN_KEYS[section]
-        else:
-            raise reader.error(section, None, "unknown section")
-        obsolete = OBSOLETE_KEYS.get(section, frozenset())
-        for key in reader.parser.options(section):
-            if key in obsolete:
-                reader.used.add((section, key))
-                warnings.append(f"{reader.source}: [{section}] {key}: no longer used; ignored")
-            elif key not in known:
-                raise reader.error(section, key, "unknown key")
-    return warnings
 
 
 def _check_unused(reader: Reader) -> None:
@@ -211,8 +186,16 @@ def _check_unused(reader: Reader) -> None:
 
 def _server(reader: Reader, base: Path) -> ServerConfig:
     default = ServerConfig()
-    address = reader.get("Daemon", "address", default.address, to_address)
-    port = reader.get("Daemon", "port", default.port, to_port)
+    # est_proxy's certificate listener was [ClientAuth], later [Daemon]; one port serves both.
+    address = reader.get(
+        "Daemon",
+        "address",
+        reader.get("ClientAuth", "address", default.address, to_address),
+        to_address,
+    )
+    port = reader.get(
+        "Daemon", "port", reader.get("ClientAuth", "port", default.port, to_port), to_port
+    )
     state_dir = reader.path("server", "state_dir", base / "state", base) or base / "state"
     max_connections = reader.get("server", "max_connections", 64, to_positive_int)
     proxy_protocol = reader.get("server", "proxy_protocol", False, to_bool)
@@ -252,6 +235,7 @@ def _ca(reader: Reader, base: Path) -> tuple[CaConfig, list[str]]:
     legacy_key = reader.path("CAhandler", "issuing_ca_key", None, base)
     legacy_chain = reader.get("CAhandler", "ca_cert_chain_list", NO_NAMES, to_list)
     chain = reader.get("ca", "chain_files", legacy_chain, to_list)
+    passphrase, warnings = ca_passphrase(reader, base)
     cfg = CaConfig(
         common_name=reader.get("ca", "common_name", "python-est Root CA", to_nonempty),
         organization=reader.get("ca", "organization", "", str),
@@ -262,17 +246,20 @@ def _ca(reader: Reader, base: Path) -> tuple[CaConfig, list[str]]:
         cert_file=reader.path("ca", "cert_file", legacy_cert, base),
         key_file=reader.path("ca", "key_file", legacy_key, base),
         chain_files=tuple(resolve(Path(item), base) for item in chain),
+        key_passphrase=passphrase,
     )
     if (cfg.cert_file is None) != (cfg.key_file is None):
         key = "cert_file" if cfg.cert_file is None else "key_file"
         raise reader.error("ca", key, "cert_file and key_file must be given together")
-    return cfg, []
+    return cfg, warnings
 
 
 def _tls(reader: Reader, base: Path) -> TlsConfig:
     d = TlsConfig()
-    cert = reader.path("Daemon", "cert_file", None, base)
-    key = reader.path("Daemon", "key_file", None, base)
+    cert = reader.path(
+        "Daemon", "cert_file", reader.path("ClientAuth", "cert_file", None, base), base
+    )
+    key = reader.path("Daemon", "key_file", reader.path("ClientAuth", "key_file", None, base), base)
     anchors = reader.get("tls", "client_trust_anchors", NO_NAMES, to_list)
     cfg = TlsConfig(
         cert_file=reader.path("tls", "cert_file", cert, base),

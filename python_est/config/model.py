@@ -93,6 +93,22 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class Passphrase:
+    """Where the passphrase of an encrypted CA key comes from, and the key that said so.
+
+    `kind` is `file` (a path), `env` (a variable name), `credential` (a systemd credential name,
+    read from $CREDENTIALS_DIRECTORY) or `pass` (the passphrase itself: est_proxy's
+    `[CAhandler] issuing_ca_key_passphrase` only). Read when the key is loaded
+    (`config.passphrase.read_passphrase`), so it never sits in the configuration.
+    """
+
+    kind: str
+    value: str = field(repr=False)
+    section: str = "ca"
+    key: str = "key_passphrase"
+
+
+@dataclass(frozen=True)
 class CaConfig:
     """The embedded CA: generated under the state directory unless files are given."""
 
@@ -105,6 +121,7 @@ class CaConfig:
     cert_file: Path | None = None
     key_file: Path | None = None
     chain_files: tuple[Path, ...] = ()
+    key_passphrase: Passphrase | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +154,9 @@ class SrpConfig:
     enabled: bool = True
     user_db: Path = Path("users.srp")
     group_bits: int = 2048
+    # `user_db` came from the older python-est's `[SRP] userdb`: when it holds a tlslite
+    # VerifierDB, its users are imported into the state directory's store (python_est.state).
+    legacy_user_db: bool = False
 
 
 @dataclass(frozen=True)

@@ -171,4 +171,10 @@ def log_import(found: Imported, log: logging.Logger) -> None:
         log.warning("skipped revoked SRP users: %s", ", ".join(found.revoked))
     for name, record in found.users:
         if record.group_bits in WEAK_GROUP_BITS:
-            log.warning("user %r has a weak %d-bit SRP group", name, record.group_bits)
+            log.warning(
+                "user %r has a weak %d-bit SRP group; `python-est user passwd %s` moves it to "
+                "2048 bits",
+                name,
+                record.group_bits,
+                name,
+            )

@@ -7,6 +7,7 @@ write, so an import is all or nothing.
 from __future__ import annotations
 
 import dbm
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,9 @@ _SRP_B64 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz./"
 _SRP_B64_VALUES = {ch: i for i, ch in enumerate(_SRP_B64)}
 _RESERVED_DBM_KEY = b"--Reserved--type"
 _DBM_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, *dbm.error)
+# The Debian/Ubuntu package that provides each optional dbm module (both C modules, _gdbm and
+# _dbm, ship in python3-gdbm); dbm.dumb is pure Python and always present.
+DBM_PACKAGES = {"dbm.gnu": "python3-gdbm", "dbm.ndbm": "python3-gdbm"}
 
 
 @dataclass(frozen=True)
@@ -87,8 +91,36 @@ def parse_openssl_srpvfile(text: str) -> Imported:
     return Imported(users, revoked)
 
 
+def verifierdb_format(path: Path) -> str | None:
+    """The dbm format at `path` ("dbm.dumb": `.dat/.dir/.bak` files; "dbm.gnu"; "dbm.ndbm"), or
+    None when there is none (no file, or another kind of file such as a python-est store).
+
+    tlslite's `VerifierDB` is a dbm of whichever module Python picked when it was created; the
+    format is recognised from the files themselves, so even without the module to open it.
+    """
+    try:
+        return dbm.whichdb(str(path)) or None
+    except OSError:
+        return None
+
+
 def read_tlslite_verifierdb(path: Path) -> Imported:
-    """Read a tlslite `VerifierDB` dbm file (as made by `VerifierDB(path).create()`)."""
+    """Read a tlslite `VerifierDB` dbm file (as made by `VerifierDB(path).create()`).
+
+    Raises:
+        UserStoreError: unreadable or malformed, or this Python lacks the dbm module of its
+            format (naming the package that provides it).
+    """
+    kind = verifierdb_format(path)
+    if kind is not None:
+        try:
+            importlib.import_module(kind)
+        except ImportError:
+            package = DBM_PACKAGES.get(kind, f"the one providing {kind}")
+            raise UserStoreError(
+                f"{path} is a tlslite VerifierDB in {kind} format and this Python lacks the "
+                f"{kind} module: install the package {package} (Debian, Ubuntu)"
+            ) from None
     try:
         db = VerifierDB(str(path))
         db.open()

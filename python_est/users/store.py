@@ -84,6 +84,20 @@ class UserStore(AccountLookups):
         _write(path, secrets.token_bytes(SECRET_BYTES), {})
         return cls(path, reload_interval=reload_interval)
 
+    @classmethod
+    def create_imported(
+        cls, path: Path, found: Imported, *, reload_interval: float | None = 0.0
+    ) -> UserStore:
+        """Create a store at `path` that holds the users `found` by an import, in one write, so
+        that no empty store is ever left beside the users it should hold; never overwrites."""
+        path = Path(path)
+        import_names(found)  # refuses repeated and look-alike names
+        if path.exists():
+            raise UserStoreError("the user store already exists")
+        _write(path, secrets.token_bytes(SECRET_BYTES), dict(found.users))
+        log_import(found, logger)
+        return cls(path, reload_interval=reload_interval)
+
     @property
     def path(self) -> Path:
         return self._path

@@ -12,8 +12,9 @@ from python_est.cli.commands.db import import_user_file
 from python_est.config import Config
 from python_est.errors import UserStoreError
 from python_est.safetext import escape
-from python_est.state import open_state
-from python_est.users import UserDirectory
+from python_est.state import open_state, user_store_path
+from python_est.users import UserDirectory, UserStore
+from python_est.users.imports import read_tlslite_verifierdb
 
 
 def add_command(sub: Any) -> None:
@@ -106,6 +107,14 @@ def _user_allow(args: argparse.Namespace, config: Config) -> int:
 def _user_import(args: argparse.Namespace, config: Config) -> int:
     if args.format == "file":
         return import_user_file(args, config)
+    target = user_store_path(config)
+    if args.format == "tlslite" and _creates_store(config, target):
+        # The older python-est's users become the store in one write: no empty store first.
+        found = read_tlslite_verifierdb(Path(args.path))
+        UserStore.create_imported(target, found)
+        listed = ", ".join(escape(name) for name, _ in found.users)
+        print(f"python-est: created {target} with {len(found.users)} user(s): {listed}")
+        return 0
     store = _store(config)
     if args.format == "openssl":
         names = store.import_openssl_srpvfile(Path(args.path), overwrite=args.overwrite)
@@ -113,6 +122,12 @@ def _user_import(args: argparse.Namespace, config: Config) -> int:
         names = store.import_tlslite_verifierdb(Path(args.path), overwrite=args.overwrite)
     print(f"python-est: imported {len(names)} user(s): {', '.join(map(escape, names))}")
     return 0
+
+
+def _creates_store(config: Config, target: Path) -> bool:
+    # Only into an existing state directory: the CA and the rest are `init`'s to create.
+    enabled = config.srp.enabled and not config.ledger.url
+    return enabled and not target.exists() and target.parent.is_dir()
 
 
 def read_new_password(args: argparse.Namespace) -> str:
