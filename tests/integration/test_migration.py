@@ -23,12 +23,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from tlslite.verifierdb import VerifierDB
 
+from est_harness import basic, build_request, csr_body, https, make_csr, srp
 from python_est.app import build_server
 from python_est.config import Config, load_config
 from python_est.errors import ConfigError
 from python_est.state import open_state
 from tests.conftest import captured_records
-from tests.est_support import basic, build_request, csr_body, https, make_csr, srp
 
 # pranavkumaarofficial/python-est, python_est.cfg at commit 07064d0 (the tlslite-based server
 # before the FastAPI rewrite), byte for byte: note the two spaces after 0.0.0.0 and no final
@@ -52,7 +52,7 @@ def _name(common_name: str) -> x509.Name:
 def _certificate(
     subject: str, key: rsa.RSAPrivateKey, issuer: tuple[str, rsa.RSAPrivateKey] | None, *, ca: bool
 ) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.timezone.utc)
     issuer_name, issuer_key = issuer if issuer else (subject, key)
     builder = (
         x509.CertificateBuilder()
@@ -272,7 +272,7 @@ def est_proxy(root: Path, cfg_text: str) -> tuple[Path, x509.Certificate]:
         (root / "ca" / "sub-ca-key.pem").read_bytes(), b"Test1234"
     )
     assert isinstance(ca_key, rsa.RSAPrivateKey)
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.timezone.utc)
     server = (
         x509.CertificateBuilder()
         .subject_name(_name("est.example"))
