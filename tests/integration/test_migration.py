@@ -25,6 +25,7 @@ from tlslite.verifierdb import VerifierDB
 
 from est_harness import basic, build_request, csr_body, https, make_csr, srp
 from python_est.app import build_server
+from python_est.cli import main
 from python_est.config import Config, load_config
 from python_est.errors import ConfigError
 from python_est.state import open_state
@@ -199,6 +200,30 @@ def test_a_verifierdb_missed_by_the_first_start_stops_start_up_with_the_import_c
     )
     assert not (tmp_path / "state" / "users.srp").exists()
     assert not (tmp_path / "certs" / "srp_users.db").exists()
+    assert {
+        p.name: p.read_bytes() for p in (tmp_path / "certs").glob("srp_users.db*")
+    } == verifierdb
+
+
+def test_the_printed_import_command_brings_the_users_and_start_up_then_succeeds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg, verifierdb = older_python_est(tmp_path)
+    config = load_config(cfg)
+    (tmp_path / "state").mkdir(mode=0o700)
+    open_state(
+        dataclasses.replace(config, srp=dataclasses.replace(config.srp, enabled=False))
+    ).close()
+    source = tmp_path / "certs" / "srp_users.db"
+    # Exactly the command start-up printed above (python-est -c CFG user import tlslite PATH).
+    assert main(["-c", str(cfg), "user", "import", "tlslite", str(source)]) == 0
+    capsys.readouterr()
+    with open_state(config, create=False) as state:
+        assert state.users is not None
+        assert sorted(state.users.list_users()) == ["device001", "testuser"]
+        assert state.users.check_password("device001", "SecureP@ss001")
+        assert not state.users.check_password("device001", "wrong")
+    # The VerifierDB itself is never written.
     assert {
         p.name: p.read_bytes() for p in (tmp_path / "certs").glob("srp_users.db*")
     } == verifierdb
