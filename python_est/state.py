@@ -30,6 +30,7 @@ from python_est.ca import (
     private_key_pem,
 )
 from python_est.config import Config
+from python_est.config.model import EMBEDDED
 from python_est.errors import ConfigError, LedgerError, Unavailable, UserStoreError
 from python_est.fileio import atomic_write, ensure_private_dir
 from python_est.ledger import SqliteLedger
@@ -135,6 +136,16 @@ def open_state(
     """
     created: list[str] = []
     state_dir = config.server.state_dir
+    if not create and is_first_start(config):
+        # Admin commands run from the wrong folder or without -c land here: say so rather than
+        # create a throwaway CA and user store that the running server never reads.
+        raise ConfigError(
+            config.source,
+            "server",
+            "state_dir",
+            f"no python-est state in {state_dir}; check -c, or create it with "
+            f"`{init_command(config)}`",
+        )
     if create:
         try:
             ensure_private_dir(state_dir)
@@ -165,6 +176,53 @@ def open_state(
         created=created,
         database=database,
     )
+
+
+def init_command(config: Config) -> str:
+    """The `python-est init` command line for this configuration, to quote in messages."""
+    config_arg = "" if config.source == EMBEDDED else f" -c {config.source}"
+    return f"python-est{config_arg} init"
+
+
+def orphaned_ledger_problem(config: Config) -> str:
+    """Why a new CA must not be created here ("" when it may): the generated CA's key is gone
+    but the ledger holds certificates it issued.
+
+    A new root would silently orphan every issued certificate: devices could no longer renew,
+    and revocations would be signed by a key nobody trusts.
+    """
+    layout = StateDir(config.server.state_dir)
+    if config.ca.cert_file is not None or layout.ca_key.exists():
+        return ""
+    issued = _issued_count(config)
+    if not issued:
+        return ""
+    return (
+        f"the CA key {layout.ca_key} is missing but the ledger holds {issued} certificate(s) "
+        "it issued; restore ca/ca.key and ca/ca.pem from a backup (a new CA would orphan "
+        "them), or move the ledger away to start over with a new CA"
+    )
+
+
+def _issued_count(config: Config) -> int:
+    if config.ledger.url:
+        from python_est.ledger.postgres import PostgresLedger
+
+        database = _open_database(config)
+        try:
+            return PostgresLedger(database).count()
+        finally:
+            database.close()
+    path = config.ledger.path
+    if not path.exists():
+        return 0
+    try:
+        with SqliteLedger(path, read_only=True) as ledger:
+            return ledger.count()
+    except (LedgerError, Unavailable):
+        raise ConfigError(
+            config.source, "ledger", "path", f"{path} exists but cannot be read as a ledger"
+        ) from None
 
 
 def lockouts_path(config: Config) -> Path:
@@ -254,6 +312,13 @@ def _load_or_create_ca(config: Config, create: bool, created: list[str]) -> Cert
         return _ca_from_pem(config, "cert_file", cert_pem, key_pem, chain_pem)
     layout = StateDir(config.server.state_dir)
     if layout.ca_cert.exists():
+        if not layout.ca_key.exists():
+            raise ConfigError(
+                config.source,
+                "server",
+                "state_dir",
+                f"the CA key {layout.ca_key} is missing; restore it from a backup",
+            )
         chain_file = layout.ca_chain
         chain_pem = _read(config, "server", "state_dir", chain_file) if chain_file.exists() else b""
         return _ca_from_pem(
@@ -263,8 +328,21 @@ def _load_or_create_ca(config: Config, create: bool, created: list[str]) -> Cert
             _read(config, "server", "state_dir", layout.ca_key),
             chain_pem,
         )
+    if layout.ca_key.exists():
+        raise ConfigError(
+            config.source,
+            "server",
+            "state_dir",
+            f"the CA key {layout.ca_key} is there but its certificate {layout.ca_cert} is "
+            "missing; restore ca/ca.pem from a backup",
+        )
     if not create:
-        raise ConfigError(config.source, "server", "state_dir", "no CA yet; run `python-est init`")
+        raise ConfigError(
+            config.source, "server", "state_dir", f"no CA yet; run `{init_command(config)}`"
+        )
+    problem = orphaned_ledger_problem(config)
+    if problem:
+        raise ConfigError(config.source, "server", "state_dir", problem)
     created.append(f"CA {cfg.common_name!r} ({cfg.key_type.value}) in {layout.ca_dir}")
     return create_ca(config)
 
@@ -289,7 +367,12 @@ def _load_or_create_server(
     if layout.server_cert.exists():
         return _server_from_files(config, None, layout.server_cert, layout.server_key)
     if not create:
-        raise ConfigError(config.source, "server", "state_dir", "no server certificate yet")
+        raise ConfigError(
+            config.source,
+            "server",
+            "state_dir",
+            f"no server certificate in {layout.tls_dir}; run `{init_command(config)}`",
+        )
     created.append(f"TLS server certificate in {layout.tls_dir}")
     return create_server_credentials(config, ca)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -68,3 +69,31 @@ def test_a_user_added_by_another_process_logs_in_at_once(
         cafile=server.ca_file,
     )
     assert with_basic.status == 200, with_basic.body
+
+
+def test_a_state_directory_deleted_under_the_server_stops_issuance(
+    start_est_server: Callable[[str], RunningServer],
+) -> None:
+    server = start_est_server("")
+    UserStore(server.config.srp.user_db).add("dev-gone", "gone user password")
+    ca_file = server.ca_file  # written outside the state directory
+
+    def enroll() -> int:
+        csr, _ = make_csr("dev-gone")
+        headers = {
+            "Content-Type": "application/pkcs10",
+            "Authorization": basic("dev-gone", "gone user password"),
+        }
+        request = build_request(
+            "POST", "/.well-known/est/simpleenroll", csr_body(csr), headers, server.port
+        )
+        return https(server.port, request, cafile=ca_file).status
+
+    assert enroll() == 200  # the server has read the user
+    shutil.rmtree(server.config.server.state_dir)
+    # Issuing into the unlinked SQLite file would lose the record at exit: refused instead.
+    assert enroll() == 500
+    health = https(server.port, build_request("GET", "/healthz", port=server.port), cafile=ca_file)
+    assert health.status == 503
+    assert b"ledger" in health.body
+    assert not server.config.server.state_dir.exists()

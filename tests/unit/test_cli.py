@@ -99,6 +99,7 @@ def test_config_error_exits_2_with_one_line(
 def test_user_admin_round_trip(
     cfg: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    assert main(["-c", str(cfg), "init"]) == 0
     monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret-pass\n"))
     assert (
         main(["-c", str(cfg), "user", "add", "dev1", "--password-stdin", "--allow", "dev1.example"])
@@ -118,6 +119,7 @@ def test_user_admin_round_trip(
 
 
 def test_empty_password_from_stdin_is_refused(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(["-c", str(cfg), "init"]) == 0
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n"))
     assert main(["-c", str(cfg), "user", "add", "dev1", "--password-stdin"]) == 1
 

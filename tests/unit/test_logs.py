@@ -118,6 +118,7 @@ def test_debug_flag_overrides_the_configured_level(tmp_path: Path) -> None:
     cfg.write_text(
         "[server]\nstate_dir = state\n[ca]\nkey_type = ec-p256\n[logging]\nlevel = error\n"
     )
+    assert main(["-c", str(cfg), "init"]) == 0
     assert main(["-c", str(cfg), "user", "list"]) == 0
     assert logging.getLogger("python_est").level == logging.ERROR
     assert main(["-c", str(cfg), "-d", "user", "list"]) == 0

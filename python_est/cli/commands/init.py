@@ -14,6 +14,7 @@ from python_est.state import (
     create_server_credentials,
     has_ca_or_server_certificate,
     open_state,
+    orphaned_ledger_problem,
 )
 
 
@@ -47,6 +48,10 @@ def _init(args: argparse.Namespace, config: Config) -> int:
         )
         return 1
     if args.force:
+        problem = orphaned_ledger_problem(config)
+        if problem:
+            print(f"python-est: {problem}", file=sys.stderr)
+            return 1
         ca = create_ca(config)
         create_server_credentials(config, ca)
         print(f"python-est: new CA and server certificate written under {state_dir}")

@@ -58,7 +58,7 @@ def add_command(sub: Any) -> None:
 def _store(config: Config) -> UserDirectory:
     if not config.srp.enabled:
         raise UserStoreError("the user store is disabled ([srp] enabled = no)")
-    store = open_state(config, create=True).users
+    store = open_state(config, create=False).users
     assert store is not None  # enabled above
     return store
 
