@@ -116,6 +116,7 @@ def _build(reader: Reader) -> Config:
         enabled=reader.get("srp", "enabled", True, to_bool),
         user_db=reader.path("srp", "user_db", srp_user_db, base) or state.users,
         group_bits=reader.get("srp", "group_bits", 2048, to_group_bits),
+        min_password_length=reader.get("srp", "min_password_length", 8, to_count),
     )
     legacy_export = reader.path("CAhandler", "cert_save_path", None, base)
     ledger = LedgerConfig(

@@ -137,6 +137,8 @@ class SrpConfig:
     enabled: bool = True
     user_db: Path = Path("users.srp")
     group_bits: int = 2048
+    # `user add` and `user passwd` refuse shorter passwords (0: any non-empty password).
+    min_password_length: int = 8
 
 
 @dataclass(frozen=True)

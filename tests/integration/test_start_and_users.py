@@ -36,8 +36,14 @@ def test_port_in_use_exits_2_with_one_line(tmp_path: Path) -> None:
         )
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
-    assert last == f"python-est: {cfg}: [server] port: cannot listen: Address already in use"
+    assert last == (
+        f"python-est: {cfg}: [server] port: cannot listen on 127.0.0.1:{port}: "
+        "Address already in use"
+    )
     assert "Traceback" not in result.stderr
+    # Reported before the first start created anything: no CA was made for a server that
+    # never ran.
+    assert sorted(tmp_path.iterdir()) == [cfg]
 
 
 def test_a_user_added_by_another_process_logs_in_at_once(

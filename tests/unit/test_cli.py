@@ -161,3 +161,36 @@ def test_bad_csrattrs_is_a_config_error_naming_the_label(
     with pytest.raises(ConfigError) as info:
         check_csrattrs(load_config(path))
     assert f"[label:iot] {problem}:" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("extra", "needed", "password", "status"),
+    [
+        ("", 8, "seven77", 1),
+        ("", 8, "eight888", 0),
+        ("[srp]\nmin_password_length = 12\n", 12, "eleven11111", 1),
+        ("[srp]\nmin_password_length = 0\n", 0, "x", 0),
+    ],
+)
+def test_user_add_and_passwd_enforce_the_minimum_password_length(
+    cfg: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: str,
+    needed: int,
+    password: str,
+    status: int,
+) -> None:
+    cfg.write_text(cfg.read_text() + extra)
+    assert main(["-c", str(cfg), "init"]) == 0
+    for command in (["user", "add", "dev1"], ["user", "passwd", "dev1"]):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(password + "\n"))
+        assert main(["-c", str(cfg), *command, "--password-stdin"]) == (
+            status if command[1] == "add" or status == 0 else 1
+        )
+        err = capsys.readouterr().err
+        if status:
+            assert f"at least {needed} are required ([srp] min_password_length)" in err
+    store = open_state(load_config(cfg), create=False).users
+    assert store is not None
+    assert (store.list_users() == ["dev1"]) == (status == 0)

@@ -20,7 +20,7 @@ from python_est.cli.supervisor.daemon import (
 from python_est.cli.supervisor.workers import Supervisor
 from python_est.config import Config
 from python_est.errors import ConfigError
-from python_est.server import bind_listener
+from python_est.server import Listener, bind_listener
 from python_est.state import is_first_start, open_state, ticket_keys_path
 from python_est.ticketkeys.file import TicketKeyFile, rotate_ticket_keys
 
@@ -33,6 +33,30 @@ def serve(config: Config, *, config_path: Path | None, debug: bool = False) -> i
     `[server] workers` > 1 pre-forks that many worker processes (`workers`); SIGHUP reloads
     (`daemon`).
     """
+    # Bound before anything else, so that a busy port stops a first start before it creates
+    # any state; the server (or, with workers, each worker's server) serves this socket.
+    listener = _bind(config)
+    try:
+        return _serve_on(listener, config, config_path, debug)
+    finally:
+        listener.close()
+
+
+def _bind(config: Config) -> Listener:
+    cfg = config.server
+    try:
+        return bind_listener(cfg.address, cfg.port, cfg.backlog)
+    except OSError as exc:
+        # Port in use, address not on this host, privileged port.
+        raise ConfigError(
+            config.source,
+            "server",
+            "port",
+            f"cannot listen on {_address_text(cfg.address, cfg.port)}: {_os_reason(exc)}",
+        ) from None
+
+
+def _serve_on(listener: Listener, config: Config, config_path: Path | None, debug: bool) -> int:
     workers = config.server.workers
     # The first start creates the state; later a missing piece stops start-up (exit 2).
     state = open_state(config, create=is_first_start(config))
@@ -59,18 +83,17 @@ def serve(config: Config, *, config_path: Path | None, debug: bool = False) -> i
         else:
             meter.start(config)
             server = build_server(
-                config, state, ticket_keys=reloader.ticket_keys, metrics=meter.metrics
+                config,
+                state,
+                listener=listener,
+                ticket_keys=reloader.ticket_keys,
+                metrics=meter.metrics,
             )
     except ValueError as exc:
         raise ConfigError(config.source, "tls", None, str(exc)) from None
-    except OSError as exc:
-        # bind(): port in use, address not on this host, privileged port.
-        raise ConfigError(
-            config.source, "server", "port", f"cannot listen: {_os_reason(exc)}"
-        ) from None
     if workers > 1:
         state.close()  # each worker opens its own: connections must not cross a fork
-        return _supervise(config, config_path, reloader, meter)
+        return _supervise(listener, config, config_path, reloader, meter)
     _announce(config, config_path, server.server_address, "")
     generation = Generation(config, state, server.handshaker, server.handler)
     try:
@@ -80,15 +103,13 @@ def serve(config: Config, *, config_path: Path | None, debug: bool = False) -> i
 
 
 def _supervise(
-    config: Config, config_path: Path | None, reloader: Reloader, meter: ProcessMetrics
+    listener: Listener,
+    config: Config,
+    config_path: Path | None,
+    reloader: Reloader,
+    meter: ProcessMetrics,
 ) -> int:
     cfg = config.server
-    try:
-        listener = bind_listener(cfg.address, cfg.port, cfg.backlog)
-    except OSError as exc:
-        raise ConfigError(
-            config.source, "server", "port", f"cannot listen: {_os_reason(exc)}"
-        ) from None
     host, port = listener.getsockname()[:2]
     _announce(config, config_path, (str(host), int(port)), f" with {cfg.workers} workers")
     main_pid = os.getpid()
@@ -135,10 +156,7 @@ def _supervise(
     supervisor = Supervisor(
         cfg.workers, start, reload=reload, tick=tick, grace=lambda: current.server.shutdown_grace
     )
-    try:
-        return supervisor.run()
-    finally:
-        listener.close()
+    return supervisor.run()
 
 
 def _announce(
@@ -150,6 +168,10 @@ def _announce(
         f"state in {config.server.state_dir}; add a user with: python-est {cfg_arg}user add NAME",
         flush=True,
     )
+
+
+def _address_text(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _os_reason(exc: OSError) -> str:
