@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
+from cryptography import x509
+
 from python_est.app import ProcessMetrics, build_app, build_server, shared_ticket_keys
+from python_est.cli.banner import banner_lines, program_command
 from python_est.cli.logs import setup_logging
 from python_est.cli.supervisor.daemon import (
     ROTATE_CHECK,
@@ -93,8 +97,8 @@ def _serve_on(listener: Listener, config: Config, config_path: Path | None, debu
         raise ConfigError(config.source, "tls", None, str(exc)) from None
     if workers > 1:
         state.close()  # each worker opens its own: connections must not cross a fork
-        return _supervise(listener, config, config_path, reloader, meter)
-    _announce(config, config_path, server.server_address, "")
+        return _supervise(listener, config, config_path, reloader, meter, state.ca.root)
+    _announce(config, config_path, server.server_address, "", state.ca.root)
     generation = Generation(config, state, server.handshaker, server.handler)
     try:
         return ServingProcess(server, generation, reloader).run()
@@ -108,10 +112,11 @@ def _supervise(
     config_path: Path | None,
     reloader: Reloader,
     meter: ProcessMetrics,
+    root: x509.Certificate,
 ) -> int:
     cfg = config.server
     host, port = listener.getsockname()[:2]
-    _announce(config, config_path, (str(host), int(port)), f" with {cfg.workers} workers")
+    _announce(config, config_path, (str(host), int(port)), f" with {cfg.workers} workers", root)
     main_pid = os.getpid()
     current = config
 
@@ -160,14 +165,16 @@ def _supervise(
 
 
 def _announce(
-    config: Config, config_path: Path | None, address: tuple[str, int], extra: str
+    config: Config,
+    config_path: Path | None,
+    address: tuple[str, int],
+    extra: str,
+    root: x509.Certificate,
 ) -> None:
-    cfg_arg = f"-c {config_path} " if config_path else ""
-    print(
-        f"python-est: listening on {address[0]}:{address[1]}{extra}; "
-        f"state in {config.server.state_dir}; add a user with: python-est {cfg_arg}user add NAME",
-        flush=True,
-    )
+    lines = [f"listening on {address[0]}:{address[1]}{extra}; state in {config.server.state_dir}"]
+    program = program_command(sys.argv[0], sys.executable)
+    lines += banner_lines(config, config_path, address, root, program)
+    print("".join(f"python-est: {line}\n" for line in lines), end="", flush=True)
 
 
 def _address_text(host: str, port: int) -> str:
