@@ -104,6 +104,31 @@ def default_server_names(
     return dns, ips
 
 
+def missing_server_names(config: Config, cert: x509.Certificate) -> list[str]:
+    """The `[server] server_names` entries that `cert` (the TLS server certificate) lacks.
+
+    DNS names compare case-insensitively, and a `*.` wildcard covers one label (RFC 6125 §6.4.3);
+    IP addresses compare as addresses.
+    """
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return list(config.server.server_names)
+    dns = {name.lower() for name in san.get_values_for_type(x509.DNSName)}
+    ips = set(san.get_values_for_type(x509.IPAddress))
+    missing = []
+    for name in config.server.server_names:
+        try:
+            covered = ipaddress.ip_address(name) in ips
+        except ValueError:
+            lower = name.lower()
+            parent = lower.partition(".")[2]
+            covered = lower in dns or (bool(parent) and f"*.{parent}" in dns)
+        if not covered:
+            missing.append(name)
+    return missing
+
+
 def is_first_start(config: Config) -> bool:
     """True when none of the state files exist yet, so that `serve` may create all of them.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import socket
 import subprocess
@@ -103,3 +104,31 @@ def test_a_state_directory_deleted_under_the_server_stops_issuance(
     assert health.status == 503
     assert b"ledger" in health.body
     assert not server.config.server.state_dir.exists()
+
+
+def test_banner_and_the_missing_server_name_warning(tmp_path: Path) -> None:
+    from tests.daemon_support import daemon, prepare_state
+
+    prepare_state(tmp_path)  # the server certificate is made without est.example.net
+    with daemon(tmp_path, "[server]\nserver_names = est.example.net\n", notify=False) as running:
+        out = running.out.read_text()
+        assert f"EST base URL: https://127.0.0.1:{running.port}/.well-known/est" in out
+        assert f"bootstrap page: https://127.0.0.1:{running.port}/bootstrap" in out
+        assert "CA SHA-256 fingerprint: " in out
+        running.wait_for(
+            r"WARNING .*the server certificate lacks est\.example\.net of \[server\] "
+            r"server_names.*init --server-cert`"
+        )
+        [command] = [line for line in out.splitlines() if "add a user: " in line]
+        words = shlex.split(command.split("add a user: ", 1)[1].replace("NAME", "banner-user"))
+        added = subprocess.run(
+            [*words, "--password-stdin"],
+            input="banner user password\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd="/",  # runnable from any folder
+        )
+        assert added.returncode == 0, added.stderr
+        assert "added user 'banner-user'" in added.stdout

@@ -25,7 +25,13 @@ from python_est.cli.supervisor.workers import Supervisor
 from python_est.config import Config
 from python_est.errors import ConfigError
 from python_est.server import Listener, bind_listener
-from python_est.state import is_first_start, open_state, ticket_keys_path
+from python_est.state import (
+    init_command,
+    is_first_start,
+    missing_server_names,
+    open_state,
+    ticket_keys_path,
+)
 from python_est.ticketkeys.file import TicketKeyFile, rotate_ticket_keys
 
 log = logging.getLogger("python_est")
@@ -66,6 +72,19 @@ def _serve_on(listener: Listener, config: Config, config_path: Path | None, debu
     state = open_state(config, create=is_first_start(config))
     for item in state.created:
         log.info("created %s", item)
+    missing = missing_server_names(config, state.server.chain[0])
+    if missing:
+        remedy = (
+            "replace the certificate in [tls] cert_file"
+            if config.tls.cert_file is not None
+            else f"reissue it with `{init_command(config)} --server-cert`"
+        )
+        log.warning(
+            "the server certificate lacks %s of [server] server_names: clients using that "
+            "name will refuse the server; %s",
+            ", ".join(missing),
+            remedy,
+        )
     keys_path = ticket_keys_path(config)
     rotate_ticket_keys(keys_path)
     # -d forces debug logging; keep it through reloads.
