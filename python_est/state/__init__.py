@@ -7,7 +7,8 @@ With `[ledger] url` (PostgreSQL) the ledger, the users, the failure counters and
 session-ticket keys live in that database instead, shared by every instance (docs/scale-out.md).
 
 Configured files (`[ca] cert_file`, `[tls] cert_file`, ...) are used instead of generated ones.
-Problems with files the operator named are `ConfigError`s naming the key.
+Problems with files the operator named are `ConfigError`s naming the key. `guards` holds the
+checks that stop state from being created or replaced by mistake; `database` opens PostgreSQL.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from python_est.ca import (
     private_key_pem,
 )
 from python_est.config import Config
-from python_est.config.model import EMBEDDED
 from python_est.errors import ConfigError, LedgerError, Unavailable, UserStoreError
 from python_est.fileio import atomic_write, ensure_private_dir
 from python_est.ledger import SqliteLedger
+from python_est.state.database import open_database
+from python_est.state.guards import init_command, orphaned_ledger_problem
 from python_est.statedir import StateDir
 from python_est.users import UserDirectory, UserStore
 
@@ -104,31 +106,6 @@ def default_server_names(
     return dns, ips
 
 
-def missing_server_names(config: Config, cert: x509.Certificate) -> list[str]:
-    """The `[server] server_names` entries that `cert` (the TLS server certificate) lacks.
-
-    DNS names compare case-insensitively, and a `*.` wildcard covers one label (RFC 6125 §6.4.3);
-    IP addresses compare as addresses.
-    """
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return list(config.server.server_names)
-    dns = {name.lower() for name in san.get_values_for_type(x509.DNSName)}
-    ips = set(san.get_values_for_type(x509.IPAddress))
-    missing = []
-    for name in config.server.server_names:
-        try:
-            covered = ipaddress.ip_address(name) in ips
-        except ValueError:
-            lower = name.lower()
-            parent = lower.partition(".")[2]
-            covered = lower in dns or (bool(parent) and f"*.{parent}" in dns)
-        if not covered:
-            missing.append(name)
-    return missing
-
-
 def is_first_start(config: Config) -> bool:
     """True when none of the state files exist yet, so that `serve` may create all of them.
 
@@ -181,7 +158,7 @@ def open_state(
     ca = _load_or_create_ca(config, create, created)
     server = _load_or_create_server(config, ca, create, created)
     anchors = _client_trust_anchors(config, ca)
-    database = _open_database(config) if config.ledger.url else None
+    database = open_database(config) if config.ledger.url else None
     if database is not None:
         from python_est.ledger.postgres import PostgresLedger
         from python_est.users.database import DatabaseUserStore
@@ -203,53 +180,6 @@ def open_state(
     )
 
 
-def init_command(config: Config) -> str:
-    """The `python-est init` command line for this configuration, to quote in messages."""
-    config_arg = "" if config.source == EMBEDDED else f" -c {config.source}"
-    return f"python-est{config_arg} init"
-
-
-def orphaned_ledger_problem(config: Config) -> str:
-    """Why a new CA must not be created here ("" when it may): the generated CA's key is gone
-    but the ledger holds certificates it issued.
-
-    A new root would silently orphan every issued certificate: devices could no longer renew,
-    and revocations would be signed by a key nobody trusts.
-    """
-    layout = StateDir(config.server.state_dir)
-    if config.ca.cert_file is not None or layout.ca_key.exists():
-        return ""
-    issued = _issued_count(config)
-    if not issued:
-        return ""
-    return (
-        f"the CA key {layout.ca_key} is missing but the ledger holds {issued} certificate(s) "
-        "it issued; restore ca/ca.key and ca/ca.pem from a backup (a new CA would orphan "
-        "them), or move the ledger away to start over with a new CA"
-    )
-
-
-def _issued_count(config: Config) -> int:
-    if config.ledger.url:
-        from python_est.ledger.postgres import PostgresLedger
-
-        database = _open_database(config)
-        try:
-            return PostgresLedger(database).count()
-        finally:
-            database.close()
-    path = config.ledger.path
-    if not path.exists():
-        return 0
-    try:
-        with SqliteLedger(path, read_only=True) as ledger:
-            return ledger.count()
-    except (LedgerError, Unavailable):
-        raise ConfigError(
-            config.source, "ledger", "path", f"{path} exists but cannot be read as a ledger"
-        ) from None
-
-
 def lockouts_path(config: Config) -> Path:
     """The SQLite file of the failure counters, next to the ledger in the state directory."""
     return StateDir(config.server.state_dir).lockouts
@@ -264,29 +194,6 @@ def has_ca_or_server_certificate(config: Config) -> bool:
     """Whether the state directory holds a generated CA or server certificate already."""
     layout = StateDir(config.server.state_dir)
     return layout.ca_cert.exists() or layout.server_cert.exists()
-
-
-def _open_database(config: Config) -> Database:
-    from python_est.pgsql import SCHEMA_VERSION, Database, schema_version
-
-    def error(problem: str) -> ConfigError:
-        return ConfigError(config.source, "ledger", "url", problem)
-
-    try:
-        database = Database(config.ledger.url, pool_size=config.ledger.pool_size)
-    except ValueError as exc:
-        raise error(str(exc)) from None
-    try:
-        version = schema_version(database)
-    except (Unavailable, LedgerError):
-        raise error(f"cannot reach the database {database.name}") from None
-    if version != SCHEMA_VERSION:
-        database.close()
-        raise error(
-            f"the database {database.name} has schema version {version}, this python-est "
-            f"needs {SCHEMA_VERSION}: run `python-est db upgrade`"
-        )
-    return database
 
 
 def create_ca(config: Config) -> CertificateAuthority:

@@ -12,7 +12,8 @@ from python_est.ca import CertificateAuthority
 from python_est.cli import main
 from python_est.config import load_config
 from python_est.keys import KeyType
-from python_est.state import missing_server_names, open_state
+from python_est.state import open_state
+from python_est.state.guards import missing_server_names
 
 
 def sans(cfg: Path) -> list[str]:

@@ -18,7 +18,8 @@ from python_est.config import Config
 from python_est.errors import ConfigError, EstError, UserStoreError
 from python_est.ledger import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from python_est.ledger import SqliteLedger
-from python_est.state import init_command, open_state
+from python_est.state import open_state
+from python_est.state.guards import init_command
 
 if TYPE_CHECKING:
     from python_est.pgsql import Database

@@ -16,8 +16,8 @@ from python_est.state import (
     create_server_credentials,
     has_ca_or_server_certificate,
     open_state,
-    orphaned_ledger_problem,
 )
+from python_est.state.guards import orphaned_ledger_problem
 from python_est.statedir import StateDir
 
 

@@ -25,13 +25,8 @@ from python_est.cli.supervisor.workers import Supervisor
 from python_est.config import Config
 from python_est.errors import ConfigError
 from python_est.server import Listener, bind_listener
-from python_est.state import (
-    init_command,
-    is_first_start,
-    missing_server_names,
-    open_state,
-    ticket_keys_path,
-)
+from python_est.state import is_first_start, open_state, ticket_keys_path
+from python_est.state.guards import init_command, missing_server_names
 from python_est.ticketkeys.file import TicketKeyFile, rotate_ticket_keys
 
 log = logging.getLogger("python_est")
