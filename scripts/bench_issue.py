@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Time one issuance (CSR signature check + signing) for an RSA-2048 and a P-256 CA.
 
 Usage, from the repository root:

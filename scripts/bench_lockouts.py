@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Cost of the lockout check that runs before every password attempt, per counter store.
 
 Fills each store with many counters and locks (as after a long spray), then times `check` for a

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Enrollment throughput through HAProxy with one and with two python-est instances, in one run.
 
 Starts a throwaway PostgreSQL cluster and two `python main.py` instances on it (each with its own

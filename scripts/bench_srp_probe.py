@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Time the server's SRP first flight for known and fresh unknown user names (issue 13 item 5).
 
 A prober that sends a ClientHello with an SRP user name and times the answer up to

@@ -1,7 +1,11 @@
-"""Create and fill the SRP user store, with the verbs of the older tool: setup, add, list.
+#!/usr/bin/env python3
+"""Create and fill the SRP user store, with the verbs of the older tool: create, setup, add, list.
 
-Run from the repository root as `python -m scripts.create_srp_users ...` (or with the package
-installed). The logic lives in `python_est.users`; `python-est user ...` is the full admin CLI.
+    scripts/create_srp_users.py [-c CONFIG | --db FILE] create|setup [--demo]|add USER|list
+
+The store is the one `-c CONFIG` names (`[srp] user_db`, by default `state_dir/users.srp`), or
+`--db FILE`; without either, `state/users.srp`. The logic lives in `python_est.users`;
+`python-est user ...` is the full admin CLI.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ import secrets
 import sys
 from pathlib import Path
 
-from python_est.errors import UserStoreError
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from python_est.config import default_config, load_config
+from python_est.errors import ConfigError, UserStoreError
 from python_est.users import UserStore
 
 DEMO_USERS = ("python-est-demo-1", "python-est-demo-2")
@@ -20,9 +27,12 @@ DEMO_USERS = ("python-est-demo-1", "python-est-demo-2")
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", type=Path, default=Path("state/users.srp"), help="store file")
+    where = common.add_mutually_exclusive_group()
+    where.add_argument("-c", "--config", type=Path, help="the server's config: its [srp] user_db")
+    where.add_argument("--db", type=Path, help="store file (default: state/users.srp)")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("create", parents=[common], help="create an empty store (as setup)")
     setup = verbs.add_parser("setup", parents=[common], help="create an empty store")
     setup.add_argument("--demo", action="store_true", help="add demo users, print passwords")
     add = verbs.add_parser("add", parents=[common], help="add a user")
@@ -50,19 +60,33 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one verb; 0 on success, 1 on a store error (printed to stderr)."""
+    """Run one verb; 0 on success, 1 on a store error, 2 on a config error (on stderr)."""
     args = _parser().parse_args(argv)
     try:
-        if args.verb == "setup":
-            store = UserStore.create(args.db)
-            for user in DEMO_USERS if args.demo else ():
+        config = load_config(args.config) if args.config else default_config(Path.cwd())
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    db = config.srp.user_db if args.config else args.db or Path("state/users.srp")
+    try:
+        if args.verb in ("create", "setup"):
+            store = UserStore.create(db)
+            print(f"created the user store {db}", file=sys.stderr)
+            for user in DEMO_USERS if getattr(args, "demo", False) else ():
                 password = secrets.token_urlsafe(16)
                 store.add(user, password)
                 print(f"{user}\t{password}")
         elif args.verb == "add":
-            UserStore(args.db).add(args.user, _password(args))
+            password = _password(args)
+            minimum = config.srp.min_password_length
+            if len(password) < minimum:
+                raise UserStoreError(
+                    f"the password has {len(password)} characters; at least {minimum} are "
+                    "required ([srp] min_password_length)"
+                )
+            UserStore(db).add(args.user, password)
         else:
-            store = UserStore(args.db)
+            store = UserStore(db)
             for user in store.list_users():
                 weak = (
                     " (weak SRP group: change the password)" if user in store.weak_users() else ""

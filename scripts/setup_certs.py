@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """(Re)create the CA and TLS server certificate; kept for users of the older python-est.
 
-A thin wrapper over `python-est init`:
-
     scripts/setup_certs.py [-c CONFIG] [--ca-key-type rsa-3072] [--server-key-type rsa-2048]
                            [--server-name est.example.net ...] [--issuing-ca] [--force]
 
-Without --force it refuses to replace an existing CA or server certificate.
+Writes where the config says: when `[ca]` or `[tls]` `cert_file`/`key_file` name files that do
+not exist yet, it creates them there (as the older script filled `certs/`); then it runs
+`python-est init` for everything under `state_dir`. It refuses, naming the key, when a pair is
+half there or a server certificate has no configured CA. Without --force it refuses to replace
+an existing CA or server certificate; --force never replaces files the config names.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from python_est.cli import main as cli_main
+from python_est.config import default_config, load_config
+from python_est.errors import ConfigError
+from python_est.state.configured import write_configured_credentials
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--issuing-ca", action="store_true")
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        config = load_config(Path(args.config)) if args.config else default_config(Path.cwd())
+        for item in write_configured_credentials(config):
+            print(f"setup_certs.py: created {item}")
+    except ConfigError as exc:
+        print(f"setup_certs.py: {exc}", file=sys.stderr)
+        return 2
     forwarded = ["-c", args.config] if args.config else []
     forwarded += ["init", "--refuse-existing"]
     for option in ("ca_key_type", "ca_common_name", "server_key_type"):

@@ -50,6 +50,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging("debug" if args.debug else config.logging.level, config.logging.format)
     for warning in config.warnings:
         log.warning("%s", warning)
+    # One line at debug level on every command, so that -d (or [DEFAULT] debug = True of the
+    # older python-est) visibly takes effect and shows which configuration is in use.
+    log.debug(
+        "python-est %s: config %s, state in %s, log level %s",
+        __version__,
+        config.source,
+        config.server.state_dir,
+        "debug (-d)" if args.debug else config.logging.level,
+    )
     command: Command = getattr(args, "func", serve.run)
     try:
         return command(args, config)

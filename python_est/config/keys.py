@@ -113,7 +113,7 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
             "session_lifetime",
         }
     ),
-    "srp": frozenset({"enabled", "user_db", "group_bits"}),
+    "srp": frozenset({"enabled", "user_db", "group_bits", "min_password_length"}),
     "ledger": frozenset({"path", "export_dir", "url", "pool_size"}),
     "auth": frozenset(
         {"realm", "max_failures", "failure_window", "lockout"}

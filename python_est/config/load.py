@@ -117,6 +117,7 @@ def _build(reader: Reader) -> Config:
         group_bits=reader.get("srp", "group_bits", 2048, to_group_bits),
         legacy_user_db=reader.parser.has_option("SRP", "userdb")
         and not reader.parser.has_option("srp", "user_db"),
+        min_password_length=reader.get("srp", "min_password_length", 8, to_count),
     )
     legacy_export = reader.path("CAhandler", "cert_save_path", None, base)
     ledger = LedgerConfig(

@@ -157,6 +157,8 @@ class SrpConfig:
     # `user_db` came from the older python-est's `[SRP] userdb`: when it holds a tlslite
     # VerifierDB, its users are imported into the state directory's store (python_est.state).
     legacy_user_db: bool = False
+    # `user add` and `user passwd` refuse shorter passwords (0: any non-empty password).
+    min_password_length: int = 8
 
 
 @dataclass(frozen=True)

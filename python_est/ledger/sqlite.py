@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+from python_est.errors import LedgerError
 from python_est.ledger.queue import Clause, PendingQueue, Statements
 from python_est.ledger.records import (
     DuplicateSerial,
@@ -46,6 +48,7 @@ from python_est.ledger.rows import (
     revocation_moment,
 )
 from python_est.ledger.schema import (
+    UNAVAILABLE_DETAIL,
     bump_counter,
     certificate_from_row,
     connect,
@@ -82,12 +85,30 @@ class SqliteLedger(PendingQueue, ClosesOnExit):
         self._lock = threading.Lock()
         try:
             self._conn = connect(path, read_only)
+            self._identity = _file_identity(path)
         except (sqlite3.Error, OSError) as exc:
             raise translate_sqlite_error(exc) from exc
+
+    def _check_file(self) -> None:
+        # SQLite keeps writing to an open file that was deleted or replaced (the state directory
+        # removed under a running server), and everything written there is lost at exit. So
+        # every write first checks that the path still names the file we opened.
+        try:
+            identity = _file_identity(self._path)
+        except OSError:
+            identity = None
+        if identity != self._identity:
+            log.error(
+                "the ledger %s was deleted or replaced while open; refusing to record "
+                "(restore it, or restart the server)",
+                self._path,
+            )
+            raise LedgerError(UNAVAILABLE_DETAIL)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            self._check_file()
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
@@ -293,3 +314,8 @@ class SqliteLedger(PendingQueue, ClosesOnExit):
         """Close the connection; later calls raise `LedgerError`."""
         with self._lock:
             self._conn.close()
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    status = os.stat(path)
+    return status.st_dev, status.st_ino

@@ -174,6 +174,7 @@ class TlsEndpoint:
         srp: SrpLogin | None = None
         try:
             route, record = self._route(sock, deadline)
+            log.debug("%s: the ClientHello takes the %s handshake", address, route.value)
             if route is not Route.CERT and self._verifier_db is not None:
                 srp = SrpLogin(srp_username(record), Verifiers(self._verifier_db))
                 if self._limiter is not None:

@@ -8,6 +8,7 @@ bootstrap of the trust anchor, and the 202 + Retry-After loop of manual approval
 from __future__ import annotations
 
 import logging
+import socket
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -398,3 +399,62 @@ def test_cli_usage_errors_exit_1(server: RunningServer, capsys: pytest.CaptureFi
     assert "--common-name is required" in capsys.readouterr().err
     assert cli(server, "reenroll", "--cacert", str(server.ca_file)) == 1
     assert "needs --cert and --key" in capsys.readouterr().err
+
+
+# --- the client never destroys a key (issue 15 item 5) --------------------------------------
+
+
+def enroll_args(server: RunningServer, password: str, *extra: str) -> list[str]:
+    return [
+        "enroll", "--cacert", str(server.ca_file), "--user", "alice", "--password", password,
+        "--common-name", "alice", *extra,
+    ]  # fmt: skip
+
+
+def test_cli_enroll_with_a_wrong_password_writes_nothing(
+    server: RunningServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli(server, *enroll_args(server, "wrong password")) == 1
+    assert "python-est client:" in capsys.readouterr().err
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_cli_enroll_refuses_to_replace_a_key_before_contacting_the_server(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key_file, cert_file = tmp_path / "alice.key", tmp_path / "alice.pem"
+    write_private_key(key_file, new_key(KeyType.EC_P256))
+    before = key_file.read_bytes()
+    with socket.socket() as unused:  # a port nobody listens on: "the server is down"
+        unused.bind(("127.0.0.1", 0))
+        down = unused.getsockname()[1]
+    args = enroll_args(server, PASSWORD, "--key-out", str(key_file), "--cert-out", str(cert_file))
+    assert main(["client", *args[:1], "--port", str(down), *args[1:]]) == 1
+    err = capsys.readouterr().err
+    assert f"{key_file} exists" in err and f"--key {key_file}" in err and "nothing was sent" in err
+    assert key_file.read_bytes() == before and not cert_file.exists()
+    # A wrong password with --force: the server refuses, and the old key is still there.
+    assert cli(server, *enroll_args(server, "wrong", "--key-out", str(key_file), "--force")) == 1
+    assert key_file.read_bytes() == before and not cert_file.exists()
+
+
+def test_cli_enroll_reuses_an_existing_key_with_key(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key_file, cert_file = tmp_path / "alice.key", tmp_path / "alice.pem"
+    key = new_key(KeyType.EC_P256)
+    write_private_key(key_file, key)
+    before = key_file.read_bytes()
+    args = enroll_args(server, PASSWORD, "--key", str(key_file), "--cert-out", str(cert_file))
+    assert cli(server, *args) == 0, capsys.readouterr().err
+    assert key_file.read_bytes() == before
+    assert same_key(load_certificates(cert_file)[0].public_key(), key.public_key())
+    # The certificate now exists: a second run refuses to replace it without --force.
+    assert cli(server, *args) == 1
+    assert f"{cert_file} exists" in capsys.readouterr().err
+    assert cli(server, *args, "--force") == 0
+    assert key_file.read_bytes() == before

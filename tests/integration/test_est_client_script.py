@@ -131,3 +131,20 @@ def test_disabled_bootstrap_page_and_refused_name_are_reported(tmp_path: Path) -
     assert result["bootstrap page"].startswith("FAILED: HTTP 404")
     assert result["SRP enrollment"].startswith("FAILED: HTTP 403")
     assert "'sensor-12' is not allowed for user 'operator'" in result["SRP enrollment"]
+
+
+def test_the_older_argument_order_is_recognised_and_explained(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    # The older est_client.py: URL DEVICE USER PASSWORD. Run directly (it is executable).
+    command = [
+        str(ROOT / "scripts" / "est_client.py"), f"https://127.0.0.1:{server.port}",
+        "sensor-12", "operator", PASSWORD, "--cacert", str(server.ca_file),
+        "--out-dir", str(tmp_path / "out"), "--timeout", "10",
+    ]  # fmt: skip
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert "recognised the older argument order URL DEVICE USER PASSWORD" in done.stderr
+    assert PASSWORD not in done.stdout + done.stderr  # not shown as a device name
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert steps(done.stdout.splitlines())["SRP enrollment"].startswith("SUCCESS CN=sensor-12")

@@ -63,6 +63,7 @@ def test_no_secret_reaches_any_log(tmp_path: Path) -> None:
     config = write_config(tmp_path, EXTRA, base=TEST_CFG)
     outputs = []
     for args, stdin in (
+        (("-d", "init"), ""),
         (("-d", "user", "add", "device-1", "--password-stdin"), PASSWORD),
         (("-d", "user", "add", "device-2", "--password-stdin"), PASSWORD),
         (("-d", "user", "passwd", "device-2", "--password-stdin"), CHANGED),

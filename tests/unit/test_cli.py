@@ -99,6 +99,7 @@ def test_config_error_exits_2_with_one_line(
 def test_user_admin_round_trip(
     cfg: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    assert main(["-c", str(cfg), "init"]) == 0
     monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret-pass\n"))
     assert (
         main(["-c", str(cfg), "user", "add", "dev1", "--password-stdin", "--allow", "dev1.example"])
@@ -118,6 +119,7 @@ def test_user_admin_round_trip(
 
 
 def test_empty_password_from_stdin_is_refused(cfg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(["-c", str(cfg), "init"]) == 0
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n"))
     assert main(["-c", str(cfg), "user", "add", "dev1", "--password-stdin"]) == 1
 
@@ -159,3 +161,36 @@ def test_bad_csrattrs_is_a_config_error_naming_the_label(
     with pytest.raises(ConfigError) as info:
         check_csrattrs(load_config(path))
     assert f"[label:iot] {problem}:" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("extra", "needed", "password", "status"),
+    [
+        ("", 8, "seven77", 1),
+        ("", 8, "eight888", 0),
+        ("[srp]\nmin_password_length = 12\n", 12, "eleven11111", 1),
+        ("[srp]\nmin_password_length = 0\n", 0, "x", 0),
+    ],
+)
+def test_user_add_and_passwd_enforce_the_minimum_password_length(
+    cfg: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: str,
+    needed: int,
+    password: str,
+    status: int,
+) -> None:
+    cfg.write_text(cfg.read_text() + extra)
+    assert main(["-c", str(cfg), "init"]) == 0
+    for command in (["user", "add", "dev1"], ["user", "passwd", "dev1"]):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(password + "\n"))
+        assert main(["-c", str(cfg), *command, "--password-stdin"]) == (
+            status if command[1] == "add" or status == 0 else 1
+        )
+        err = capsys.readouterr().err
+        if status:
+            assert f"at least {needed} are required ([srp] min_password_length)" in err
+    store = open_state(load_config(cfg), create=False).users
+    assert store is not None
+    assert (store.list_users() == ["dev1"]) == (status == 0)

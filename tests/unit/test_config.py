@@ -27,6 +27,19 @@ def test_shipped_config_loads_with_documented_defaults() -> None:
     assert config.server.address == "0.0.0.0"
     assert config.server.state_dir == SHIPPED.parent.parent / "state"
     assert config.srp.user_db == SHIPPED.parent.parent / "state" / "users.srp"
+    assert config.ledger.path == SHIPPED.parent.parent / "state" / "ledger.sqlite3"
+
+
+def test_changing_only_state_dir_of_the_shipped_config_moves_every_state_file(
+    tmp_path: Path,
+) -> None:
+    text = SHIPPED.read_text().replace("state_dir = ../state", "state_dir = /var/lib/est")
+    config = load_config(write(tmp_path, text))
+    state = Path("/var/lib/est")
+    assert config.srp.user_db == state / "users.srp"
+    assert config.ledger.path == state / "ledger.sqlite3"
+    assert config.crl.file == state / "crl" / "ca.crl"
+    assert "../state" not in SHIPPED.read_text().replace("state_dir = ../state", "")
     assert config.tls.min_version == config.tls.max_version == "1.2"
     assert "3des" not in config.tls.cipher_names
     assert "rsa" not in config.tls.key_exchange_names

@@ -61,7 +61,7 @@ def test_password_argument_works_but_warns(
     assert tool.main(["add", "--db", str(db), "bob", "on-the-command-line"]) == 0
     assert "shell history" in capsys.readouterr().err
     assert UserStore(db).check_password("bob", "on-the-command-line")
-    assert tool.main(["add", "--db", str(db), "bob", "again"]) == 1
+    assert tool.main(["add", "--db", str(db), "bob", "again-and-again"]) == 1
     assert "already exists" in capsys.readouterr().err
     assert tool.main(["list", "--db", str(db)]) == 0
     assert capsys.readouterr().out == "bob\tbob\n"
@@ -75,3 +75,32 @@ def test_errors_exit_1_with_a_message(
     with pytest.raises(SystemExit) as exit_info:
         tool.main(["frobnicate"])
     assert exit_info.value.code == 2
+
+
+def test_create_and_add_use_the_store_the_config_names(
+    tool: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cfg = tmp_path / "est.cfg"
+    cfg.write_text("[server]\nstate_dir = var\n[srp]\nmin_password_length = 10\n")
+    assert tool.main(["create", "-c", str(cfg)]) == 0
+    db = tmp_path / "var" / "users.srp"
+    assert UserStore(db).list_users() == []
+    monkeypatch.setattr("sys.stdin", io.StringIO("too short\n"))
+    assert tool.main(["add", "-c", str(cfg), "carol", "--password-stdin"]) == 1
+    assert "at least 10 are required" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("long enough now\n"))
+    assert tool.main(["add", "-c", str(cfg), "carol", "--password-stdin"]) == 0
+    assert UserStore(db).check_password("carol", "long enough now")
+    assert tool.main(["list", "-c", str(cfg)]) == 0
+    assert capsys.readouterr().out == "carol\tcarol\n"
+
+
+def test_every_script_is_executable() -> None:
+    for script in SCRIPT.parent.glob("*.py"):
+        if '__name__ == "__main__"' not in script.read_text():
+            continue  # a module the scripts share (est_harness, bench_load, bench_report)
+        assert script.stat().st_mode & 0o111 == 0o111, f"{script.name} is not executable"
+        assert script.read_text().startswith("#!/usr/bin/env python3\n"), script.name

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from python_est import __version__
 from python_est.cli import main
 from python_est.cli.logs import (
     JsonFormatter,
@@ -118,6 +119,7 @@ def test_debug_flag_overrides_the_configured_level(tmp_path: Path) -> None:
     cfg.write_text(
         "[server]\nstate_dir = state\n[ca]\nkey_type = ec-p256\n[logging]\nlevel = error\n"
     )
+    assert main(["-c", str(cfg), "init"]) == 0
     assert main(["-c", str(cfg), "user", "list"]) == 0
     assert logging.getLogger("python_est").level == logging.ERROR
     assert main(["-c", str(cfg), "-d", "user", "list"]) == 0
@@ -214,3 +216,25 @@ def test_json_format_escapes_what_json_dumps_leaves_raw(value: str) -> None:
     assert line.isprintable() and len(line.splitlines()) == 1
     event = json.loads(line)
     assert (event["message"], event["subject"]) == (f"m {value}", value)
+
+
+@pytest.mark.parametrize(
+    ("args", "cfg_text", "debug"),
+    [
+        (["-d"], "", True),
+        ([], "[DEFAULT]\ndebug = True\n", True),  # the older python-est's switch
+        ([], "", False),
+    ],
+)
+def test_debug_really_prints_debug_lines(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    cfg_text: str,
+    debug: bool,
+) -> None:
+    cfg = tmp_path / "est.cfg"
+    cfg.write_text(cfg_text + "[server]\nstate_dir = state\n[ca]\nkey_type = ec-p256\n")
+    assert main(["-c", str(cfg), *args, "init"]) == 0
+    err = capsys.readouterr().err
+    assert (f"DEBUG python_est: python-est {__version__}: config {cfg}" in err) == debug

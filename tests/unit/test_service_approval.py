@@ -621,7 +621,7 @@ def test_requests_cli_without_state_is_a_config_error(
     cfg = tmp_path / "empty.cfg"
     cfg.write_text("[server]\nstate_dir = nothing-here\n")
     assert main(["-c", str(cfg), "requests", "list"]) == 2
-    assert "python-est init" in capsys.readouterr().err
+    assert f"python-est -c {cfg} init" in capsys.readouterr().err
 
 
 # --- which requests wait for an operator (issue 13 item 1) ---

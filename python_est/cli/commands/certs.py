@@ -73,7 +73,7 @@ def _certs_crl(args: argparse.Namespace, config: Config) -> int:
     if not config.crl.enabled:
         print("python-est: CRLs are disabled ([crl] enabled = no)", file=sys.stderr)
         return 1
-    return publish_crl(config, open_state(config, create=True))
+    return publish_crl(config, open_state(config, create=False))
 
 
 def _parse_serial(text: str) -> int:
@@ -98,7 +98,7 @@ def _describe(entry: IssuedCertificate) -> str:
 
 
 def _certs_list(args: argparse.Namespace, config: Config) -> int:
-    ledger = open_state(config, create=True).ledger
+    ledger = open_state(config, create=False).ledger
     entries = ledger.list_certificates(
         limit=args.limit, label=args.label, revoked=True if args.revoked else None
     )
@@ -108,7 +108,7 @@ def _certs_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def _certs_show(args: argparse.Namespace, config: Config) -> int:
-    ledger = open_state(config, create=True).ledger
+    ledger = open_state(config, create=False).ledger
     entry = ledger.get(_parse_serial(args.serial))
     if entry is None:
         print(f"python-est: no certificate with serial {args.serial}", file=sys.stderr)
@@ -124,7 +124,7 @@ def _certs_show(args: argparse.Namespace, config: Config) -> int:
 
 
 def _certs_revoke(args: argparse.Namespace, config: Config) -> int:
-    state = open_state(config, create=True)
+    state = open_state(config, create=False)
     try:
         entry = state.ledger.revoke(_parse_serial(args.serial), args.reason)
     except UnknownSerial:

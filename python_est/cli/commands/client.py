@@ -99,10 +99,15 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "enroll", parents=[server, auth, subject, wait], help="get a certificate (/simpleenroll)"
     )
     cmd.add_argument("--csr", type=Path, help="send this CSR (PEM or DER) instead of making one")
-    cmd.add_argument("--private-key", type=Path, help="use this existing key (PEM) for the CSR")
+    cmd.add_argument(
+        "--private-key",
+        type=Path,
+        help="use this existing key (PEM) for the CSR (also --key without --cert)",
+    )
     cmd.add_argument("--key-type", type=parse_key_type, default=KeyType.EC_P256, help=_KEY_HELP)
     cmd.add_argument("--key-out", type=Path, help="where to write a new key (default CN.key)")
     cmd.add_argument("--cert-out", type=Path, help="where to write the certificate (CN.pem)")
+    cmd.add_argument("--force", action="store_true", help=_FORCE_HELP)
     cmd.set_defaults(func=_command(_enroll))
 
     cmd = commands.add_parser(
@@ -123,10 +128,14 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     cmd.add_argument("--key-out", type=Path, help="where to write the key (default CN.key)")
     cmd.add_argument("--cert-out", type=Path, help="where to write the certificate (CN.pem)")
+    cmd.add_argument("--force", action="store_true", help=_FORCE_HELP)
     cmd.set_defaults(func=_command(_serverkeygen))
 
 
 _KEY_HELP = "rsa, ec, or rsa-2048|rsa-3072|rsa-4096|ec-p256|ec-p384 (default ec = ec-p256)"
+_FORCE_HELP = (
+    "replace existing key and certificate files (default: refuse before contacting the server)"
+)
 
 
 def _command(run: Run) -> Callable[[argparse.Namespace, Config], int]:
@@ -197,6 +206,9 @@ def _csrattrs(args: argparse.Namespace) -> int:
 
 
 def _enroll(args: argparse.Namespace) -> int:
+    if args.key is not None and args.cert is None:
+        # `--key K` alone (no certificate to authenticate with) means: reuse K for the CSR.
+        args.private_key, args.key = args.private_key or args.key, None
     client = _client(args, _credentials(args))
     key = None
     if args.csr is not None:
@@ -206,14 +218,23 @@ def _enroll(args: argparse.Namespace) -> int:
         key = load_private_key(args.private_key) if args.private_key else new_key(args.key_type)
         csr = build_csr(key, common_name=name, dns_names=args.dns, ip_addresses=args.ip)
     stem = _stem(csr.subject)
-    key_out = args.key_out or Path(f"{stem}.key")
-    if key is not None and args.private_key is None:
-        # Written before the request, so a request left pending can be sent again later with
-        # --private-key (RFC 7030 §4.2.3: the same request, the same key).
-        write_private_key(key_out, key)
-        print(f"wrote private key to {key_out}")
-    cert = client.simpleenroll(csr, max_wait=args.max_wait)
-    return _save(cert, args.cert_out or Path(f"{stem}.pem"))
+    new_key_out = (args.key_out or Path(f"{stem}.key")) if args.private_key is None else None
+    cert_out = args.cert_out or Path(f"{stem}.pem")
+    _refuse_overwrite(args, new_key_out if key is not None else None, cert_out)
+    try:
+        cert = client.simpleenroll(csr, max_wait=args.max_wait)
+    except EnrollmentPending:
+        if key is not None and new_key_out is not None:
+            # RFC 7030 §4.2.3: the retry must send the same request, so it needs this key.
+            write_private_key(new_key_out, key)
+            print(f"wrote private key to {new_key_out}; retry with --key {new_key_out}")
+        raise
+    # Only now, after success: a wrong password, a lockout or a server that is down leaves
+    # every existing file as it was.
+    if key is not None and new_key_out is not None:
+        write_private_key(new_key_out, key)
+        print(f"wrote private key to {new_key_out}")
+    return _save(cert, cert_out)
 
 
 def _reenroll(args: argparse.Namespace) -> int:
@@ -237,12 +258,14 @@ def _serverkeygen(args: argparse.Namespace) -> int:
     csr = build_csr(
         new_key(KeyType.EC_P256), common_name=name, dns_names=args.dns, ip_addresses=args.ip
     )
-    result = client.serverkeygen(csr, max_wait=args.max_wait)
-    stem = _stem(result.certificate.subject)
+    stem = _stem(csr.subject)
     key_out = args.key_out or Path(f"{stem}.key")
+    cert_out = args.cert_out or Path(f"{stem}.pem")
+    _refuse_overwrite(args, key_out, cert_out)
+    result = client.serverkeygen(csr, max_wait=args.max_wait)
     write_private_key(key_out, result.private_key)
     print(f"wrote private key to {key_out}")
-    return _save(result.certificate, args.cert_out or Path(f"{stem}.pem"))
+    return _save(result.certificate, cert_out)
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -286,6 +309,23 @@ def _password(args: argparse.Namespace) -> str:
     if not sys.stdin.isatty():
         raise ValueError("no password: give --password-file or run on a terminal")
     return getpass.getpass(f"Password for {args.user}: ")
+
+
+def _refuse_overwrite(args: argparse.Namespace, key_out: Path | None, cert_out: Path) -> None:
+    """Stop before contacting the server if a file would be replaced without --force."""
+    if args.force:
+        return
+    if key_out is not None and key_out.exists():
+        raise ValueError(
+            f"{key_out} exists (the key of an earlier certificate?); nothing was sent. Reuse it "
+            f"with --key {key_out}, write the new key elsewhere with --key-out, or replace it "
+            "with --force"
+        )
+    if cert_out.exists():
+        raise ValueError(
+            f"{cert_out} exists; nothing was sent. Write elsewhere with --cert-out, or replace "
+            "it with --force"
+        )
 
 
 def _require_name(args: argparse.Namespace) -> str:

@@ -19,6 +19,7 @@ from python_est.errors import ConfigError, EstError, UserStoreError
 from python_est.ledger import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from python_est.ledger import SqliteLedger
 from python_est.state import open_state
+from python_est.state.guards import init_command
 
 if TYPE_CHECKING:
     from python_est.pgsql import Database
@@ -42,7 +43,7 @@ def import_user_file(args: argparse.Namespace, config: Config) -> int:
         )
     from python_est.users.database import DatabaseUserStore
 
-    store = open_state(config, create=True).users
+    store = open_state(config, create=False).users
     if not isinstance(store, DatabaseUserStore):
         raise UserStoreError("the user store is disabled ([srp] enabled = no)")
     names = store.import_user_file(Path(args.path), overwrite=args.overwrite)
@@ -53,6 +54,14 @@ def import_user_file(args: argparse.Namespace, config: Config) -> int:
 def _upgrade(args: argparse.Namespace, config: Config) -> int:
     if not config.ledger.url:
         path = config.ledger.path
+        if not path.exists():
+            # Upgrading creates nothing: a missing ledger is a wrong -c or a state not made yet.
+            print(
+                f"python-est: no ledger at {path}; check -c, or create the state with "
+                f"`{init_command(config)}`",
+                file=sys.stderr,
+            )
+            return 1
         try:
             SqliteLedger(path).close()
         except EstError as exc:

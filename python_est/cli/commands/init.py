@@ -7,6 +7,8 @@ import sys
 from dataclasses import replace
 from typing import Any
 
+from cryptography import x509
+
 from python_est.config import Config
 from python_est.keys import KeyType
 from python_est.state import (
@@ -15,12 +17,19 @@ from python_est.state import (
     has_ca_or_server_certificate,
     open_state,
 )
+from python_est.state.guards import orphaned_ledger_problem
+from python_est.statedir import StateDir
 
 
 def add_command(sub: Any) -> None:
     """Register `init` on the top-level subparsers `sub`."""
     init = sub.add_parser("init", help="create the CA, server certificate, ledger and user store")
     init.add_argument("--force", action="store_true", help="replace an existing CA and server cert")
+    init.add_argument(
+        "--server-cert",
+        action="store_true",
+        help="reissue only the server certificate (after changing [server] server_names)",
+    )
     init.add_argument(
         "--refuse-existing",
         action="store_true",
@@ -39,6 +48,8 @@ def add_command(sub: Any) -> None:
 def _init(args: argparse.Namespace, config: Config) -> int:
     config = _with_init_overrides(args, config)
     state_dir = config.server.state_dir
+    if args.server_cert:
+        return _reissue_server_certificate(config)
     if has_ca_or_server_certificate(config) and args.refuse_existing and not args.force:
         print(
             f"python-est: a CA or server certificate already exists under {state_dir}; "
@@ -47,6 +58,10 @@ def _init(args: argparse.Namespace, config: Config) -> int:
         )
         return 1
     if args.force:
+        problem = orphaned_ledger_problem(config)
+        if problem:
+            print(f"python-est: {problem}", file=sys.stderr)
+            return 1
         ca = create_ca(config)
         create_server_credentials(config, ca)
         print(f"python-est: new CA and server certificate written under {state_dir}")
@@ -55,6 +70,30 @@ def _init(args: argparse.Namespace, config: Config) -> int:
         print(f"python-est: created {item}")
     if not state.created and not args.force:
         print(f"python-est: state in {state_dir} is complete; nothing to do (--force replaces it)")
+    return 0
+
+
+def _reissue_server_certificate(config: Config) -> int:
+    if config.tls.cert_file is not None:
+        print(
+            f"python-est: {config.source}: [tls] cert_file names your own server certificate; "
+            "replace that file (nothing was changed)",
+            file=sys.stderr,
+        )
+        return 1
+    # An existing CA is required (create=False): a new server certificate never comes with a
+    # new CA.
+    with open_state(config, create=False) as state:
+        old = state.server.chain[0]
+        new = create_server_credentials(config, state.ca).chain[0]
+    san = new.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    names = [str(name.value) for name in san]
+    print(
+        f"python-est: new server certificate (serial {new.serial_number:X}, replaces "
+        f"{old.serial_number:X}) for {', '.join(names)} in "
+        f"{StateDir(config.server.state_dir).tls_dir}; a running server uses it after "
+        "`systemctl reload python-est` (SIGHUP)"
+    )
     return 0
 
 

@@ -59,14 +59,14 @@ def add_command(sub: Any) -> None:
 def _store(config: Config) -> UserDirectory:
     if not config.srp.enabled:
         raise UserStoreError("the user store is disabled ([srp] enabled = no)")
-    store = open_state(config, create=True).users
+    store = open_state(config, create=False).users
     assert store is not None  # enabled above
     return store
 
 
 def _user_add(args: argparse.Namespace, config: Config) -> int:
     store = _store(config)
-    password = read_new_password(args)
+    password = read_new_password(args, config.srp.min_password_length)
     store.add(
         args.name,
         password,
@@ -79,7 +79,7 @@ def _user_add(args: argparse.Namespace, config: Config) -> int:
 
 def _user_passwd(args: argparse.Namespace, config: Config) -> int:
     store = _store(config)
-    store.passwd(args.name, read_new_password(args))
+    store.passwd(args.name, read_new_password(args, config.srp.min_password_length))
     print(f"python-est: password of {args.name!r} changed")
     return 0
 
@@ -130,8 +130,9 @@ def _creates_store(config: Config, target: Path) -> bool:
     return enabled and not target.exists() and target.parent.is_dir()
 
 
-def read_new_password(args: argparse.Namespace) -> str:
-    """A new password from stdin (`--password-stdin`) or typed twice without echo."""
+def read_new_password(args: argparse.Namespace, min_length: int) -> str:
+    """A new password from stdin (`--password-stdin`) or typed twice without echo, of at least
+    `min_length` characters (`[srp] min_password_length`)."""
     if getattr(args, "password_stdin", False):
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -140,4 +141,9 @@ def read_new_password(args: argparse.Namespace) -> str:
             raise UserStoreError("the passwords do not match")
     if not password:
         raise UserStoreError("the password must not be empty")
+    if len(password) < min_length:
+        raise UserStoreError(
+            f"the password has {len(password)} characters; at least {min_length} are required "
+            "([srp] min_password_length)"
+        )
     return password

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
+from cryptography import x509
+
 from python_est.app import ProcessMetrics, build_app, build_server, shared_ticket_keys
+from python_est.cli.banner import banner_lines, program_command
 from python_est.cli.logs import setup_logging
 from python_est.cli.supervisor.daemon import (
     ROTATE_CHECK,
@@ -20,8 +24,9 @@ from python_est.cli.supervisor.daemon import (
 from python_est.cli.supervisor.workers import Supervisor
 from python_est.config import Config
 from python_est.errors import ConfigError
-from python_est.server import bind_listener
+from python_est.server import Listener, bind_listener
 from python_est.state import is_first_start, open_state, ticket_keys_path
+from python_est.state.guards import init_command, missing_server_names
 from python_est.ticketkeys.file import TicketKeyFile, rotate_ticket_keys
 
 log = logging.getLogger("python_est")
@@ -33,11 +38,48 @@ def serve(config: Config, *, config_path: Path | None, debug: bool = False) -> i
     `[server] workers` > 1 pre-forks that many worker processes (`workers`); SIGHUP reloads
     (`daemon`).
     """
+    # Bound before anything else, so that a busy port stops a first start before it creates
+    # any state; the server (or, with workers, each worker's server) serves this socket.
+    listener = _bind(config)
+    try:
+        return _serve_on(listener, config, config_path, debug)
+    finally:
+        listener.close()
+
+
+def _bind(config: Config) -> Listener:
+    cfg = config.server
+    try:
+        return bind_listener(cfg.address, cfg.port, cfg.backlog)
+    except OSError as exc:
+        # Port in use, address not on this host, privileged port.
+        raise ConfigError(
+            config.source,
+            "server",
+            "port",
+            f"cannot listen on {_address_text(cfg.address, cfg.port)}: {_os_reason(exc)}",
+        ) from None
+
+
+def _serve_on(listener: Listener, config: Config, config_path: Path | None, debug: bool) -> int:
     workers = config.server.workers
     # The first start creates the state; later a missing piece stops start-up (exit 2).
     state = open_state(config, create=is_first_start(config))
     for item in state.created:
         log.info("created %s", item)
+    missing = missing_server_names(config, state.server.chain[0])
+    if missing:
+        remedy = (
+            "replace the certificate in [tls] cert_file"
+            if config.tls.cert_file is not None
+            else f"reissue it with `{init_command(config)} --server-cert`"
+        )
+        log.warning(
+            "the server certificate lacks %s of [server] server_names: clients using that "
+            "name will refuse the server; %s",
+            ", ".join(missing),
+            remedy,
+        )
     keys_path = ticket_keys_path(config)
     rotate_ticket_keys(keys_path)
     # -d forces debug logging; keep it through reloads.
@@ -59,19 +101,18 @@ def serve(config: Config, *, config_path: Path | None, debug: bool = False) -> i
         else:
             meter.start(config)
             server = build_server(
-                config, state, ticket_keys=reloader.ticket_keys, metrics=meter.metrics
+                config,
+                state,
+                listener=listener,
+                ticket_keys=reloader.ticket_keys,
+                metrics=meter.metrics,
             )
     except ValueError as exc:
         raise ConfigError(config.source, "tls", None, str(exc)) from None
-    except OSError as exc:
-        # bind(): port in use, address not on this host, privileged port.
-        raise ConfigError(
-            config.source, "server", "port", f"cannot listen: {_os_reason(exc)}"
-        ) from None
     if workers > 1:
         state.close()  # each worker opens its own: connections must not cross a fork
-        return _supervise(config, config_path, reloader, meter)
-    _announce(config, config_path, server.server_address, "")
+        return _supervise(listener, config, config_path, reloader, meter, state.ca.root)
+    _announce(config, config_path, server.server_address, "", state.ca.root)
     generation = Generation(config, state, server.handshaker, server.handler)
     try:
         return ServingProcess(server, generation, reloader).run()
@@ -80,17 +121,16 @@ def serve(config: Config, *, config_path: Path | None, debug: bool = False) -> i
 
 
 def _supervise(
-    config: Config, config_path: Path | None, reloader: Reloader, meter: ProcessMetrics
+    listener: Listener,
+    config: Config,
+    config_path: Path | None,
+    reloader: Reloader,
+    meter: ProcessMetrics,
+    root: x509.Certificate,
 ) -> int:
     cfg = config.server
-    try:
-        listener = bind_listener(cfg.address, cfg.port, cfg.backlog)
-    except OSError as exc:
-        raise ConfigError(
-            config.source, "server", "port", f"cannot listen: {_os_reason(exc)}"
-        ) from None
     host, port = listener.getsockname()[:2]
-    _announce(config, config_path, (str(host), int(port)), f" with {cfg.workers} workers")
+    _announce(config, config_path, (str(host), int(port)), f" with {cfg.workers} workers", root)
     main_pid = os.getpid()
     current = config
 
@@ -135,21 +175,24 @@ def _supervise(
     supervisor = Supervisor(
         cfg.workers, start, reload=reload, tick=tick, grace=lambda: current.server.shutdown_grace
     )
-    try:
-        return supervisor.run()
-    finally:
-        listener.close()
+    return supervisor.run()
 
 
 def _announce(
-    config: Config, config_path: Path | None, address: tuple[str, int], extra: str
+    config: Config,
+    config_path: Path | None,
+    address: tuple[str, int],
+    extra: str,
+    root: x509.Certificate,
 ) -> None:
-    cfg_arg = f"-c {config_path} " if config_path else ""
-    print(
-        f"python-est: listening on {address[0]}:{address[1]}{extra}; "
-        f"state in {config.server.state_dir}; add a user with: python-est {cfg_arg}user add NAME",
-        flush=True,
-    )
+    lines = [f"listening on {address[0]}:{address[1]}{extra}; state in {config.server.state_dir}"]
+    program = program_command(sys.argv[0], sys.executable)
+    lines += banner_lines(config, config_path, address, root, program)
+    print("".join(f"python-est: {line}\n" for line in lines), end="", flush=True)
+
+
+def _address_text(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _os_reason(exc: OSError) -> str:

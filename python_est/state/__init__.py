@@ -7,7 +7,8 @@ With `[ledger] url` (PostgreSQL) the ledger, the users, the failure counters and
 session-ticket keys live in that database instead, shared by every instance (docs/scale-out.md).
 
 Configured files (`[ca] cert_file`, `[tls] cert_file`, ...) are used instead of generated ones.
-Problems with files the operator named are `ConfigError`s naming the key.
+Problems with files the operator named are `ConfigError`s naming the key. `guards` holds the
+checks that stop state from being created or replaced by mistake; `database` opens PostgreSQL.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from python_est.config.passphrase import read_passphrase
 from python_est.errors import ConfigError, LedgerError, Unavailable, UserStoreError
 from python_est.fileio import atomic_write, ensure_private_dir
 from python_est.ledger import SqliteLedger
+from python_est.state.database import open_database
+from python_est.state.guards import init_command, orphaned_ledger_problem
 from python_est.statedir import StateDir
 from python_est.users import UserDirectory, UserStore
 from python_est.users.imports import Imported, read_tlslite_verifierdb, verifierdb_format
@@ -151,6 +154,16 @@ def open_state(
     """
     created: list[str] = []
     state_dir = config.server.state_dir
+    if not create and is_first_start(config):
+        # Admin commands run from the wrong folder or without -c land here: say so rather than
+        # create a throwaway CA and user store that the running server never reads.
+        raise ConfigError(
+            config.source,
+            "server",
+            "state_dir",
+            f"no python-est state in {state_dir}; check -c, or create it with "
+            f"`{init_command(config)}`",
+        )
     # Read before anything is created, so that an unreadable one leaves no half-made state.
     legacy = _legacy_users(config) if create else None
     if create:
@@ -163,7 +176,7 @@ def open_state(
     ca = _load_or_create_ca(config, create, created)
     server = _load_or_create_server(config, ca, create, created)
     anchors = _client_trust_anchors(config, ca)
-    database = _open_database(config) if config.ledger.url else None
+    database = open_database(config) if config.ledger.url else None
     if database is not None:
         from python_est.ledger.postgres import PostgresLedger
         from python_est.users.database import DatabaseUserStore
@@ -199,29 +212,6 @@ def has_ca_or_server_certificate(config: Config) -> bool:
     """Whether the state directory holds a generated CA or server certificate already."""
     layout = StateDir(config.server.state_dir)
     return layout.ca_cert.exists() or layout.server_cert.exists()
-
-
-def _open_database(config: Config) -> Database:
-    from python_est.pgsql import SCHEMA_VERSION, Database, schema_version
-
-    def error(problem: str) -> ConfigError:
-        return ConfigError(config.source, "ledger", "url", problem)
-
-    try:
-        database = Database(config.ledger.url, pool_size=config.ledger.pool_size)
-    except ValueError as exc:
-        raise error(str(exc)) from None
-    try:
-        version = schema_version(database)
-    except (Unavailable, LedgerError):
-        raise error(f"cannot reach the database {database.name}") from None
-    if version != SCHEMA_VERSION:
-        database.close()
-        raise error(
-            f"the database {database.name} has schema version {version}, this python-est "
-            f"needs {SCHEMA_VERSION}: run `python-est db upgrade`"
-        )
-    return database
 
 
 def create_ca(config: Config) -> CertificateAuthority:
@@ -275,6 +265,13 @@ def _load_or_create_ca(config: Config, create: bool, created: list[str]) -> Cert
         return _ca_from_pem(config, "cert_file", cert_pem, key_pem, chain_pem, password)
     layout = StateDir(config.server.state_dir)
     if layout.ca_cert.exists():
+        if not layout.ca_key.exists():
+            raise ConfigError(
+                config.source,
+                "server",
+                "state_dir",
+                f"the CA key {layout.ca_key} is missing; restore it from a backup",
+            )
         chain_file = layout.ca_chain
         chain_pem = _read(config, "server", "state_dir", chain_file) if chain_file.exists() else b""
         return _ca_from_pem(
@@ -284,8 +281,21 @@ def _load_or_create_ca(config: Config, create: bool, created: list[str]) -> Cert
             _read(config, "server", "state_dir", layout.ca_key),
             chain_pem,
         )
+    if layout.ca_key.exists():
+        raise ConfigError(
+            config.source,
+            "server",
+            "state_dir",
+            f"the CA key {layout.ca_key} is there but its certificate {layout.ca_cert} is "
+            "missing; restore ca/ca.pem from a backup",
+        )
     if not create:
-        raise ConfigError(config.source, "server", "state_dir", "no CA yet; run `python-est init`")
+        raise ConfigError(
+            config.source, "server", "state_dir", f"no CA yet; run `{init_command(config)}`"
+        )
+    problem = orphaned_ledger_problem(config)
+    if problem:
+        raise ConfigError(config.source, "server", "state_dir", problem)
     created.append(f"CA {cfg.common_name!r} ({cfg.key_type.value}) in {layout.ca_dir}")
     return create_ca(config)
 
@@ -315,7 +325,12 @@ def _load_or_create_server(
     if layout.server_cert.exists():
         return _server_from_files(config, None, layout.server_cert, layout.server_key)
     if not create:
-        raise ConfigError(config.source, "server", "state_dir", "no server certificate yet")
+        raise ConfigError(
+            config.source,
+            "server",
+            "state_dir",
+            f"no server certificate in {layout.tls_dir}; run `{init_command(config)}`",
+        )
     created.append(f"TLS server certificate in {layout.tls_dir}")
     return create_server_credentials(config, ca)
 
