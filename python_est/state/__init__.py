@@ -32,14 +32,15 @@ from python_est.ca import (
 )
 from python_est.config import Config
 from python_est.config.passphrase import read_passphrase
-from python_est.errors import ConfigError, LedgerError, Unavailable, UserStoreError
+from python_est.errors import ConfigError, LedgerError, Unavailable
 from python_est.fileio import atomic_write, ensure_private_dir
 from python_est.ledger import SqliteLedger
 from python_est.state.database import open_database
 from python_est.state.guards import init_command, orphaned_ledger_problem
+from python_est.state.users import legacy_users, open_users
+from python_est.state.users import user_store_path as user_store_path
 from python_est.statedir import StateDir
-from python_est.users import UserDirectory, UserStore
-from python_est.users.imports import Imported, read_tlslite_verifierdb, verifierdb_format
+from python_est.users import UserDirectory
 
 if TYPE_CHECKING:
     from python_est.ledger.postgres import PostgresLedger
@@ -123,20 +124,6 @@ def is_first_start(config: Config) -> bool:
     return not any(path.exists() for path in paths)
 
 
-def user_store_path(config: Config) -> Path:
-    """The user store file: `[srp] user_db`, except where the older python-est's `[SRP] userdb`
-    names a tlslite VerifierDB: its users then live in the state directory's store, imported on
-    the first start (`open_state`) or by `python-est user import tlslite PATH`."""
-    if config.srp.legacy_user_db and verifierdb_format(config.srp.user_db) is not None:
-        return StateDir(config.server.state_dir).users
-    return config.srp.user_db
-
-
-def import_command(config: Config, path: Path) -> str:
-    """The command that imports the tlslite VerifierDB at `path` into the user store."""
-    return f"python-est -c {config.source} user import tlslite {path}"
-
-
 def open_state(
     config: Config, *, create: bool = True, ledger: SqliteLedger | PostgresLedger | None = None
 ) -> State:
@@ -165,7 +152,7 @@ def open_state(
             f"`{init_command(config)}`",
         )
     # Read before anything is created, so that an unreadable one leaves no half-made state.
-    legacy = _legacy_users(config) if create else None
+    legacy = legacy_users(config) if create else None
     if create:
         try:
             ensure_private_dir(state_dir)
@@ -186,7 +173,7 @@ def open_state(
         users: UserDirectory | None = DatabaseUserStore(database) if config.srp.enabled else None
     else:
         ledger = _open_ledger(config, create, created, ledger)
-        users = _open_users(config, create, created, legacy) if config.srp.enabled else None
+        users = open_users(config, create, created, legacy) if config.srp.enabled else None
     return State(
         ca=ca,
         server=server,
@@ -393,63 +380,6 @@ def _open_ledger(
         return SqliteLedger(path, export_dir=config.ledger.export_dir)
     except (LedgerError, Unavailable, OSError) as exc:
         raise ConfigError(config.source, "ledger", "path", f"cannot open {path}: {exc}") from None
-
-
-def _legacy_users(config: Config) -> Imported | None:
-    """The users of the older python-est's VerifierDB, when the first start is to import them."""
-    path = user_store_path(config)
-    if not config.srp.enabled or config.ledger.url or path == config.srp.user_db or path.exists():
-        return None
-    try:
-        return read_tlslite_verifierdb(config.srp.user_db)
-    except UserStoreError as exc:
-        raise ConfigError(config.source, "SRP", "userdb", f"{exc}; then start again") from None
-
-
-def _open_users(
-    config: Config, create: bool, created: list[str], legacy: Imported | None
-) -> UserStore:
-    path = user_store_path(config)
-    try:
-        if path != config.srp.user_db and not path.exists():
-            if legacy is None:
-                raise ConfigError(
-                    config.source,
-                    "SRP",
-                    "userdb",
-                    f"{config.srp.user_db} is a tlslite VerifierDB not imported into {path} "
-                    f"yet: run `{import_command(config, config.srp.user_db)}`",
-                )
-            store = UserStore.create_imported(path, legacy)
-            created.append(
-                f"user store {path} with {len(legacy.users)} user(s) imported from the tlslite "
-                f"VerifierDB {config.srp.user_db} (left unchanged)"
-            )
-            return store
-        if verifierdb_format(path) is not None:
-            # Only the legacy key names an import source; the new key names our own file.
-            raise ConfigError(
-                config.source,
-                "srp",
-                "user_db",
-                f"{path} is a tlslite VerifierDB, not a python-est user store: point user_db at "
-                f"a new file, then run `{import_command(config, path)}`",
-            )
-        if not path.exists():
-            if not create:
-                raise ConfigError(
-                    config.source,
-                    "srp",
-                    "user_db",
-                    f"{path} does not exist (`python-est init` creates an empty one)",
-                )
-            created.append(f"user store {path}")
-            return UserStore.create(path)
-        store = UserStore(path)
-        store.load()
-        return store
-    except UserStoreError as exc:
-        raise ConfigError(config.source, "srp", "user_db", str(exc)) from None
 
 
 def _read(config: Config, section: str, key: str, path: Path) -> bytes:
