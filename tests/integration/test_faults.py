@@ -288,7 +288,7 @@ def _break_directory(path: Path) -> None:
 
 
 BREAKAGES: dict[str, tuple[str, Callable[[Path], object], str]] = {
-    "ca key missing": ("ca/ca.key", Path.unlink, "ca.key does not exist"),
+    "ca key missing": ("ca/ca.key", Path.unlink, "ca.key is missing; restore it from a backup"),
     "ca key unreadable": ("ca/ca.key", _break_directory, "cannot read"),
     "ca key corrupt": ("ca/ca.key", lambda p: p.write_text("garbage"), "unusable CA"),
     "tls key missing": ("tls/server.key", Path.unlink, "server.key does not exist"),
