@@ -14,9 +14,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from python_est.errors import LedgerError, Unavailable
 from python_est.ledger import DuplicateSerial, IssuedCertificate, SqliteLedger
 from python_est.ledger.group import GroupCommit
-from tests.unit.test_ledger import key, make_cert, make_entry
+from tests.unit.test_ledger import make_cert, make_entry
 
-__all__ = ["key"]  # the module-scoped key fixture, shared with test_ledger
+
+@pytest.fixture(scope="module")
+def key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
 
 
 class Outcomes:
