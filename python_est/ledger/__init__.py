@@ -3,9 +3,10 @@
 Split by concept: `records` (the values, the errors and the `Ledger` Protocol), `schema` (opening
 the file, migrations, rows, mapping storage errors to HTTP errors), `sqlite` (`SqliteLedger`);
 what both backends share: `queue` (the pending-request state machine, a mixin over a small SQL
-dialect each backend supplies) and `rows` (values from rows, the revocation check, the export
-copy). `postgres` (`PostgresLedger`, one ledger shared by several instances) with `pgrows` (its
-rows) needs psycopg and is imported only when `[ledger] url` names a PostgreSQL database.
+dialect each backend supplies), `rows` (values from rows, the revocation check, the export
+copy) and `group` (group commit: concurrent records share one transaction). `postgres`
+(`PostgresLedger`, one ledger shared by several instances) with `pgrows` (its rows) needs
+psycopg and is imported only when `[ledger] url` names a PostgreSQL database.
 """
 
 from __future__ import annotations

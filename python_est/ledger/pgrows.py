@@ -12,11 +12,15 @@ from python_est.ledger.rows import Row, build_certificate, build_pending
 from python_est.pgsql import Cursor
 
 
-def insert_certificate(cursor: Cursor, entry: IssuedCertificate) -> None:
+def insert_certificate(cursor: Cursor, entry: IssuedCertificate) -> bool:
+    """Insert `entry` unless its serial is taken; True when inserted."""
+    # ON CONFLICT rather than a unique violation: an error would abort the whole transaction,
+    # and with it the other certificates of a group commit.
     cursor.execute(
         "INSERT INTO certificates (serial, subject, sans, not_before, not_after, issued_at,"
         " requester, auth_method, label, operation, server_generated_key, pem, revoked_at,"
-        " revocation_reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " revocation_reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (serial) DO NOTHING",
         (
             serial_hex(entry.serial),
             entry.subject,
@@ -34,6 +38,7 @@ def insert_certificate(cursor: Cursor, entry: IssuedCertificate) -> None:
             entry.revocation_reason,
         ),
     )
+    return cursor.rowcount == 1
 
 
 def _utc(moment: datetime) -> datetime:

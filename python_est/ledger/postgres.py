@@ -13,13 +13,12 @@ The schema comes from `python-est db upgrade` (`python_est.pgsql.schema`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-import psycopg
-
+from python_est.ledger.group import DEFAULT_LIMIT, GroupCommit
 from python_est.ledger.pgrows import certificate, insert_certificate, pending
 from python_est.ledger.queue import Clause, PendingQueue, Statements
 from python_est.ledger.records import (
@@ -53,14 +52,18 @@ class PostgresLedger(PendingQueue, ClosesOnExit):
     Args:
         db: the database (schema from `python-est db upgrade`); closed by `close()`.
         export_dir: also write each recorded certificate to `<SERIAL_HEX>.pem` here (0600).
+        batch_limit: most certificates one transaction carries (1: each its own transaction).
     """
 
     _PLACEHOLDER = "%s"
     _TIEBREAK = "seq"
 
-    def __init__(self, db: Database, *, export_dir: Path | None = None) -> None:
+    def __init__(
+        self, db: Database, *, export_dir: Path | None = None, batch_limit: int = DEFAULT_LIMIT
+    ) -> None:
         self._db = db
         self._export_dir = export_dir
+        self._group = GroupCommit(self._record_batch, limit=batch_limit)
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         return self._db.run(lambda cursor: cursor.execute(sql, params).fetchall())
@@ -85,21 +88,36 @@ class PostgresLedger(PendingQueue, ClosesOnExit):
     def record(self, entry: IssuedCertificate) -> None:
         """Commit `entry`; return only once PostgreSQL acknowledged the COMMIT.
 
+        Concurrent calls share one transaction (`group.GroupCommit`); each still returns only
+        after the commit that carries its entry.
+
         Raises:
             DuplicateSerial: another certificate has this serial (sign again with a new one).
             Unavailable: the database cannot be reached, or the COMMIT's outcome is unknown.
             LedgerError: any other database failure.
         """
-        try:
-            self._db.run(lambda cursor: insert_certificate(cursor, entry))
-        except psycopg.errors.UniqueViolation as exc:
-            # A retried COMMIT whose first attempt had in fact succeeded finds its own row: the
-            # same PEM means this very certificate is recorded.
-            existing = self.get(entry.serial)
-            if existing is None or existing.pem != entry.pem:
-                raise DuplicateSerial(entry.serial) from exc
+        self._group.submit(entry)
         if self._export_dir is not None:
             export(self._export_dir, entry)
+
+    def _record_batch(self, entries: Sequence[IssuedCertificate]) -> list[BaseException | None]:
+        def work(cursor: Cursor) -> list[BaseException | None]:
+            outcomes: list[BaseException | None] = []
+            for entry in entries:
+                if insert_certificate(cursor, entry):
+                    outcomes.append(None)
+                    continue
+                # The serial is taken. A retried transaction whose first attempt had in fact
+                # committed finds its own row: the same PEM means this very certificate.
+                existing = scalar(
+                    cursor,
+                    "SELECT pem FROM certificates WHERE serial = %s",
+                    (serial_hex(entry.serial),),
+                )
+                outcomes.append(None if existing == entry.pem else DuplicateSerial(entry.serial))
+            return outcomes
+
+        return self._db.run(work)
 
     def get(self, serial: int) -> IssuedCertificate | None:
         """The certificate with this serial, or None."""

@@ -2,6 +2,7 @@
 
 DESIGN.md decision 8, "nothing issued is lost": `record` commits in WAL mode with
 `synchronous=FULL`, so when it returns the certificate is on disk and the caller may send it.
+Concurrent `record` calls share one transaction, and so one fsync (`group`).
 
 Concurrency. One `SqliteLedger` holds one connection guarded by a lock. A shared sqlite3
 connection has a single transaction state, so every method must own it for its whole transaction;
@@ -21,13 +22,14 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
 from python_est.errors import LedgerError
+from python_est.ledger.group import DEFAULT_LIMIT, GroupCommit
 from python_est.ledger.queue import Clause, PendingQueue, Statements
 from python_est.ledger.records import (
     DuplicateSerial,
@@ -68,6 +70,7 @@ class SqliteLedger(PendingQueue, ClosesOnExit):
         export_dir: also write each recorded certificate to `<SERIAL_HEX>.pem` here (0600), for
             tools that read a directory of certificates (est_proxy's `cert_save_path`).
         read_only: open without write access (for inspection); writes raise `Unavailable`.
+        batch_limit: most certificates one transaction carries (1: each its own transaction).
 
     Raises:
         LedgerError: the file is not a ledger, or is from a newer version of this software.
@@ -78,11 +81,17 @@ class SqliteLedger(PendingQueue, ClosesOnExit):
     _TIEBREAK = "rowid"
 
     def __init__(
-        self, path: Path, *, export_dir: Path | None = None, read_only: bool = False
+        self,
+        path: Path,
+        *,
+        export_dir: Path | None = None,
+        read_only: bool = False,
+        batch_limit: int = DEFAULT_LIMIT,
     ) -> None:
         self._path = path
         self._export_dir = export_dir
         self._lock = threading.Lock()
+        self._group = GroupCommit(self._record_batch, limit=batch_limit)
         try:
             self._conn = connect(path, read_only)
             self._identity = _file_identity(path)
@@ -151,41 +160,35 @@ class SqliteLedger(PendingQueue, ClosesOnExit):
     def record(self, entry: IssuedCertificate) -> None:
         """Commit `entry` durably; return only once it is on disk.
 
+        Concurrent calls share one transaction (`group.GroupCommit`); each still returns only
+        after the commit that carries its entry.
+
         Raises:
             DuplicateSerial: the serial is already recorded (sign again with a new serial).
             Unavailable: the disk is full or read-only, or the file stayed locked.
             LedgerError: any other storage failure.
         """
-        with self._transaction() as conn:
-            try:
-                conn.execute(
-                    "INSERT INTO certificates (serial, subject, sans, not_before, not_after,"
-                    " issued_at, requester, auth_method, label, operation, server_generated_key,"
-                    " pem, revoked_at, revocation_reason)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        serial_hex(entry.serial),
-                        entry.subject,
-                        json.dumps(list(entry.sans)),
-                        utc_text(entry.not_before),
-                        utc_text(entry.not_after),
-                        utc_text(entry.issued_at),
-                        entry.requester,
-                        entry.auth_method,
-                        entry.label,
-                        entry.operation,
-                        int(entry.server_generated_key),
-                        entry.pem,
-                        None if entry.revoked_at is None else utc_text(entry.revoked_at),
-                        entry.revocation_reason,
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                if "unique" not in str(exc).lower():
-                    raise
-                raise DuplicateSerial(entry.serial) from exc
+        self._group.submit(entry)
         if self._export_dir is not None:
             export(self._export_dir, entry)
+
+    def _record_batch(self, entries: Sequence[IssuedCertificate]) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = []
+        with self._transaction() as conn:
+            for entry in entries:
+                try:
+                    conn.execute(_INSERT_CERTIFICATE, _certificate_values(entry))
+                except sqlite3.IntegrityError as exc:
+                    if "unique" not in str(exc).lower():
+                        raise
+                    # SQLite undoes only the failed statement: the transaction goes on without
+                    # this entry, and the others still commit.
+                    duplicate = DuplicateSerial(entry.serial)
+                    duplicate.__cause__ = exc
+                    outcomes.append(duplicate)
+                else:
+                    outcomes.append(None)
+        return outcomes
 
     def get(self, serial: int) -> IssuedCertificate | None:
         """The certificate with this serial, or None."""
@@ -314,6 +317,32 @@ class SqliteLedger(PendingQueue, ClosesOnExit):
         """Close the connection; later calls raise `LedgerError`."""
         with self._lock:
             self._conn.close()
+
+
+_INSERT_CERTIFICATE = (
+    "INSERT INTO certificates (serial, subject, sans, not_before, not_after, issued_at,"
+    " requester, auth_method, label, operation, server_generated_key, pem, revoked_at,"
+    " revocation_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _certificate_values(entry: IssuedCertificate) -> tuple[object, ...]:
+    return (
+        serial_hex(entry.serial),
+        entry.subject,
+        json.dumps(list(entry.sans)),
+        utc_text(entry.not_before),
+        utc_text(entry.not_after),
+        utc_text(entry.issued_at),
+        entry.requester,
+        entry.auth_method,
+        entry.label,
+        entry.operation,
+        int(entry.server_generated_key),
+        entry.pem,
+        None if entry.revoked_at is None else utc_text(entry.revoked_at),
+        entry.revocation_reason,
+    )
 
 
 def _file_identity(path: Path) -> tuple[int, int]:

@@ -49,41 +49,46 @@ def _enroll(port: int, cafile: Path, name: str = "device") -> h.Reply:
 
 
 def test_kill_9_under_load_then_restart_loses_nothing(tmp_path: Path) -> None:
+    # 16 clients keep enough enrollments in flight that records share transactions (group
+    # commit); killed twice, mid-load each time, the second time right after WAL recovery.
     cfg = h.write_config(tmp_path, CONFIG)
     h.init_state(cfg, {USER: PASSWORD})
     cafile = tmp_path / "state" / "ca" / "ca.pem"
     received: list[int] = []
     failures: list[str] = []
     lock = threading.Lock()
-    stop = threading.Event()
 
-    server = h.Daemon(cfg).start()
+    for round_ in range(2):
+        server = h.Daemon(cfg, logs=tmp_path / f"round-{round_}").start()
+        stop = threading.Event()
+        cut_before = len(failures)
 
-    def client(index: int) -> None:
-        while not stop.is_set():
-            try:
-                reply = _enroll(server.port, cafile, f"load-{index}")
-            except Exception as exc:  # the kill cuts requests in flight: expected
-                with lock:
-                    failures.append(type(exc).__name__)
-                continue
-            if reply.status == 200:
-                with lock:
-                    received.extend(c.serial_number for c in reply.certificates())
+        def client(index: int, server: h.Daemon = server, stop: threading.Event = stop) -> None:
+            while not stop.is_set():
+                try:
+                    reply = _enroll(server.port, cafile, f"load-{index}")
+                except Exception as exc:  # the kill cuts requests in flight: expected
+                    with lock:
+                        failures.append(type(exc).__name__)
+                    continue
+                if reply.status == 200:
+                    with lock:
+                        received.extend(c.serial_number for c in reply.certificates())
 
-    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(12)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 30
-    while len(received) < 40 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    server.kill9()  # mid-load: requests are in flight
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=40)
-    server.stop()
-    assert len(received) >= 40, server.log_tail()
-    assert failures, "the kill should have cut some requests in flight"
+        threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(16)]
+        for thread in threads:
+            thread.start()
+        wanted = 40 * (round_ + 1)
+        deadline = time.monotonic() + 30
+        while len(received) < wanted and time.monotonic() < deadline:
+            time.sleep(0.05)
+        server.kill9()  # mid-load: requests are in flight
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=40)
+        server.stop()
+        assert len(received) >= wanted, server.log_tail()
+        assert len(failures) > cut_before, "the kill should have cut some requests in flight"
 
     # Restart on the same state (WAL recovery), and verify while it runs, as an operator would.
     with h.Daemon(cfg, logs=tmp_path / "again") as again:

@@ -186,6 +186,52 @@ def test_the_database_enforces_unique_serials(databases: Callable[[], Database])
     assert a.count() == 1 and a.get(entry.serial) == entry
 
 
+def test_concurrent_records_share_a_transaction_and_a_collision_fails_only_its_own(
+    url: str, databases: Callable[[], Database]
+) -> None:
+    import psycopg
+
+    ledger = ledger_on(databases())
+    old = issued("old")
+    ledger.record(old)
+    first = issued("first")
+    good = [issued(f"good-{i}") for i in range(6)]
+    clash = replace(issued("clash"), serial=old.serial)
+    results: dict[int, BaseException | None] = {}
+
+    def record(index: int, entry: IssuedCertificate) -> None:
+        try:
+            ledger.record(entry)
+        except BaseException as exc:
+            results[index] = exc
+        else:
+            results[index] = None
+
+    entries = [first, *good, clash]
+    threads = [threading.Thread(target=record, args=pair) for pair in enumerate(entries)]
+    # Another session locks the table: the first transaction waits inside its INSERT while the
+    # other records queue up behind it, then they all go in the second transaction.
+    with psycopg.connect(url) as blocker:
+        blocker.execute("LOCK TABLE certificates IN EXCLUSIVE MODE")
+        threads[0].start()
+        deadline = time.monotonic() + 10
+        while not ledger._group._leading:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        for thread in threads[1:]:
+            thread.start()
+        while len(ledger._group._queue) < len(entries) - 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+    for thread in threads:
+        thread.join(timeout=30)
+    assert ledger._group.commits == 1 + 2
+    assert [results[i] for i in range(len(entries) - 1)] == [None] * (len(entries) - 1)
+    assert isinstance(results[len(entries) - 1], DuplicateSerial)
+    assert ledger.count() == 1 + 1 + len(good)
+    assert ledger.get(old.serial) == old
+
+
 def test_a_serverkeygen_match_finds_the_retry(databases: Callable[[], Database]) -> None:
     a, b = ledger_on(databases()), ledger_on(databases())
     csr, _ = make_csr("gateway-1")
