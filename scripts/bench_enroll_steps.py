@@ -13,14 +13,16 @@ into the steps the service runs, each timed in process CPU time (median of N, in
 - response encoding (certs-only CMS, base64, HTTP); audit line; access line.
 
 "whole request" then runs the real path end to end (routing table → EstService → serialize →
-access line), so the steps can be checked against it. Logging goes through the product's plain
-formatter to /dev/null. Prints figures; asserts nothing.
+access line), so the steps can be checked against it, and "calibration" times a fixed piece of
+Python in the same child: when two columns differ in it, the machine drifted. Logging goes
+through the product's plain formatter to /dev/null. Prints figures; asserts nothing.
 
 `--against TREE` runs the same measurement on the python-est source tree TREE (for example a
-`git archive` of the commit before a change) in alternating rounds, and prints both side by
-side with the ratio: before/after figures from one run.
+`git archive` of the commit before a change) in alternating rounds (ABBA), and prints both side
+by side with the ratio: before/after figures from one run. Each figure is the lowest median over
+the rounds, since other load on the machine only ever adds time.
 
-    python scripts/bench_enroll_steps.py [-n 300] [--rounds 3] [--against /tmp/base]
+    python scripts/bench_enroll_steps.py [-n 200] [--rounds 6] [--linked] [--against TREE]
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ STEPS = (
     "access line",
     "sum of steps",
     "whole request",
+    "calibration",
 )
 
 
@@ -221,8 +224,14 @@ def measure(ca_type: str, n: int, workdir: Path, linked: bool) -> dict[str, floa
         outcome.log(started)
         took("whole request", t)
 
+    for _ in range(n):
+        # The machine's speed in this child: a fixed piece of Python, to tell drift from change.
+        t = clock()
+        sum(i * i for i in range(2000))
+        took("calibration", t)
+
     medians = {step: statistics.median(values) / 1000 for step, values in times.items() if values}
-    parts = [s for s in STEPS if s in medians and not s.startswith(" ") and s != "whole request"]
+    parts = [s for s in STEPS[: STEPS.index("sum of steps")] if not s.startswith(" ")]
     medians["sum of steps"] = sum(medians[s] for s in parts)
     return medians
 
@@ -252,8 +261,8 @@ def best(rounds: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("-n", type=int, default=300, help="enrollments per step and round")
-    parser.add_argument("--rounds", type=int, default=3, help="best of this many rounds")
+    parser.add_argument("-n", type=int, default=200, help="enrollments per step and round")
+    parser.add_argument("--rounds", type=int, default=6, help="best of this many rounds")
     parser.add_argument("--against", type=Path, help="a python-est tree to compare with")
     parser.add_argument(
         "--linked", action="store_true", help="CSRs carry a challengePassword (RFC 7030 §3.5)"
@@ -270,10 +279,14 @@ def main() -> None:
         "challengePassword; CPU µs per enrollment (median)"
     )
     ours, theirs = [], []
-    for _ in range(args.rounds):
-        if args.against is not None:
+    for index in range(args.rounds):
+        # ABBA order, so that drift over the run weighs on both trees alike.
+        theirs_first = index % 2 == 0
+        if args.against is not None and theirs_first:
             theirs.append(run_tree(args.against, args.n, args.linked))
         ours.append(run_tree(None, args.n, args.linked))
+        if args.against is not None and not theirs_first:
+            theirs.append(run_tree(args.against, args.n, args.linked))
     now = best(ours)
     before = best(theirs) if theirs else None
     for ca in CA_TYPES:
