@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import sys
+import time
 from datetime import datetime, timezone
 from types import TracebackType
 
@@ -68,10 +69,31 @@ class PlainFormatter(logging.Formatter):
     """`logging.Formatter` whose every event is exactly one line of printable text (and an
     indented, escaped traceback)."""
 
+    # The last second formatted and its text: two lines per enrollment share it, and
+    # `time.strftime` is most of what a timestamp costs. One tuple, so threads swap it whole.
+    _second: tuple[int, str] = (-1, "")
+
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        message = escape(record.message)
+        if message is record.message:
+            return super().formatMessage(record)  # nothing to escape: no copy needed
         safe = copy.copy(record)
-        safe.message = escape(record.message)
+        safe.message = message
         return super().formatMessage(safe)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        # What `logging.Formatter.formatTime` writes without datefmt; it depends on the whole
+        # second alone (`time.localtime` drops the fraction), and msecs are added per record.
+        second = int(record.created)
+        cached = self._second
+        if cached[0] != second:
+            cached = (second, time.strftime(self.default_time_format, self.converter(second)))
+            self._second = cached
+        if not self.default_msec_format:
+            return cached[1]
+        return self.default_msec_format % (cached[1], record.msecs)
 
     def formatException(self, ei: _ExcInfo) -> str:  # noqa: N802 (logging's name)
         return _indented(super().formatException(ei))

@@ -9,6 +9,7 @@ holds a space, so a pair key is "<address> <user>" split at its first space.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -79,6 +80,14 @@ def _address(address: str) -> str:
         host = host[1 : host.find("]")] if "]" in host else host[1:]
     elif host.count(":") == 1:
         host = host.split(":", 1)[0]
+    return _host(host)
+
+
+# A password login derives its address keys five times (check, then success or failure), and
+# parsing an IPv6 address costs ~30 µs; the key depends on the host text alone (the port is
+# gone), so the keys of recent hosts are remembered.
+@functools.lru_cache(maxsize=1024)
+def _host(host: str) -> str:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:

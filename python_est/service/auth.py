@@ -60,7 +60,7 @@ class Authenticator:
             satisfied = satisfied_methods(requirement, frozenset(present | {AuthMethod.BASIC}))
             if satisfied is None:
                 raise AuthenticationRequired(_missing(requirement, peer))
-            credentials = self._basic_credentials(request, _missing(requirement, peer))
+            credentials = self._basic_credentials(request, requirement, peer)
             self._check_password(credentials, peer)
             basic_user = credentials.user
         return Authentication(
@@ -70,13 +70,16 @@ class Authenticator:
             basic_user=basic_user if AuthMethod.BASIC in satisfied else None,
         )
 
-    def _basic_credentials(self, request: HttpRequest, missing: str) -> BasicCredentials:
+    def _basic_credentials(
+        self, request: HttpRequest, requirement: AuthRequirement, peer: PeerIdentity
+    ) -> BasicCredentials:
         try:
             credentials = parse_basic_authorization(request.header("authorization"))
         except ValueError as exc:
             raise AuthenticationRequired(str(exc), basic_realm=self._realm) from None
         if credentials is None or credentials.is_empty:
-            raise AuthenticationRequired(missing, basic_realm=self._realm)
+            # Worded only for a refusal, not on every login.
+            raise AuthenticationRequired(_missing(requirement, peer), basic_realm=self._realm)
         return credentials
 
     def check_password(self, user: str, password: str, address: str) -> bool:

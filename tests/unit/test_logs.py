@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -26,6 +27,7 @@ from python_est.cli.logs import (
     setup_logging,
 )
 from python_est.config import load_config
+from python_est.safetext import escape
 from python_est.state import open_state
 from tests.conftest import captured_records
 
@@ -238,3 +240,34 @@ def test_debug_really_prints_debug_lines(
     assert main(["-c", str(cfg), *args, "init"]) == 0
     err = capsys.readouterr().err
     assert (f"DEBUG python_est: python-est {__version__}: config {cfg}" in err) == debug
+
+
+class _UncachedPlain(logging.Formatter):
+    """The plain formatter as it was before issue 20: a copy of every record, and
+    `logging.Formatter.formatTime` on every line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        safe = copy.copy(record)
+        safe.message = escape(record.message)
+        return super().formatMessage(safe)
+
+
+@pytest.mark.parametrize("pid", [False, True])
+def test_plain_lines_are_what_the_uncached_formatter_wrote(
+    monkeypatch: pytest.MonkeyPatch, pid: bool
+) -> None:
+    # The plain formatter remembers the last second's timestamp text and skips copying records
+    # that need no escaping (issue 20); every line must still be the same.
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    plain = make_formatter("plain", pid=pid)
+    reference = _UncachedPlain(plain._fmt)
+    start = 1_700_000_000.0
+    for created in (start, start + 0.999, start + 1.0, start + 1.5, start + 0.25, start + 86400):
+        for message in ("plain text %s", "forged\nline %s", "tab\tand \x1b[2J %s"):
+            for value in ("arg", "arg\u2028"):
+                made = record(message, value)
+                made.created, made.msecs = created, (created - int(created)) * 1000
+                twin = record(message, value)
+                twin.created, twin.msecs = made.created, made.msecs
+                assert plain.format(made) == reference.format(twin)
+                assert made.message == twin.message  # the record itself is left as it was
