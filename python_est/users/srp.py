@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from tlslite import mathtls
+from tlslite.utils.cryptomath import powMod
 
 from python_est.errors import UserStoreError
-from python_est.users.fixedbase import fixed_base_pow
 
 if TYPE_CHECKING:
     from python_est.users.fileformat import Snapshot
@@ -101,7 +101,7 @@ def compute_verifier(group_bits: int, salt: bytes, user: bytes, password: bytes)
     """v = g^x mod N with x = SHA1(salt | SHA1(user ":" password)) (RFC 5054 §2.4)."""
     n, g = GROUPS[group_bits]
     x = mathtls.makeX(bytearray(salt), bytearray(user), bytearray(password))
-    return fixed_base_pow(g, x, n)
+    return int(powMod(g, x, n))
 
 
 def new_salt() -> bytes:
