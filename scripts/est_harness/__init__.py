@@ -21,6 +21,7 @@ from est_harness.client import (  # noqa: E402
     EST,
     Reply,
     basic,
+    basic_enroll,
     build_request,
     client_context,
     csr_body,
@@ -31,6 +32,7 @@ from est_harness.client import (  # noqa: E402
     parse_reply,
     read_all,
     srp,
+    srp_alert,
     write_credentials,
 )
 from est_harness.config import BASE_CFG, MAIN, ROOT, TEST_CFG, merge_config, write_config  # noqa: E402
@@ -57,6 +59,7 @@ __all__ = [
     "Reply",
     "RunningServer",
     "basic",
+    "basic_enroll",
     "build_request",
     "client_context",
     "csr_body",
@@ -75,6 +78,7 @@ __all__ = [
     "run_cli",
     "running_server",
     "srp",
+    "srp_alert",
     "write_config",
     "write_credentials",
 ]

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 from tlslite.api import HandshakeSettings, TLSConnection
+from tlslite.errors import TLSRemoteAlert
 
 from python_est import wire
 
@@ -186,3 +187,22 @@ def write_credentials(
             )
         )
     return cert_path, key_path
+
+
+def basic_enroll(
+    port: int, cafile: Path, user: str, password: str, common_name: str | None = None
+) -> Reply:
+    """POST /simpleenroll with HTTP Basic for CN=`common_name` (default: the user name)."""
+    csr, _ = make_csr(common_name if common_name is not None else user)
+    headers = {"Content-Type": "application/pkcs10", "Authorization": basic(user, password)}
+    raw = build_request("POST", f"{EST}/simpleenroll", csr_body(csr), headers, port)
+    return https(port, raw, cafile=cafile)
+
+
+def srp_alert(port: int, user: str, password: str) -> str:
+    """The alert the server sends for a TLS-SRP login (GET /cacerts), or "ok" when it succeeds."""
+    try:
+        srp(port, user, password, build_request("GET", f"{EST}/cacerts", port=port))
+    except TLSRemoteAlert as alert:
+        return str(alert)
+    return "ok"

@@ -14,9 +14,8 @@ import time
 from collections.abc import Callable
 
 import pytest
-from tlslite.errors import TLSRemoteAlert
 
-from est_harness import Reply, RunningServer, basic, build_request, csr_body, https, make_csr, srp
+from est_harness import RunningServer, basic_enroll, srp_alert
 from python_est.cli import main
 from tests.conftest import captured_records
 
@@ -35,21 +34,6 @@ def _server(start: Callable[[str], RunningServer], cfg: str, **users: str) -> Ru
     return server
 
 
-def _enroll(server: RunningServer, user: str, password: str) -> Reply:
-    csr, _ = make_csr(user)
-    headers = {"Content-Type": "application/pkcs10", "Authorization": basic(user, password)}
-    raw = build_request("POST", ENROLL, csr_body(csr), headers, server.port)
-    return https(server.port, raw, cafile=server.ca_file)
-
-
-def _srp_alert(server: RunningServer, user: str, password: str) -> str:
-    try:
-        srp(server.port, user, password, build_request("GET", CACERTS, port=server.port))
-    except TLSRemoteAlert as alert:
-        return str(alert)
-    return "ok"
-
-
 def _cli(server: RunningServer, *args: str, capsys: pytest.CaptureFixture[str]) -> str:
     capsys.readouterr()
     assert main(["-c", str(server.root / "est.cfg"), *args]) == 0
@@ -61,9 +45,9 @@ def test_a_kelvin_sign_does_not_give_a_guesser_a_fresh_counter(
 ) -> None:
     server = _server(start_est_server, "[auth]\nmax_failures = 3\n", kiosk="kiosk password")
     for name in (KELVIN_KIOSK, "KIOSK", KELVIN_KIOSK):
-        assert _enroll(server, name, "guess").status == 401
-    assert _enroll(server, "kiosk", "kiosk password").status == 429
-    assert _srp_alert(server, "Kiosk", "guess") == "access_denied"
+        assert basic_enroll(server.port, server.ca_file, name, "guess").status == 401
+    assert basic_enroll(server.port, server.ca_file, "kiosk", "kiosk password").status == 429
+    assert srp_alert(server.port, "Kiosk", "guess") == "access_denied"
 
 
 def test_a_guesser_behind_a_nat_locks_only_itself(
@@ -72,12 +56,12 @@ def test_a_guesser_behind_a_nat_locks_only_itself(
     # Defaults: 5 failures of one user from one address lock that pair.
     server = _server(start_est_server, "", alice="alice password", bob="bob password")
     for _ in range(6):
-        assert _enroll(server, "alice", "guess").status in (401, 429)
-    assert _enroll(server, "alice", "alice password").status == 429
-    assert _srp_alert(server, "alice", "alice password") == "access_denied"
+        assert basic_enroll(server.port, server.ca_file, "alice", "guess").status in (401, 429)
+    assert basic_enroll(server.port, server.ca_file, "alice", "alice password").status == 429
+    assert srp_alert(server.port, "alice", "alice password") == "access_denied"
     # bob, behind the same address (127.0.0.1), enrolls with his password.
-    assert _enroll(server, "bob", "bob password").status == 200
-    assert _srp_alert(server, "bob", "bob password") == "ok"
+    assert basic_enroll(server.port, server.ca_file, "bob", "bob password").status == 200
+    assert srp_alert(server.port, "bob", "bob password") == "ok"
 
 
 def test_a_spray_of_names_locks_the_address_but_not_its_known_devices(
@@ -85,14 +69,18 @@ def test_a_spray_of_names_locks_the_address_but_not_its_known_devices(
 ) -> None:
     cfg = "[auth]\naddress_max_failures = 6\n"
     server = _server(start_est_server, cfg, carol="carol password", dave="dave password")
-    assert _enroll(server, "carol", "carol password").status == 200  # carol is known here
+    assert (
+        basic_enroll(server.port, server.ca_file, "carol", "carol password").status == 200
+    )  # carol is known here
     for i in range(3):
-        assert _enroll(server, f"admin{i}", "guess").status == 401
-        assert _srp_alert(server, f"root{i}", "guess") == "bad_record_mac"
-    refused = _enroll(server, "dave", "dave password")  # never logged in from here
+        assert basic_enroll(server.port, server.ca_file, f"admin{i}", "guess").status == 401
+        assert srp_alert(server.port, f"root{i}", "guess") == "bad_record_mac"
+    refused = basic_enroll(
+        server.port, server.ca_file, "dave", "dave password"
+    )  # never logged in from here
     assert refused.status == 429
     assert b"from this address" in refused.body
-    assert _enroll(server, "carol", "carol password").status == 200
+    assert basic_enroll(server.port, server.ca_file, "carol", "carol password").status == 200
 
 
 def test_the_429_says_how_long_the_lockout_lasts(
@@ -101,8 +89,8 @@ def test_the_429_says_how_long_the_lockout_lasts(
     cfg = "[auth]\nmax_failures = 2\nlockout = 120\n"
     server = _server(start_est_server, cfg, alice="alice password")
     for _ in range(2):
-        assert _enroll(server, "alice", "guess").status == 401
-    locked = _enroll(server, "alice", "alice password")
+        assert basic_enroll(server.port, server.ca_file, "alice", "guess").status == 401
+    locked = basic_enroll(server.port, server.ca_file, "alice", "alice password")
     assert locked.status == 429
     seconds = int(locked.headers["Retry-After"])
     assert 110 <= seconds <= 120
@@ -119,8 +107,8 @@ def test_an_operator_lists_and_lifts_lockouts(
     server = _server(start_est_server, cfg, alice="alice password")
     assert _cli(server, "lockouts", "list", capsys=capsys) == "python-est: no lockouts\n"
     for _ in range(2):
-        assert _srp_alert(server, "alice", "guess") == "bad_record_mac"
-    assert _enroll(server, "alice", "alice password").status == 429
+        assert srp_alert(server.port, "alice", "guess") == "bad_record_mac"
+    assert basic_enroll(server.port, server.ca_file, "alice", "alice password").status == 429
     listing = _cli(server, "lockouts", "list", capsys=capsys)
     assert listing.startswith("user 'alice' from 127.0.0.1: locked for another ")
     assert listing.endswith(" s\n") and listing.count("\n") == 1
@@ -133,7 +121,7 @@ def test_an_operator_lists_and_lifts_lockouts(
         "lockout-clear cleared by the operator: user 'alice' from 127.0.0.1"
     )
     assert (event.kind, event.user, event.address) == ("pair", "alice", "127.0.0.1")  # type: ignore[attr-defined]
-    assert _enroll(server, "alice", "alice password").status == 200
+    assert basic_enroll(server.port, server.ca_file, "alice", "alice password").status == 200
     again = _cli(server, "lockouts", "clear", "127.0.0.1", capsys=capsys)
     assert again == "python-est: no lockouts for '127.0.0.1'; nothing cleared\n"
 
@@ -153,7 +141,7 @@ def test_user_add_refuses_a_look_alike_name_naming_both(
     assert "'kiosk'" in err
     assert server.state.users is not None and server.state.users.list_users() == ["kiosk"]
     # The look-alike cannot log in to the real account either: logins need the exact name.
-    assert _enroll(server, KELVIN_KIOSK, "kiosk password").status == 401
+    assert basic_enroll(server.port, server.ca_file, KELVIN_KIOSK, "kiosk password").status == 401
 
 
 def test_a_refused_srp_login_is_logged_with_the_escaped_user_name(
@@ -162,8 +150,8 @@ def test_a_refused_srp_login_is_logged_with_the_escaped_user_name(
     server = _server(start_est_server, "[auth]\nmax_failures = 1\n", alice="alice password")
     hostile = "alice\x1b[2J\u202e\nfake audit line"
     with captured_records("python_est.tls", logging.INFO) as records:
-        assert _srp_alert(server, hostile, "guess") == "bad_record_mac"
-        assert _srp_alert(server, hostile, "guess") == "access_denied"
+        assert srp_alert(server.port, hostile, "guess") == "bad_record_mac"
+        assert srp_alert(server.port, hostile, "guess") == "access_denied"
         # The server logs on its connection thread after the alert left: wait for both lines.
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and len(_srp_lines(records)) < 2:

@@ -14,10 +14,17 @@ from urllib.parse import urlencode
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from tlslite.errors import TLSRemoteAlert
 
 import est_harness as h
-from est_harness import Reply, RunningServer, basic, build_request, csr_body, https, make_csr, srp
+from est_harness import (
+    Reply,
+    RunningServer,
+    basic_enroll,
+    build_request,
+    https,
+    make_csr,
+    srp_alert,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -37,22 +44,6 @@ def _server(start: Callable[[str], RunningServer], cfg: str) -> RunningServer:
     return server
 
 
-def _basic_enroll(server: RunningServer, user: str, password: str) -> Reply:
-    csr, _ = make_csr(USER)
-    headers = {"Content-Type": "application/pkcs10", "Authorization": basic(user, password)}
-    raw = build_request("POST", ENROLL, csr_body(csr), headers, server.port)
-    return https(server.port, raw, cafile=server.ca_file)
-
-
-def _srp_alert(server: RunningServer, user: str, password: str) -> str:
-    """The alert the server sends for an SRP login, or "ok" when it succeeds."""
-    try:
-        srp(server.port, user, password, build_request("GET", CACERTS, port=server.port))
-    except TLSRemoteAlert as alert:
-        return str(alert)
-    return "ok"
-
-
 # --- brute force ------------------------------------------------------------------------------
 
 
@@ -61,23 +52,27 @@ def test_basic_guessing_is_refused_with_429(
 ) -> None:
     server = _server(start_est_server, LOCKOUT)
     for _ in range(3):
-        assert _basic_enroll(server, USER, "wrong").status == 401
-    locked = _basic_enroll(server, USER, PASSWORD)  # even the right password, while locked
+        assert (
+            basic_enroll(server.port, server.ca_file, USER, "wrong", common_name=USER).status == 401
+        )
+    locked = basic_enroll(
+        server.port, server.ca_file, USER, PASSWORD, common_name=USER
+    )  # even the right password, while locked
     assert locked.status == 429
     assert int(locked.headers["Retry-After"]) > 0
     # The lock also covers TLS-SRP: one counter per user, whatever the protocol.
-    assert _srp_alert(server, USER, PASSWORD) == "access_denied"
+    assert srp_alert(server.port, USER, PASSWORD) == "access_denied"
 
 
 def test_srp_guessing_is_refused_in_the_handshake(
     start_est_server: Callable[[str], RunningServer],
 ) -> None:
     server = _server(start_est_server, LOCKOUT)
-    assert _srp_alert(server, USER, PASSWORD) == "ok"
+    assert srp_alert(server.port, USER, PASSWORD) == "ok"
     for _ in range(3):
-        assert _srp_alert(server, USER, "wrong") == "bad_record_mac"
-    assert _srp_alert(server, USER, PASSWORD) == "access_denied"
-    assert _basic_enroll(server, USER, PASSWORD).status == 429
+        assert srp_alert(server.port, USER, "wrong") == "bad_record_mac"
+    assert srp_alert(server.port, USER, PASSWORD) == "access_denied"
+    assert basic_enroll(server.port, server.ca_file, USER, PASSWORD, common_name=USER).status == 429
     # Certificate clients and anonymous /cacerts are not password logins: unaffected.
     raw = build_request("GET", CACERTS, port=server.port)
     assert https(server.port, raw, cafile=server.ca_file).status == 200
@@ -87,12 +82,16 @@ def test_guessing_many_user_names_locks_the_address(
     start_est_server: Callable[[str], RunningServer],
 ) -> None:
     server = _server(start_est_server, LOCKOUT)
-    assert _basic_enroll(server, "mallory1", "x").status == 401
-    assert _srp_alert(server, "mallory2", "x") == "bad_record_mac"
-    assert _basic_enroll(server, "mallory3", "x").status == 401
+    assert (
+        basic_enroll(server.port, server.ca_file, "mallory1", "x", common_name=USER).status == 401
+    )
+    assert srp_alert(server.port, "mallory2", "x") == "bad_record_mac"
+    assert (
+        basic_enroll(server.port, server.ca_file, "mallory3", "x", common_name=USER).status == 401
+    )
     # This address is locked for every user name without a recent login from it.
-    assert _basic_enroll(server, USER, PASSWORD).status == 429
-    assert _srp_alert(server, USER, PASSWORD) == "access_denied"
+    assert basic_enroll(server.port, server.ca_file, USER, PASSWORD, common_name=USER).status == 429
+    assert srp_alert(server.port, USER, PASSWORD) == "access_denied"
 
 
 def test_bootstrap_form_guessing_is_refused_with_429(
@@ -134,7 +133,7 @@ def test_unknown_user_and_wrong_password_look_the_same_over_srp(
     for attempt in range(100):
         for kind, user in (("unknown", f"nobody{attempt}"), ("wrong", USER)):
             started = time.perf_counter()
-            alerts[kind].add(_srp_alert(server, user, "not the password"))
+            alerts[kind].add(srp_alert(server.port, user, "not the password"))
             timings[kind].append(time.perf_counter() - started)
     assert alerts == {"unknown": {"bad_record_mac"}, "wrong": {"bad_record_mac"}}
     unknown, wrong = _median_ms(timings["unknown"]), _median_ms(timings["wrong"])
@@ -151,7 +150,9 @@ def test_unknown_user_and_wrong_password_look_the_same_over_basic(
     for attempt in range(30):
         for kind, user in (("unknown", f"nobody{attempt}"), ("wrong", USER)):
             started = time.perf_counter()
-            reply = _basic_enroll(server, user, "not the password")
+            reply = basic_enroll(
+                server.port, server.ca_file, user, "not the password", common_name=USER
+            )
             timings[kind].append(time.perf_counter() - started)
             replies[kind].add((reply.status, reply.body))
     assert replies["unknown"] == replies["wrong"]
