@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "ticketkeys": 2,
     "policy": 3,
     "state": 3,
+    "webhooks": 3,
     "service": 4,
     "routes": 4,
     "tls": 4,
