@@ -60,7 +60,9 @@ from python_est.service.issuance import (
 )
 from python_est.service.layout import laid_out, wants_one_line
 from python_est.service.renewal import Renewals
+from python_est.service.webhook import consult
 from python_est.users import UserDirectory
+from python_est.webhooks import Authorizer
 
 log = logging.getLogger("python_est.service")
 
@@ -101,6 +103,7 @@ class EstService:
         on_issued: called with each certificate once it is committed to the ledger, whichever
             path issued it (an EST operation, the bootstrap page, an approved request): the
             metrics' issuance count.
+        authorizers: label name to its authorization webhook (`python_est.webhooks`).
 
     Raises:
         ValueError: a label's `csrattrs` text does not parse, or announces a key type that
@@ -119,6 +122,7 @@ class EstService:
         clock: Callable[[], datetime] = utcnow,
         pending_retry_after: int = PENDING_RETRY_AFTER,
         on_issued: Callable[[IssuedCertificate], None] | None = None,
+        authorizers: Mapping[str, Authorizer] | None = None,
     ) -> None:
         self._labels = dict(labels)
         self._plans = {label.name: _plan(label) for label in self._labels.values()}
@@ -136,6 +140,7 @@ class EstService:
         self._issuer = Issuer(ca, ledger, clock, on_issued)
         self._gate = ApprovalGate(ledger, retry_after=pending_retry_after, clock=clock)
         self._renewals = Renewals(ca.certificate, ledger, clock)
+        self._authorizers = dict(authorizers or {})
         self._operations: dict[Operation, _Operation] = {
             Operation.CACERTS: self._cacerts,
             Operation.SIMPLEENROLL: self._simpleenroll,
@@ -198,7 +203,7 @@ class EstService:
         csr = self._read_csr(request)
         self._check_csr(csr, peer, label, client_key=True)
         self._authorize(csr, auth, label)
-        return self._certify(csr, label, auth, Operation.SIMPLEENROLL, None)
+        return self._certify(csr, label, auth, Operation.SIMPLEENROLL, None, peer)
 
     def _simplereenroll(
         self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
@@ -212,7 +217,7 @@ class EstService:
         csr = self._read_csr(request)
         self._check_csr(csr, peer, label, client_key=True)
         renewed = self._renewals.renewed(csr, client.leaf, auth, label)
-        return self._certify(csr, label, auth, Operation.SIMPLEREENROLL, renewed.label)
+        return self._certify(csr, label, auth, Operation.SIMPLEREENROLL, renewed.label, peer)
 
     def _certify(
         self,
@@ -221,6 +226,7 @@ class EstService:
         auth: Authentication,
         operation: Operation,
         source_label: str | None,
+        peer: PeerIdentity,
     ) -> HttpResponse:
         # /simpleenroll and /simplereenroll: issue now, or hold for the operator (`approval`).
         def fulfil(
@@ -229,7 +235,9 @@ class EstService:
             cert = self._issuer.issue(approved, label, auth, operation)
             return cert, certs_only_response(cert)
 
-        if needs_approval(label, operation, source_label):
+        if self._held(csr, label, auth, operation, peer, None) or needs_approval(
+            label, operation, source_label
+        ):
             precheck(csr, label, client_key=True)
             return self._gate.admit(csr, label, auth, operation, fulfil)
         return fulfil(csr)[1]
@@ -271,7 +279,9 @@ class EstService:
             )
             return cert, serverkeygen_response(key, cert)
 
-        if needs_approval(label, Operation.SERVERKEYGEN, None):
+        if self._held(csr, label, auth, Operation.SERVERKEYGEN, peer, key_type.value) or (
+            needs_approval(label, Operation.SERVERKEYGEN, None)
+        ):
             precheck(csr, label, client_key=False)
             return self._gate.admit(csr, label, auth, Operation.SERVERKEYGEN, fulfil)
         return fulfil(csr)[1]
@@ -284,6 +294,21 @@ class EstService:
         )
 
     # --- checks ---------------------------------------------------------------------------------
+
+    def _held(
+        self,
+        csr: x509.CertificateSigningRequest,
+        label: LabelConfig,
+        auth: Authentication,
+        operation: Operation,
+        peer: PeerIdentity,
+        key_type: str | None,
+    ) -> bool:
+        # Issue 18 item 4: the label's webhook allows (False), holds (True) or denies (raises).
+        authorizer = self._authorizers.get(label.name)
+        if authorizer is None:
+            return False
+        return consult(authorizer, csr, label, auth, operation, peer, key_type)
 
     def _read_csr(self, request: HttpRequest) -> x509.CertificateSigningRequest:
         # §4.2.1: the body is a base64 PKCS#10 labelled application/pkcs10 (R08). Parameters,
