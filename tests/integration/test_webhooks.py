@@ -8,13 +8,14 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from est_harness import RunningServer
+from est_harness import RunningServer, build_request, https
 from python_est.ledger import serial_hex
 from python_est.webhooks import MAX_ANSWER_BYTES
 from tests.conftest import captured_records
@@ -278,3 +279,46 @@ def _poll_empty(outbox: Path, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_the_bootstrap_page_asks_the_webhook_too(
+    start_est_server: Callable[[str], RunningServer],
+) -> None:
+    with running_hook([decision("deny", "unknown device")]) as hook:
+        server = start_est_server(f"[profile]\nauthorize_url = {hook.url()}\n")
+        assert server.state.users is not None
+        server.state.users.add(USER, PASSWORD)
+        csr = x509.load_der_x509_csr(der_csr(cn(USER))[0])
+        pem = csr.public_bytes(serialization.Encoding.PEM).decode()
+        body = urlencode({"user": USER, "password": PASSWORD, "mode": "csr", "csr": pem})
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        raw = build_request("POST", "/bootstrap", body.encode(), headers, server.port)
+        reply = https(server.port, raw, cafile=server.ca_file)
+    assert b"unknown device" in reply.body, reply.body[:300]
+    assert server.state.ledger.count() == 0
+    [seen] = hook.received
+    assert seen.json()["subject"] == f"CN={USER}"
+
+
+def test_a_serverkeygen_notification_carries_no_private_key(
+    start_est_server: Callable[[str], RunningServer], hook: Hook
+) -> None:
+    server = hooked_server(start_est_server, f"notify_url = {hook.url('/notify')}")
+    reply = post(server, f"{PATH}serverkeygen", der_csr(cn("keygen-2"))[0], user=USER)
+    assert reply.status == 200, reply.body
+    [seen] = hook.wait_for(1)
+    note = seen.json()
+    assert note["operation"] == "serverkeygen"
+    assert "PRIVATE" not in seen.body.decode() and set(note) == {
+        "event",
+        "label",
+        "operation",
+        "serial",
+        "subject",
+        "sans",
+        "not_before",
+        "not_after",
+        "requester",
+        "auth_method",
+        "certificate",
+    }
