@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "ca": 2,
     "ledger": 2,
     "users": 2,
+    "devices": 2,
     "ratelimit": 2,
     "ticketkeys": 2,
     "policy": 3,
