@@ -13,6 +13,7 @@ from collections.abc import Callable
 from python_est.bootstrap import BootstrapPage, derive_form_secret
 from python_est.ca import can_sign_crls
 from python_est.config import Config
+from python_est.devices import DeviceRegistry
 from python_est.errors import ConfigError
 from python_est.ledger import IssuedCertificate
 from python_est.ops import ConnectionMetrics, HealthCheck, OpsEndpoints
@@ -25,6 +26,7 @@ from python_est.server import EstServer, Handshaker, Listener, MetricsListener
 from python_est.server.courier import build_webhooks
 from python_est.service import EstService, check_label
 from python_est.state import State, lockouts_path
+from python_est.statedir import StateDir
 from python_est.tls import TicketKeys, TlsEndpoint
 
 
@@ -65,6 +67,7 @@ def build_app(
         pending_retry_after=config.server.pending_retry_after,
         on_issued=_each(counted, notify),
         authorizers=authorizers,
+        devices=device_registry(config),
     )
     # Clients (libest's estclient, openssl s_client -cert) often send only their leaf, so the
     # EST CA's own issuing certificates help build paths without becoming trust anchors.
@@ -144,6 +147,21 @@ def build_server(
         listener=listener,
         observer=None if metrics is None else ConnectionMetrics(metrics),
     )
+
+
+def device_registry(config: Config) -> DeviceRegistry:
+    """The pre-registered devices of the state directory (`python-est devices`).
+
+    Raises:
+        ConfigError: the registry cannot be opened.
+    """
+    path = StateDir(config.server.state_dir).devices
+    try:
+        return DeviceRegistry(path)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(
+            config.source, "server", "state_dir", f"cannot open {path}: {exc}"
+        ) from None
 
 
 def failure_limiter(config: Config, state: State) -> LoginLimiter:

@@ -49,6 +49,7 @@ LABEL_KEYS: dict[str, Callable[[str], object]] = {
     "notify_url": to_webhook_url,
     "webhook_timeout": to_positive_float,
     "webhook_failure": to_choice("closed", "open"),
+    "require_registration": to_bool,
 }
 # Label keys naming files, resolved against the config file's directory like other paths.
 LABEL_PATH_KEYS = ("webhook_ca_file", "webhook_client_cert", "webhook_client_key")

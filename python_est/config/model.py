@@ -247,6 +247,8 @@ class LabelConfig:
     webhook_client_key: Path | None = None
     webhook_timeout: float = 5.0
     webhook_failure: str = "closed"
+    # /simpleenroll and /serverkeygen issue only what matches a pre-registered device.
+    require_registration: bool = False
 
 
 @dataclass(frozen=True)

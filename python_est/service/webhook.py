@@ -26,7 +26,7 @@ from python_est.webhooks import AuthorizationRequest, Authorizer, Verdict
 
 
 def consult(
-    authorizer: Authorizer,
+    authorizer: Authorizer | None,
     csr: x509.CertificateSigningRequest,
     label: LabelConfig,
     auth: Authentication,
@@ -34,15 +34,18 @@ def consult(
     peer: PeerIdentity,
     key_type: str | None,
 ) -> bool:
-    """Ask the webhook about a checked request; True when it holds the request.
+    """Ask the label's webhook, if any, about a checked request; True when it holds it.
 
     Args:
+        authorizer: the label's webhook (None: no webhook, nothing held).
         key_type: the key /serverkeygen will generate; None: the CSR's key is certified.
 
     Raises:
         Forbidden: the webhook denies the request (its reason, escaped and bounded).
         Unavailable: the webhook failed and the label fails closed.
     """
+    if authorizer is None:
+        return False
     request = AuthorizationRequest(
         label=label.name,
         operation=operation.value,
