@@ -43,6 +43,15 @@ class Courier:
                 self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._deliver()
+        finally:
+            # Whatever ended the loop, the next wake starts a new thread.
+            with self._lock:
+                if self._thread is threading.current_thread():
+                    self._thread = None
+
+    def _deliver(self) -> None:
         while True:
             self._wake.clear()
             try:
