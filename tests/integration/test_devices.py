@@ -4,6 +4,7 @@ TLS: reuse, another subject, expiry, another label, concurrent double use."""
 from __future__ import annotations
 
 import base64
+import io
 import logging
 import threading
 from collections.abc import Callable
@@ -272,3 +273,15 @@ def test_the_bootstrap_page_takes_a_code(
     reply = https(server.port, raw, cafile=server.ca_file)
     assert reply.status == 200 and server.state.ledger.count() == 1, reply.body[:300]
     refused(enroll(server, name, code, cn("page-dev"), label=""), 403, "used already")
+
+
+def test_a_password_instead_of_a_code(
+    server: RunningServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("my own device password\n"))
+    capsys.readouterr()
+    args = ("add", "--label", "iot", "--subject", "CN=chosen", "--password-stdin")
+    assert cli(server, *args) == 0
+    assert "code:" not in capsys.readouterr().out
+    assert enroll(server, "chosen", "my own device password", cn("chosen")).status == 200
+    refused(enroll(server, "chosen", "my own device password", cn("chosen")), 403, "used already")

@@ -3,6 +3,7 @@ one-time claim, without a server."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -106,3 +107,16 @@ def test_registry_refuses_an_expired_claim(tmp_path: Path) -> None:
     registry.add(Registration("iot", "d1", "CN=d1", (), NOW, NOW + timedelta(hours=1)), "code")
     assert not registry.claim("iot", "d1", "t", NOW + timedelta(hours=1))
     assert registry.claim("iot", "d1", "t", NOW + timedelta(minutes=59))
+
+
+def test_a_chosen_password_is_hashed_slowly_and_checks_like_a_code(tmp_path: Path) -> None:
+    path = tmp_path / "devices.sqlite3"
+    registry = DeviceRegistry(path)
+    registry.add(Registration("iot", "fast", "CN=fast", (), NOW), "generated-code")
+    registry.add(Registration("iot", "slow", "CN=slow", (), NOW), "chosen password", chosen=True)
+    assert registry.check_code("iot", "fast", "generated-code")
+    assert registry.check_code("iot", "slow", "chosen password")
+    assert not registry.check_code("iot", "slow", "generated-code")
+    with sqlite3.connect(path) as db:
+        schemes = dict(db.execute("SELECT name, scheme FROM devices").fetchall())
+    assert schemes == {"fast": "sha256", "slow": "scrypt"}

@@ -101,7 +101,8 @@ def _add(args: argparse.Namespace, config: Config) -> int:
         code = read_new_password(args, config.srp.min_password_length)
     else:
         code = generate_code()
-    registry.add(Registration(args.label, name, subject, sans, now, expires_at), code)
+    registration = Registration(args.label, name, subject, sans, now, expires_at)
+    registry.add(registration, code, chosen=args.password_stdin)
     until = "never expires" if expires_at is None else f"valid until {_when(expires_at)}"
     print(f"python-est: registered device {name!r} on label {args.label!r} for {subject}; {until}")
     if not args.password_stdin:
