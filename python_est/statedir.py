@@ -8,6 +8,8 @@
     ledger.sqlite3               the ledger (default of [ledger] path)
     lockouts.sqlite3             the failed-login counters
     crl/ca.crl                   the published CRL (default of [crl] file)
+    notify/                      issuance notifications not yet delivered (failed/: given up)
+    devices.sqlite3              pre-registered devices and their hashed one-time codes
 
 It sits below `config` so that the configuration's defaults and `python_est.state`, which
 creates and opens these files, read one layout; nothing else builds a path under the directory.
@@ -72,3 +74,11 @@ class StateDir:
     @property
     def crl(self) -> Path:
         return self.root / "crl" / "ca.crl"
+
+    @property
+    def notify_outbox(self) -> Path:
+        return self.root / "notify"
+
+    @property
+    def devices(self) -> Path:
+        return self.root / "devices.sqlite3"
