@@ -10,13 +10,12 @@ from functools import partial
 
 from cryptography import x509
 
-from python_est import oids, wire
+from python_est import wire
 from python_est.ca import CertificateAuthority
 from python_est.config import LabelConfig
 from python_est.errors import (
     CaError,
     Forbidden,
-    InvalidCsr,
     MethodNotAllowed,
     NotFound,
     NotImplementedOperation,
@@ -58,6 +57,7 @@ from python_est.service.issuance import (
     precheck,
     serverkeygen_response,
 )
+from python_est.service.keyprotect import KekLookup, KeyProtector, KeySigner
 from python_est.service.layout import laid_out, wants_one_line
 from python_est.service.renewal import Renewals
 from python_est.users import UserDirectory
@@ -101,6 +101,9 @@ class EstService:
         on_issued: called with each certificate once it is committed to the ledger, whichever
             path issued it (an EST operation, the bootstrap page, an approved request): the
             metrics' issuance count.
+        key_signer: who signs encrypted server-generated keys (RFC 7030 §4.4.2); None makes
+            requests for an encrypted key 501.
+        keks: the registered key-encryption keys (`python_est.keks`) by label and identifier.
 
     Raises:
         ValueError: a label's `csrattrs` text does not parse, or announces a key type that
@@ -119,6 +122,8 @@ class EstService:
         clock: Callable[[], datetime] = utcnow,
         pending_retry_after: int = PENDING_RETRY_AFTER,
         on_issued: Callable[[IssuedCertificate], None] | None = None,
+        key_signer: KeySigner | None = None,
+        keks: KekLookup | None = None,
     ) -> None:
         self._labels = dict(labels)
         self._plans = {label.name: _plan(label) for label in self._labels.values()}
@@ -136,6 +141,7 @@ class EstService:
         self._issuer = Issuer(ca, ledger, clock, on_issued)
         self._gate = ApprovalGate(ledger, retry_after=pending_retry_after, clock=clock)
         self._renewals = Renewals(ca.certificate, ledger, clock)
+        self._protector = KeyProtector(key_signer, keks)
         self._operations: dict[Operation, _Operation] = {
             Operation.CACERTS: self._cacerts,
             Operation.SIMPLEENROLL: self._simpleenroll,
@@ -252,14 +258,13 @@ class EstService:
             )
         auth = self._auth.authenticate(request, peer, label.serverkeygen_auth)
         csr = self._read_csr(request)
-        if _requests_encrypted_key(csr):
-            # §4.4.1.1/§4.4.1.2: the client asked for an encrypted key; answering with a
-            # plaintext key instead would defeat the request.
-            raise NotImplementedOperation("encrypted key return is not supported")
         # §4.4.1: the CSR's key and signature are ignored; everything else is checked as for
         # /simpleenroll, linking included (libest does the same).
         self._check_csr(csr, peer, label, client_key=False)
         self._authorize(csr, auth, label)
+        # §4.4.1.1/§4.4.1.2: an encrypted key that cannot be delivered is refused here, before
+        # anything is issued; a plaintext key never answers an encryption request.
+        sealer = self._protector.resolve(csr, peer, label.name)
         key_type = self._plans[label.name].keygen_type
 
         def fulfil(
@@ -269,7 +274,7 @@ class EstService:
             cert = self._issuer.issue(
                 approved, label, auth, Operation.SERVERKEYGEN, key.public_key()
             )
-            return cert, serverkeygen_response(key, cert)
+            return cert, serverkeygen_response(key, cert, sealer)
 
         if needs_approval(label, Operation.SERVERKEYGEN, None):
             precheck(csr, label, client_key=False)
@@ -367,11 +372,3 @@ def _derive(label: LabelConfig) -> _LabelPlan:
     if label.serverkeygen:
         keygen_type = serverkeygen_key_type(requirements, keygen_type)
     return _LabelPlan(attrs, requirements, keygen_type)
-
-
-def _requests_encrypted_key(csr: x509.CertificateSigningRequest) -> bool:
-    try:
-        present = {attribute.oid for attribute in csr.attributes}
-    except ValueError:
-        raise InvalidCsr("malformed CSR attributes") from None
-    return bool(present & {oids.DECRYPT_KEY_IDENTIFIER, oids.ASYMMETRIC_DECRYPT_KEY_IDENTIFIER})

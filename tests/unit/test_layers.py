@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "users": 2,
     "ratelimit": 2,
     "ticketkeys": 2,
+    "keks": 2,
     "policy": 3,
     "state": 3,
     "service": 4,
