@@ -31,6 +31,8 @@ ID_CT_KP_AKEY_PACKAGE = str(rfc5958.id_ct_KP_aKeyPackage)
 _ID_SHA256 = "2.16.840.1.101.3.4.2.1"
 _ID_CONTENT_TYPE = str(rfc5652.id_contentType)
 _ID_MESSAGE_DIGEST = str(rfc5652.id_messageDigest)
+# Places DER (a certificate, a Name) where pyasn1 expects the decoded type.
+_RAW = {"verifyConstraints": False, "matchTags": False, "matchConstraints": False}
 
 
 def encode_key_package(pkcs8_der: bytes) -> bytes:
@@ -91,13 +93,15 @@ def sign_key_package(
     signed["digestAlgorithms"].append(algorithm_identifier(_ID_SHA256))
     signed["encapContentInfo"]["eContentType"] = univ.ObjectIdentifier(ID_CT_KP_AKEY_PACKAGE)
     signed["encapContentInfo"]["eContent"] = package_der
-    for cert in chain:
-        choice = rfc5652.CertificateChoices()
-        choice["certificate"] = decode_der(cert.public_bytes(Encoding.DER), rfc5280.Certificate())
-        signed["certificates"].append(choice)
+    # Certificates and the issuer name go in as their DER: decoding them into pyasn1 values
+    # only to encode them again costs milliseconds per response.
+    for position, cert in enumerate(chain):
+        signed["certificates"].setComponentByPosition(
+            position, univ.Any(cert.public_bytes(Encoding.DER)), **_RAW
+        )
     info["version"] = 1  # sid is issuerAndSerialNumber
     sid = info["sid"]["issuerAndSerialNumber"]
-    sid["issuer"] = decode_der(leaf.issuer.public_bytes(), rfc5280.Name())
+    sid.setComponentByName("issuer", univ.Any(leaf.issuer.public_bytes()), **_RAW)
     sid["serialNumber"] = leaf.serial_number
     info["digestAlgorithm"] = algorithm_identifier(_ID_SHA256)
     info["signatureAlgorithm"] = signature_alg

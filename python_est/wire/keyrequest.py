@@ -27,6 +27,7 @@ SMIME_CAPABILITIES = str(rfc5751.smimeCapabilities)
 # A CSR's SMIMECapabilities list is short; a cap keeps a hostile one from costing time.
 MAX_CAPABILITIES = 32
 MAX_IDENTIFIER = 64
+_IDENTIFIERS = {DECRYPT_KEY_IDENTIFIER, ASYMMETRIC_DECRYPT_KEY_IDENTIFIER}
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,12 @@ def key_protection(csr: x509.CertificateSigningRequest) -> KeyProtection | None:
         InvalidCsr: an attribute is malformed, repeated or has other than one value, or the CSR
             names both a symmetric and an asymmetric key.
     """
+    try:
+        present = {attribute.oid for attribute in csr.attributes}
+    except ValueError:
+        present = None  # pyasn1 below judges attributes cryptography cannot read
+    if present is not None and not present & _IDENTIFIERS:
+        return None  # the common plaintext request skips the pyasn1 decoding
     values = _attribute_values(csr)
     kek_id = values.get(DECRYPT_KEY_IDENTIFIER.dotted_string)
     recipient = values.get(ASYMMETRIC_DECRYPT_KEY_IDENTIFIER.dotted_string)

@@ -4,6 +4,7 @@ requester holding a valid low-privilege credential might try."""
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from python_est.keks import KekStore
 from python_est.statedir import StateDir
 from python_est.wire.envelope import AES_CBC, ECDH_SCHEMES
 from python_est.wire.keyrequest import KeyProtection, capability_list
+from tests.conftest import captured_records
 from tests.keygen_support import (
     LABELS,
     PASSWORDS,
@@ -90,7 +92,11 @@ def test_key_encrypted_to_the_client_certificate(
 def test_key_wrapped_with_a_registered_kek(server: RunningServer) -> None:
     kek = os.urandom(32)
     keks(server).add("", "fleet-1", kek)
-    reply = post(server, "serverkeygen", request_csr("alice", to_kek("fleet-1")))
+    with captured_records("python_est", logging.DEBUG) as records:
+        reply = post(server, "serverkeygen", request_csr("alice", to_kek("fleet-1")))
+    logged = "\n".join(record.getMessage() for record in records)
+    assert "serverkeygen" in logged  # the request was logged, the key-encryption key was not
+    assert kek.hex() not in logged.lower() and kek.hex() not in reply.body.decode()
     content_type, der, issued = parts(reply)
     assert content_type == SERVER_GENERATED_KEY
     generated = opened_key(KeyOpener.to_kek("fleet-1", kek, trust(server)), der)
