@@ -57,7 +57,8 @@ multipart/mixed: the PKCS#8 key, then the certs-only certificate, both base64. T
 exists only in that response (never logged, written or recorded); the ledger marks the
 certificate `server_generated_key`. A CSR asking for an encrypted key (DecryptKeyIdentifier or
 AsymmetricDecryptKeyIdentifier, §4.4.1.1/§4.4.1.2) gets the key as EnvelopedData around a
-SignedData key package, to a registered KEK of the label or to the TLS client certificate; one
+SignedData key package, to a registered KEK of the label, the TLS client certificate or a
+current certificate of the same requester; one
 the server cannot honour gets 400 before anything is issued, never a plaintext key
 (`keyprotect`).
 

@@ -141,7 +141,8 @@ class EstService:
         self._issuer = Issuer(ca, ledger, clock, on_issued)
         self._gate = ApprovalGate(ledger, retry_after=pending_retry_after, clock=clock)
         self._renewals = Renewals(ca.certificate, ledger, clock)
-        self._protector = KeyProtector(key_signer, keks)
+        self._clock = clock
+        self._protector = KeyProtector(key_signer, keks, self._held_certificates)
         self._operations: dict[Operation, _Operation] = {
             Operation.CACERTS: self._cacerts,
             Operation.SIMPLEENROLL: self._simpleenroll,
@@ -264,7 +265,7 @@ class EstService:
         self._authorize(csr, auth, label)
         # §4.4.1.1/§4.4.1.2: an encrypted key that cannot be delivered is refused here, before
         # anything is issued; a plaintext key never answers an encryption request.
-        sealer = self._protector.resolve(csr, peer, label.name)
+        sealer = self._protector.resolve(csr, peer, label.name, auth.requester)
         key_type = self._plans[label.name].keygen_type
 
         def fulfil(
@@ -287,6 +288,16 @@ class EstService:
         raise NotImplementedOperation(
             "Full CMC (RFC 7030 §4.3) is not supported; use /simpleenroll"
         )
+
+    def _held_certificates(
+        self, label: str, subject: str, requester: str
+    ) -> list[x509.Certificate]:
+        # §4.4.1.2 recipients besides the TLS client certificate (see `keyprotect`).
+        return [
+            x509.load_pem_x509_certificate(entry.pem.encode("ascii"))
+            for entry in self._ledger.current_certificates(label, subject, self._clock())
+            if entry.requester == requester
+        ]
 
     # --- checks ---------------------------------------------------------------------------------
 

@@ -6,12 +6,16 @@ never answered with a plaintext key. The returned `Sealer` then wraps the genera
 AsymmetricKeyPackage (RFC 5958) → SignedData by the EST server (the key generator) →
 EnvelopedData to the recipient.
 
-Who may receive the key (asymmetric case): only the validated TLS client certificate of the
-same connection, named by its subjectKeyIdentifier. The requester thereby proves possession of
-the recipient key; naming any other certificate (another device's, the CA's) is refused, so a
-requester can neither make the server encrypt to a key it does not hold nor probe which
-certificates exist. RFC 7030 §4.4.1.2: that certificate's keyUsage must allow keyEncipherment
-(RSA) or keyAgreement (EC), or be absent.
+Who may receive the key (asymmetric case), named by subjectKeyIdentifier:
+- the validated TLS client certificate of the same connection (possession proven in the
+  handshake), or
+- a current (unexpired, unrevoked) certificate of this label, for the request's subject, that
+  the ledger records as obtained by the same requester (a device that enrolled a key earlier,
+  now authenticating with the same password).
+Anything else, another device's or the CA's certificate, is refused, so a requester can neither
+make the server encrypt to a key of someone else nor probe which certificates exist.
+RFC 7030 §4.4.1.2: the certificate's keyUsage must allow keyEncipherment (RSA) or keyAgreement
+(EC), or be absent.
 """
 
 from __future__ import annotations
@@ -32,10 +36,13 @@ from python_est.wire.keyrequest import KeyProtection, key_protection
 
 # A KEK lookup: (label, DecryptKeyIdentifier) → key bytes, None when unknown.
 KekLookup = Callable[[str, bytes], "bytes | None"]
+# Certificates a requester holds: (label, subject RFC 4514, requester) → current certificates.
+HeldCertificates = Callable[[str, str, str], "list[x509.Certificate]"]
 SERVER_GENERATED_KEY = "application/pkcs7-mime; smime-type=server-generated-key"
-_NO_CERT = (
-    "AsymmetricDecryptKeyIdentifier: the server encrypts only to the validated TLS client "
-    "certificate of this connection, and none was presented"
+_UNKNOWN_RECIPIENT = (
+    "AsymmetricDecryptKeyIdentifier names neither the TLS client certificate of this "
+    "connection nor a current certificate of this label that this requester obtained for "
+    "this subject"
 )
 
 
@@ -68,14 +75,26 @@ class KeyProtector:
     Args:
         signer: the key generator's identity; None makes encrypted requests 501.
         keks: the registered KEKs; None makes DecryptKeyIdentifier requests 400.
+        held: the requester's current certificates in the ledger; None: only the TLS client
+            certificate can be a recipient.
     """
 
-    def __init__(self, signer: KeySigner | None, keks: KekLookup | None) -> None:
+    def __init__(
+        self,
+        signer: KeySigner | None,
+        keks: KekLookup | None,
+        held: HeldCertificates | None = None,
+    ) -> None:
         self._signer = signer
         self._keks = keks
+        self._held = held
 
     def resolve(
-        self, csr: x509.CertificateSigningRequest, peer: PeerIdentity, label: str
+        self,
+        csr: x509.CertificateSigningRequest,
+        peer: PeerIdentity,
+        label: str,
+        requester: str,
     ) -> Sealer | None:
         """None for a plaintext request; else a `Sealer` the request's key can go through.
 
@@ -96,7 +115,8 @@ class KeyProtector:
             )
         if protection.kek_id is not None:
             return Sealer(self._signer, self._kek_envelope(protection, protection.kek_id, label))
-        return Sealer(self._signer, self._certificate_envelope(protection, peer))
+        recipient = self._recipient(protection.recipient_key_id, peer, label, csr, requester)
+        return Sealer(self._signer, self._certificate_envelope(protection, recipient))
 
     def _kek_envelope(
         self, protection: KeyProtection, kek_id: bytes, label: str
@@ -116,19 +136,27 @@ class KeyProtector:
 
         return envelope
 
-    def _certificate_envelope(
-        self, protection: KeyProtection, peer: PeerIdentity
-    ) -> Callable[[bytes, str], bytes]:
+    def _recipient(
+        self,
+        key_id: bytes | None,
+        peer: PeerIdentity,
+        label: str,
+        csr: x509.CertificateSigningRequest,
+        requester: str,
+    ) -> x509.Certificate:
         client = peer.client_cert
-        if client is None or not client.valid:
-            raise BadRequest(_NO_CERT)
-        recipient = client.leaf
-        if protection.recipient_key_id != _key_identifier(recipient):
-            # §4.4.1.2: an identifier the server cannot resolve MUST end the request.
-            raise BadRequest(
-                "AsymmetricDecryptKeyIdentifier does not name the TLS client certificate "
-                "(its subjectKeyIdentifier)"
-            )
+        if client is not None and client.valid and key_id == _key_identifier(client.leaf):
+            return client.leaf
+        if self._held is not None:
+            for cert in self._held(label, csr.subject.rfc4514_string(), requester):
+                if key_id == _key_identifier(cert):
+                    return cert
+        # §4.4.1.2: an identifier the server cannot resolve MUST end the request.
+        raise BadRequest(_UNKNOWN_RECIPIENT)
+
+    def _certificate_envelope(
+        self, protection: KeyProtection, recipient: x509.Certificate
+    ) -> Callable[[bytes, str], bytes]:
         _check_key_usage(recipient)
         caps = protection.capabilities
         check_recipient(recipient.public_key(), caps)

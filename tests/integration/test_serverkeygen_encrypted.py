@@ -89,6 +89,23 @@ def test_key_encrypted_to_the_client_certificate(
         KeyOpener.to_certificate(cert, new_device_key(kind), trust(server)).open(der)
 
 
+def test_key_encrypted_to_a_certificate_the_requester_enrolled(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    # Enrolled earlier by password; now HTTP Basic only, no certificate on the connection.
+    cert, key, _ = enroll_device(server, tmp_path, "alice", "rsa")
+    reply = post(server, "serverkeygen", request_csr("alice", to_cert(cert)))
+    content_type, der, issued = parts(reply)
+    assert content_type == SERVER_GENERATED_KEY
+    generated = opened_key(KeyOpener.to_certificate(cert, key, trust(server)), der)
+    assert isinstance(generated, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
+    assert spki(generated.public_key()) == spki(issued.public_key())
+    # Bob, authorized for his own name only, cannot name alice's certificate: his request is
+    # for CN=bob, and alice's certificate is neither his nor of that subject.
+    refused = post(server, "serverkeygen", request_csr("bob", to_cert(cert)), user="bob")
+    assert refused.status == 400 and b"names neither" in refused.body
+
+
 def test_key_wrapped_with_a_registered_kek(server: RunningServer) -> None:
     kek = os.urandom(32)
     keks(server).add("", "fleet-1", kek)
@@ -111,14 +128,21 @@ def test_refusals_issue_nothing_and_return_no_key(server: RunningServer, tmp_pat
     alice, _, alice_files = enroll_device(server, tmp_path, "alice", "rsa")
     bob, _, _ = enroll_device(server, tmp_path, "bob", "rsa")
     ec_cert, _, ec_files = enroll_device(server, tmp_path, "alice", "ec")  # no keyAgreement
+    elsewhere, _, _ = enroll_device(server, tmp_path, "alice", "rsa", "other")
+    revoked, _, _ = enroll_device(server, tmp_path, "alice", "rsa")
+    server.state.ledger.revoke(revoked.serial_number, "keyCompromise")
     keks(server).add("other", "other-kek", os.urandom(32))
     keks(server).add("", "small", os.urandom(16))
     before = server.state.ledger.count()
+    unknown = "names neither the TLS client certificate"
     cases = [
-        # Someone else's certificate as the target: alice holds no key for it.
-        (to_cert(bob), alice_files, "does not name the TLS client certificate"),
-        # Her own certificate's identifier, but no certificate on the connection.
-        (to_cert(alice), None, "none was presented"),
+        # Someone else's certificate as the target: alice holds no key for it, with or without
+        # her own certificate on the connection.
+        (to_cert(bob), alice_files, unknown),
+        (to_cert(bob), None, unknown),
+        # Her own certificates, but one of another label and one revoked.
+        (to_cert(elsewhere), None, unknown),
+        (to_cert(revoked), alice_files, unknown),
         # An EC certificate without keyAgreement may not receive a key (§4.4.1.2).
         (to_cert(ec_cert), ec_files, "lacks keyAgreement"),
         # PKCS#1 v1.5 only: the issue allows RSAES-OAEP alone.
