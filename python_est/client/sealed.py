@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from python_est.oids import ID_SIGNED_DATA
 from python_est.wire.envelope import AES_CBC, AES_WRAP, ECDH_SCHEMES, ID_RSAES_OAEP, open_envelope
@@ -41,7 +42,13 @@ class KeyOpener:
         key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
         trust: Sequence[x509.Certificate],
     ) -> KeyOpener:
-        """Encrypt to `cert` (the TLS client certificate, §4.4.1.2), opened with `key`."""
+        """Encrypt to `cert` (§4.4.1.2), opened with `key`.
+
+        Raises:
+            ValueError: `key` is not the key of `cert` (checked before anything is issued).
+        """
+        if _spki(key.public_key()) != _spki(cert.public_key()):
+            raise ValueError("the private key does not belong to the certificate to encrypt to")
         try:
             ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
         except x509.ExtensionNotFound:
@@ -77,3 +84,9 @@ class KeyOpener:
             raise ValueError("the encrypted key part does not hold a SignedData")
         package, _ = verify_key_package(signed, self.trust)
         return decode_key_package(package)
+
+
+def _spki(public: object) -> bytes:
+    if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise ValueError("only RSA and EC certificates can receive an encrypted key")
+    return public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)

@@ -216,7 +216,7 @@ def test_kek_commands(server: RunningServer, tmp_path: Path) -> None:
     assert run_cli(cfg, "kek", "remove", "line-7", "--label", "kari").returncode == 1
 
 
-@pytest.mark.parametrize("mode", ["cert", "kek"])
+@pytest.mark.parametrize("mode", ["cert", "held", "kek"])
 def test_client_command(server: RunningServer, tmp_path: Path, mode: str) -> None:
     cfg = server.root / "est.cfg"
     common = ["--server", "127.0.0.1", "--port", str(server.port), "--cacert", str(server.ca_file)]
@@ -226,6 +226,9 @@ def test_client_command(server: RunningServer, tmp_path: Path, mode: str) -> Non
     if mode == "cert":
         cert, _, (cert_file, key_file) = enroll_device(server, tmp_path, "alice", "rsa")
         extra = ["--cert", str(cert_file), "--key", str(key_file), "--encrypt-to", str(cert_file)]
+    elif mode == "held":  # a certificate alice enrolled earlier; none on this connection
+        cert, _, (cert_file, key_file) = enroll_device(server, tmp_path, "alice", "rsa")
+        extra = ["--encrypt-to", str(cert_file), "--encrypt-key", str(key_file)]
     else:
         kek_file = tmp_path / "kek.hex"
         kek_file.write_text(os.urandom(32).hex())
@@ -251,7 +254,7 @@ def test_client_command(server: RunningServer, tmp_path: Path, mode: str) -> Non
     issued = x509.load_pem_x509_certificate(cert_out.read_bytes())
     assert isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
     assert spki(key.public_key()) == spki(issued.public_key())
-    if mode == "cert":
+    if mode != "kek":
         assert ski(cert) != ski(issued)
 
 
@@ -261,3 +264,29 @@ def test_plaintext_request_unchanged(server: RunningServer) -> None:
     key = serialization.load_der_private_key(der, None)
     assert isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey)
     assert spki(key.public_key()) == spki(issued.public_key())
+
+
+def test_client_command_refuses_before_contacting_the_server(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    cfg = server.root / "est.cfg"
+    _, _, (cert_file, _) = enroll_device(server, tmp_path, "alice", "rsa")
+    _, _, (_, other_key) = enroll_device(server, tmp_path, "bob", "rsa")
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORDS["alice"])
+    common = [
+        "client", "serverkeygen", "--port", str(server.port), "--cacert", str(server.ca_file),
+        "--user", "alice", "--password-file", str(password_file), "--common-name", "alice",
+        "--key-out", str(tmp_path / "k"), "--cert-out", str(tmp_path / "c"),
+    ]  # fmt: skip
+    before = server.state.ledger.count()
+    for extra, problem in (
+        (["--encrypt-to", str(cert_file), "--encrypt-key", str(other_key)], str(other_key)),
+        (["--encrypt-to", str(cert_file)], "--encrypt-key"),
+        (["--kek", "fleet"], "--kek-file"),
+        (["--kek", "bad id"], "KEK id"),
+    ):
+        done = run_cli(cfg, *common, *extra)
+        assert done.returncode != 0 and problem in done.stderr, (extra, done.stderr)
+    assert server.state.ledger.count() == before
+    assert not (tmp_path / "k").exists()

@@ -138,8 +138,8 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--encrypt-to",
         type=Path,
         metavar="CERT",
-        help="ask for the key encrypted to this certificate, the one given by --cert "
-        "(RFC 7030 §4.4.1.2); decrypted with --key",
+        help="ask for the key encrypted to this certificate (RFC 7030 §4.4.1.2): the TLS "
+        "client certificate --cert, or one this user obtained earlier on the label",
     )
     protect.add_argument(
         "--kek",
@@ -147,6 +147,7 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="ask for the key encrypted under the key-encryption key ID (§4.4.1.1); "
         "its value (hex) comes from --kek-file",
     )
+    cmd.add_argument("--encrypt-key", type=Path, help="private key of --encrypt-to (default --key)")
     cmd.add_argument("--kek-file", type=Path, help="file holding the KEK named by --kek (hex)")
     cmd.set_defaults(func=_command(_serverkeygen))
 
@@ -298,26 +299,28 @@ def _key_opener(args: argparse.Namespace) -> KeyOpener | None:
         raise ValueError("an encrypted key needs --cacert to verify the server's signature on it")
     trust = load_certificates(args.cacert)
     if args.kek is not None:
+        check_kek_id(args.kek)
         if args.kek_file is None:
             raise ValueError("--kek needs --kek-file with the key-encryption key (hex)")
-        check_kek_id(args.kek)
         try:
             kek = parse_kek(args.kek_file.read_bytes())
         except ValueError as exc:
             raise ValueError(f"{args.kek_file}: {exc}") from None
         return KeyOpener.to_kek(args.kek, kek, trust)
-    if args.key is None or args.cert is None:
-        raise ValueError(
-            "--encrypt-to needs --cert and --key: the server encrypts only to the "
-            "TLS client certificate"
-        )
     recipient = load_certificates(args.encrypt_to)[0]
-    if recipient != load_certificates(args.cert)[0]:
-        raise ValueError(f"{args.encrypt_to}: --encrypt-to must name the --cert certificate")
-    key = load_private_key(args.key)
+    key_file = args.encrypt_key
+    if key_file is None and args.cert is not None and load_certificates(args.cert)[0] == recipient:
+        key_file = args.key
+    if key_file is None:
+        raise ValueError("--encrypt-to needs --encrypt-key, the private key of that certificate")
+    key = load_private_key(key_file)
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise ValueError(f"{args.key}: only RSA and EC keys can receive an encrypted key")
-    return KeyOpener.to_certificate(recipient, key, trust)
+        raise ValueError(f"{key_file}: only RSA and EC keys can receive an encrypted key")
+
+    try:
+        return KeyOpener.to_certificate(recipient, key, trust)
+    except ValueError as exc:
+        raise ValueError(f"{key_file}: {exc}") from None
 
 
 # --- helpers --------------------------------------------------------------------------------
