@@ -16,6 +16,7 @@ from typing import Any
 from python_est.audit import audit
 from python_est.config import Config
 from python_est.keks import KekStore, parse_kek
+from python_est.state import open_state
 from python_est.statedir import StateDir
 
 
@@ -53,6 +54,10 @@ def _reported(action: _Action) -> _Action:
 
 
 def _store(config: Config) -> KekStore:
+    # Opening the state first stops a command run from the wrong folder (or without -c) with the
+    # state path and `init`, instead of leaving a KEK file the server never reads.
+    with open_state(config, create=False):
+        pass
     return KekStore(StateDir(config.server.state_dir).keks)
 
 
@@ -63,6 +68,7 @@ def _check_label(config: Config, label: str) -> None:
 
 def _add(args: argparse.Namespace, config: Config) -> int:
     _check_label(config, args.label)
+    store = _store(config)
     source = "stdin" if args.file == "-" else args.file
     try:
         if args.file == "-":
@@ -75,7 +81,6 @@ def _add(args: argparse.Namespace, config: Config) -> int:
         raise ValueError(f"{source}: {exc.strerror}") from None
     except ValueError as exc:
         raise ValueError(f"{source}: {exc}") from None
-    store = _store(config)
     replaced = store.add(args.label, args.kek_id, key, replace=args.replace)
     verb = "replaced" if replaced else "added"
     print(f"python-est: {verb} {len(key) * 8}-bit KEK {args.kek_id!r} on label {args.label!r}")
