@@ -15,6 +15,7 @@ from python_est.ca import can_sign_crls
 from python_est.config import Config
 from python_est.devices import DeviceRegistry
 from python_est.errors import ConfigError
+from python_est.keks import KekStore
 from python_est.ledger import IssuedCertificate
 from python_est.ops import ConnectionMetrics, HealthCheck, OpsEndpoints
 from python_est.ops.metrics import Metrics
@@ -24,7 +25,7 @@ from python_est.ratelimit import CounterStore, Limits, LoginLimiter, SqliteCount
 from python_est.routes import RoutingTable, est_resolver
 from python_est.server import EstServer, Handshaker, Listener, MetricsListener
 from python_est.server.courier import build_webhooks
-from python_est.service import EstService, check_label
+from python_est.service import EstService, check_label, signer_from
 from python_est.state import State, lockouts_path
 from python_est.statedir import StateDir
 from python_est.tls import TicketKeys, TlsEndpoint
@@ -68,6 +69,9 @@ def build_app(
         on_issued=_each(counted, notify),
         authorizers=authorizers,
         devices=device_registry(config),
+        # RFC 7030 §4.4.2: the EST server generates the key, so its TLS identity signs it.
+        key_signer=signer_from(state.server.private_key, state.server.chain),
+        keks=KekStore(StateDir(config.server.state_dir).keks).lookup,
     )
     # Clients (libest's estclient, openssl s_client -cert) often send only their leaf, so the
     # EST CA's own issuing certificates help build paths without becoming trust anchors.

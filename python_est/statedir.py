@@ -10,6 +10,7 @@
     crl/ca.crl                   the published CRL (default of [crl] file)
     notify/                      issuance notifications not yet delivered (failed/: given up)
     devices.sqlite3              pre-registered devices and their hashed one-time codes
+    keks.json                    key-encryption keys for /serverkeygen (`python-est kek`)
 
 It sits below `config` so that the configuration's defaults and `python_est.state`, which
 creates and opens these files, read one layout; nothing else builds a path under the directory.
@@ -82,3 +83,7 @@ class StateDir:
     @property
     def devices(self) -> Path:
         return self.root / "devices.sqlite3"
+
+    @property
+    def keks(self) -> Path:
+        return self.root / "keks.json"

@@ -24,6 +24,7 @@ from python_est.cli.commands import (
     db,
     devices,
     init,
+    kek,
     ledger,
     lockouts,
     requests,
@@ -83,6 +84,6 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     # Registration order is the order `--help` lists the commands in.
-    for command in (serve, init, user, certs, requests, db, ledger, client, lockouts, devices):
+    for command in (serve, init, user, certs, requests, db, ledger, client, lockouts, devices, kek):
         command.add_command(sub)
     return parser

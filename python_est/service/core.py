@@ -10,14 +10,13 @@ from functools import partial
 
 from cryptography import x509
 
-from python_est import oids, wire
+from python_est import wire
 from python_est.ca import CertificateAuthority
 from python_est.config import LabelConfig
 from python_est.devices import DeviceRegistry, Registration
 from python_est.errors import (
     CaError,
     Forbidden,
-    InvalidCsr,
     MethodNotAllowed,
     NotFound,
     NotImplementedOperation,
@@ -60,6 +59,7 @@ from python_est.service.issuance import (
     precheck,
     serverkeygen_response,
 )
+from python_est.service.keyprotect import KekLookup, KeyProtector, KeySigner
 from python_est.service.layout import laid_out, wants_one_line
 from python_est.service.renewal import Renewals
 from python_est.service.webhook import consult
@@ -107,6 +107,9 @@ class EstService:
             metrics' issuance count.
         authorizers: label name to its authorization webhook (`python_est.webhooks`).
         devices: the pre-registered devices (`python_est.devices`); None: none.
+        key_signer: who signs encrypted server-generated keys (RFC 7030 §4.4.2); None makes
+            requests for an encrypted key 501.
+        keks: the registered key-encryption keys (`python_est.keks`) by label and identifier.
 
     Raises:
         ValueError: a label's `csrattrs` text does not parse, or announces a key type that
@@ -127,6 +130,8 @@ class EstService:
         on_issued: Callable[[IssuedCertificate], None] | None = None,
         authorizers: Mapping[str, Authorizer] | None = None,
         devices: DeviceRegistry | None = None,
+        key_signer: KeySigner | None = None,
+        keks: KekLookup | None = None,
     ) -> None:
         self._labels = dict(labels)
         self._plans = {label.name: _plan(label) for label in self._labels.values()}
@@ -146,6 +151,8 @@ class EstService:
         self._renewals = Renewals(ca.certificate, ledger, clock)
         self._authorizers = dict(authorizers or {})
         self._devices = DeviceGate(devices, limiter, realm, clock)
+        self._clock = clock
+        self._protector = KeyProtector(key_signer, keks, self._held_certificates)
         self._operations: dict[Operation, _Operation] = {
             Operation.CACERTS: self._cacerts,
             Operation.SIMPLEENROLL: self._simpleenroll,
@@ -271,14 +278,13 @@ class EstService:
             request, peer, label, label.serverkeygen_auth, self._auth
         )
         csr = self._read_csr(request)
-        if _requests_encrypted_key(csr):
-            # §4.4.1.1/§4.4.1.2: the client asked for an encrypted key; answering with a
-            # plaintext key instead would defeat the request.
-            raise NotImplementedOperation("encrypted key return is not supported")
         # §4.4.1: the CSR's key and signature are ignored; everything else is checked as for
         # /simpleenroll, linking included (libest does the same).
         self._check_csr(csr, peer, label, client_key=False)
         device = self._authorize(csr, auth, label, device)
+        # §4.4.1.1/§4.4.1.2: an encrypted key that cannot be delivered is refused here, before
+        # anything is issued; a plaintext key never answers an encryption request.
+        sealer = self._protector.resolve(csr, peer, label.name, auth.requester)
         key_type = self._plans[label.name].keygen_type
 
         def fulfil(
@@ -288,7 +294,7 @@ class EstService:
             cert = self._issuer.issue(
                 approved, label, auth, Operation.SERVERKEYGEN, key.public_key()
             )
-            return cert, serverkeygen_response(key, cert)
+            return cert, serverkeygen_response(key, cert, sealer)
 
         hook = self._authorizers.get(label.name)
         if consult(hook, csr, label, auth, Operation.SERVERKEYGEN, peer, key_type.value) or (
@@ -305,6 +311,16 @@ class EstService:
         raise NotImplementedOperation(
             "Full CMC (RFC 7030 §4.3) is not supported; use /simpleenroll"
         )
+
+    def _held_certificates(
+        self, label: str, subject: str, requester: str
+    ) -> list[x509.Certificate]:
+        # §4.4.1.2 recipients besides the TLS client certificate (see `keyprotect`).
+        return [
+            x509.load_pem_x509_certificate(entry.pem.encode("ascii"))
+            for entry in self._ledger.current_certificates(label, subject, self._clock())
+            if entry.requester == requester
+        ]
 
     # --- checks ---------------------------------------------------------------------------------
 
@@ -398,11 +414,3 @@ def _derive(label: LabelConfig) -> _LabelPlan:
     if label.serverkeygen:
         keygen_type = serverkeygen_key_type(requirements, keygen_type)
     return _LabelPlan(attrs, requirements, keygen_type)
-
-
-def _requests_encrypted_key(csr: x509.CertificateSigningRequest) -> bool:
-    try:
-        present = {attribute.oid for attribute in csr.attributes}
-    except ValueError:
-        raise InvalidCsr("malformed CSR attributes") from None
-    return bool(present & {oids.DECRYPT_KEY_IDENTIFIER, oids.ASYMMETRIC_DECRYPT_KEY_IDENTIFIER})

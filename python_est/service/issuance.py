@@ -31,6 +31,7 @@ from python_est.ledger import (
 )
 from python_est.messages import CERTS_ONLY, PKCS8, HttpResponse, Operation
 from python_est.policy import Authentication
+from python_est.service.keyprotect import Sealer
 
 log = logging.getLogger("python_est.service")
 
@@ -173,15 +174,19 @@ def certs_only_response(cert: x509.Certificate) -> HttpResponse:
 
 
 def serverkeygen_response(
-    key: CertificateIssuerPrivateKeyTypes, cert: x509.Certificate
+    key: CertificateIssuerPrivateKeyTypes, cert: x509.Certificate, sealer: Sealer | None = None
 ) -> HttpResponse:
-    """The 200 multipart answer of /serverkeygen (RFC 7030 §4.4.2): PKCS#8 key, then the cert.
+    """The 200 multipart answer of /serverkeygen (RFC 7030 §4.4.2): the key, then the cert.
 
-    The key exists only in this response: it is never recorded, written or logged.
+    The key part is PKCS#8, or the EnvelopedData `sealer` makes when the client asked for an
+    encrypted key. The key exists only in this response: never recorded, written or logged.
     """
     key_der = key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+    key_type = PKCS8
+    if sealer is not None:
+        key_der, key_type = sealer.seal(key_der)
     content_type, body = wire.encode_serverkeygen(
-        key_der, PKCS8, wire.encode_certs_only((cert,)), f"est-{secrets.token_hex(12)}"
+        key_der, key_type, wire.encode_certs_only((cert,)), f"est-{secrets.token_hex(12)}"
     )
     # The body holds a private key: no cache may keep it (RFC 9111 §5.2.2.5).
     return HttpResponse(200, (("Content-Type", content_type), ("Cache-Control", "no-store")), body)

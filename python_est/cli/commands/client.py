@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from python_est.ca import certificates_pem
 from python_est.client import (
@@ -21,6 +22,7 @@ from python_est.client import (
     Credentials,
     EnrollmentPending,
     EstClient,
+    KeyOpener,
     Password,
     Trust,
     build_csr,
@@ -37,7 +39,9 @@ from python_est.client import (
     write_private_key,
 )
 from python_est.config import Config
+from python_est.keks import check_kek_id, parse_kek
 from python_est.keys import KeyType
+from python_est.wire.keyrequest import with_key_protection
 
 EX_TEMPFAIL = 75
 
@@ -129,6 +133,22 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     cmd.add_argument("--key-out", type=Path, help="where to write the key (default CN.key)")
     cmd.add_argument("--cert-out", type=Path, help="where to write the certificate (CN.pem)")
     cmd.add_argument("--force", action="store_true", help=_FORCE_HELP)
+    protect = cmd.add_mutually_exclusive_group()
+    protect.add_argument(
+        "--encrypt-to",
+        type=Path,
+        metavar="CERT",
+        help="ask for the key encrypted to this certificate (RFC 7030 §4.4.1.2): the TLS "
+        "client certificate --cert, or one this user obtained earlier on the label",
+    )
+    protect.add_argument(
+        "--kek",
+        metavar="ID",
+        help="ask for the key encrypted under the key-encryption key ID (§4.4.1.1); "
+        "its value (hex) comes from --kek-file",
+    )
+    cmd.add_argument("--encrypt-key", type=Path, help="private key of --encrypt-to (default --key)")
+    cmd.add_argument("--kek-file", type=Path, help="file holding the KEK named by --kek (hex)")
     cmd.set_defaults(func=_command(_serverkeygen))
 
 
@@ -255,17 +275,52 @@ def _serverkeygen(args: argparse.Namespace) -> int:
     client = _client(args, _credentials(args))
     name = _require_name(args)
     # §4.4.1: the server ignores this key; the CSR only carries the requested names.
-    csr = build_csr(
-        new_key(KeyType.EC_P256), common_name=name, dns_names=args.dns, ip_addresses=args.ip
-    )
+    csr_key = new_key(KeyType.EC_P256)
+    csr = build_csr(csr_key, common_name=name, dns_names=args.dns, ip_addresses=args.ip)
     stem = _stem(csr.subject)
     key_out = args.key_out or Path(f"{stem}.key")
     cert_out = args.cert_out or Path(f"{stem}.pem")
     _refuse_overwrite(args, key_out, cert_out)
-    result = client.serverkeygen(csr, max_wait=args.max_wait)
+    opener = _key_opener(args)
+    if opener is not None:
+        csr = with_key_protection(csr, csr_key, opener.protection)
+    result = client.serverkeygen(csr, max_wait=args.max_wait, opener=opener)
     write_private_key(key_out, result.private_key)
     print(f"wrote private key to {key_out}")
     return _save(result.certificate, cert_out)
+
+
+def _key_opener(args: argparse.Namespace) -> KeyOpener | None:
+    if args.kek_file is not None and args.kek is None:
+        raise ValueError("--kek-file goes with --kek")
+    if args.encrypt_to is None and args.kek is None:
+        return None
+    if args.cacert is None:
+        raise ValueError("an encrypted key needs --cacert to verify the server's signature on it")
+    trust = load_certificates(args.cacert)
+    if args.kek is not None:
+        check_kek_id(args.kek)
+        if args.kek_file is None:
+            raise ValueError("--kek needs --kek-file with the key-encryption key (hex)")
+        try:
+            kek = parse_kek(args.kek_file.read_bytes())
+        except ValueError as exc:
+            raise ValueError(f"{args.kek_file}: {exc}") from None
+        return KeyOpener.to_kek(args.kek, kek, trust)
+    recipient = load_certificates(args.encrypt_to)[0]
+    key_file = args.encrypt_key
+    if key_file is None and args.cert is not None and load_certificates(args.cert)[0] == recipient:
+        key_file = args.key
+    if key_file is None:
+        raise ValueError("--encrypt-to needs --encrypt-key, the private key of that certificate")
+    key = load_private_key(key_file)
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{key_file}: only RSA and EC keys can receive an encrypted key")
+
+    try:
+        return KeyOpener.to_certificate(recipient, key, trust)
+    except ValueError as exc:
+        raise ValueError(f"{key_file}: {exc}") from None
 
 
 # --- helpers --------------------------------------------------------------------------------
