@@ -43,6 +43,8 @@ LABEL_KEYS: dict[str, Callable[[str], object]] = {
     "serverkeygen_key_type": to_key_type,
     "reenroll_from": to_list,
     "base64_lines": to_choice("auto", "wrapped", "single"),
+    "csrattrs_subject": str,
+    "csrattrs_extensions": str,
 }
 PROFILE_FIELD = {
     "validity_days": "validity_days",

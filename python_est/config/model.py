@@ -239,6 +239,10 @@ class LabelConfig:
     # always accepts its own certificates.
     reenroll_from: tuple[str, ...] = ()
     base64_lines: str = "auto"
+    # RFC 9908 prescribed values (`service.prescribed` reads them): a subject template and
+    # extensions with the values the client must use.
+    csrattrs_subject: str = ""
+    csrattrs_extensions: str = ""
 
 
 @dataclass(frozen=True)
