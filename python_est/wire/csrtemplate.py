@@ -332,3 +332,12 @@ def der_sequence(elements: list[bytes]) -> bytes:
 def oid_der(dotted: str) -> bytes:
     """The DER of an OBJECT IDENTIFIER."""
     return bytes(der_encoder.encode(univ.ObjectIdentifier(dotted)))
+
+
+def decode_oid(der: bytes) -> str:
+    """The dotted form of a DER OBJECT IDENTIFIER.
+
+    Raises:
+        ValueError: not exactly one OID.
+    """
+    return str(_decode(der, univ.ObjectIdentifier(), "OBJECT IDENTIFIER"))

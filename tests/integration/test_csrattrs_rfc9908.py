@@ -5,7 +5,9 @@ cannot widen its certificate: with enforcement it is refused, without it the CA 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -15,6 +17,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from est_harness import Reply, RunningServer, basic, build_request, csr_body, https
 from python_est import oids, wire
+from python_est.cli import main
+from python_est.client import load_certificates, load_private_key
 
 pytestmark = pytest.mark.integration
 
@@ -164,3 +168,56 @@ def test_a_conflicting_value_is_refused_even_without_enforcement(server: Running
     other = csr(subject=((NameOID.COMMON_NAME, "d"), (OU, "admins")))
     reply = enroll(server, "fill", other)
     assert reply.status == 403 and b"fixed by this CA" in reply.body
+
+
+# --- our client follows the template ---------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    # main() sets up the python_est logger for a command-line run; undo it for the next tests.
+    logger = logging.getLogger("python_est")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
+
+def client_enroll(server: RunningServer, tmp_path: Path, *extra: str) -> tuple[int, Path, Path]:
+    key_out, cert_out = tmp_path / "device.key", tmp_path / "device.pem"
+    status = main(
+        [
+            "client", "enroll", "--server", "127.0.0.1", "--port", str(server.port),
+            "--label", "tpl", "--cacert", str(server.ca_file), "--user", USER,
+            "--password", PASSWORD, "--common-name", "device-9",
+            "--key-out", str(key_out), "--cert-out", str(cert_out), *extra,
+        ]
+    )  # fmt: skip
+    return status, key_out, cert_out
+
+
+def test_our_client_follows_the_template(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, key_out, cert_out = client_enroll(server, tmp_path, "--ip", "192.0.2.9")
+    assert status == 0, capsys.readouterr().err
+    [cert] = load_certificates(cert_out)
+    assert cert.subject.rfc4514_string() == "CN=device-9,OU=myGroup,OU=myDept"
+    key = load_private_key(key_out)
+    assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["www.myServer.com"]
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("192.0.2.9")]
+
+
+def test_our_client_names_what_the_template_still_needs(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The template asks for an IP address to fill in: refused before anything is enrolled.
+    status, key_out, cert_out = client_enroll(server, tmp_path)
+    assert status == 1
+    assert "asks for a ip subjectAltName" in capsys.readouterr().err
+    assert not key_out.exists() and not cert_out.exists()
+    # Without the template the server refuses the CSR, naming the prescribed values it lacks.
+    status, _, _ = client_enroll(server, tmp_path, "--ignore-csrattrs")
+    assert status == 1
+    assert "missing extension keyUsage" in capsys.readouterr().err

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from python_est.ca import certificates_pem
 from python_est.client import (
     CertificateFiles,
     ClientError,
+    ClientKey,
     Credentials,
     EnrollmentPending,
     EstClient,
@@ -36,8 +38,10 @@ from python_est.client import (
     write_certificates,
     write_private_key,
 )
+from python_est.client.template import find_template, template_csr, template_key_type
 from python_est.config import Config
 from python_est.keys import KeyType
+from python_est.profile import SUBJECT_ATTRIBUTE_NAMES
 
 EX_TEMPFAIL = 75
 
@@ -104,10 +108,22 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         type=Path,
         help="use this existing key (PEM) for the CSR (also --key without --cert)",
     )
-    cmd.add_argument("--key-type", type=parse_key_type, default=KeyType.EC_P256, help=_KEY_HELP)
+    cmd.add_argument("--key-type", type=parse_key_type, default=None, help=_KEY_HELP)
     cmd.add_argument("--key-out", type=Path, help="where to write a new key (default CN.key)")
     cmd.add_argument("--cert-out", type=Path, help="where to write the certificate (CN.pem)")
     cmd.add_argument("--force", action="store_true", help=_FORCE_HELP)
+    cmd.add_argument(
+        "--subject-value",
+        action="append",
+        default=[],
+        metavar="TYPE=VALUE",
+        help="a subject attribute the CA's CSR template (RFC 9908) leaves to the client (repeat)",
+    )
+    cmd.add_argument(
+        "--ignore-csrattrs",
+        action="store_true",
+        help="build the CSR from the options only, without the CA's CSR template",
+    )
     cmd.set_defaults(func=_command(_enroll))
 
     cmd = commands.add_parser(
@@ -210,17 +226,20 @@ def _enroll(args: argparse.Namespace) -> int:
         # `--key K` alone (no certificate to authenticate with) means: reuse K for the CSR.
         args.private_key, args.key = args.private_key or args.key, None
     client = _client(args, _credentials(args))
-    key = None
+    key: ClientKey | None = None
     if args.csr is not None:
         csr = load_csr(args.csr)
+        stem = _stem(csr.subject)
     else:
         name = _require_name(args)
-        key = load_private_key(args.private_key) if args.private_key else new_key(args.key_type)
-        csr = build_csr(key, common_name=name, dns_names=args.dns, ip_addresses=args.ip)
-    stem = _stem(csr.subject)
+        stem = _stem(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
     new_key_out = (args.key_out or Path(f"{stem}.key")) if args.private_key is None else None
     cert_out = args.cert_out or Path(f"{stem}.pem")
-    _refuse_overwrite(args, new_key_out if key is not None else None, cert_out)
+    if args.csr is None:
+        _refuse_overwrite(args, new_key_out, cert_out)
+        key, csr = _enroll_csr(args, client, name)
+    else:
+        _refuse_overwrite(args, None, cert_out)
     try:
         cert = client.simpleenroll(csr, max_wait=args.max_wait)
     except EnrollmentPending:
@@ -235,6 +254,40 @@ def _enroll(args: argparse.Namespace) -> int:
         write_private_key(new_key_out, key)
         print(f"wrote private key to {new_key_out}")
     return _save(cert, cert_out)
+
+
+def _enroll_csr(
+    args: argparse.Namespace, client: EstClient, name: str
+) -> tuple[ClientKey, x509.CertificateSigningRequest]:
+    # RFC 9908 §4: a client that understands the CA's CSR template uses it (unless told not to).
+    template = None if args.ignore_csrattrs else find_template(client.csrattrs())
+    if args.private_key:
+        key = load_private_key(args.private_key)
+    else:
+        wanted = template_key_type(template) if template is not None else None
+        key = new_key(args.key_type or wanted or KeyType.EC_P256)
+    if template is None:
+        return key, build_csr(key, common_name=name, dns_names=args.dns, ip_addresses=args.ip)
+    print("following the CA's CSR template (RFC 9908)", file=sys.stderr)
+    values = dict(_subject_value(text) for text in args.subject_value)
+    csr = template_csr(
+        key,
+        template,
+        common_name=name,
+        subject_values=values,
+        dns_names=args.dns,
+        ip_addresses=args.ip,
+    )
+    return key, csr
+
+
+def _subject_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    oid = SUBJECT_ATTRIBUTE_NAMES.get(name.strip())
+    if not sep or not value or oid is None:
+        known = ", ".join(SUBJECT_ATTRIBUTE_NAMES)
+        raise ValueError(f"--subject-value {text!r}: use TYPE=VALUE with TYPE one of {known}")
+    return oid.dotted_string, value
 
 
 def _reenroll(args: argparse.Namespace) -> int:
