@@ -29,6 +29,7 @@ from python_est.wire.csrtemplate import (
     der_sequence,
     general_name_der,
     general_names,
+    rsa_modulus_bits,
 )
 
 _CURVES = {
@@ -81,7 +82,13 @@ def template_key_type(template: CsrTemplate) -> KeyType | None:
         return None
     algorithm, parameters = template.key_algorithm
     if algorithm == oids.RSA_ENCRYPTION.dotted_string:
-        return KeyType.RSA_2048
+        if template.public_key is None:
+            return KeyType.RSA_2048
+        bits = rsa_modulus_bits(template.public_key)
+        for key_type in KeyType:
+            if key_type.is_rsa and key_type.rsa_bits == bits:
+                return key_type
+        raise ValueError(f"the CA's CSR template asks for an RSA size this client lacks ({bits})")
     if algorithm == oids.ID_EC_PUBLIC_KEY.dotted_string and parameters is not None:
         curve = decode_oid(parameters)
         if curve in _CURVES:

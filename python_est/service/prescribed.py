@@ -32,6 +32,7 @@ from python_est.wire.csrtemplate import (
     SubjectSlot,
     attribute_value_der,
     der_sequence,
+    dummy_rsa_public_key,
     encode_extensions,
     encode_template,
     general_name_der,
@@ -252,24 +253,30 @@ def csrattrs_items(
         else:
             items.append(attribute)
     if prescription.needs_template:
+        key_algorithm, public_key = _template_key(requirements)
         template = CsrTemplate(
             subject=prescription.subject,
-            key_algorithm=_template_key(requirements),
+            key_algorithm=key_algorithm,
             extensions=prescription.extensions,
+            public_key=public_key,
         )
         oid = oids.CERTIFICATION_REQUEST_INFO_TEMPLATE.dotted_string
         items.append(wire.CsrAttribute(oid, (encode_template(template),)))
     return tuple(items)
 
 
-def _template_key(requirements: CsrRequirements) -> tuple[str, bytes | None] | None:
+def _template_key(
+    requirements: CsrRequirements,
+) -> tuple[tuple[str, bytes | None] | None, bytes | None]:
     # RFC 9908 §3.4: subjectPKInfo names one key type; several acceptable kinds cannot be said
-    # there, so the template then leaves the key open and the key attributes stand alone.
+    # there, so the template then leaves the key open and the key attributes stand alone. An
+    # RSA size is given as a dummy public key with a modulus of that length.
     if len(requirements.keys) != 1:
-        return None
+        return None, None
     (choice,) = requirements.keys
     if choice.algorithm == "rsa":
-        return (oids.RSA_ENCRYPTION.dotted_string, _NULL)
+        dummy = dummy_rsa_public_key(choice.bits) if choice.bits else None
+        return (oids.RSA_ENCRYPTION.dotted_string, _NULL), dummy
     if choice.algorithm == "ec" and choice.curve is not None:
-        return (oids.ID_EC_PUBLIC_KEY.dotted_string, oid_der(_CURVE_OIDS[choice.curve]))
-    return None
+        return (oids.ID_EC_PUBLIC_KEY.dotted_string, oid_der(_CURVE_OIDS[choice.curve])), None
+    return None, None

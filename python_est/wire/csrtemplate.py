@@ -25,7 +25,7 @@ from pyasn1.codec.der import decoder as der_decoder
 from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import char, constraint, namedtype, tag, univ
-from pyasn1_modules import rfc5280
+from pyasn1_modules import rfc3447, rfc5280
 
 from python_est.oids import EXTENSION_REQ_TEMPLATE, EXTENSION_REQUEST
 from python_est.wire.der import check_der_tree, children, read_tlv
@@ -109,11 +109,14 @@ class CsrTemplate:
             the server places no requirement on the subject.
         key_algorithm: (algorithm OID, DER parameters or None), or None for any key.
         extensions: from the extensionRequest or extensionReqTemplate attribute.
+        public_key: the subjectPublicKey bits, present only to give an RSA size (a dummy
+            RSAPublicKey with a modulus of that length, RFC 9908 §3.4).
     """
 
     subject: tuple[SubjectSlot, ...] | None = None
     key_algorithm: tuple[str, bytes | None] | None = None
     extensions: tuple[ExtensionSlot, ...] = ()
+    public_key: bytes | None = None
 
 
 def encode_extensions(slots: tuple[ExtensionSlot, ...]) -> bytes:
@@ -187,6 +190,9 @@ def encode_template(template: CsrTemplate) -> bytes:
         algorithm["algorithm"] = univ.ObjectIdentifier(oid)
         if parameters is not None:
             algorithm["parameters"] = univ.Any(parameters)
+        if template.public_key is not None:
+            bits = univ.BitString.fromOctetString(template.public_key)
+            value["subjectPKInfo"]["subjectPublicKey"] = bits
     attributes = value["attributes"]
     attributes.clear()  # an empty SET OF is a value, not an unset schema
     if template.extensions:
@@ -221,7 +227,10 @@ def decode_template(der: bytes) -> CsrTemplate:
             for single in rdn
         )
     key_algorithm = None
+    public_key = None
     if decoded["subjectPKInfo"].isValue:
+        bits = decoded["subjectPKInfo"]["subjectPublicKey"]
+        public_key = bits.asOctets() if bits.isValue else None
         algorithm = decoded["subjectPKInfo"]["algorithm"]
         parameters = algorithm["parameters"]
         key_algorithm = (
@@ -242,7 +251,9 @@ def decode_template(der: bytes) -> CsrTemplate:
             slot.value is None for slot in extensions
         ):
             raise ValueError("extensionRequest extensions need their values")
-    return CsrTemplate(subject=subject, key_algorithm=key_algorithm, extensions=extensions)
+    return CsrTemplate(
+        subject=subject, key_algorithm=key_algorithm, extensions=extensions, public_key=public_key
+    )
 
 
 def _decode(der: bytes, spec: Any, what: str) -> Any:
@@ -341,3 +352,21 @@ def decode_oid(der: bytes) -> str:
         ValueError: not exactly one OID.
     """
     return str(_decode(der, univ.ObjectIdentifier(), "OBJECT IDENTIFIER"))
+
+
+def dummy_rsa_public_key(bits: int) -> bytes:
+    """An RSAPublicKey whose modulus has `bits` bits: how a template gives an RSA size."""
+    key = rfc3447.RSAPublicKey()
+    key["modulus"] = (1 << (bits - 1)) | 1
+    key["publicExponent"] = 65537
+    return bytes(der_encoder.encode(key))
+
+
+def rsa_modulus_bits(der: bytes) -> int:
+    """The modulus length of a DER RSAPublicKey.
+
+    Raises:
+        ValueError: not an RSAPublicKey.
+    """
+    key = _decode(der, rfc3447.RSAPublicKey(), "RSAPublicKey")
+    return int(key["modulus"]).bit_length()

@@ -14,15 +14,17 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 from pyasn1.codec.der import decoder as der_decoder
 from pyasn1_modules import rfc5280, rfc7030
 
 from python_est import oids, wire
+from python_est.app import check_csrattrs
 from python_est.ca import CertificateAuthority
-from python_est.config import LabelConfig
-from python_est.errors import InvalidCsr
+from python_est.client.template import find_template, template_key_type
+from python_est.config import LabelConfig, load_config
+from python_est.errors import ConfigError, InvalidCsr
 from python_est.keys import KeyType
 from python_est.ledger import SqliteLedger
 from python_est.messages import HttpRequest
@@ -31,7 +33,7 @@ from python_est.ratelimit import Limits, LoginLimiter, MemoryCounters
 from python_est.service import EstService, LabelError, check_label
 from python_est.service.prescribed import parse_extensions, parse_subject
 from python_est.users import UserStore
-from python_est.wire.csrtemplate import decode_extensions, decode_template
+from python_est.wire.csrtemplate import decode_extensions, decode_template, rsa_modulus_bits
 
 CP = "06092a864886f70d010907"  # challengePassword
 EC_P384 = "301206072a8648ce3d0201310706052b81040022"  # Attribute{ecPublicKey,{secp384r1}}
@@ -73,11 +75,18 @@ TEMPLATE_EXTENSIONS = (
     "subjectAltName = dns:www.myServer.com, ip:*; "
     "keyUsage = critical, digitalSignature, keyAgreement; extKeyUsage = *"
 )
+# §4.5 as the RFC's source repository holds it: a P-384 key, the subject serialNumber and
+# ecdsa-with-SHA384, the serialNumber written (the pre-RFC 9908 way) as a bare OID in the
+# extensionRequest; served from the legacy `csrattrs` form.
+HARKINS02_B64 = (
+    "MD0GCSqGSIb3DQEJBzASBgcqhkjOPQIBMQcGBSuBBAAiMBIGCSqGSIb3DQEJDjEFBgNVBAUGCCqGSM49BAMD"
+)
 EXAMPLES = {
     "acp": bytes.fromhex(ACP),
     "rfc7030": base64.b64decode(RFC7030_B64),
     "potato": bytes.fromhex(POTATO),
     "harkins01": bytes.fromhex(HARKINS01),
+    "harkins02": base64.b64decode(HARKINS02_B64),
 }
 
 LABELS = {
@@ -105,6 +114,20 @@ LABELS = {
         enforce_csrattrs=True,
         password_subjects="any",
     ),
+    "harkins01": LabelConfig(
+        name="harkins01",
+        csrattrs="challengePassword, rsaEncryption=4096, sha256WithRSAEncryption",
+        enforce_csrattrs=True,
+        password_subjects="any",
+    ),
+    "harkins02": LabelConfig(
+        name="harkins02",
+        csrattrs="challengePassword, id-ecPublicKey=secp384r1, extensionRequest=2.5.4.5, "
+        "ecdsa-with-SHA384",
+    ),
+    "rsatemplate": LabelConfig(
+        name="rsatemplate", csrattrs="rsaEncryption=3072", csrattrs_subject="CN=*"
+    ),
     "filled": LabelConfig(
         name="filled",
         csrattrs_subject=TEMPLATE_SUBJECT,
@@ -121,6 +144,15 @@ def ca() -> CertificateAuthority:
     return CertificateAuthority.create(
         common_name="RFC 9908 Test CA", key_type=KeyType.EC_P256, validity_days=30
     )
+
+
+_RSA_KEYS: dict[int, rsa.RSAPrivateKey] = {}
+
+
+def rsa_key(bits: int) -> rsa.RSAPrivateKey:
+    if bits not in _RSA_KEYS:
+        _RSA_KEYS[bits] = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    return _RSA_KEYS[bits]
 
 
 @pytest.fixture
@@ -212,7 +244,11 @@ def test_example_decodes_with_pyasn1_modules(name: str) -> None:
     ours = wire.decode_csrattrs(der)
     assert len(ours) == len(decoded)
     for item in ours:
-        if isinstance(item, wire.CsrAttribute) and item.oid == oids.EXTENSION_REQUEST.dotted_string:
+        if (
+            isinstance(item, wire.CsrAttribute)
+            and item.oid == oids.EXTENSION_REQUEST.dotted_string
+            and isinstance(item.values[0], bytes)
+        ):
             # RFC 9908 §3.2: exactly one value, of type Extensions.
             (value,) = item.values
             assert isinstance(value, bytes)
@@ -246,7 +282,7 @@ def test_duplicate_extension_is_refused() -> None:
 # --- every example is served ---
 
 
-@pytest.mark.parametrize("name", ["acp", "rfc7030", "potato"])
+@pytest.mark.parametrize("name", ["acp", "rfc7030", "potato", "harkins01", "harkins02"])
 def test_example_is_served_byte_for_byte(service: EstService, name: str) -> None:
     assert served(service, name) == EXAMPLES[name]
 
@@ -390,3 +426,47 @@ def test_without_enforcement_the_ca_fills_in(service: EstService) -> None:
     assert usage.critical and usage.value.public_bytes() == bytes.fromhex("03020388")
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["www.myServer.com"]
+
+
+def test_rsa_size_example_is_enforced(service: EstService) -> None:
+    # §4.4: the challengePassword (any value here: this label does not link, §3.5), an RSA key of
+    # 4096 bits, sha256WithRSAEncryption.
+    def request(bits: int, digest: hashes.SHA256 | hashes.SHA384) -> x509.CertificateSigningRequest:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rsa-device")])
+        builder = x509.CertificateSigningRequestBuilder().subject_name(name)
+        builder = builder.add_attribute(oids.CHALLENGE_PASSWORD, b"secret")
+        return builder.sign(rsa_key(bits), digest)
+
+    cert = enroll(service, "harkins01", request(4096, hashes.SHA256()))
+    assert cert.public_key().key_size == 4096  # type: ignore[union-attr]
+    with pytest.raises(InvalidCsr, match="key must be rsa-4096, not rsa-2048"):
+        enroll(service, "harkins01", request(2048, hashes.SHA256()))
+    with pytest.raises(InvalidCsr, match="signature algorithm must be sha256WithRSAEncryption"):
+        enroll(service, "harkins01", request(4096, hashes.SHA384()))
+
+
+def test_rsa_size_goes_in_the_template_as_a_dummy_key(service: EstService) -> None:
+    items = wire.decode_csrattrs(served(service, "rsatemplate"))
+    # RFC 8951 §4: the size as an attribute; RFC 9908 §3.4: a dummy key of that size.
+    assert items[0] == wire.CsrAttribute(
+        oids.RSA_ENCRYPTION.dotted_string, (bytes.fromhex("02020c00"),)
+    )
+    template = find_template(items)
+    assert template is not None and template.public_key is not None
+    assert rsa_modulus_bits(template.public_key) == 3072
+    assert template_key_type(template) is KeyType.RSA_3072
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("csrattrs_subject = CN", "csrattrs_subject"),
+        ("csrattrs_extensions = keyUsage = flying", "csrattrs_extensions"),
+    ],
+)
+def test_config_error_names_the_file_section_and_key(tmp_path: Path, line: str, key: str) -> None:
+    path = tmp_path / "est.cfg"
+    path.write_text(f"[label:iot]\n{line}\n")
+    with pytest.raises(ConfigError) as info:
+        check_csrattrs(load_config(path))
+    assert f"[label:iot] {key}:" in str(info.value)
