@@ -19,6 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 from python_est import oids, wire
 from python_est.client.files import ClientKey
 from python_est.keys import KeyType
+from python_est.profile import SUBJECT_ATTRIBUTE_NAMES
 from python_est.wire.csrtemplate import (
     SAN_PLACEHOLDERS,
     CsrTemplate,
@@ -133,6 +134,20 @@ def template_csr(
     return builder.sign(key, hashes.SHA256())
 
 
+def parse_subject_value(text: str) -> tuple[str, str]:
+    """`TYPE=VALUE` of `--subject-value` as (dotted OID, value).
+
+    Raises:
+        ValueError: not TYPE=VALUE with a known TYPE.
+    """
+    name, sep, value = text.partition("=")
+    oid = SUBJECT_ATTRIBUTE_NAMES.get(name.strip())
+    if not sep or not value or oid is None:
+        known = ", ".join(SUBJECT_ATTRIBUTE_NAMES)
+        raise ValueError(f"--subject-value {text!r}: use TYPE=VALUE with TYPE one of {known}")
+    return oid.dotted_string, value
+
+
 def _subject(template: CsrTemplate, common_name: str, values: Mapping[str, str]) -> x509.Name:
     if template.subject is None:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -169,3 +184,34 @@ def _san(slot: ExtensionSlot, users: list[bytes]) -> bytes:
             kind = _PLACEHOLDER_KINDS[placeholder]
             raise ValueError(f"the CA's CSR template asks for a {kind} subjectAltName")
     return der_sequence(fixed + [name for name in users if name not in fixed])
+
+
+def template_renewal_csr(
+    key: ClientKey, current: x509.Certificate, template: CsrTemplate
+) -> x509.CertificateSigningRequest:
+    """A renewal CSR: the Subject and subjectAltName of `current` (RFC 7030 §4.2.2), and the
+    template's other extensions (a value left open: the one `current` carries).
+
+    Raises:
+        ValueError: the template leaves an extension open that `current` lacks and this
+            client has no value for.
+    """
+    builder = x509.CertificateSigningRequestBuilder().subject_name(current.subject)
+    carried = {ext.oid.dotted_string: ext for ext in current.extensions}
+    san = carried.get(ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string)
+    if san is not None:
+        builder = builder.add_extension(san.value, critical=san.critical)
+    for slot in template.extensions:
+        if slot.oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string:
+            continue
+        if slot.value is not None:
+            value = slot.value
+        elif slot.oid in carried:
+            value = carried[slot.oid].value.public_bytes()
+        elif slot.oid in _DEFAULT_VALUES:
+            value = _DEFAULT_VALUES[slot.oid].public_bytes()
+        else:
+            raise ValueError(f"the CA's CSR template leaves extension {slot.oid} to the client")
+        extension = x509.UnrecognizedExtension(x509.ObjectIdentifier(slot.oid), value)
+        builder = builder.add_extension(extension, critical=slot.critical)
+    return builder.sign(key, hashes.SHA256())

@@ -23,16 +23,17 @@ from python_est.client import load_certificates, load_private_key
 pytestmark = pytest.mark.integration
 
 USER, PASSWORD = "alice", "alice password 1"
-PRESCRIBED = (
+TEMPLATE = (
     "csrattrs = id-ecPublicKey=secp256r1\n"
     "csrattrs_subject = CN=*, OU=myDept, OU=myGroup\n"
     "csrattrs_extensions = subjectAltName = dns:www.myServer.com, ip:*; "
     "keyUsage = critical, digitalSignature, keyAgreement; extKeyUsage = *\n"
-    "password_subjects = any\n"
 )
+PRESCRIBED = TEMPLATE + "password_subjects = any\n"
 CONFIG = (
     f"[label:tpl]\nenforce_csrattrs = yes\n{PRESCRIBED}\n"
-    f"[label:fill]\nenforce_csrattrs = no\n{PRESCRIBED}"
+    f"[label:fill]\nenforce_csrattrs = no\n{PRESCRIBED}\n"
+    f"[label:own]\nenforce_csrattrs = yes\npassword_subjects = own\n{TEMPLATE}"
 )
 KEY_USAGE_DER = bytes.fromhex("03020388")  # digitalSignature, keyAgreement
 OU = NameOID.ORGANIZATIONAL_UNIT_NAME
@@ -42,7 +43,7 @@ OU = NameOID.ORGANIZATIONAL_UNIT_NAME
 def server(start_est_server: Callable[[str], RunningServer]) -> RunningServer:
     running = start_est_server(CONFIG)
     assert running.state.users is not None
-    running.state.users.add(USER, PASSWORD, group_bits=2048)
+    running.state.users.add(USER, PASSWORD, group_bits=2048, allowed_names=[USER, "192.0.2.7"])
     return running
 
 
@@ -163,6 +164,17 @@ def test_omitting_prescribed_values_does_not_widen_the_certificate(server: Runni
     assert san.get_values_for_type(x509.DNSName) == ["www.myServer.com"]
 
 
+def test_a_password_user_gets_the_prescribed_names_and_no_others(server: RunningServer) -> None:
+    # password_subjects = own: the prescribed DNS name is the label's, for every requester; the
+    # name the user fills in must still be on its allow-list.
+    own = ((NameOID.COMMON_NAME, USER), (OU, "myDept"), (OU, "myGroup"))
+    reply = enroll(server, "own", csr(subject=own))
+    assert reply.status == 200, reply.body
+    foreign = (x509.DNSName("www.myServer.com"), x509.IPAddress(ipaddress.ip_address("192.0.2.99")))
+    refused = enroll(server, "own", csr(subject=own, names=foreign))
+    assert refused.status == 403 and b"192.0.2.99" in refused.body
+
+
 def test_a_conflicting_value_is_refused_even_without_enforcement(server: RunningServer) -> None:
     # The prescribed OUs are fixed subject values: another OU is not silently replaced.
     other = csr(subject=((NameOID.COMMON_NAME, "d"), (OU, "admins")))
@@ -221,3 +233,23 @@ def test_our_client_names_what_the_template_still_needs(
     status, _, _ = client_enroll(server, tmp_path, "--ignore-csrattrs")
     assert status == 1
     assert "missing extension keyUsage" in capsys.readouterr().err
+
+
+def test_our_client_renews_within_the_template(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, key_out, cert_out = client_enroll(server, tmp_path, "--ip", "192.0.2.9")
+    assert status == 0, capsys.readouterr().err
+    [first] = load_certificates(cert_out)
+    reenroll = [
+        "client", "reenroll", "--server", "127.0.0.1", "--port", str(server.port),
+        "--label", "tpl", "--cacert", str(server.ca_file), "--cert", str(cert_out),
+        "--key", str(key_out),
+    ]  # fmt: skip
+    # A bare renewal CSR (Subject and subjectAltName only) misses the prescribed keyUsage.
+    assert main([*reenroll, "--ignore-csrattrs"]) == 1
+    assert "missing extension keyUsage" in capsys.readouterr().err
+    assert main(reenroll) == 0, capsys.readouterr().err
+    [renewed] = load_certificates(cert_out)
+    assert renewed.serial_number != first.serial_number
+    assert renewed.subject == first.subject

@@ -16,13 +16,20 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from pyasn1.codec.der import decoder as der_decoder
 from pyasn1_modules import rfc5280, rfc7030
 
 from python_est import oids, wire
 from python_est.app import check_csrattrs
 from python_est.ca import CertificateAuthority
-from python_est.client.template import find_template, template_key_type
+from python_est.client.template import (
+    find_template,
+    parse_subject_value,
+    template_key_type,
+)
+from python_est.client.template import template_csr as client_csr
 from python_est.config import LabelConfig, load_config
 from python_est.errors import ConfigError, InvalidCsr
 from python_est.keys import KeyType
@@ -31,9 +38,15 @@ from python_est.messages import HttpRequest
 from python_est.policy import PeerIdentity, TlsInfo
 from python_est.ratelimit import Limits, LoginLimiter, MemoryCounters
 from python_est.service import EstService, LabelError, check_label
-from python_est.service.prescribed import parse_extensions, parse_subject
+from python_est.service.prescribed import Prescription, parse_extensions, parse_subject
+from python_est.service.prescribed_check import prescription_problems
 from python_est.users import UserStore
-from python_est.wire.csrtemplate import decode_extensions, decode_template, rsa_modulus_bits
+from python_est.wire.csrtemplate import (
+    CsrTemplate,
+    decode_extensions,
+    decode_template,
+    rsa_modulus_bits,
+)
 
 CP = "06092a864886f70d010907"  # challengePassword
 EC_P384 = "301206072a8648ce3d0201310706052b81040022"  # Attribute{ecPublicKey,{secp384r1}}
@@ -470,3 +483,60 @@ def test_config_error_names_the_file_section_and_key(tmp_path: Path, line: str, 
     with pytest.raises(ConfigError) as info:
         check_csrattrs(load_config(path))
     assert f"[label:iot] {key}:" in str(info.value)
+
+
+# --- hostile input: a server's template, an operator's text ---
+
+PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(st.binary(max_size=200), st.integers(min_value=0, max_value=149), st.integers(0, 255))
+def test_template_decoders_raise_only_value_error(noise: bytes, at: int, byte: int) -> None:
+    mutated = bytearray(bytes.fromhex(TEMPLATE))
+    mutated[at] = byte
+    for der in (noise, bytes(mutated), bytes(mutated[:at])):
+        for decode in (decode_template, decode_extensions):
+            try:
+                decode(der)
+            except ValueError:
+                pass
+
+
+@PROPERTY
+@given(st.text(max_size=80))
+@example("subjectAltName = ip:*, dirname:*, email:a@b; 1.2.3 = der:0500")
+@example("CN=*, OU=, =x")
+def test_config_text_raises_only_value_error(text: str) -> None:
+    for parse in (parse_subject, parse_extensions):
+        try:
+            parse(text)
+        except ValueError:
+            pass
+
+
+# --- the client side: building a CSR from a template ---
+
+
+def test_client_fills_the_template_from_the_options() -> None:
+    template = decode_template(bytes.fromhex(TEMPLATE))
+    key = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(ValueError, match="asks for a ip subjectAltName"):
+        client_csr(key, template, common_name="dev")
+    csr = client_csr(key, template, common_name="dev", ip_addresses=["192.0.2.1"])
+    problems = prescription_problems(
+        Prescription(parse_subject(TEMPLATE_SUBJECT), parse_extensions(TEMPLATE_EXTENSIONS)), csr
+    )
+    assert problems == []
+
+
+def test_client_asks_for_subject_values_the_template_leaves_open() -> None:
+    template = CsrTemplate(subject=parse_subject("CN=*, O=*, OU=fixed"))
+    key = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(ValueError, match="--subject-value"):
+        client_csr(key, template, common_name="dev")
+    values = dict([parse_subject_value("O=Example")])
+    csr = client_csr(key, template, common_name="dev", subject_values=values)
+    assert csr.subject.rfc4514_string() == "OU=fixed,O=Example,CN=dev"
+    with pytest.raises(ValueError, match="TYPE=VALUE"):
+        parse_subject_value("Nickname=x")

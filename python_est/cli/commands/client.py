@@ -38,10 +38,15 @@ from python_est.client import (
     write_certificates,
     write_private_key,
 )
-from python_est.client.template import find_template, template_csr, template_key_type
+from python_est.client.template import (
+    find_template,
+    parse_subject_value,
+    template_csr,
+    template_key_type,
+    template_renewal_csr,
+)
 from python_est.config import Config
 from python_est.keys import KeyType
-from python_est.profile import SUBJECT_ATTRIBUTE_NAMES
 
 EX_TEMPFAIL = 75
 
@@ -119,11 +124,7 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         metavar="TYPE=VALUE",
         help="a subject attribute the CA's CSR template (RFC 9908) leaves to the client (repeat)",
     )
-    cmd.add_argument(
-        "--ignore-csrattrs",
-        action="store_true",
-        help="build the CSR from the options only, without the CA's CSR template",
-    )
+    cmd.add_argument("--ignore-csrattrs", action="store_true", help=_IGNORE_HELP)
     cmd.set_defaults(func=_command(_enroll))
 
     cmd = commands.add_parser(
@@ -135,6 +136,7 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     cmd.add_argument("--key-type", type=parse_key_type, default=KeyType.EC_P256, help=_KEY_HELP)
     cmd.add_argument("--key-out", type=Path, help="where to write the new key (default --key)")
     cmd.add_argument("--cert-out", type=Path, help="where to write the certificate (--cert)")
+    cmd.add_argument("--ignore-csrattrs", action="store_true", help=_IGNORE_HELP)
     cmd.set_defaults(func=_command(_reenroll))
 
     cmd = commands.add_parser(
@@ -149,6 +151,7 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 _KEY_HELP = "rsa, ec, or rsa-2048|rsa-3072|rsa-4096|ec-p256|ec-p384 (default ec = ec-p256)"
+_IGNORE_HELP = "build the CSR without the CA's CSR template (RFC 9908) from /csrattrs"
 _FORCE_HELP = (
     "replace existing key and certificate files (default: refuse before contacting the server)"
 )
@@ -269,7 +272,7 @@ def _enroll_csr(
     if template is None:
         return key, build_csr(key, common_name=name, dns_names=args.dns, ip_addresses=args.ip)
     print("following the CA's CSR template (RFC 9908)", file=sys.stderr)
-    values = dict(_subject_value(text) for text in args.subject_value)
+    values = dict(parse_subject_value(text) for text in args.subject_value)
     csr = template_csr(
         key,
         template,
@@ -281,22 +284,19 @@ def _enroll_csr(
     return key, csr
 
 
-def _subject_value(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    oid = SUBJECT_ATTRIBUTE_NAMES.get(name.strip())
-    if not sep or not value or oid is None:
-        known = ", ".join(SUBJECT_ATTRIBUTE_NAMES)
-        raise ValueError(f"--subject-value {text!r}: use TYPE=VALUE with TYPE one of {known}")
-    return oid.dotted_string, value
-
-
 def _reenroll(args: argparse.Namespace) -> int:
     if args.cert is None or args.key is None:
         raise ValueError("reenroll needs --cert and --key (the certificate being renewed)")
     client = _client(args, _credentials(args))
     current = load_certificates(args.cert)[0]
     key = new_key(args.key_type) if args.rekey else load_private_key(args.key)
-    cert = client.simplereenroll(renewal_csr(key, current), max_wait=args.max_wait)
+    # RFC 9908 §4: the renewal follows the CA's CSR template too, within RFC 7030 §4.2.2.
+    template = None if args.ignore_csrattrs else find_template(client.csrattrs())
+    if template is None:
+        csr = renewal_csr(key, current)
+    else:
+        csr = template_renewal_csr(key, current, template)
+    cert = client.simplereenroll(csr, max_wait=args.max_wait)
     if args.rekey:
         key_out = args.key_out or args.key
         write_private_key(key_out, key)
