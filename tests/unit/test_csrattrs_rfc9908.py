@@ -94,12 +94,18 @@ TEMPLATE_EXTENSIONS = (
 HARKINS02_B64 = (
     "MD0GCSqGSIb3DQEJBzASBgcqhkjOPQIBMQcGBSuBBAAiMBIGCSqGSIb3DQEJDjEFBgNVBAUGCCqGSM49BAMD"
 )
+# §4.6: a P-521 key, serialNumber, friendlyName and favoriteDrink, ecdsa-with-SHA512.
+HARKINS03_B64 = (
+    "MFQGCSqGSIb3DQEJBzASBgcqhkjOPQIBMQcGBSuBBAAjMCkGCSqGSIb3DQEJDjEcBgNVBAUGCSqGSIb3DQEJFAYK"
+    "CZImiZPyLGQBBQYIKoZIzj0EAwQ="
+)
 EXAMPLES = {
     "acp": bytes.fromhex(ACP),
     "rfc7030": base64.b64decode(RFC7030_B64),
     "potato": bytes.fromhex(POTATO),
     "harkins01": bytes.fromhex(HARKINS01),
     "harkins02": base64.b64decode(HARKINS02_B64),
+    "harkins03": base64.b64decode(HARKINS03_B64),
 }
 
 LABELS = {
@@ -137,6 +143,14 @@ LABELS = {
         name="harkins02",
         csrattrs="challengePassword, id-ecPublicKey=secp384r1, extensionRequest=2.5.4.5, "
         "ecdsa-with-SHA384",
+    ),
+    # /serverkeygen cannot make P-521 keys, so a label that announces only P-521 turns it off.
+    "harkins03": LabelConfig(
+        name="harkins03",
+        csrattrs="challengePassword, id-ecPublicKey=1.3.132.0.35, "
+        "extensionRequest=2.5.4.5+1.2.840.113549.1.9.20+0.9.2342.19200300.100.1.5, "
+        "1.2.840.10045.4.3.4",
+        serverkeygen=False,
     ),
     "rsatemplate": LabelConfig(
         name="rsatemplate", csrattrs="rsaEncryption=3072", csrattrs_subject="CN=*"
@@ -295,7 +309,9 @@ def test_duplicate_extension_is_refused() -> None:
 # --- every example is served ---
 
 
-@pytest.mark.parametrize("name", ["acp", "rfc7030", "potato", "harkins01", "harkins02"])
+@pytest.mark.parametrize(
+    "name", ["acp", "rfc7030", "potato", "harkins01", "harkins02", "harkins03"]
+)
 def test_example_is_served_byte_for_byte(service: EstService, name: str) -> None:
     assert served(service, name) == EXAMPLES[name]
 
