@@ -27,7 +27,7 @@ from cryptography import x509
 from python_est.errors import InvalidCsr
 from python_est.profile import IssuanceProfile
 from python_est.service.enforce import describe_oid
-from python_est.service.prescribed import SAN, Prescription
+from python_est.service.prescribed import EXTENSION_NAMES, SAN, Prescription
 from python_est.wire.csrtemplate import (
     SAN_PLACEHOLDERS,
     ExtensionSlot,
@@ -35,12 +35,7 @@ from python_est.wire.csrtemplate import (
     general_names,
 )
 
-_NAMES = {
-    "2.5.29.17": "subjectAltName",
-    "2.5.29.15": "keyUsage",
-    "2.5.29.37": "extKeyUsage",
-    "2.5.29.9": "subjectDirectoryAttributes",
-}
+_NAMES = {oid: name for name, oid in EXTENSION_NAMES.items()}
 # The kind of GeneralName a placeholder stands for: its tag ([7] iPAddress, [4] directoryName).
 _PLACEHOLDER_TAGS = {value[0]: kind for kind, value in SAN_PLACEHOLDERS.items()}
 
