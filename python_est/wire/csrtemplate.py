@@ -17,6 +17,7 @@ schema is declared here from the RFC's ASN.1 (its Appendix A), with IMPLICIT tag
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -282,21 +283,26 @@ def attribute_value_der(oid: str, text: str) -> bytes:
     return value.raw(der)
 
 
+_STRING_TYPES = {
+    0x0C: char.UTF8String(),
+    0x13: char.PrintableString(),
+    0x16: char.IA5String(),
+    0x1E: char.BMPString(),
+    0x1C: char.UniversalString(),
+    0x14: char.TeletexString(),
+}
+
+
+# A label's few template values are read on every enforced request: decode each once.
+@functools.lru_cache(maxsize=256)
 def attribute_value_text(der: bytes) -> str | None:
     """The text of a DirectoryString-like AttributeValue, None when it is not a string."""
-    tlv = read_tlv(der)
-    if tlv.end != len(der):
+    try:
+        tlv = read_tlv(der)
+    except ValueError:
         return None
-    string_types = {
-        0x0C: char.UTF8String(),
-        0x13: char.PrintableString(),
-        0x16: char.IA5String(),
-        0x1E: char.BMPString(),
-        0x1C: char.UniversalString(),
-        0x14: char.TeletexString(),
-    }
-    spec = string_types.get(tlv.tag)
-    if spec is None:
+    spec = _STRING_TYPES.get(tlv.tag)
+    if spec is None or tlv.end != len(der):
         return None
     try:
         value, _ = der_decoder.decode(der, asn1Spec=spec)
