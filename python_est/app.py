@@ -25,20 +25,20 @@ from python_est.ratelimit import CounterStore, Limits, LoginLimiter, SqliteCount
 from python_est.routes import RoutingTable, est_resolver
 from python_est.server import EstServer, Handshaker, Listener, MetricsListener
 from python_est.server.courier import build_webhooks
-from python_est.service import EstService, check_label, signer_from
+from python_est.service import EstService, LabelError, check_label, signer_from
 from python_est.state import State, lockouts_path
 from python_est.statedir import StateDir
 from python_est.tls import TicketKeys, TlsEndpoint
 
 
 def check_csrattrs(config: Config) -> None:
-    """Parse every label's `csrattrs` now, so a typo stops start-up with the key named."""
+    """Parse every label's CSR attribute keys now, so a typo stops start-up with the key named."""
     for name, label in config.labels.items():
         try:
             check_label(label)
-        except ValueError as exc:
+        except LabelError as exc:
             section = f"label:{name}" if name else "profile"
-            raise ConfigError(config.source, section, "csrattrs", str(exc)) from None
+            raise ConfigError(config.source, section, exc.key, str(exc)) from None
 
 
 def build_app(

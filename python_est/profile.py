@@ -78,6 +78,12 @@ class IssuanceProfile:
             first; a CSR value of such a type must equal the fixed one.
         max_rdns, max_attributes, max_extensions: caps on a CSR's subject RDNs, its subject
             attributes (and, separately, its PKCS#10 attributes) and its requested extensions.
+        prescribed_extensions: (OID, critical, DER extnValue) the label's CSR attributes
+            prescribe (RFC 9908); written as given, in place of the profile's own keyUsage or
+            extendedKeyUsage.
+        prescribed_san: DER GeneralNames the CSR attributes prescribe; every certificate carries
+            them, whatever kind they are, and the CSR may carry them too.
+        prescribed_san_critical: the prescribed subjectAltName is critical.
     """
 
     name: str = ""
@@ -94,3 +100,6 @@ class IssuanceProfile:
     max_rdns: int = 16
     max_attributes: int = 32
     max_extensions: int = 32
+    prescribed_extensions: tuple[tuple[ObjectIdentifier, bool, bytes], ...] = ()
+    prescribed_san: tuple[bytes, ...] = ()
+    prescribed_san_critical: bool = False

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.oid import NameOID, ObjectIdentifier
+from cryptography.x509.oid import ExtensionOID, NameOID, ObjectIdentifier
 
 from python_est import oids
 from python_est.ca import pem, rules
@@ -248,7 +248,7 @@ class CertificateAuthority:
         reason = weak_key_reason(public_key)
         if reason is not None:
             raise InvalidCsr(reason)
-        san = rules.permitted_san(csr, profile)
+        san = rules.issued_san(rules.permitted_san(csr, profile), profile)
         if len(csr.subject) == 0 and san is None:
             raise InvalidCsr("CSR has neither a subject nor a subjectAltName")
         subject = rules.issued_subject(csr.subject, profile)
@@ -349,7 +349,7 @@ class CertificateAuthority:
         self,
         subject: x509.Name,
         public_key: CertificatePublicKeyTypes,
-        san: x509.SubjectAlternativeName | None,
+        san: x509.ExtensionType | None,
         profile: IssuanceProfile,
         serial: int | None,
         now: datetime,
@@ -368,15 +368,20 @@ class CertificateAuthority:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(self._authority_key_identifier(), critical=False)
         )
+        prescribed = {oid for oid, _, _ in profile.prescribed_extensions}
         key_usage = rules.key_usage(profile.key_usage, public_key)
-        if key_usage is not None:
+        if key_usage is not None and ExtensionOID.KEY_USAGE not in prescribed:
             builder = builder.add_extension(key_usage, critical=True)
-        if profile.extended_key_usage:
+        if profile.extended_key_usage and ExtensionOID.EXTENDED_KEY_USAGE not in prescribed:
             eku = x509.ExtendedKeyUsage(list(profile.extended_key_usage))
             builder = builder.add_extension(eku, critical=False)
+        for oid, critical, value in profile.prescribed_extensions:
+            # RFC 9908 §3.2: the value the label prescribes, byte for byte.
+            builder = builder.add_extension(x509.UnrecognizedExtension(oid, value), critical)
         if san is not None:
             # RFC 5280 §4.2.1.6: with an empty subject the SAN extension MUST be critical.
-            builder = builder.add_extension(san, critical=len(subject) == 0)
+            critical = len(subject) == 0 or profile.prescribed_san_critical
+            builder = builder.add_extension(san, critical=critical)
         cdp = rules.crl_distribution_points(profile.crl_urls)
         if cdp is not None:
             # RFC 5280 §4.2.1.13: the extension SHOULD be non-critical.

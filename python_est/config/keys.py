@@ -50,6 +50,8 @@ LABEL_KEYS: dict[str, Callable[[str], object]] = {
     "webhook_timeout": to_positive_float,
     "webhook_failure": to_choice("closed", "open"),
     "require_registration": to_bool,
+    "csrattrs_subject": str,
+    "csrattrs_extensions": str,
 }
 # Label keys naming files, resolved against the config file's directory like other paths.
 LABEL_PATH_KEYS = ("webhook_ca_file", "webhook_client_cert", "webhook_client_key")

@@ -249,6 +249,10 @@ class LabelConfig:
     webhook_failure: str = "closed"
     # /simpleenroll and /serverkeygen issue only what matches a pre-registered device.
     require_registration: bool = False
+    # RFC 9908 prescribed values (`service.prescribed` reads them): a subject template and
+    # extensions with the values the client must use.
+    csrattrs_subject: str = ""
+    csrattrs_extensions: str = ""
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,20 @@ collision signs again, up to three times), then one audit line is logged on "pyt
 
 from __future__ import annotations
 
-from python_est.service.core import PENDING_RETRY_AFTER, EstService, check_label, utcnow
+from python_est.service.core import (
+    PENDING_RETRY_AFTER,
+    EstService,
+    LabelError,
+    check_label,
+    utcnow,
+)
 from python_est.service.keyprotect import signer_from
 
-__all__ = ["PENDING_RETRY_AFTER", "EstService", "check_label", "signer_from", "utcnow"]
+__all__ = [
+    "PENDING_RETRY_AFTER",
+    "EstService",
+    "LabelError",
+    "check_label",
+    "signer_from",
+    "utcnow",
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import partial
 
@@ -17,6 +17,7 @@ from python_est.devices import DeviceRegistry, Registration
 from python_est.errors import (
     CaError,
     Forbidden,
+    InvalidCsr,
     MethodNotAllowed,
     NotFound,
     NotImplementedOperation,
@@ -61,6 +62,13 @@ from python_est.service.issuance import (
 )
 from python_est.service.keyprotect import KekLookup, KeyProtector, KeySigner
 from python_est.service.layout import laid_out, wants_one_line
+from python_est.service.prescribed import (
+    Prescription,
+    csrattrs_items,
+    parse_extensions,
+    parse_subject,
+)
+from python_est.service.prescribed_check import filled_profile, prescription_problems
 from python_est.service.renewal import Renewals
 from python_est.service.webhook import consult
 from python_est.users import UserDirectory
@@ -87,6 +95,17 @@ class _LabelPlan:
     attrs: wire.CsrAttrs
     requirements: CsrRequirements
     keygen_type: KeyType
+    prescription: Prescription
+    # The label as the service applies it: its profile fills in the prescribed values.
+    label: LabelConfig
+
+
+class LabelError(ValueError):
+    """A label's CSR attribute settings cannot be served; `key` names the config key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class EstService:
@@ -133,8 +152,8 @@ class EstService:
         key_signer: KeySigner | None = None,
         keks: KekLookup | None = None,
     ) -> None:
-        self._labels = dict(labels)
-        self._plans = {label.name: _plan(label) for label in self._labels.values()}
+        self._plans = {label.name: _plan(label) for label in labels.values()}
+        self._labels = {key: self._plans[label.name].label for key, label in labels.items()}
         # Both answers are fixed for the life of the service (a reload builds a new one), so
         # they are encoded once here instead of on every request.
         self._cacerts_body = wire.encode_certs_only(ca.chain) if ca.chain else None
@@ -352,8 +371,15 @@ class EstService:
         # conflict with the profile's fixed subject attributes (403), for every requester.
         check_csr_names(csr, label.profile)
         if label.enforce_csrattrs:
-            requirements = self._plans[label.name].requirements
-            check_csr(requirements, csr, client_key=client_key, is_ra=is_ra)
+            plan = self._plans[label.name]
+            check_csr(plan.requirements, csr, client_key=client_key, is_ra=is_ra)
+            # RFC 9908: the values prescribed, not only the presence of what is announced.
+            problems = prescription_problems(plan.prescription, csr)
+            if problems:
+                raise InvalidCsr(
+                    "the CSR does not use the values this CA prescribes "
+                    "(see /csrattrs, RFC 9908): " + "; ".join(problems)
+                )
         refusal = fixed_refusal(csr.subject, label.profile)
         if refusal is not None:
             raise Forbidden(refusal)
@@ -387,11 +413,12 @@ class EstService:
 def check_label(label: LabelConfig) -> None:
     """Check that the service can serve `label`, as `EstService` does at start-up.
 
-    For the CLI, which reports the problem as a config error on the label's `csrattrs` key.
+    For the CLI, which reports the problem as a config error on the key `LabelError` names.
 
     Raises:
-        ValueError: `csrattrs` does not parse or cannot be read as requirements (see
-            `enforce`), or announces only key types /serverkeygen cannot generate.
+        LabelError: `csrattrs` does not parse or cannot be read as requirements (see
+            `enforce`), or announces only key types /serverkeygen cannot generate; or
+            `csrattrs_subject` / `csrattrs_extensions` cannot be read (see `prescribed`).
     """
     _derive(label)
 
@@ -400,17 +427,33 @@ def _plan(label: LabelConfig) -> _LabelPlan:
     # Derived once at start-up, so a bad spec stops the server instead of failing requests.
     try:
         return _derive(label)
-    except ValueError as exc:
-        raise ValueError(f"CA label {label.name!r}: csrattrs: {exc}") from None
+    except LabelError as exc:
+        raise LabelError(exc.key, f"CA label {label.name!r}: {exc.key}: {exc}") from None
 
 
 def _derive(label: LabelConfig) -> _LabelPlan:
-    attrs = wire.parse_csrattrs_spec(label.csrattrs)
-    if label.require_pop:
-        # §3.5: a server that requires linking MUST list challengePassword (R48).
-        attrs = wire.with_challenge_password(attrs)
-    requirements = csr_requirements(attrs)
-    keygen_type = label.serverkeygen_key_type
-    if label.serverkeygen:
-        keygen_type = serverkeygen_key_type(requirements, keygen_type)
-    return _LabelPlan(attrs, requirements, keygen_type)
+    try:
+        attrs = wire.parse_csrattrs_spec(label.csrattrs)
+        if label.require_pop:
+            # §3.5: a server that requires linking MUST list challengePassword (R48).
+            attrs = wire.with_challenge_password(attrs)
+        requirements = csr_requirements(attrs)
+        keygen_type = label.serverkeygen_key_type
+        if label.serverkeygen:
+            keygen_type = serverkeygen_key_type(requirements, keygen_type)
+    except ValueError as exc:
+        raise LabelError("csrattrs", str(exc)) from None
+    try:
+        subject = parse_subject(label.csrattrs_subject)
+    except ValueError as exc:
+        raise LabelError("csrattrs_subject", str(exc)) from None
+    try:
+        prescription = Prescription(subject, parse_extensions(label.csrattrs_extensions))
+    except ValueError as exc:
+        raise LabelError("csrattrs_extensions", str(exc)) from None
+    try:
+        served = csrattrs_items(attrs, prescription, requirements)
+    except ValueError as exc:
+        raise LabelError("csrattrs_extensions", str(exc)) from None
+    effective = replace(label, profile=filled_profile(label.profile, prescription))
+    return _LabelPlan(served, requirements, keygen_type, prescription, effective)

@@ -14,11 +14,13 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 
 from python_est.ca import certificates_pem
 from python_est.client import (
     CertificateFiles,
     ClientError,
+    ClientKey,
     Credentials,
     EnrollmentPending,
     EstClient,
@@ -37,6 +39,13 @@ from python_est.client import (
     renewal_csr,
     write_certificates,
     write_private_key,
+)
+from python_est.client.template import (
+    find_template,
+    parse_subject_value,
+    template_csr,
+    template_key_type,
+    template_renewal_csr,
 )
 from python_est.config import Config
 from python_est.keks import check_kek_id, parse_kek
@@ -108,10 +117,18 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         type=Path,
         help="use this existing key (PEM) for the CSR (also --key without --cert)",
     )
-    cmd.add_argument("--key-type", type=parse_key_type, default=KeyType.EC_P256, help=_KEY_HELP)
+    cmd.add_argument("--key-type", type=parse_key_type, default=None, help=_KEY_HELP)
     cmd.add_argument("--key-out", type=Path, help="where to write a new key (default CN.key)")
     cmd.add_argument("--cert-out", type=Path, help="where to write the certificate (CN.pem)")
     cmd.add_argument("--force", action="store_true", help=_FORCE_HELP)
+    cmd.add_argument(
+        "--subject-value",
+        action="append",
+        default=[],
+        metavar="TYPE=VALUE",
+        help="a subject attribute the CA's CSR template (RFC 9908) leaves to the client (repeat)",
+    )
+    cmd.add_argument("--ignore-csrattrs", action="store_true", help=_IGNORE_HELP)
     cmd.set_defaults(func=_command(_enroll))
 
     cmd = commands.add_parser(
@@ -123,6 +140,7 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     cmd.add_argument("--key-type", type=parse_key_type, default=KeyType.EC_P256, help=_KEY_HELP)
     cmd.add_argument("--key-out", type=Path, help="where to write the new key (default --key)")
     cmd.add_argument("--cert-out", type=Path, help="where to write the certificate (--cert)")
+    cmd.add_argument("--ignore-csrattrs", action="store_true", help=_IGNORE_HELP)
     cmd.set_defaults(func=_command(_reenroll))
 
     cmd = commands.add_parser(
@@ -153,6 +171,7 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 _KEY_HELP = "rsa, ec, or rsa-2048|rsa-3072|rsa-4096|ec-p256|ec-p384 (default ec = ec-p256)"
+_IGNORE_HELP = "build the CSR without the CA's CSR template (RFC 9908) from /csrattrs"
 _FORCE_HELP = (
     "replace existing key and certificate files (default: refuse before contacting the server)"
 )
@@ -230,17 +249,20 @@ def _enroll(args: argparse.Namespace) -> int:
         # `--key K` alone (no certificate to authenticate with) means: reuse K for the CSR.
         args.private_key, args.key = args.private_key or args.key, None
     client = _client(args, _credentials(args))
-    key = None
+    key: ClientKey | None = None
     if args.csr is not None:
         csr = load_csr(args.csr)
+        stem = _stem(csr.subject)
     else:
         name = _require_name(args)
-        key = load_private_key(args.private_key) if args.private_key else new_key(args.key_type)
-        csr = build_csr(key, common_name=name, dns_names=args.dns, ip_addresses=args.ip)
-    stem = _stem(csr.subject)
+        stem = _stem(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
     new_key_out = (args.key_out or Path(f"{stem}.key")) if args.private_key is None else None
     cert_out = args.cert_out or Path(f"{stem}.pem")
-    _refuse_overwrite(args, new_key_out if key is not None else None, cert_out)
+    if args.csr is None:
+        _refuse_overwrite(args, new_key_out, cert_out)
+        key, csr = _enroll_csr(args, client, name)
+    else:
+        _refuse_overwrite(args, None, cert_out)
     try:
         cert = client.simpleenroll(csr, max_wait=args.max_wait)
     except EnrollmentPending:
@@ -257,13 +279,44 @@ def _enroll(args: argparse.Namespace) -> int:
     return _save(cert, cert_out)
 
 
+def _enroll_csr(
+    args: argparse.Namespace, client: EstClient, name: str
+) -> tuple[ClientKey, x509.CertificateSigningRequest]:
+    # RFC 9908 §4: a client that understands the CA's CSR template uses it (unless told not to).
+    template = None if args.ignore_csrattrs else find_template(client.csrattrs())
+    if args.private_key:
+        key = load_private_key(args.private_key)
+    else:
+        wanted = template_key_type(template) if template is not None else None
+        key = new_key(args.key_type or wanted or KeyType.EC_P256)
+    if template is None:
+        return key, build_csr(key, common_name=name, dns_names=args.dns, ip_addresses=args.ip)
+    print("following the CA's CSR template (RFC 9908)", file=sys.stderr)
+    values = dict(parse_subject_value(text) for text in args.subject_value)
+    csr = template_csr(
+        key,
+        template,
+        common_name=name,
+        subject_values=values,
+        dns_names=args.dns,
+        ip_addresses=args.ip,
+    )
+    return key, csr
+
+
 def _reenroll(args: argparse.Namespace) -> int:
     if args.cert is None or args.key is None:
         raise ValueError("reenroll needs --cert and --key (the certificate being renewed)")
     client = _client(args, _credentials(args))
     current = load_certificates(args.cert)[0]
     key = new_key(args.key_type) if args.rekey else load_private_key(args.key)
-    cert = client.simplereenroll(renewal_csr(key, current), max_wait=args.max_wait)
+    # RFC 9908 §4: the renewal follows the CA's CSR template too, within RFC 7030 §4.2.2.
+    template = None if args.ignore_csrattrs else find_template(client.csrattrs())
+    if template is None:
+        csr = renewal_csr(key, current)
+    else:
+        csr = template_renewal_csr(key, current, template)
+    cert = client.simplereenroll(csr, max_wait=args.max_wait)
     if args.rekey:
         key_out = args.key_out or args.key
         write_private_key(key_out, key)
