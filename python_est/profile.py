@@ -72,6 +72,8 @@ class IssuanceProfile:
         san_types: SAN kinds copied from the CSR; others make the request fail.
         max_sans: most SAN entries accepted in one CSR.
         crl_urls: URLs of the CRL, put in a cRLDistributionPoints extension; empty means none.
+        ocsp_urls: URLs of the OCSP responder, put in an authorityInfoAccess extension.
+        ocsp_no_check: add id-pkix-ocsp-nocheck (delegated OCSP signers only).
         subject_attributes: subject attribute types besides CN that a password user (with
             `password_subjects = own`) may choose.
         subject_fixed: attributes (type, value) every issued subject carries, most significant
@@ -94,3 +96,5 @@ class IssuanceProfile:
     max_rdns: int = 16
     max_attributes: int = 32
     max_extensions: int = 32
+    ocsp_urls: tuple[str, ...] = ()
+    ocsp_no_check: bool = False

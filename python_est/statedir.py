@@ -8,6 +8,7 @@
     ledger.sqlite3               the ledger (default of [ledger] path)
     lockouts.sqlite3             the failed-login counters
     crl/ca.crl                   the published CRL (default of [crl] file)
+    ocsp/signer.pem, signer.key  the delegated OCSP signer ([ocsp] signer = delegated)
 
 It sits below `config` so that the configuration's defaults and `python_est.state`, which
 creates and opens these files, read one layout; nothing else builds a path under the directory.
@@ -72,3 +73,11 @@ class StateDir:
     @property
     def crl(self) -> Path:
         return self.root / "crl" / "ca.crl"
+
+    @property
+    def ocsp_signer_cert(self) -> Path:
+        return self.root / "ocsp" / "signer.pem"
+
+    @property
+    def ocsp_signer_key(self) -> Path:
+        return self.root / "ocsp" / "signer.key"

@@ -46,6 +46,9 @@ RESTART_ONLY = (
     ("server", "max_connections_per_address"),
     ("server", "workers"),
     ("ledger", "path"),
+    ("ocsp", "http_enabled"),
+    ("ocsp", "http_address"),
+    ("ocsp", "http_port"),
 )
 ROTATE_CHECK = 60.0  # seconds between checks of the session-ticket key age
 _TICK = 1.0  # seconds between housekeeping checks in the signal loop
