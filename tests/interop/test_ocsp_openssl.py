@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import re
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -61,7 +62,7 @@ class Setup:
 
     def start(self) -> Setup:
         self.daemon.start()
-        [line] = self.daemon.wait_for(PLAIN_PORT.pattern)
+        line = self.daemon.wait_for(PLAIN_PORT.pattern)[0]  # one per worker
         match = PLAIN_PORT.search(line)
         assert match is not None
         self.plain_port = int(match.group(1))
@@ -246,5 +247,27 @@ def test_a_delegated_signer_made_by_init_signs_and_openssl_accepts_it(tmp_path: 
         replaced = run_cli(running.config, "init", "--ocsp-signer")
         assert replaced.returncode == 0, replaced.stderr
         assert "replaced the delegated OCSP signer" in replaced.stdout
+    finally:
+        running.close()
+
+
+def test_workers_share_the_plain_port_and_a_reload_switches_the_signer(tmp_path: Path) -> None:
+    running = Setup(tmp_path / "server", "[server]\nworkers = 2\n")
+    try:
+        made = run_cli(running.config, "init", "--ocsp-signer")
+        assert made.returncode == 0 and "set [ocsp] signer = delegated" in made.stdout, made
+        running.start()
+        running.daemon.wait_for(PLAIN_PORT.pattern, count=2)
+        _, pem = running.enroll("worker-device")
+        for _ in range(4):  # whichever worker accepts
+            text = running.ask(pem, running.plain(), "-resp_text")
+            assert f"{pem}: good" in text and "OCSP No Check" not in text, text
+        config = running.config.read_text()
+        running.config.write_text(config.replace("[ocsp]\n", "[ocsp]\nsigner = delegated\n", 1))
+        running.daemon.send(signal.SIGHUP)
+        running.daemon.wait_for("reloaded the configuration", count=2)
+        for _ in range(4):
+            text = running.ask(pem, running.plain(), "-resp_text")
+            assert f"{pem}: good" in text and "OCSP No Check" in text, text
     finally:
         running.close()
