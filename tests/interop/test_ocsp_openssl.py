@@ -21,11 +21,14 @@ from urllib.parse import quote
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.hashes import SHA1
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
 from est_harness import Daemon, basic_enroll, merge_config, prepare_state, run_cli
 from python_est import wire
 from python_est.ca import CertificateAuthority, certificate_pem
+from python_est.keys import KeyType
 from python_est.ledger import serial_hex
 from tests.conftest import require_tool
 
@@ -202,6 +205,18 @@ def test_bad_requests_get_malformed_request_and_the_server_keeps_answering(setup
         assert status == 200
         parsed = ocsp.load_der_ocsp_response(der)
         assert parsed.response_status is ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    # An issuer this server does not serve: unauthorized (RFC 6960 §2.3), nothing signed.
+    stranger = CertificateAuthority.create_root(
+        common_name=setup.ca.certificate.subject.rfc4514_string()[3:],  # the same name
+        key_type=KeyType.EC_P256,
+        validity_days=30,
+    )
+    foreign, _ = stranger.issue_client_certificate(common_name="foreign")
+    request = ocsp.OCSPRequestBuilder().add_certificate(foreign, stranger.certificate, SHA1())
+    status, der = post_raw(setup.plain_port, request.build().public_bytes(Encoding.DER))
+    assert status == 200
+    answer = ocsp.load_der_ocsp_response(der)
+    assert answer.response_status is ocsp.OCSPResponseStatus.UNAUTHORIZED
     # Over the server's body cap the HTTP layer refuses it before any OCSP work.
     status, text = post_raw(setup.plain_port, b"\x30" * 70000)
     assert status == 413, text
