@@ -250,14 +250,15 @@ def build_ocsp_server(
     Args:
         config: the configuration.
         server: the EST server whose OCSP route is served.
-        listener: a listening socket to serve (worker processes); None binds
-            `[ocsp] http_address` and `http_port`.
+        listener: the listening socket bound at start-up; None binds `[ocsp] http_address`
+            and `http_port`. A given socket is always served (a worker restarted after a
+            reload that turned OCSP off answers 404 rather than leave it unanswered).
 
     Raises:
         OSError: the address cannot be bound.
     """
     cfg, limits = config.ocsp, config.server
-    if not (cfg.enabled and cfg.http_enabled):
+    if listener is None and not (cfg.enabled and cfg.http_enabled):
         return None
 
     def ocsp_only(request: HttpRequest, peer: PeerIdentity) -> HttpResponse:

@@ -113,8 +113,8 @@ def parse_request(der: bytes) -> OcspQuery:
     try:
         algorithm = request.hash_algorithm
         extensions = request.extensions
-    except (UnsupportedAlgorithm, ValueError) as exc:
-        raise OcspRefusal(malformed, f"unsupported request: {exc}") from None
+    except (UnsupportedAlgorithm, ValueError):
+        raise OcspRefusal(malformed, "unsupported CertID hash or extension") from None
     if not any(isinstance(algorithm, type(known)) for known in CERT_ID_HASHES):
         raise OcspRefusal(malformed, f"unsupported CertID hash {algorithm.name}")
     nonce = None

@@ -320,6 +320,15 @@ def test_several_certificates_in_one_request_are_malformed(ca: CertificateAuthor
     assert refusal(with_copies(single, 5000)).reason == f"request over {MAX_REQUEST_BYTES} bytes"
 
 
+def test_a_certid_hash_we_do_not_know_is_malformed(ca: CertificateAuthority) -> None:
+    cert, _ = ca.issue_client_certificate(common_name="odd hash")
+    sha1 = bytes.fromhex("06052b0e03021a")  # OID 1.3.14.3.2.26
+    assert sha1 in request_der(cert, ca.certificate)
+    # The same length, so no DER length changes: 1.3.14.3.2.27 is a signature, not a hash.
+    odd = request_der(cert, ca.certificate).replace(sha1, bytes.fromhex("06052b0e03021b"))
+    assert refusal(odd).reason == "unsupported CertID hash or extension"
+
+
 def test_a_nonce_over_128_octets_is_malformed(ca: CertificateAuthority) -> None:
     cert, _ = ca.issue_client_certificate(common_name="long nonce")
     assert parse_request(request_der(cert, ca.certificate, nonce=b"n" * 128)).nonce == b"n" * 128

@@ -99,7 +99,13 @@ def keep_restart_only(running: Config, new: Config) -> Config:
     }
     server = replace(new.server, **kept)
     ledger = replace(new.ledger, path=running.ledger.path)
-    return replace(new, server=server, ledger=ledger)
+    ocsp = replace(
+        new.ocsp,
+        http_enabled=running.ocsp.http_enabled,
+        http_address=running.ocsp.http_address,
+        http_port=running.ocsp.http_port,
+    )
+    return replace(new, server=server, ledger=ledger, ocsp=ocsp)
 
 
 class Reloader:

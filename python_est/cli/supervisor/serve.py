@@ -163,8 +163,9 @@ def _serve_on(
 
 @contextmanager
 def _ocsp_listening(config: Config, server: EstServer, listener: Listener | None) -> Iterator[None]:
-    # The plain-HTTP OCSP listener runs beside `server` and answers through its routes.
-    ocsp_server = build_ocsp_server(config, server, listener=listener)
+    # The plain-HTTP OCSP listener (bound at start-up, `_bind_ocsp`) runs beside `server` and
+    # answers through its routes.
+    ocsp_server = None if listener is None else build_ocsp_server(config, server, listener=listener)
     if ocsp_server is None:
         yield
         return
