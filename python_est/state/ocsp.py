@@ -7,7 +7,8 @@ run when it is missing or does not belong to the CA.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import logging
+from datetime import datetime, timedelta, timezone
 
 from cryptography import x509
 
@@ -23,6 +24,10 @@ from python_est.statedir import StateDir
 # A signer whose revocation nobody checks (id-pkix-ocsp-nocheck) should be short-lived
 # (RFC 6960 §4.2.2.2.1); rerun `init --ocsp-signer` before it expires.
 SIGNER_VALIDITY_DAYS = 90
+# Warn at start-up and on every reload once less than this is left.
+SIGNER_WARN_DAYS = 14
+
+log = logging.getLogger("python_est.ocsp")
 
 
 def load_ocsp_signer(config: Config, ca: CertificateAuthority) -> ResponderCertificate | None:
@@ -51,10 +56,20 @@ def load_ocsp_signer(config: Config, ca: CertificateAuthority) -> ResponderCerti
     problem = responder_problem(ca, cert)
     if problem is None and not same_public_key(key.public_key(), cert.public_key()):
         problem = "its key does not match"
-    if problem is None and cert.not_valid_after_utc <= datetime.now(timezone.utc):
+    left = cert.not_valid_after_utc - datetime.now(timezone.utc)
+    if problem is None and left <= timedelta(0):
         problem = "it has expired"
     if problem is not None:
         raise _error(config, f"{layout.ocsp_signer_cert} cannot sign: {problem}; {remedy}")
+    if left < timedelta(days=SIGNER_WARN_DAYS):
+        # Clients refuse responses from an expired signer: every OCSP answer would fail.
+        log.warning(
+            "the delegated OCSP signer %s expires on %s; renew it with `%s --ocsp-signer` "
+            "and reload",
+            layout.ocsp_signer_cert,
+            cert.not_valid_after_utc.date(),
+            init_command(config),
+        )
     return ResponderCertificate(cert, key)
 
 
