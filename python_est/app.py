@@ -8,12 +8,15 @@ and the workers), the tests and the benchmarks build servers through this module
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import timedelta
 
 from python_est.bootstrap import BootstrapPage, derive_form_secret
 from python_est.ca import can_sign_crls
 from python_est.config import Config
+from python_est.devices import DeviceRegistry
 from python_est.errors import ConfigError, NotFound
+from python_est.ledger import IssuedCertificate
 from python_est.messages import HttpRequest, HttpResponse
 from python_est.ops import ConnectionMetrics, HealthCheck, OpsEndpoints
 from python_est.ops.metrics import Metrics
@@ -23,9 +26,11 @@ from python_est.policy import ClientChainValidator, PeerIdentity
 from python_est.ratelimit import CounterStore, Limits, LoginLimiter, SqliteCounters
 from python_est.routes import RoutingTable, est_resolver
 from python_est.server import EstServer, Handshaker, Listener, MetricsListener, PlainHandshaker
+from python_est.server.courier import build_webhooks
 from python_est.service import EstService, check_label
 from python_est.state import State, lockouts_path
 from python_est.state.ocsp import load_ocsp_signer
+from python_est.statedir import StateDir
 from python_est.tls import TicketKeys, TlsEndpoint
 
 
@@ -54,6 +59,8 @@ def build_app(
     """
     check_csrattrs(config)
     limiter = failure_limiter(config, state)  # shared by the workers and `lockouts`
+    authorizers, notify = build_webhooks(config)
+    counted = None if metrics is None else lambda e: metrics.issued(e.label, e.operation)
     service = EstService(
         labels=config.labels,
         ca=state.ca,
@@ -62,7 +69,9 @@ def build_app(
         limiter=limiter,
         realm=config.auth.realm,
         pending_retry_after=config.server.pending_retry_after,
-        on_issued=None if metrics is None else lambda e: metrics.issued(e.label, e.operation),
+        on_issued=_each(counted, notify),
+        authorizers=authorizers,
+        devices=device_registry(config),
     )
     # Clients (libest's estclient, openssl s_client -cert) often send only their leaf, so the
     # EST CA's own issuing certificates help build paths without becoming trust anchors.
@@ -142,6 +151,21 @@ def build_server(
         listener=listener,
         observer=None if metrics is None else ConnectionMetrics(metrics),
     )
+
+
+def device_registry(config: Config) -> DeviceRegistry:
+    """The pre-registered devices of the state directory (`python-est devices`).
+
+    Raises:
+        ConfigError: the registry cannot be opened.
+    """
+    path = StateDir(config.server.state_dir).devices
+    try:
+        return DeviceRegistry(path)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(
+            config.source, "server", "state_dir", f"cannot open {path}: {exc}"
+        ) from None
 
 
 def failure_limiter(config: Config, state: State) -> LoginLimiter:
@@ -340,3 +364,18 @@ class ProcessMetrics:
             self._listener.close()
             self._listener = None
         self.metrics = None
+
+
+def _each(
+    *calls: Callable[[IssuedCertificate], None] | None,
+) -> Callable[[IssuedCertificate], None] | None:
+    # The service takes one on_issued: the metrics' count and the notification, as configured.
+    present = [call for call in calls if call is not None]
+    if not present:
+        return None
+
+    def every(entry: IssuedCertificate) -> None:
+        for call in present:
+            call(entry)
+
+    return every

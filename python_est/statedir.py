@@ -8,6 +8,8 @@
     ledger.sqlite3               the ledger (default of [ledger] path)
     lockouts.sqlite3             the failed-login counters
     crl/ca.crl                   the published CRL (default of [crl] file)
+    notify/                      issuance notifications not yet delivered (failed/: given up)
+    devices.sqlite3              pre-registered devices and their hashed one-time codes
     ocsp/signer.pem, signer.key  the delegated OCSP signer ([ocsp] signer = delegated)
 
 It sits below `config` so that the configuration's defaults and `python_est.state`, which
@@ -73,6 +75,14 @@ class StateDir:
     @property
     def crl(self) -> Path:
         return self.root / "crl" / "ca.crl"
+
+    @property
+    def notify_outbox(self) -> Path:
+        return self.root / "notify"
+
+    @property
+    def devices(self) -> Path:
+        return self.root / "devices.sqlite3"
 
     @property
     def ocsp_signer_cert(self) -> Path:

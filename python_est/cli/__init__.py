@@ -22,6 +22,7 @@ from python_est.cli.commands import (
     certs,
     client,
     db,
+    devices,
     init,
     ledger,
     lockouts,
@@ -82,6 +83,6 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     # Registration order is the order `--help` lists the commands in.
-    for command in (serve, init, user, certs, requests, db, ledger, client, lockouts):
+    for command in (serve, init, user, certs, requests, db, ledger, client, lockouts, devices):
         command.add_command(sub)
     return parser

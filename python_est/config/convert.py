@@ -280,3 +280,32 @@ def to_subject_fixed(text: str) -> tuple[tuple[ObjectIdentifier, str], ...]:
             raise ValueError(f"empty or unprintable value in {text!r}")
         fixed.append((attr.oid, attr.value))
     return tuple(fixed)
+
+
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def to_webhook_url(text: str) -> str:
+    """An https:// URL, or http:// to a loopback host only (empty: no webhook).
+
+    Plain HTTP elsewhere would show the request (client certificates, names) to the network and
+    let anyone on the path answer "allow" (issue 18 item 4); user:password@ would put a secret
+    in the configuration and the logs.
+    """
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    port = parts.port  # raises ValueError when out of range
+    if (
+        port == 0
+        or parts.scheme not in {"http", "https"}
+        or not parts.hostname
+        or parts.fragment
+        or parts.username is not None
+        or not text.isprintable()
+        or any(ch.isspace() for ch in text)
+    ):
+        raise ValueError(f"must be an https:// URL without user or fragment, got {text!r}")
+    if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+        raise ValueError(f"plain http:// is allowed only to a loopback host, got {text!r}")
+    return text

@@ -12,10 +12,12 @@ from python_est.config.convert import (
     to_key_type,
     to_key_usage,
     to_list,
+    to_positive_float,
     to_positive_int,
     to_san_types,
     to_subject_fixed,
     to_subject_types,
+    to_webhook_url,
 )
 
 PROFILE_KEYS: dict[str, Callable[[str], object]] = {
@@ -43,7 +45,14 @@ LABEL_KEYS: dict[str, Callable[[str], object]] = {
     "serverkeygen_key_type": to_key_type,
     "reenroll_from": to_list,
     "base64_lines": to_choice("auto", "wrapped", "single"),
+    "authorize_url": to_webhook_url,
+    "notify_url": to_webhook_url,
+    "webhook_timeout": to_positive_float,
+    "webhook_failure": to_choice("closed", "open"),
+    "require_registration": to_bool,
 }
+# Label keys naming files, resolved against the config file's directory like other paths.
+LABEL_PATH_KEYS = ("webhook_ca_file", "webhook_client_cert", "webhook_client_key")
 PROFILE_FIELD = {
     "validity_days": "validity_days",
     "key_usage": "key_usage",
@@ -126,7 +135,7 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
         {"enabled", "path", "validity_minutes", "base_url", "signer"}
         | {"http_enabled", "http_address", "http_port"}
     ),
-    "profile": frozenset(PROFILE_KEYS) | frozenset(LABEL_KEYS),
+    "profile": frozenset(PROFILE_KEYS) | frozenset(LABEL_KEYS) | frozenset(LABEL_PATH_KEYS),
     # The older python-est's and est_proxy's sections (est_proxy's docs/est_proxy.cfg.md and its
     # openssl CA handler's docs); what they map onto is in `config/python_est.cfg`.
     "DEFAULT": frozenset({"debug"}),

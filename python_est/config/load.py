@@ -36,6 +36,7 @@ from python_est.config.convert import (
 )
 from python_est.config.keys import (
     LABEL_KEYS,
+    LABEL_PATH_KEYS,
     LABEL_PREFIX,
     NO_NAMES,
     PROFILE_FIELD,
@@ -344,7 +345,22 @@ def _check_labels(reader: Reader, labels: dict[str, LabelConfig]) -> list[str]:
                 f"{reader.source}: [{section}] extended_key_usage grants cmcRA: every request "
                 "is held for manual approval although approval = auto"
             )
+        _check_webhooks(reader, section, label)
     return warnings
+
+
+def _check_webhooks(reader: Reader, section: str, label: LabelConfig) -> None:
+    # The webhook's own trust anchors only: the system store would let any public CA vouch
+    # for an internal authorization service.
+    urls = (label.authorize_url, label.notify_url)
+    if any(url.startswith("https:") for url in urls) and label.webhook_ca_file is None:
+        raise reader.error(
+            section, "webhook_ca_file", "an https:// webhook needs the CA bundle that signs it"
+        )
+    if (label.webhook_client_cert is None) != (label.webhook_client_key is None):
+        raise reader.error(
+            section, "webhook_client_key", "webhook_client_cert and webhook_client_key go together"
+        )
 
 
 def _label_config(reader: Reader, section: str, name: str, base: LabelConfig) -> LabelConfig:
@@ -358,6 +374,10 @@ def _label_config(reader: Reader, section: str, name: str, base: LabelConfig) ->
         value = reader.get(section, key, None, convert)
         if value is not None:
             label_changes[key] = value
+    for key in LABEL_PATH_KEYS:
+        path = reader.path(section, key, None, reader.base)
+        if path is not None:
+            label_changes[key] = path
     profile = replace(base.profile, **profile_changes)  # type: ignore[arg-type]
     return replace(base, profile=profile, **label_changes)  # type: ignore[arg-type]
 

@@ -258,6 +258,16 @@ class LabelConfig:
     # always accepts its own certificates.
     reenroll_from: tuple[str, ...] = ()
     base64_lines: str = "auto"
+    # Webhooks (python_est.webhooks): asked before issuing, told after; "" is off.
+    authorize_url: str = ""
+    notify_url: str = ""
+    webhook_ca_file: Path | None = None
+    webhook_client_cert: Path | None = None
+    webhook_client_key: Path | None = None
+    webhook_timeout: float = 5.0
+    webhook_failure: str = "closed"
+    # /simpleenroll and /serverkeygen issue only what matches a pre-registered device.
+    require_registration: bool = False
 
 
 @dataclass(frozen=True)

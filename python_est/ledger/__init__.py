@@ -21,6 +21,7 @@ from python_est.ledger.records import (
     PendingStatus,
     UnknownPendingRequest,
     UnknownSerial,
+    general_name_text,
     public_key_sha256,
     serial_hex,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "SqliteLedger",
     "UnknownPendingRequest",
     "UnknownSerial",
+    "general_name_text",
     "public_key_sha256",
     "serial_hex",
     "translate_sqlite_error",

@@ -92,7 +92,7 @@ def parse_utc(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def _general_name_text(name: x509.GeneralName) -> str:
+def general_name_text(name: x509.GeneralName) -> str:
     if isinstance(name, x509.DNSName):
         return f"DNS:{name.value}"
     if isinstance(name, x509.IPAddress):
@@ -174,7 +174,7 @@ class IssuedCertificate:
         """
         try:
             san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            sans = tuple(_general_name_text(name) for name in san)
+            sans = tuple(general_name_text(name) for name in san)
         except x509.ExtensionNotFound:
             sans = ()
         return cls(

@@ -106,12 +106,14 @@ class Authentication:
         certificate: the validated client certificate, when CERT counts.
         srp_user: the TLS-SRP user, when SRP counts.
         basic_user: the HTTP Basic user, when BASIC counts.
+        device: the pre-registered device whose one-time code was the Basic password.
     """
 
     methods: frozenset[AuthMethod]
     certificate: ClientCertificate | None = None
     srp_user: str | None = None
     basic_user: str | None = None
+    device: str | None = None
 
     @property
     def method_text(self) -> str:

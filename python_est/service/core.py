@@ -13,6 +13,7 @@ from cryptography import x509
 from python_est import oids, wire
 from python_est.ca import CertificateAuthority
 from python_est.config import LabelConfig
+from python_est.devices import DeviceRegistry, Registration
 from python_est.errors import (
     CaError,
     Forbidden,
@@ -45,6 +46,7 @@ from python_est.policy import (
 from python_est.ratelimit import FailureCounter
 from python_est.service.approval import ApprovalGate, needs_approval
 from python_est.service.auth import Authenticator
+from python_est.service.devices import DeviceGate
 from python_est.service.enforce import (
     CsrRequirements,
     check_csr,
@@ -60,7 +62,9 @@ from python_est.service.issuance import (
 )
 from python_est.service.layout import laid_out, wants_one_line
 from python_est.service.renewal import Renewals
+from python_est.service.webhook import consult
 from python_est.users import UserDirectory
+from python_est.webhooks import Authorizer
 
 log = logging.getLogger("python_est.service")
 
@@ -101,6 +105,8 @@ class EstService:
         on_issued: called with each certificate once it is committed to the ledger, whichever
             path issued it (an EST operation, the bootstrap page, an approved request): the
             metrics' issuance count.
+        authorizers: label name to its authorization webhook (`python_est.webhooks`).
+        devices: the pre-registered devices (`python_est.devices`); None: none.
 
     Raises:
         ValueError: a label's `csrattrs` text does not parse, or announces a key type that
@@ -119,6 +125,8 @@ class EstService:
         clock: Callable[[], datetime] = utcnow,
         pending_retry_after: int = PENDING_RETRY_AFTER,
         on_issued: Callable[[IssuedCertificate], None] | None = None,
+        authorizers: Mapping[str, Authorizer] | None = None,
+        devices: DeviceRegistry | None = None,
     ) -> None:
         self._labels = dict(labels)
         self._plans = {label.name: _plan(label) for label in self._labels.values()}
@@ -136,6 +144,8 @@ class EstService:
         self._issuer = Issuer(ca, ledger, clock, on_issued)
         self._gate = ApprovalGate(ledger, retry_after=pending_retry_after, clock=clock)
         self._renewals = Renewals(ca.certificate, ledger, clock)
+        self._authorizers = dict(authorizers or {})
+        self._devices = DeviceGate(devices, limiter, realm, clock)
         self._operations: dict[Operation, _Operation] = {
             Operation.CACERTS: self._cacerts,
             Operation.SIMPLEENROLL: self._simpleenroll,
@@ -194,11 +204,13 @@ class EstService:
     def _simpleenroll(
         self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
     ) -> HttpResponse:
-        auth = self._auth.authenticate(request, peer, label.enroll_auth)
+        auth, device = self._devices.authenticate(
+            request, peer, label, label.enroll_auth, self._auth
+        )
         csr = self._read_csr(request)
         self._check_csr(csr, peer, label, client_key=True)
-        self._authorize(csr, auth, label)
-        return self._certify(csr, label, auth, Operation.SIMPLEENROLL, None)
+        device = self._authorize(csr, auth, label, device)
+        return self._certify(csr, label, auth, Operation.SIMPLEENROLL, None, peer, device)
 
     def _simplereenroll(
         self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
@@ -212,7 +224,7 @@ class EstService:
         csr = self._read_csr(request)
         self._check_csr(csr, peer, label, client_key=True)
         renewed = self._renewals.renewed(csr, client.leaf, auth, label)
-        return self._certify(csr, label, auth, Operation.SIMPLEREENROLL, renewed.label)
+        return self._certify(csr, label, auth, Operation.SIMPLEREENROLL, renewed.label, peer, None)
 
     def _certify(
         self,
@@ -221,6 +233,8 @@ class EstService:
         auth: Authentication,
         operation: Operation,
         source_label: str | None,
+        peer: PeerIdentity,
+        device: Registration | None,
     ) -> HttpResponse:
         # /simpleenroll and /simplereenroll: issue now, or hold for the operator (`approval`).
         def fulfil(
@@ -229,10 +243,13 @@ class EstService:
             cert = self._issuer.issue(approved, label, auth, operation)
             return cert, certs_only_response(cert)
 
-        if needs_approval(label, operation, source_label):
+        hook = self._authorizers.get(label.name)
+        if consult(hook, csr, label, auth, operation, peer, None) or needs_approval(
+            label, operation, source_label
+        ):
             precheck(csr, label, client_key=True)
-            return self._gate.admit(csr, label, auth, operation, fulfil)
-        return fulfil(csr)[1]
+            return self._gate.admit(csr, label, auth, operation, self._devices.once(device, fulfil))
+        return self._devices.once(device, fulfil)(csr)[1]
 
     def _csrattrs(
         self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
@@ -250,7 +267,9 @@ class EstService:
             raise NotImplementedOperation(
                 "server-side key generation (/serverkeygen) is disabled for this CA"
             )
-        auth = self._auth.authenticate(request, peer, label.serverkeygen_auth)
+        auth, device = self._devices.authenticate(
+            request, peer, label, label.serverkeygen_auth, self._auth
+        )
         csr = self._read_csr(request)
         if _requests_encrypted_key(csr):
             # §4.4.1.1/§4.4.1.2: the client asked for an encrypted key; answering with a
@@ -259,7 +278,7 @@ class EstService:
         # §4.4.1: the CSR's key and signature are ignored; everything else is checked as for
         # /simpleenroll, linking included (libest does the same).
         self._check_csr(csr, peer, label, client_key=False)
-        self._authorize(csr, auth, label)
+        device = self._authorize(csr, auth, label, device)
         key_type = self._plans[label.name].keygen_type
 
         def fulfil(
@@ -271,10 +290,14 @@ class EstService:
             )
             return cert, serverkeygen_response(key, cert)
 
-        if needs_approval(label, Operation.SERVERKEYGEN, None):
+        hook = self._authorizers.get(label.name)
+        if consult(hook, csr, label, auth, Operation.SERVERKEYGEN, peer, key_type.value) or (
+            needs_approval(label, Operation.SERVERKEYGEN, None)
+        ):
             precheck(csr, label, client_key=False)
-            return self._gate.admit(csr, label, auth, Operation.SERVERKEYGEN, fulfil)
-        return fulfil(csr)[1]
+            once = self._devices.once(device, fulfil)
+            return self._gate.admit(csr, label, auth, Operation.SERVERKEYGEN, once)
+        return self._devices.once(device, fulfil)(csr)[1]
 
     def _fullcmc(
         self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
@@ -320,8 +343,15 @@ class EstService:
             raise Forbidden(refusal)
 
     def _authorize(
-        self, csr: x509.CertificateSigningRequest, auth: Authentication, label: LabelConfig
-    ) -> None:
+        self,
+        csr: x509.CertificateSigningRequest,
+        auth: Authentication,
+        label: LabelConfig,
+        device: Registration | None,
+    ) -> Registration | None:
+        # A device's code: the registration is its allow-list (`service.devices`).
+        if auth.device is not None:
+            return self._devices.bind(csr, label, device)
         if auth.certificate is not None and not auth.is_ra:
             self._renewals.check_holder(auth.certificate.leaf, label)
         names = {
@@ -335,6 +365,7 @@ class EstService:
             allowed_names=names,
             profile=label.profile,
         )
+        return self._devices.bind(csr, label, device)
 
 
 def check_label(label: LabelConfig) -> None:
