@@ -9,24 +9,28 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from datetime import timedelta
 
 from python_est.bootstrap import BootstrapPage, derive_form_secret
 from python_est.ca import can_sign_crls
 from python_est.config import Config
 from python_est.devices import DeviceRegistry
-from python_est.errors import ConfigError
+from python_est.errors import ConfigError, NotFound
 from python_est.keks import KekStore
 from python_est.ledger import IssuedCertificate
+from python_est.messages import HttpRequest, HttpResponse
 from python_est.ops import ConnectionMetrics, HealthCheck, OpsEndpoints
 from python_est.ops.metrics import Metrics
+from python_est.ops.ocsp import OcspAuthority, OcspEndpoint, OcspResponder
 from python_est.ops.revocation import CrlPublisher
-from python_est.policy import ClientChainValidator
+from python_est.policy import ClientChainValidator, PeerIdentity
 from python_est.ratelimit import CounterStore, Limits, LoginLimiter, SqliteCounters
 from python_est.routes import RoutingTable, est_resolver
-from python_est.server import EstServer, Handshaker, Listener, MetricsListener
+from python_est.server import EstServer, Handshaker, Listener, MetricsListener, PlainHandshaker
 from python_est.server.courier import build_webhooks
 from python_est.service import EstService, LabelError, check_label, signer_from
 from python_est.state import State, lockouts_path
+from python_est.state.ocsp import load_ocsp_signer
 from python_est.statedir import StateDir
 from python_est.tls import TicketKeys, TlsEndpoint
 
@@ -234,13 +238,77 @@ def build_ops(config: Config, state: State) -> OpsEndpoints:
     """The operational endpoints for `state`; the CRL is brought up to date now.
 
     Raises:
-        ConfigError: as `build_crl_publisher`.
+        ConfigError: as `build_crl_publisher` and `build_ocsp`.
     """
     health = HealthCheck(state.ca, state.ledger, state.users)
     crl = build_crl_publisher(config, state)
-    ops = OpsEndpoints(health, crl, crl_path=config.crl.path)
+    ops = OpsEndpoints(health, crl, crl_path=config.crl.path, ocsp=build_ocsp(config, state))
     ops.refresh_crl()
     return ops
+
+
+def build_ocsp(config: Config, state: State) -> OcspEndpoint | None:
+    """The OCSP responder `[ocsp]` describes, or None when it is off.
+
+    Today it answers for the one CA of the state; a request naming another issuer is
+    `unauthorized`. CAs per label join as more `OcspAuthority` entries.
+
+    Raises:
+        ConfigError: `[ocsp] signer = delegated` and the signer cannot be used.
+    """
+    cfg = config.ocsp
+    if not cfg.enabled:
+        return None
+    authority = OcspAuthority(state.ca, load_ocsp_signer(config, state.ca))
+    responder = OcspResponder(
+        [authority], state.ledger, validity=timedelta(minutes=cfg.validity_minutes)
+    )
+    return OcspEndpoint(responder, path=cfg.path)
+
+
+def build_ocsp_server(
+    config: Config, server: EstServer, *, listener: Listener | None = None
+) -> EstServer | None:
+    """The plain-HTTP OCSP listener `[ocsp] http_enabled` asks for, or None.
+
+    It answers only the routes `server` tags "ocsp", through `server`'s current routing
+    table, so a reload of `server` (new CA, new signer) reaches it too; every other path is
+    404.
+
+    Args:
+        config: the configuration.
+        server: the EST server whose OCSP route is served.
+        listener: the listening socket bound at start-up; None binds `[ocsp] http_address`
+            and `http_port`. A given socket is always served (a worker restarted after a
+            reload that turned OCSP off answers 404 rather than leave it unanswered).
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    cfg, limits = config.ocsp, config.server
+    if listener is None and not (cfg.enabled and cfg.http_enabled):
+        return None
+
+    def ocsp_only(request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
+        route = server.handler.resolve(request)
+        if route.tag.operation != "ocsp":
+            raise NotFound("only OCSP is served on this port")
+        return route(request, peer)
+
+    return EstServer(
+        address=cfg.http_address,
+        port=cfg.http_port,
+        handshaker=PlainHandshaker(),
+        handler=ocsp_only,
+        max_connections=limits.max_connections,
+        max_connections_per_address=limits.max_connections_per_address,
+        backlog=limits.backlog,
+        handshake_timeout=limits.handshake_timeout,
+        request_timeout=limits.request_timeout,
+        header_timeout=limits.header_timeout,
+        max_body_bytes=limits.max_body_bytes,
+        listener=listener,
+    )
 
 
 def start_metrics_listener(

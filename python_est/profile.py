@@ -72,6 +72,8 @@ class IssuanceProfile:
         san_types: SAN kinds copied from the CSR; others make the request fail.
         max_sans: most SAN entries accepted in one CSR.
         crl_urls: URLs of the CRL, put in a cRLDistributionPoints extension; empty means none.
+        ocsp_urls: URLs of the OCSP responder, put in an authorityInfoAccess extension.
+        ocsp_no_check: add id-pkix-ocsp-nocheck (delegated OCSP signers only).
         subject_attributes: subject attribute types besides CN that a password user (with
             `password_subjects = own`) may choose.
         subject_fixed: attributes (type, value) every issued subject carries, most significant
@@ -103,3 +105,5 @@ class IssuanceProfile:
     prescribed_extensions: tuple[tuple[ObjectIdentifier, bool, bytes], ...] = ()
     prescribed_san: tuple[bytes, ...] = ()
     prescribed_san_critical: bool = False
+    ocsp_urls: tuple[str, ...] = ()
+    ocsp_no_check: bool = False

@@ -11,6 +11,7 @@
     notify/                      issuance notifications not yet delivered (failed/: given up)
     devices.sqlite3              pre-registered devices and their hashed one-time codes
     keks.json                    key-encryption keys for /serverkeygen (`python-est kek`)
+    ocsp/signer.pem, signer.key  the delegated OCSP signer ([ocsp] signer = delegated)
 
 It sits below `config` so that the configuration's defaults and `python_est.state`, which
 creates and opens these files, read one layout; nothing else builds a path under the directory.
@@ -87,3 +88,11 @@ class StateDir:
     @property
     def keks(self) -> Path:
         return self.root / "keks.json"
+
+    @property
+    def ocsp_signer_cert(self) -> Path:
+        return self.root / "ocsp" / "signer.pem"
+
+    @property
+    def ocsp_signer_key(self) -> Path:
+        return self.root / "ocsp" / "signer.key"

@@ -2,8 +2,8 @@
 
 Everything here takes and returns objects or bytes; reading and writing files is the caller's job.
 The package is split by concept: `authority` (the `CertificateAuthority`), `rules` (what the CA
-accepts from a CSR and what it puts in a certificate), `pem` (encoding and loading) and `crl`
-(signed revocation lists).
+accepts from a CSR and what it puts in a certificate), `pem` (encoding and loading), `crl`
+(signed revocation lists) and `ocsp` (OCSP requests read, responses built and signed).
 """
 
 from __future__ import annotations

@@ -298,8 +298,11 @@ class CertificateAuthority:
         extended_key_usage: Sequence[ObjectIdentifier] = (oids.ID_KP_CLIENT_AUTH,),
         dns_names: Sequence[str] = (),
         now: datetime | None = None,
+        ocsp_no_check: bool = False,
     ) -> tuple[x509.Certificate, IssuerPrivateKey]:
         """Issue a client certificate (or an RA certificate, with id-kp-cmcRA) for a fresh key.
+
+        `ocsp_no_check` adds id-pkix-ocsp-nocheck (a delegated OCSP signer, RFC 6960 §4.2.2.2.1).
 
         Returns:
             The certificate and its private key.
@@ -309,6 +312,7 @@ class CertificateAuthority:
             validity_days=validity_days,
             key_usage=frozenset({"digital_signature"}),
             extended_key_usage=tuple(extended_key_usage),
+            ocsp_no_check=ocsp_no_check,
         )
         san = None
         if dns_names:
@@ -386,6 +390,13 @@ class CertificateAuthority:
         if cdp is not None:
             # RFC 5280 §4.2.1.13: the extension SHOULD be non-critical.
             builder = builder.add_extension(cdp, critical=False)
+        aia = rules.ocsp_access(profile.ocsp_urls)
+        if aia is not None:
+            # RFC 5280 §4.2.2.1: the extension MUST be non-critical.
+            builder = builder.add_extension(aia, critical=False)
+        if profile.ocsp_no_check:
+            # RFC 6960 §4.2.2.2.1: the extension's value is NULL, non-critical.
+            builder = builder.add_extension(x509.OCSPNoCheck(), critical=False)
         try:
             return builder.sign(self.private_key, rules.signature_hash(self.private_key))
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:

@@ -11,7 +11,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.oid import ExtensionOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 
 from python_est.errors import CaError, InvalidCsr
 from python_est.profile import KEY_USAGE_NAMES, IssuanceProfile, SanType
@@ -196,6 +196,20 @@ def crl_distribution_points(urls: tuple[str, ...]) -> x509.CRLDistributionPoints
         full_name=names, relative_name=None, reasons=None, crl_issuer=None
     )
     return x509.CRLDistributionPoints([point])
+
+
+def ocsp_access(urls: tuple[str, ...]) -> x509.AuthorityInformationAccess | None:
+    """Return an authorityInfoAccess naming each OCSP responder (RFC 5280 §4.2.2.1), or None."""
+    if not urls:
+        return None
+    return x509.AuthorityInformationAccess(
+        [
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(url)
+            )
+            for url in urls
+        ]
+    )
 
 
 def add_ca_extensions(

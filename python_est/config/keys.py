@@ -133,6 +133,10 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
     "bootstrap": frozenset({"enabled", "path"}),
     "metrics": frozenset({"enabled", "address", "port"}),
     "crl": frozenset({"enabled", "path", "file", "validity_hours", "base_url"}),
+    "ocsp": frozenset(
+        {"enabled", "path", "validity_minutes", "base_url", "signer"}
+        | {"http_enabled", "http_address", "http_port"}
+    ),
     "profile": frozenset(PROFILE_KEYS) | frozenset(LABEL_KEYS) | frozenset(LABEL_PATH_KEYS),
     # The older python-est's and est_proxy's sections (est_proxy's docs/est_proxy.cfg.md and its
     # openssl CA handler's docs); what they map onto is in `config/python_est.cfg`.

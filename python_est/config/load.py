@@ -66,6 +66,7 @@ from python_est.config.model import (
     legacy_tls_warnings,
     weak_tls_settings,
 )
+from python_est.config.ocsp import read_ocsp, with_ocsp_url
 from python_est.config.reader import Reader, resolve
 from python_est.errors import ConfigError
 from python_est.keys import KeyType
@@ -158,6 +159,9 @@ def _build(reader: Reader) -> Config:
     label_warnings = _check_labels(reader, labels)
     if crl.url is not None:
         labels = {name: _with_crl_url(label, crl.url) for name, label in labels.items()}
+    ocsp = read_ocsp(reader, bootstrap, crl)
+    if ocsp.url is not None:
+        labels = {name: with_ocsp_url(label, ocsp.url) for name, label in labels.items()}
     _check_unused(reader)
     return Config(
         source=reader.source,
@@ -172,6 +176,7 @@ def _build(reader: Reader) -> Config:
         metrics=metrics,
         crl=crl,
         labels=labels,
+        ocsp=ocsp,
         warnings=tuple(
             warnings + ca_warnings + page_warnings + legacy_tls_warnings(tls) + label_warnings
         ),

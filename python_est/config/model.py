@@ -220,6 +220,25 @@ class CrlConfig:
 
 
 @dataclass(frozen=True)
+class OcspConfig:
+    """The OCSP responder: at `path` on the EST port, optionally on a plain-HTTP listener."""
+
+    enabled: bool = True
+    path: str = "/ocsp"
+    validity_minutes: int = 60
+    base_url: str = ""
+    signer: str = "ca"  # "ca" or "delegated" (state_dir/ocsp/signer.pem)
+    http_enabled: bool = False
+    http_address: str = "127.0.0.1"
+    http_port: int = 8080
+
+    @property
+    def url(self) -> str | None:
+        """The responder URL for issued certificates' AIA, or None without a base URL."""
+        return self.base_url + self.path if self.enabled and self.base_url else None
+
+
+@dataclass(frozen=True)
 class LabelConfig:
     """Policy for one CA label; name "" is the unlabelled `/.well-known/est/<op>` default."""
 
@@ -270,6 +289,7 @@ class Config:
     crl: CrlConfig = field(default_factory=CrlConfig)
     labels: Mapping[str, LabelConfig] = field(default_factory=lambda: {"": LabelConfig()})
     warnings: tuple[str, ...] = ()
+    ocsp: OcspConfig = field(default_factory=OcspConfig)
 
 
 def weak_tls_settings(cfg: TlsConfig) -> list[str]:

@@ -9,6 +9,7 @@ from python_est.config import HEALTH_PATH
 from python_est.errors import EstError, MethodNotAllowed
 from python_est.messages import HttpRequest, HttpResponse, text_response
 from python_est.ops.health import HealthCheck
+from python_est.ops.ocsp import OcspEndpoint
 from python_est.ops.revocation import CrlPublisher
 from python_est.policy import PeerIdentity
 from python_est.routes import RoutingTable
@@ -22,7 +23,7 @@ _NO_STORE = ("Cache-Control", "no-store")
 
 
 class OpsEndpoints:
-    """`GET /healthz` and `GET <crl path>`, anonymous, on the EST port.
+    """`GET /healthz`, `GET <crl path>` and the OCSP responder, anonymous, on the EST port.
 
     `/healthz` answers 200 "ok" when the CA, the ledger and the user store are usable
     (`HealthCheck`), otherwise 503 naming the failing parts, with Retry-After. The CRL path
@@ -33,14 +34,21 @@ class OpsEndpoints:
         health: the health check.
         crl: the CRL publisher, or None when CRLs are off (the path then falls through).
         crl_path: where the CRL is served (config `[crl] path`).
+        ocsp: the OCSP responder (`[ocsp] path` and below), or None when it is off.
     """
 
     def __init__(
-        self, health: HealthCheck, crl: CrlPublisher | None, *, crl_path: str = "/crl/ca.crl"
+        self,
+        health: HealthCheck,
+        crl: CrlPublisher | None,
+        *,
+        crl_path: str = "/crl/ca.crl",
+        ocsp: OcspEndpoint | None = None,
     ) -> None:
         self.health = health
         self.crl = crl
         self.crl_path = crl_path
+        self.ocsp = ocsp
 
     def add_routes(self, table: RoutingTable) -> None:
         """Put `/healthz` and the CRL path (when CRLs are on) into `table`.
@@ -51,6 +59,8 @@ class OpsEndpoints:
         table.add(HEALTH_PATH, "healthz", self._health)
         if self.crl is not None:
             table.add(self.crl_path, "crl", partial(self._crl, self.crl))
+        if self.ocsp is not None:
+            self.ocsp.add_routes(table)
 
     def _health(self, request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
         return self.health_response(request)

@@ -9,6 +9,7 @@ from typing import Any
 
 from cryptography import x509
 
+from python_est.ca import CertificateAuthority
 from python_est.config import Config
 from python_est.keys import KeyType
 from python_est.state import (
@@ -18,6 +19,7 @@ from python_est.state import (
     open_state,
 )
 from python_est.state.guards import orphaned_ledger_problem
+from python_est.state.ocsp import create_ocsp_signer
 from python_est.statedir import StateDir
 
 
@@ -29,6 +31,11 @@ def add_command(sub: Any) -> None:
         "--server-cert",
         action="store_true",
         help="reissue only the server certificate (after changing [server] server_names)",
+    )
+    init.add_argument(
+        "--ocsp-signer",
+        action="store_true",
+        help="issue a new delegated OCSP signing certificate (replacing any) for [ocsp] signer",
     )
     init.add_argument(
         "--refuse-existing",
@@ -50,6 +57,8 @@ def _init(args: argparse.Namespace, config: Config) -> int:
     state_dir = config.server.state_dir
     if args.server_cert:
         return _reissue_server_certificate(config)
+    if args.ocsp_signer:
+        return _issue_ocsp_signer(config)
     if has_ca_or_server_certificate(config) and args.refuse_existing and not args.force:
         print(
             f"python-est: a CA or server certificate already exists under {state_dir}; "
@@ -68,6 +77,10 @@ def _init(args: argparse.Namespace, config: Config) -> int:
     state = open_state(config, create=True)
     for item in state.created:
         print(f"python-est: created {item}")
+    signer_path = StateDir(state_dir).ocsp_signer_cert
+    if config.ocsp.enabled and config.ocsp.signer == "delegated" and not signer_path.exists():
+        _issue_ocsp_signer(config, state.ca)
+        state.created.append(str(signer_path))
     if not state.created and not args.force:
         print(f"python-est: state in {state_dir} is complete; nothing to do (--force replaces it)")
     return 0
@@ -93,6 +106,26 @@ def _reissue_server_certificate(config: Config) -> int:
         f"{old.serial_number:X}) for {', '.join(names)} in "
         f"{StateDir(config.server.state_dir).tls_dir}; a running server uses it after "
         "`systemctl reload python-est` (SIGHUP)"
+    )
+    return 0
+
+
+def _issue_ocsp_signer(config: Config, ca: CertificateAuthority | None = None) -> int:
+    # An existing CA is required: the signer is only meaningful under the CA it answers for.
+    if ca is None:
+        with open_state(config, create=False) as state:
+            ca = state.ca
+    path = StateDir(config.server.state_dir).ocsp_signer_cert
+    old = path.exists()
+    signer = create_ocsp_signer(config, ca).certificate
+    print(
+        f"python-est: {'replaced the' if old else 'new'} delegated OCSP signer in {path} "
+        f"(serial {signer.serial_number:X}, until {signer.not_valid_after_utc.date()}); "
+        + (
+            "a running server uses it after `systemctl reload python-est` (SIGHUP)"
+            if config.ocsp.signer == "delegated"
+            else "set [ocsp] signer = delegated to use it"
+        )
     )
     return 0
 
