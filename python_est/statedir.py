@@ -8,6 +8,8 @@
     ledger.sqlite3               the ledger (default of [ledger] path)
     lockouts.sqlite3             the failed-login counters
     crl/ca.crl                   the published CRL (default of [crl] file)
+    cas/NAME/ca.pem, ca.key      a generated `[ca:NAME]` CA (`python-est ca create NAME`),
+    cas/NAME/chain.pem           laid out as ca/ is
 
 It sits below `config` so that the configuration's defaults and `python_est.state`, which
 creates and opens these files, read one layout; nothing else builds a path under the directory.
@@ -17,6 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+# The name of the `[ca]` CA, whose files are ca/; each `[ca:NAME]` CA is NAME, in cas/NAME/.
+# The ledger records it for every certificate that CA issued (and for rows from before CAs
+# had names).
+DEFAULT_CA = "default"
 
 
 @dataclass(frozen=True)
@@ -72,3 +79,18 @@ class StateDir:
     @property
     def crl(self) -> Path:
         return self.root / "crl" / "ca.crl"
+
+    def named_ca(self, name: str) -> CaFiles:
+        """The files of the generated `[ca:NAME]` CA `name` (a name checked by the config)."""
+        folder = self.root / "cas" / name
+        return CaFiles(folder, folder / "ca.pem", folder / "ca.key", folder / "chain.pem")
+
+
+@dataclass(frozen=True)
+class CaFiles:
+    """Where one generated CA lives: its folder, certificate, key and the chain above it."""
+
+    folder: Path
+    cert: Path
+    key: Path
+    chain: Path
