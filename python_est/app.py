@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import sqlite3
 
+from cryptography import x509
+
 from python_est.bootstrap import BootstrapPage, derive_form_secret
-from python_est.ca import can_sign_crls
+from python_est.ca import CertificateAuthority, can_sign_crls
 from python_est.config import Config
+from python_est.config.model import DEFAULT_CA
 from python_est.errors import ConfigError
 from python_est.ops import ConnectionMetrics, HealthCheck, OpsEndpoints
 from python_est.ops.metrics import Metrics
@@ -59,13 +62,15 @@ def build_app(
         realm=config.auth.realm,
         pending_retry_after=config.server.pending_retry_after,
         on_issued=None if metrics is None else lambda e: metrics.issued(e.label, e.operation),
+        cas=all_cas(state),
+        client_anchors=label_anchors(config, state),
     )
     # Clients (libest's estclient, openssl s_client -cert) often send only their leaf, so the
-    # EST CA's own issuing certificates help build paths without becoming trust anchors.
+    # EST CAs' own issuing certificates help build paths without becoming trust anchors.
     validator = ClientChainValidator(
         state.client_trust_anchors,
         state.ledger.is_revoked,
-        intermediates=state.ca.chain[:-1],
+        intermediates=[cert for ca in all_cas(state).values() for cert in ca.chain[:-1]],
     )
     endpoint = TlsEndpoint(
         cert_chain=state.server.chain,
@@ -182,24 +187,46 @@ def shared_ticket_keys(config: Config, state: State) -> TicketKeys | None:
     return TicketKeyRing(state.database, ticket_lifetime=config.tls.session_lifetime).keys
 
 
-def build_crl_publisher(config: Config, state: State) -> CrlPublisher | None:
-    """The CRL publisher `[crl]` describes, or None when CRLs are off.
+def build_crl_publisher(
+    config: Config, state: State, ca_name: str = DEFAULT_CA
+) -> CrlPublisher | None:
+    """The publisher of the CRL of the CA `ca_name` (`[crl]` for the `[ca]` CA, NAME.crl next
+    to it for a `[ca:NAME]`), or None when CRLs are off.
 
     Raises:
         ConfigError: the CA certificate's keyUsage does not allow signing CRLs.
     """
     if not config.crl.enabled:
         return None
-    if not can_sign_crls(state.ca):
+    ca = state.ca_named(ca_name)
+    if not can_sign_crls(ca):
+        section = "crl" if ca_name == DEFAULT_CA else f"ca:{ca_name}"
         raise ConfigError(
             config.source,
-            "crl",
-            "enabled",
-            "the CA certificate's keyUsage lacks cRLSign; set enabled = no",
+            section,
+            "enabled" if ca_name == DEFAULT_CA else "cert_file",
+            "the CA certificate's keyUsage lacks cRLSign; set [crl] enabled = no",
         )
+    crl = config.crl.for_ca(ca_name)
     return CrlPublisher(
-        state.ca, state.ledger, config.crl.file, validity_hours=config.crl.validity_hours
+        ca, state.ledger, crl.file, validity_hours=crl.validity_hours, ca_name=ca_name
     )
+
+
+def all_cas(state: State) -> dict[str, CertificateAuthority]:
+    """Every CA of `state` by name (a state built without `cas` has only its `[ca]` CA)."""
+    return {DEFAULT_CA: state.ca, **state.cas}
+
+
+def label_anchors(config: Config, state: State) -> dict[str, tuple[x509.Certificate, ...]]:
+    """The trust anchors each label's client certificates must chain to.
+
+    By default a label's own CA's root (issue 16); `[tls] client_trust_anchors`, when given,
+    is the operator's explicit list and holds for every label.
+    """
+    if config.tls.client_trust_anchors:
+        return {name: state.client_trust_anchors for name in config.labels}
+    return {name: (state.ca_named(label.ca).root,) for name, label in config.labels.items()}
 
 
 def build_ops(config: Config, state: State) -> OpsEndpoints:
@@ -208,9 +235,20 @@ def build_ops(config: Config, state: State) -> OpsEndpoints:
     Raises:
         ConfigError: as `build_crl_publisher`.
     """
-    health = HealthCheck(state.ca, state.ledger, state.users)
+    health = HealthCheck(
+        state.ca,
+        state.ledger,
+        state.users,
+        more_cas={name: ca for name, ca in state.cas.items() if name != DEFAULT_CA},
+        expiry_warning_days={n: config.ca_config(n).expiry_warning_days for n in config.ca_names},
+    )
     crl = build_crl_publisher(config, state)
-    ops = OpsEndpoints(health, crl, crl_path=config.crl.path)
+    more_crls: dict[str, CrlPublisher] = {}
+    for name in config.cas:
+        publisher = build_crl_publisher(config, state, name)
+        if publisher is not None:
+            more_crls[config.crl.for_ca(name).path] = publisher
+    ops = OpsEndpoints(health, crl, crl_path=config.crl.path, more_crls=more_crls)
     ops.refresh_crl()
     return ops
 

@@ -43,6 +43,7 @@ LABEL_KEYS: dict[str, Callable[[str], object]] = {
     "serverkeygen_key_type": to_key_type,
     "reenroll_from": to_list,
     "base64_lines": to_choice("auto", "wrapped", "single"),
+    "ca": str,
 }
 PROFILE_FIELD = {
     "validity_days": "validity_days",
@@ -91,6 +92,7 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
             "key_file",
             "chain_files",
             "key_passphrase",
+            "expiry_warning_days",
         }
     ),
     "tls": frozenset(
@@ -175,4 +177,5 @@ OBSOLETE_KEYS: dict[str, dict[str, str]] = {
     "Logging": {"log_format": "use [logging] format (plain or json)"},
 }
 LABEL_PREFIX = "label:"
+CA_PREFIX = "ca:"
 NO_NAMES: tuple[str, ...] = ()

@@ -29,6 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from python_est.ca import CertificateAuthority, Revocation, build_crl, crl_number
+from python_est.config.model import DEFAULT_CA
 from python_est.fileio import atomic_write
 from python_est.ledger import IssuedCertificate
 
@@ -51,6 +52,7 @@ class RevocationSource(Protocol):
         offset: int = 0,
         label: str | None = None,
         revoked: bool | None = None,
+        ca: str | None = None,
     ) -> list[IssuedCertificate]: ...
 
     def next_number(self, name: str, *, minimum: int = 1) -> int: ...
@@ -69,6 +71,8 @@ class CrlPublisher:
         path: the DER file to write (0644) and to pick up from other processes.
         validity_hours: hours from thisUpdate to nextUpdate; regenerated after half of them.
         clock: the current time (tests pass a fixed one).
+        ca_name: the CA's name: its CRL lists only the certificates the ledger records as
+            issued by it, and numbers its CRLs with its own counter.
     """
 
     def __init__(
@@ -79,10 +83,14 @@ class CrlPublisher:
         *,
         validity_hours: int,
         clock: Callable[[], datetime] = _utcnow,
+        ca_name: str = DEFAULT_CA,
     ) -> None:
         if validity_hours <= 0:
             raise ValueError("validity_hours must be positive")
         self._ca = ca
+        self._ca_name = ca_name
+        # The `[ca]` CA keeps the counter it always had, so its CRL numbers go on growing.
+        self._counter = CRL_COUNTER if ca_name == DEFAULT_CA else f"{CRL_COUNTER}:{ca_name}"
         self._ledger = ledger
         self._path = path
         self._validity = timedelta(hours=validity_hours)
@@ -146,7 +154,7 @@ class CrlPublisher:
         entries = self._revocations(now)
         known = crl_number(self._crl) if self._crl is not None else None
         minimum = 1 if known is None or known >= _MAX_STORED_NUMBER else known + 1
-        number = self._ledger.next_number(CRL_COUNTER, minimum=minimum)
+        number = self._ledger.next_number(self._counter, minimum=minimum)
         hours = int(self._validity.total_seconds() // 3600)
         crl = build_crl(self._ca, entries, crl_number=number, next_update_hours=hours, now=now)
         self._crl = crl
@@ -168,7 +176,9 @@ class CrlPublisher:
         found: list[Revocation] = []
         offset = 0
         while True:
-            page = self._ledger.list_certificates(limit=_PAGE, offset=offset, revoked=True)
+            page = self._ledger.list_certificates(
+                limit=_PAGE, offset=offset, revoked=True, ca=self._ca_name
+            )
             for entry in page:
                 if entry.revoked_at is None or entry.not_after < keep_after:
                     continue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -13,6 +13,7 @@ from cryptography import x509
 from python_est import oids, wire
 from python_est.ca import CertificateAuthority
 from python_est.config import LabelConfig
+from python_est.config.model import DEFAULT_CA
 from python_est.errors import (
     CaError,
     Forbidden,
@@ -44,7 +45,7 @@ from python_est.policy import (
 )
 from python_est.ratelimit import FailureCounter
 from python_est.service.approval import ApprovalGate, needs_approval
-from python_est.service.auth import Authenticator
+from python_est.service.auth import Authenticator, scoped
 from python_est.service.enforce import (
     CsrRequirements,
     check_csr,
@@ -101,10 +102,16 @@ class EstService:
         on_issued: called with each certificate once it is committed to the ledger, whichever
             path issued it (an EST operation, the bootstrap page, an approved request): the
             metrics' issuance count.
+        cas: every CA by name, `ca` among them as DEFAULT_CA (None: only `ca`). A label's CA
+            (`LabelConfig.ca`) answers its /cacerts, signs its certificates and alone may have
+            issued the certificates it renews.
+        client_anchors: label name to the trust anchors its client certificates must chain to
+            (None: whatever the TLS layer accepted). A certificate that chained to another
+            anchor is not valid on that label.
 
     Raises:
         ValueError: a label's `csrattrs` text does not parse, or announces a key type that
-            /serverkeygen cannot generate.
+            /serverkeygen cannot generate, or a label names a CA not in `cas`.
     """
 
     def __init__(
@@ -119,12 +126,27 @@ class EstService:
         clock: Callable[[], datetime] = utcnow,
         pending_retry_after: int = PENDING_RETRY_AFTER,
         on_issued: Callable[[IssuedCertificate], None] | None = None,
+        cas: Mapping[str, CertificateAuthority] | None = None,
+        client_anchors: Mapping[str, Collection[x509.Certificate]] | None = None,
     ) -> None:
         self._labels = dict(labels)
         self._plans = {label.name: _plan(label) for label in self._labels.values()}
+        authorities = dict(cas) if cas is not None else {DEFAULT_CA: ca}
+        for label in self._labels.values():
+            if label.ca not in authorities:
+                raise ValueError(f"CA label {label.name!r}: no CA {label.ca!r}")
+        self._anchors = (
+            None
+            if client_anchors is None
+            else {name: frozenset(anchors) for name, anchors in client_anchors.items()}
+        )
         # Both answers are fixed for the life of the service (a reload builds a new one), so
         # they are encoded once here instead of on every request.
-        self._cacerts_body = wire.encode_certs_only(ca.chain) if ca.chain else None
+        self._cacerts_bodies = {
+            name: wire.encode_certs_only(authority.chain)
+            for name, authority in authorities.items()
+            if authority.chain
+        }
         self._csrattrs_bodies = {
             name: wire.encode_base64(wire.encode_csrattrs(plan.attrs))
             for name, plan in self._plans.items()
@@ -133,9 +155,15 @@ class EstService:
         self._ledger = ledger
         self._users = users
         self._auth = Authenticator(users, limiter, realm)
-        self._issuer = Issuer(ca, ledger, clock, on_issued)
+        self._issuers = {
+            name: Issuer(authority, ledger, clock, on_issued, ca_name=name)
+            for name, authority in authorities.items()
+        }
         self._gate = ApprovalGate(ledger, retry_after=pending_retry_after, clock=clock)
-        self._renewals = Renewals(ca.certificate, ledger, clock)
+        self._renewals = {
+            name: Renewals(authority.certificate, ledger, clock, ca_name=name)
+            for name, authority in authorities.items()
+        }
         self._operations: dict[Operation, _Operation] = {
             Operation.CACERTS: self._cacerts,
             Operation.SIMPLEENROLL: self._simpleenroll,
@@ -176,7 +204,7 @@ class EstService:
                 f"/{operation.value} takes {method}, not {request.method[:16]!r}",
                 allowed=(method,),
             )
-        response = self._operations[operation](request, peer, label)
+        response = self._operations[operation](request, scoped(peer, label, self._anchors), label)
         one_line = wants_one_line(request.header("user-agent"), label.base64_lines)
         return laid_out(response, one_line)
 
@@ -187,9 +215,10 @@ class EstService:
     ) -> HttpResponse:
         # §4.1.3: the current root and every certificate needed to chain to it; no CA means 5xx,
         # never an empty 200 (R42).
-        if self._cacerts_body is None:
+        body = self._cacerts_bodies.get(label.ca)
+        if body is None:
             raise CaError("no CA certificate is configured")
-        return HttpResponse(200, (("Content-Type", PKCS7_MIME), B64), self._cacerts_body)
+        return HttpResponse(200, (("Content-Type", PKCS7_MIME), B64), body)
 
     def _simpleenroll(
         self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
@@ -211,7 +240,7 @@ class EstService:
         auth = self._auth.authenticate(request, peer, label.reenroll_auth)
         csr = self._read_csr(request)
         self._check_csr(csr, peer, label, client_key=True)
-        renewed = self._renewals.renewed(csr, client.leaf, auth, label)
+        renewed = self._renewals[label.ca].renewed(csr, client.leaf, auth, label)
         return self._certify(csr, label, auth, Operation.SIMPLEREENROLL, renewed.label)
 
     def _certify(
@@ -226,7 +255,7 @@ class EstService:
         def fulfil(
             approved: x509.CertificateSigningRequest,
         ) -> tuple[x509.Certificate, HttpResponse]:
-            cert = self._issuer.issue(approved, label, auth, operation)
+            cert = self._issuers[label.ca].issue(approved, label, auth, operation)
             return cert, certs_only_response(cert)
 
         if needs_approval(label, operation, source_label):
@@ -266,7 +295,7 @@ class EstService:
             approved: x509.CertificateSigningRequest,
         ) -> tuple[x509.Certificate, HttpResponse]:
             key = generate_private_key(key_type)
-            cert = self._issuer.issue(
+            cert = self._issuers[label.ca].issue(
                 approved, label, auth, Operation.SERVERKEYGEN, key.public_key()
             )
             return cert, serverkeygen_response(key, cert)
@@ -323,7 +352,7 @@ class EstService:
         self, csr: x509.CertificateSigningRequest, auth: Authentication, label: LabelConfig
     ) -> None:
         if auth.certificate is not None and not auth.is_ra:
-            self._renewals.check_holder(auth.certificate.leaf, label)
+            self._renewals[label.ca].check_holder(auth.certificate.leaf, label)
         names = {
             user: (self._users.allowed_names(user) if self._users is not None else ())
             for user in auth.password_users
