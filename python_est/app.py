@@ -8,12 +8,13 @@ and the workers), the tests and the benchmarks build servers through this module
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 
 from cryptography import x509
 
 from python_est.bootstrap import BootstrapPage, derive_form_secret
 from python_est.ca import CertificateAuthority, can_sign_crls
-from python_est.config import Config
+from python_est.config import Config, LabelConfig
 from python_est.config.model import DEFAULT_CA
 from python_est.errors import ConfigError
 from python_est.ops import ConnectionMetrics, HealthCheck, OpsEndpoints
@@ -54,7 +55,7 @@ def build_app(
     check_csrattrs(config)
     limiter = failure_limiter(config, state)  # shared by the workers and `lockouts`
     service = EstService(
-        labels=config.labels,
+        labels=issuing_labels(config, state),
         ca=state.ca,
         ledger=state.ledger,
         users=state.users,
@@ -64,6 +65,7 @@ def build_app(
         on_issued=None if metrics is None else lambda e: metrics.issued(e.label, e.operation),
         cas=all_cas(state),
         client_anchors=label_anchors(config, state),
+        rollovers=state.rollovers,
     )
     # Clients (libest's estclient, openssl s_client -cert) often send only their leaf, so the
     # EST CAs' own issuing certificates help build paths without becoming trust anchors.
@@ -73,7 +75,7 @@ def build_app(
         intermediates=[cert for ca in all_cas(state).values() for cert in ca.chain[:-1]],
     )
     endpoint = TlsEndpoint(
-        cert_chain=state.server.chain,
+        cert_chain=server_chain(state),
         private_key=state.server.private_key,
         verifier_db=state.users.srp_verifiers() if state.users is not None else None,
         chain_validator=validator,
@@ -188,17 +190,21 @@ def shared_ticket_keys(config: Config, state: State) -> TicketKeys | None:
 
 
 def build_crl_publisher(
-    config: Config, state: State, ca_name: str = DEFAULT_CA
+    config: Config, state: State, ca_name: str = DEFAULT_CA, *, old_root: bool = False
 ) -> CrlPublisher | None:
     """The publisher of the CRL of the CA `ca_name` (`[crl]` for the `[ca]` CA, NAME.crl next
-    to it for a `[ca:NAME]`), or None when CRLs are off.
+    to it for a `[ca:NAME]`, "-gN" before ".crl" for its root key generation N > 1), or None
+    when CRLs are off. `old_root`: the CRL of the old root of a rollover in progress.
 
     Raises:
         ConfigError: the CA certificate's keyUsage does not allow signing CRLs.
     """
     if not config.crl.enabled:
         return None
+    number = issuing_generation(state, ca_name)
     ca = state.ca_named(ca_name)
+    if old_root:
+        ca, number = state.rollovers[ca_name].old, number - 1
     if not can_sign_crls(ca):
         section = "crl" if ca_name == DEFAULT_CA else f"ca:{ca_name}"
         raise ConfigError(
@@ -207,10 +213,39 @@ def build_crl_publisher(
             "enabled" if ca_name == DEFAULT_CA else "cert_file",
             "the CA certificate's keyUsage lacks cRLSign; set [crl] enabled = no",
         )
-    crl = config.crl.for_ca(ca_name)
+    crl = config.crl.for_ca(ca_name).for_generation(number)
     return CrlPublisher(
-        ca, state.ledger, crl.file, validity_hours=crl.validity_hours, ca_name=ca_name
+        ca,
+        state.ledger,
+        crl.file,
+        validity_hours=crl.validity_hours,
+        ca_name=ca_name,
+        generation=number,
     )
+
+
+def crl_publishers(config: Config, state: State) -> dict[str, CrlPublisher]:
+    """Every CRL to serve, by its path: each CA's, and an old root's during its rollover."""
+    publishers = {}
+    for name in config.ca_names:
+        for old_root in (False, True) if name in state.rollovers else (False,):
+            publisher = build_crl_publisher(config, state, name, old_root=old_root)
+            if publisher is not None:
+                number = issuing_generation(state, name) - (1 if old_root else 0)
+                publishers[config.crl.for_ca(name).for_generation(number).path] = publisher
+    return publishers
+
+
+def server_chain(state: State) -> tuple[x509.Certificate, ...]:
+    """The TLS server chain; during a rollover of the `[ca]` root, OldWithNew in place of the
+    old root, so that a client that trusts only the new root still authenticates the server
+    (RFC 7030 §4.1.3). The old root itself is left out: a client that trusts it has it, and
+    one that does not would take it for the issuer and stop at a self-signed certificate."""
+    rollover = state.rollovers.get(DEFAULT_CA)
+    if rollover is None:
+        return state.server.chain
+    kept = tuple(cert for cert in state.server.chain if cert != rollover.old.certificate)
+    return (*kept, rollover.old_with_new)
 
 
 def all_cas(state: State) -> dict[str, CertificateAuthority]:
@@ -226,7 +261,30 @@ def label_anchors(config: Config, state: State) -> dict[str, tuple[x509.Certific
     """
     if config.tls.client_trust_anchors:
         return {name: state.client_trust_anchors for name in config.labels}
-    return {name: (state.ca_named(label.ca).root,) for name, label in config.labels.items()}
+    anchors = {}
+    for name, label in config.labels.items():
+        roots = [state.ca_named(label.ca).root]
+        rollover = state.rollovers.get(label.ca)
+        if rollover is not None:
+            roots.append(rollover.old.root)  # its certificates renew until --finish
+        anchors[name] = tuple(roots)
+    return anchors
+
+
+def issuing_generation(state: State, name: str) -> int:
+    """The key generation of the root that issues for CA `name` (the new one in a rollover)."""
+    return state.generations.get(name, 1) + (1 if name in state.rollovers else 0)
+
+
+def issuing_labels(config: Config, state: State) -> dict[str, LabelConfig]:
+    """The labels, each naming in its certificates the CRL of the root key that signs them."""
+    if config.crl.url is None:
+        return dict(config.labels)
+    labels = {}
+    for name, label in config.labels.items():
+        crl = config.crl.for_ca(label.ca).for_generation(issuing_generation(state, label.ca))
+        labels[name] = replace(label, profile=replace(label.profile, crl_urls=(str(crl.url),)))
+    return labels
 
 
 def build_ops(config: Config, state: State) -> OpsEndpoints:
@@ -242,12 +300,8 @@ def build_ops(config: Config, state: State) -> OpsEndpoints:
         more_cas={name: ca for name, ca in state.cas.items() if name != DEFAULT_CA},
         expiry_warning_days={n: config.ca_config(n).expiry_warning_days for n in config.ca_names},
     )
-    crl = build_crl_publisher(config, state)
-    more_crls: dict[str, CrlPublisher] = {}
-    for name in config.cas:
-        publisher = build_crl_publisher(config, state, name)
-        if publisher is not None:
-            more_crls[config.crl.for_ca(name).path] = publisher
+    more_crls = crl_publishers(config, state)
+    crl = more_crls.pop(config.crl.path, None)
     ops = OpsEndpoints(health, crl, crl_path=config.crl.path, more_crls=more_crls)
     ops.refresh_crl()
     return ops

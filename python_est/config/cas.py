@@ -20,6 +20,7 @@ from python_est.errors import ConfigError
 # A CA name is a folder under the state directory (`state/cas/NAME/`), a CRL file name and a
 # URL path segment: a short, plain token keeps it safe as all three.
 _CA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+_GENERATION = re.compile(r"-g[0-9]+$")
 
 
 def ca_name_problem(name: str) -> str | None:
@@ -28,6 +29,8 @@ def ca_name_problem(name: str) -> str | None:
         return f"CA name {name!r}: 1 to 63 letters, digits, '-' or '_', not starting with - or _"
     if name == DEFAULT_CA:
         return f"CA name {name!r} is reserved for [ca]"
+    if _GENERATION.search(name):
+        return f"CA name {name!r}: a name ending in -gN is the CRL of a rolled-over root"
     return None
 
 

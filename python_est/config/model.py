@@ -233,6 +233,18 @@ class CrlConfig:
             file=self.file.parent / f"{name}.crl",
         )
 
+    def for_generation(self, generation: int) -> CrlConfig:
+        """The CRL of a CA's root key `generation` (1: this one; N: "-gN" before ".crl"), so
+        that each root key signs its own CRL at its own URL after a rollover."""
+        if generation == 1:
+            return self
+        stem, suffix = posixpath.splitext(self.path)
+        return replace(
+            self,
+            path=f"{stem}-g{generation}{suffix}",
+            file=self.file.with_name(f"{self.file.stem}-g{generation}{self.file.suffix}"),
+        )
+
 
 @dataclass(frozen=True)
 class LabelConfig:

@@ -73,6 +73,7 @@ class CrlPublisher:
         clock: the current time (tests pass a fixed one).
         ca_name: the CA's name: its CRL lists only the certificates the ledger records as
             issued by it, and numbers its CRLs with its own counter.
+        generation: the key generation of `ca` (a rolled-over root signs its own CRL).
     """
 
     def __init__(
@@ -84,13 +85,16 @@ class CrlPublisher:
         validity_hours: int,
         clock: Callable[[], datetime] = _utcnow,
         ca_name: str = DEFAULT_CA,
+        generation: int = 1,
     ) -> None:
         if validity_hours <= 0:
             raise ValueError("validity_hours must be positive")
         self._ca = ca
         self._ca_name = ca_name
-        # The `[ca]` CA keeps the counter it always had, so its CRL numbers go on growing.
-        self._counter = CRL_COUNTER if ca_name == DEFAULT_CA else f"{CRL_COUNTER}:{ca_name}"
+        # The `[ca]` CA keeps the counter it always had, so its CRL numbers go on growing; each
+        # CA and each root key generation (after a rollover) numbers its own CRLs.
+        counter = CRL_COUNTER if ca_name == DEFAULT_CA else f"{CRL_COUNTER}:{ca_name}"
+        self._counter = counter if generation == 1 else f"{counter}:g{generation}"
         self._ledger = ledger
         self._path = path
         self._validity = timedelta(hours=validity_hours)
@@ -171,7 +175,6 @@ class CrlPublisher:
         return crl
 
     def _revocations(self, now: datetime) -> list[Revocation]:
-        issuer = self._ca.certificate.subject
         keep_after = now - self._validity
         found: list[Revocation] = []
         offset = 0
@@ -183,8 +186,8 @@ class CrlPublisher:
                 if entry.revoked_at is None or entry.not_after < keep_after:
                     continue
                 cert = x509.load_pem_x509_certificate(entry.pem.encode("ascii"))
-                if cert.issuer != issuer:
-                    continue  # signed by an earlier CA of this state directory
+                if not _signed_by_key_of(cert, self._ca.certificate):
+                    continue  # signed by an earlier CA, or the other key of a rollover
                 reason = entry.revocation_reason or "unspecified"
                 found.append(Revocation(entry.serial, entry.revoked_at, reason))
             if len(page) < _PAGE:
@@ -211,6 +214,19 @@ class CrlPublisher:
         if theirs is not None and (ours is None or theirs > ours):
             self._crl = crl
             self._der = crl.public_bytes(serialization.Encoding.DER)
+
+
+def _signed_by_key_of(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    # By name and key identifier: during a root rollover both keys have the same name (RFC
+    # 4210 §4.4), and each signs the CRL of its own certificates only.
+    if cert.issuer != ca.subject:
+        return False
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return True  # no identifiers to tell keys apart: the name decides, as before
+    return aki.key_identifier is None or aki.key_identifier == ski.digest
 
 
 def _stamp(path: Path) -> FileStamp | None:

@@ -12,6 +12,7 @@ from cryptography import x509
 
 from python_est import oids, wire
 from python_est.ca import CertificateAuthority
+from python_est.ca.rollover import RootRollover
 from python_est.config import LabelConfig
 from python_est.config.model import DEFAULT_CA
 from python_est.errors import (
@@ -108,6 +109,8 @@ class EstService:
         client_anchors: label name to the trust anchors its client certificates must chain to
             (None: whatever the TLS layer accepted). A certificate that chained to another
             anchor is not valid on that label.
+        rollovers: CA name to what its /cacerts returns during a root rollover (the four
+            certificates of RFC 7030 §4.1.3) and the old root, whose certificates still renew.
 
     Raises:
         ValueError: a label's `csrattrs` text does not parse, or announces a key type that
@@ -128,6 +131,7 @@ class EstService:
         on_issued: Callable[[IssuedCertificate], None] | None = None,
         cas: Mapping[str, CertificateAuthority] | None = None,
         client_anchors: Mapping[str, Collection[x509.Certificate]] | None = None,
+        rollovers: Mapping[str, RootRollover] | None = None,
     ) -> None:
         self._labels = dict(labels)
         self._plans = {label.name: _plan(label) for label in self._labels.values()}
@@ -142,8 +146,11 @@ class EstService:
         )
         # Both answers are fixed for the life of the service (a reload builds a new one), so
         # they are encoded once here instead of on every request.
+        rolling = dict(rollovers or {})
         self._cacerts_bodies = {
-            name: wire.encode_certs_only(authority.chain)
+            name: wire.encode_certs_only(
+                rolling[name].cacerts if name in rolling else authority.chain
+            )
             for name, authority in authorities.items()
             if authority.chain
         }
@@ -161,7 +168,13 @@ class EstService:
         }
         self._gate = ApprovalGate(ledger, retry_after=pending_retry_after, clock=clock)
         self._renewals = {
-            name: Renewals(authority.certificate, ledger, clock, ca_name=name)
+            name: Renewals(
+                authority.certificate,
+                ledger,
+                clock,
+                ca_name=name,
+                previous=(rolling[name].old.certificate,) if name in rolling else (),
+            )
             for name, authority in authorities.items()
         }
         self._operations: dict[Operation, _Operation] = {

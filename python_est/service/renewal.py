@@ -15,7 +15,7 @@ the same labels. The ledger records the RA as the requester.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from cryptography import x509
@@ -46,6 +46,7 @@ class Renewals:
         ledger: the issued certificates.
         clock: the current time (an RA renews only unexpired certificates).
         ca_name: the name of the CA `issuer` belongs to, as the ledger records it.
+        previous: the CA's old root while it is rolled over, whose certificates renew too.
     """
 
     def __init__(
@@ -54,8 +55,9 @@ class Renewals:
         ledger: Ledger,
         clock: Callable[[], datetime],
         ca_name: str = DEFAULT_CA,
+        previous: Sequence[x509.Certificate] = (),
     ) -> None:
-        self._issuer = issuer
+        self._issuers = (issuer, *previous)
         self._ca_name = ca_name
         self._ledger = ledger
         self._clock = clock
@@ -141,8 +143,10 @@ class Renewals:
     def _issued_here(self, cert: x509.Certificate) -> bool:
         # R57: only a certificate this EST CA signed is renewed here, whatever other client
         # trust anchors are configured.
-        try:
-            cert.verify_directly_issued_by(self._issuer)
-        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-            return False
-        return True
+        for issuer in self._issuers:
+            try:
+                cert.verify_directly_issued_by(issuer)
+            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+                continue
+            return True
+        return False

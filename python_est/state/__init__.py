@@ -31,16 +31,19 @@ from python_est.ca import (
     load_pem_certificates,
     private_key_pem,
 )
+from python_est.ca.rollover import RootRollover
 from python_est.config import Config
 from python_est.config.model import DEFAULT_CA
 from python_est.errors import ConfigError, LedgerError, Unavailable
 from python_est.fileio import atomic_write, ensure_private_dir
 from python_est.ledger import SqliteLedger
 from python_est.state.cafiles import ca_from_pem as _ca_from_pem
-from python_est.state.cafiles import configured_ca, load_named_ca, load_named_cas
+from python_est.state.cafiles import client_trust_anchors as _client_trust_anchors
+from python_est.state.cafiles import configured_ca, load_named_ca
 from python_est.state.cafiles import read_file as _read
 from python_est.state.database import open_database
 from python_est.state.guards import init_command, orphaned_ledger_problem
+from python_est.state.rollover import generation, load_rollover, load_rollovers
 from python_est.state.users import legacy_users, open_users
 from python_est.state.users import user_store_path as user_store_path
 from python_est.statedir import StateDir
@@ -76,6 +79,11 @@ class State:
     database: Database | None = None  # with [ledger] url: shared by ledger, users and limits
     # Every configured CA by name (`ca` as DEFAULT_CA, then each `[ca:NAME]`); empty: only `ca`.
     cas: Mapping[str, CertificateAuthority] = field(default_factory=dict)
+
+    # Root rollovers in progress by CA name (the new root is the CA in `cas`), and each CA's
+    # root key generation (1 until its first finished rollover).
+    rollovers: Mapping[str, RootRollover] = field(default_factory=dict)
+    generations: Mapping[str, int] = field(default_factory=dict)
 
     def ca_named(self, name: str) -> CertificateAuthority:
         """The CA `name` (a name the configuration checked)."""
@@ -172,11 +180,17 @@ def open_state(
             ) from None
     # The `[ca:NAME]` CAs first: they are never created here, so a missing one stops start-up
     # before anything else is made.
-    named = load_named_cas(config)
-    ca = _load_or_create_ca(config, create, created)
+    rollovers = load_rollovers(config)
+    named = {
+        name: rollovers[name].new if name in rollovers else load_named_ca(config, name)
+        for name in config.cas
+    }
+    # During a rollover the new root issues (RFC 7030 §4.1.3); the old one is in `rollovers`.
+    default = rollovers.get(DEFAULT_CA)
+    ca = default.new if default else _load_or_create_ca(config, create, created)
     cas = {DEFAULT_CA: ca, **named}
     server = _load_or_create_server(config, ca, create, created)
-    anchors = _client_trust_anchors(config, cas)
+    anchors = _client_trust_anchors(config, cas, rollovers)
     database = open_database(config) if config.ledger.url else None
     if database is not None:
         from python_est.ledger.postgres import PostgresLedger
@@ -197,6 +211,8 @@ def open_state(
         created=created,
         database=database,
         cas=cas,
+        rollovers=rollovers,
+        generations={name: generation(config, name) for name in config.ca_names},
     )
 
 
@@ -206,6 +222,9 @@ def load_ca(config: Config, name: str) -> CertificateAuthority:
     Raises:
         ConfigError: it does not exist yet, or its files are unusable.
     """
+    rollover = load_rollover(config, name) if config.ca_config(name).cert_file is None else None
+    if rollover is not None:
+        return rollover.new
     if name == DEFAULT_CA:
         return _load_or_create_ca(config, False, [])
     return load_named_ca(config, name)
@@ -347,23 +366,6 @@ def _server_from_files(
     if private_key.public_key() != certs[0].public_key():
         raise ConfigError(config.source, section, key_name, "key does not match the certificate")
     return ServerCredentials(chain=tuple(certs), private_key=private_key)
-
-
-def _client_trust_anchors(
-    config: Config, cas: Mapping[str, CertificateAuthority]
-) -> tuple[x509.Certificate, ...]:
-    if not config.tls.client_trust_anchors:
-        # Every CA's root; each label then accepts only its own CA's (`python_est.app`).
-        return tuple(dict.fromkeys(ca.root for ca in cas.values()))
-    anchors: list[x509.Certificate] = []
-    for path in config.tls.client_trust_anchors:
-        certs = load_pem_certificates(_read(config, "tls", "client_trust_anchors", path))
-        if not certs:
-            raise ConfigError(
-                config.source, "tls", "client_trust_anchors", f"no certificate in {path}"
-            )
-        anchors.extend(certs)
-    return tuple(anchors)
 
 
 def _open_ledger(

@@ -8,9 +8,19 @@ CA that does not exist yet stops start-up with the command to run.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
-from python_est.ca import CertificateAuthority, certificate_pem, certificates_pem, private_key_pem
+from cryptography import x509
+
+from python_est.ca import (
+    CertificateAuthority,
+    certificate_pem,
+    certificates_pem,
+    load_pem_certificates,
+    private_key_pem,
+)
+from python_est.ca.rollover import RootRollover
 from python_est.config import CaConfig, Config
 from python_est.config.keys import CA_PREFIX
 from python_est.config.model import DEFAULT_CA, EMBEDDED
@@ -61,15 +71,6 @@ def configured_ca(config: Config, section: str, cfg: CaConfig) -> CertificateAut
     if cfg.key_passphrase is not None:
         password = read_passphrase(cfg.key_passphrase, config.source)
     return ca_from_pem(config, "cert_file", cert_pem, key_pem, chain_pem, password, section=section)
-
-
-def load_named_cas(config: Config) -> dict[str, CertificateAuthority]:
-    """Every `[ca:NAME]` CA by name.
-
-    Raises:
-        ConfigError: a `[ca:NAME]` CA has not been created, or its files are unusable.
-    """
-    return {name: load_named_ca(config, name) for name in config.cas}
 
 
 def key_location(config: Config, name: str) -> str:
@@ -166,3 +167,29 @@ def create_named_ca(config: Config, name: str) -> tuple[CertificateAuthority, Pa
     # The certificate last: its presence is what marks the CA as existing.
     atomic_write(files.cert, certificate_pem(ca.certificate), mode=0o644)
     return ca, files.folder
+
+
+def client_trust_anchors(
+    config: Config,
+    cas: Mapping[str, CertificateAuthority],
+    rollovers: Mapping[str, RootRollover],
+) -> tuple[x509.Certificate, ...]:
+    """`[tls] client_trust_anchors`, or else every CA's root (old roots of rollovers too).
+
+    Raises:
+        ConfigError: a listed file is unreadable or holds no certificate.
+    """
+    if not config.tls.client_trust_anchors:
+        # Every CA's root, and an old root while it is rolled over (its certificates renew);
+        # each label then accepts only its own CA's (`python_est.app`).
+        roots = [ca.root for ca in cas.values()] + [r.old.root for r in rollovers.values()]
+        return tuple(dict.fromkeys(roots))
+    anchors: list[x509.Certificate] = []
+    for path in config.tls.client_trust_anchors:
+        certs = load_pem_certificates(read_file(config, "tls", "client_trust_anchors", path))
+        if not certs:
+            raise ConfigError(
+                config.source, "tls", "client_trust_anchors", f"no certificate in {path}"
+            )
+        anchors.extend(certs)
+    return tuple(anchors)

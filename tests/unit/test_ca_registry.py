@@ -48,6 +48,8 @@ def test_a_ca_section_takes_the_keys_of_ca_and_a_name_of_its_own(tmp_path: Path)
     assert cfg.crl.for_ca("iot").path == "/crl/iot.crl"
     assert cfg.crl.for_ca("iot").file == cfg.crl.file.parent / "iot.crl"
     assert cfg.crl.for_ca("default") == cfg.crl
+    assert cfg.crl.for_ca("iot").for_generation(3).path == "/crl/iot-g3.crl"
+    assert cfg.crl.for_generation(2).file == cfg.crl.file.parent / "ca-g2.crl"
 
 
 @pytest.mark.parametrize(
@@ -57,6 +59,7 @@ def test_a_ca_section_takes_the_keys_of_ca_and_a_name_of_its_own(tmp_path: Path)
         ("[ca:a.b]\n", "[ca:a.b]", "letters, digits"),
         ("[ca:-x]\n", "[ca:-x]", "letters, digits"),
         ("[ca:ca]\n", "[ca:ca]", "would be the [crl] one"),
+        ("[ca:ca-g2]\n", "[ca:ca-g2]", "rolled-over root"),
         ("[ca:x]\nkey_type = dsa\n", "[ca:x] key_type", "unknown key type"),
         ("[ca:x]\ncert_file = a.pem\n", "[ca:x] key_file", "given together"),
         ("[ca:x]\nbogus = 1\n", "[ca:x] bogus", "unknown key"),

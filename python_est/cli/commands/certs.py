@@ -13,6 +13,7 @@ from python_est.config import Config
 from python_est.config.model import DEFAULT_CA
 from python_est.errors import UserStoreError
 from python_est.ledger import REVOCATION_REASONS, IssuedCertificate, UnknownSerial, serial_hex
+from python_est.ops.revocation import CrlPublisher
 from python_est.safetext import escape
 from python_est.state import State, open_state
 
@@ -42,18 +43,24 @@ def add_command(sub: Any) -> None:
 
 
 def publish_crl(config: Config, state: State, ca_name: str = DEFAULT_CA) -> int:
-    """Regenerate the CRL of the CA `ca_name` and write it to its file (`[crl] file` for
-    `[ca]`); returns the exit status.
+    """Regenerate the CRLs of the CA `ca_name` (its root's, and its old root's during a
+    rollover) and write each to its file; returns the exit status.
 
-    A running server serves the new file from its next CRL request on. Without `[crl]`
+    A running server serves the new files from its next CRL request on. Without `[crl]`
     enabled, nothing is done.
 
     Raises:
         ConfigError: the CA cannot sign CRLs.
     """
-    publisher = build_crl_publisher(config, state, ca_name)
-    if publisher is None:
-        return 0
+    status = 0
+    for old_root in (False, True) if ca_name in state.rollovers else (False,):
+        publisher = build_crl_publisher(config, state, ca_name, old_root=old_root)
+        if publisher is not None:
+            status = max(status, _publish(publisher))
+    return status
+
+
+def _publish(publisher: CrlPublisher) -> int:
     try:
         crl = publisher.publish()
     except OSError as exc:
