@@ -96,6 +96,21 @@ def load_rollover(config: Config, name: str) -> RootRollover | None:
     return RootRollover(old, new, new_with_old[0], old_with_new[0])
 
 
+def past_roots(config: Config, name: str) -> list[x509.Certificate]:
+    """The roots of CA `name` that signed before its current one: a rollover's old root and
+    every retired root (their certificates stay in the ledger)."""
+    if config.ca_config(name).cert_file is not None:
+        return []
+    files = ca_files(config, name)
+    roots = []
+    rollover = load_rollover(config, name)
+    if rollover is not None:
+        roots.append(rollover.old.certificate)
+    for path in sorted((files.folder / "retired").glob("g*/ca.pem")):
+        roots.extend(load_pem_certificates(read_file(config, "server", "state_dir", path)))
+    return roots
+
+
 def load_rollovers(config: Config) -> dict[str, RootRollover]:
     """The root rollovers in progress, by CA name (generated CAs only)."""
     found = {}

@@ -174,6 +174,7 @@ def test_the_whole_rollover(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         assert new_crl.is_signature_valid(new_root.public_key())  # type: ignore[arg-type]
         assert [r.serial_number for r in old_crl] == [doomed.serial_number]
         assert [r.serial_number for r in new_crl] == [new_cert.serial_number]
+    assert main(["-c", str(cfg), "ledger", "verify"]) == 0  # old and new roots' certificates
     capsys.readouterr()
 
     # 3. Finish: refused while an old certificate is valid, then forced.
@@ -183,6 +184,8 @@ def test_the_whole_rollover(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert "retired" in out and "issued again by the new root" in out
     assert (root / "state" / "ca" / "retired" / "g1" / "ca.key").exists()
+    assert main(["-c", str(cfg), "ledger", "verify"]) == 0  # the retired root's certificates
+    assert "ledger OK: 4 certificate(s)" in capsys.readouterr().out
     with running_server(root, EXTRA) as server:
         assert server.state.ca.root == new_root
         body = get(server, "/.well-known/est/cacerts", new_trust)  # the server chains to it

@@ -26,6 +26,7 @@ from python_est.config import Config
 from python_est.errors import UserStoreError
 from python_est.ledger import IssuedCertificate, Ledger, serial_hex
 from python_est.state import open_state
+from python_est.state.rollover import past_roots
 
 _PAGE = 500
 _MAX_LISTED = 50  # problems printed one per line; beyond this only counted
@@ -105,7 +106,11 @@ def _verify(args: argparse.Namespace, config: Config) -> int:
             f"--ca {args.ca!r}: no such CA (configured: {', '.join(config.ca_names)})"
         )
     with open_state(config, create=False) as state:
-        chains = {name: state.ca_named(name).chain for name in config.ca_names}
+        # A rolled-over CA's earlier roots signed its older certificates.
+        chains = {
+            name: (*state.ca_named(name).chain, *past_roots(config, name))
+            for name in config.ca_names
+        }
         total, problems = verify_ledger(
             state.ledger, state.ledger.integrity_check(), chains, ca=args.ca
         )
