@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 
+from cryptography import x509
+
 from python_est.bootstrap import BootstrapPage, derive_form_secret
-from python_est.ca import can_sign_crls
-from python_est.config import Config
+from python_est.ca import CertificateAuthority, can_sign_crls
+from python_est.config import Config, LabelConfig
+from python_est.config.model import DEFAULT_CA
 from python_est.devices import DeviceRegistry
 from python_est.errors import ConfigError, NotFound
 from python_est.keks import KekStore
@@ -63,7 +67,7 @@ def build_app(
     authorizers, notify = build_webhooks(config)
     counted = None if metrics is None else lambda e: metrics.issued(e.label, e.operation)
     service = EstService(
-        labels=config.labels,
+        labels=issuing_labels(config, state),
         ca=state.ca,
         ledger=state.ledger,
         users=state.users,
@@ -76,16 +80,19 @@ def build_app(
         # RFC 7030 §4.4.2: the EST server generates the key, so its TLS identity signs it.
         key_signer=signer_from(state.server.private_key, state.server.chain),
         keks=KekStore(StateDir(config.server.state_dir).keks).lookup,
+        cas=all_cas(state),
+        client_anchors=label_anchors(config, state),
+        rollovers=state.rollovers,
     )
     # Clients (libest's estclient, openssl s_client -cert) often send only their leaf, so the
-    # EST CA's own issuing certificates help build paths without becoming trust anchors.
+    # EST CAs' own issuing certificates help build paths without becoming trust anchors.
     validator = ClientChainValidator(
         state.client_trust_anchors,
         state.ledger.is_revoked,
-        intermediates=state.ca.chain[:-1],
+        intermediates=[cert for ca in all_cas(state).values() for cert in ca.chain[:-1]],
     )
     endpoint = TlsEndpoint(
-        cert_chain=state.server.chain,
+        cert_chain=server_chain(state),
         private_key=state.server.private_key,
         verifier_db=state.users.srp_verifiers() if state.users is not None else None,
         chain_validator=validator,
@@ -214,24 +221,102 @@ def shared_ticket_keys(config: Config, state: State) -> TicketKeys | None:
     return TicketKeyRing(state.database, ticket_lifetime=config.tls.session_lifetime).keys
 
 
-def build_crl_publisher(config: Config, state: State) -> CrlPublisher | None:
-    """The CRL publisher `[crl]` describes, or None when CRLs are off.
+def build_crl_publisher(
+    config: Config, state: State, ca_name: str = DEFAULT_CA, *, old_root: bool = False
+) -> CrlPublisher | None:
+    """The publisher of the CRL of the CA `ca_name` (`[crl]` for the `[ca]` CA, NAME.crl next
+    to it for a `[ca:NAME]`, "-gN" before ".crl" for its root key generation N > 1), or None
+    when CRLs are off. `old_root`: the CRL of the old root of a rollover in progress.
 
     Raises:
         ConfigError: the CA certificate's keyUsage does not allow signing CRLs.
     """
     if not config.crl.enabled:
         return None
-    if not can_sign_crls(state.ca):
+    number = issuing_generation(state, ca_name)
+    ca = state.ca_named(ca_name)
+    if old_root:
+        ca, number = state.rollovers[ca_name].old, number - 1
+    if not can_sign_crls(ca):
+        section = "crl" if ca_name == DEFAULT_CA else f"ca:{ca_name}"
         raise ConfigError(
             config.source,
-            "crl",
-            "enabled",
-            "the CA certificate's keyUsage lacks cRLSign; set enabled = no",
+            section,
+            "enabled" if ca_name == DEFAULT_CA else "cert_file",
+            "the CA certificate's keyUsage lacks cRLSign; set [crl] enabled = no",
         )
+    crl = config.crl.for_ca(ca_name).for_generation(number)
     return CrlPublisher(
-        state.ca, state.ledger, config.crl.file, validity_hours=config.crl.validity_hours
+        ca,
+        state.ledger,
+        crl.file,
+        validity_hours=crl.validity_hours,
+        ca_name=ca_name,
+        generation=number,
     )
+
+
+def crl_publishers(config: Config, state: State) -> dict[str, CrlPublisher]:
+    """Every CRL to serve, by its path: each CA's, and an old root's during its rollover."""
+    publishers = {}
+    for name in config.ca_names:
+        for old_root in (False, True) if name in state.rollovers else (False,):
+            publisher = build_crl_publisher(config, state, name, old_root=old_root)
+            if publisher is not None:
+                number = issuing_generation(state, name) - (1 if old_root else 0)
+                publishers[config.crl.for_ca(name).for_generation(number).path] = publisher
+    return publishers
+
+
+def server_chain(state: State) -> tuple[x509.Certificate, ...]:
+    """The TLS server chain; during a rollover of the `[ca]` root, OldWithNew in place of the
+    old root, so that a client that trusts only the new root still authenticates the server
+    (RFC 7030 §4.1.3). The old root itself is left out: a client that trusts it has it, and
+    one that does not would take it for the issuer and stop at a self-signed certificate."""
+    rollover = state.rollovers.get(DEFAULT_CA)
+    if rollover is None:
+        return state.server.chain
+    kept = tuple(cert for cert in state.server.chain if cert != rollover.old.certificate)
+    return (*kept, rollover.old_with_new)
+
+
+def all_cas(state: State) -> dict[str, CertificateAuthority]:
+    """Every CA of `state` by name (a state built without `cas` has only its `[ca]` CA)."""
+    return {DEFAULT_CA: state.ca, **state.cas}
+
+
+def label_anchors(config: Config, state: State) -> dict[str, tuple[x509.Certificate, ...]]:
+    """The trust anchors each label's client certificates must chain to.
+
+    By default a label's own CA's root (issue 16); `[tls] client_trust_anchors`, when given,
+    is the operator's explicit list and holds for every label.
+    """
+    if config.tls.client_trust_anchors:
+        return {name: state.client_trust_anchors for name in config.labels}
+    anchors = {}
+    for name, label in config.labels.items():
+        roots = [state.ca_named(label.ca).root]
+        rollover = state.rollovers.get(label.ca)
+        if rollover is not None:
+            roots.append(rollover.old.root)  # its certificates renew until --finish
+        anchors[name] = tuple(roots)
+    return anchors
+
+
+def issuing_generation(state: State, name: str) -> int:
+    """The key generation of the root that issues for CA `name` (the new one in a rollover)."""
+    return state.generations.get(name, 1) + (1 if name in state.rollovers else 0)
+
+
+def issuing_labels(config: Config, state: State) -> dict[str, LabelConfig]:
+    """The labels, each naming in its certificates the CRL of the root key that signs them."""
+    if config.crl.url is None:
+        return dict(config.labels)
+    labels = {}
+    for name, label in config.labels.items():
+        crl = config.crl.for_ca(label.ca).for_generation(issuing_generation(state, label.ca))
+        labels[name] = replace(label, profile=replace(label.profile, crl_urls=(str(crl.url),)))
+    return labels
 
 
 def build_ops(config: Config, state: State) -> OpsEndpoints:
@@ -240,9 +325,18 @@ def build_ops(config: Config, state: State) -> OpsEndpoints:
     Raises:
         ConfigError: as `build_crl_publisher` and `build_ocsp`.
     """
-    health = HealthCheck(state.ca, state.ledger, state.users)
-    crl = build_crl_publisher(config, state)
-    ops = OpsEndpoints(health, crl, crl_path=config.crl.path, ocsp=build_ocsp(config, state))
+    health = HealthCheck(
+        state.ca,
+        state.ledger,
+        state.users,
+        more_cas={name: ca for name, ca in state.cas.items() if name != DEFAULT_CA},
+        expiry_warning_days={n: config.ca_config(n).expiry_warning_days for n in config.ca_names},
+    )
+    more_crls = crl_publishers(config, state)
+    crl = more_crls.pop(config.crl.path, None)
+    ops = OpsEndpoints(
+        health, crl, crl_path=config.crl.path, more_crls=more_crls, ocsp=build_ocsp(config, state)
+    )
     ops.refresh_crl()
     return ops
 
@@ -250,8 +344,10 @@ def build_ops(config: Config, state: State) -> OpsEndpoints:
 def build_ocsp(config: Config, state: State) -> OcspEndpoint | None:
     """The OCSP responder `[ocsp]` describes, or None when it is off.
 
-    Today it answers for the one CA of the state; a request naming another issuer is
-    `unauthorized`. CAs per label join as more `OcspAuthority` entries.
+    It answers for every CA of the state (the CertID's issuer hashes pick one; another issuer
+    is `unauthorized`), and for the old root of a rollover in progress, whose certificates are
+    still valid. The delegated signer is issued by `[ca]` and signs for it alone; while `[ca]`
+    rolls over, each root signs its own answers (the signer was issued by one of the two).
 
     Raises:
         ConfigError: `[ocsp] signer = delegated` and the signer cannot be used.
@@ -259,9 +355,16 @@ def build_ocsp(config: Config, state: State) -> OcspEndpoint | None:
     cfg = config.ocsp
     if not cfg.enabled:
         return None
-    authority = OcspAuthority(state.ca, load_ocsp_signer(config, state.ca))
+    rolling = state.rollovers.get(DEFAULT_CA)
+    authorities = [
+        OcspAuthority(
+            ca, load_ocsp_signer(config, ca) if name == DEFAULT_CA and rolling is None else None
+        )
+        for name, ca in all_cas(state).items()
+    ]
+    authorities += [OcspAuthority(rollover.old) for rollover in state.rollovers.values()]
     responder = OcspResponder(
-        [authority], state.ledger, validity=timedelta(minutes=cfg.validity_minutes)
+        authorities, state.ledger, validity=timedelta(minutes=cfg.validity_minutes)
     )
     return OcspEndpoint(responder, path=cfg.path)
 

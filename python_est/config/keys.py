@@ -52,6 +52,7 @@ LABEL_KEYS: dict[str, Callable[[str], object]] = {
     "require_registration": to_bool,
     "csrattrs_subject": str,
     "csrattrs_extensions": str,
+    "ca": str,
 }
 # Label keys naming files, resolved against the config file's directory like other paths.
 LABEL_PATH_KEYS = ("webhook_ca_file", "webhook_client_cert", "webhook_client_key")
@@ -102,6 +103,7 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
             "key_file",
             "chain_files",
             "key_passphrase",
+            "expiry_warning_days",
         }
     ),
     "tls": frozenset(
@@ -190,4 +192,5 @@ OBSOLETE_KEYS: dict[str, dict[str, str]] = {
     "Logging": {"log_format": "use [logging] format (plain or json)"},
 }
 LABEL_PREFIX = "label:"
+CA_PREFIX = "ca:"
 NO_NAMES: tuple[str, ...] = ()

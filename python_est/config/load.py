@@ -13,6 +13,7 @@ import configparser
 from dataclasses import replace
 from pathlib import Path
 
+from python_est.config.cas import check_label_cas, named_cas
 from python_est.config.convert import (
     to_address,
     to_base_url,
@@ -157,8 +158,15 @@ def _build(reader: Reader) -> Config:
     crl = _crl(reader, base, state, bootstrap)
     labels = _labels(reader)
     label_warnings = _check_labels(reader, labels)
+    cas, named_warnings = named_cas(reader, lambda view: _ca(view, base), crl)
+    check_label_cas(reader, labels, cas)
+    ca_warnings += named_warnings
     if crl.url is not None:
-        labels = {name: _with_crl_url(label, crl.url) for name, label in labels.items()}
+        # Each label's certificates name the CRL of the CA that signs them.
+        labels = {
+            name: _with_crl_url(label, crl.for_ca(label.ca).url or crl.url)
+            for name, label in labels.items()
+        }
     ocsp = read_ocsp(reader, bootstrap, crl)
     if ocsp.url is not None:
         labels = {name: with_ocsp_url(label, ocsp.url) for name, label in labels.items()}
@@ -180,6 +188,7 @@ def _build(reader: Reader) -> Config:
         warnings=tuple(
             warnings + ca_warnings + page_warnings + legacy_tls_warnings(tls) + label_warnings
         ),
+        cas=cas,
     )
 
 
@@ -254,6 +263,7 @@ def _ca(reader: Reader, base: Path) -> tuple[CaConfig, list[str]]:
         key_file=reader.path("ca", "key_file", legacy_key, base),
         chain_files=tuple(resolve(Path(item), base) for item in chain),
         key_passphrase=passphrase,
+        expiry_warning_days=reader.get("ca", "expiry_warning_days", 30, to_count),
     )
     if (cfg.cert_file is None) != (cfg.key_file is None):
         key = "cert_file" if cfg.cert_file is None else "key_file"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from functools import partial
 
 from python_est.config import HEALTH_PATH
@@ -35,6 +36,7 @@ class OpsEndpoints:
         crl: the CRL publisher, or None when CRLs are off (the path then falls through).
         crl_path: where the CRL is served (config `[crl] path`).
         ocsp: the OCSP responder (`[ocsp] path` and below), or None when it is off.
+        more_crls: the CRLs of the `[ca:NAME]` CAs, by the path each is served at.
     """
 
     def __init__(
@@ -44,11 +46,13 @@ class OpsEndpoints:
         *,
         crl_path: str = "/crl/ca.crl",
         ocsp: OcspEndpoint | None = None,
+        more_crls: Mapping[str, CrlPublisher] | None = None,
     ) -> None:
         self.health = health
         self.crl = crl
         self.crl_path = crl_path
         self.ocsp = ocsp
+        self.more_crls = dict(more_crls or {})
 
     def add_routes(self, table: RoutingTable) -> None:
         """Put `/healthz` and the CRL path (when CRLs are on) into `table`.
@@ -59,6 +63,8 @@ class OpsEndpoints:
         table.add(HEALTH_PATH, "healthz", self._health)
         if self.crl is not None:
             table.add(self.crl_path, "crl", partial(self._crl, self.crl))
+        for path, publisher in self.more_crls.items():
+            table.add(path, "crl", partial(self._crl, publisher))
         if self.ocsp is not None:
             self.ocsp.add_routes(table)
 
@@ -74,7 +80,9 @@ class OpsEndpoints:
         report = self.health.report()
         if report.ok:
             self.refresh_crl()
-            return text_response(200, "ok", (_NO_STORE,))
+            # Still healthy, but an operator's monitor should see a CA nearing its end.
+            body = "\n".join(("ok", *report.warnings))
+            return text_response(200, body, (_NO_STORE,))
         return text_response(
             503,
             f"unavailable: {', '.join(report.failing)}",
@@ -87,13 +95,13 @@ class OpsEndpoints:
         return HttpResponse(200, (("Content-Type", PKIX_CRL),), crl.current())
 
     def refresh_crl(self) -> None:
-        """Regenerate the CRL if due; a failure is logged, never raised."""
-        if self.crl is None:
-            return
-        try:
-            self.crl.refresh_if_due()
-        except EstError as exc:
-            log.warning("could not regenerate the CRL: %s", exc.detail)
+        """Regenerate each CRL if due; a failure is logged, never raised."""
+        publishers = [*([] if self.crl is None else [self.crl]), *self.more_crls.values()]
+        for publisher in publishers:
+            try:
+                publisher.refresh_if_due()
+            except EstError as exc:
+                log.warning("could not regenerate the CRL %s: %s", publisher.path, exc.detail)
 
 
 def _require_get(request: HttpRequest) -> None:

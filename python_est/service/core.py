@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import partial
@@ -12,7 +12,9 @@ from cryptography import x509
 
 from python_est import wire
 from python_est.ca import CertificateAuthority
+from python_est.ca.rollover import RootRollover
 from python_est.config import LabelConfig
+from python_est.config.model import DEFAULT_CA
 from python_est.devices import DeviceRegistry, Registration
 from python_est.errors import (
     CaError,
@@ -45,7 +47,7 @@ from python_est.policy import (
 )
 from python_est.ratelimit import FailureCounter
 from python_est.service.approval import ApprovalGate, needs_approval
-from python_est.service.auth import Authenticator
+from python_est.service.auth import Authenticator, scoped
 from python_est.service.devices import DeviceGate
 from python_est.service.enforce import (
     CsrRequirements,
@@ -129,10 +131,18 @@ class EstService:
         key_signer: who signs encrypted server-generated keys (RFC 7030 §4.4.2); None makes
             requests for an encrypted key 501.
         keks: the registered key-encryption keys (`python_est.keks`) by label and identifier.
+        cas: every CA by name, `ca` among them as DEFAULT_CA (None: only `ca`). A label's CA
+            (`LabelConfig.ca`) answers its /cacerts, signs its certificates and alone may have
+            issued the certificates it renews.
+        client_anchors: label name to the trust anchors its client certificates must chain to
+            (None: whatever the TLS layer accepted). A certificate that chained to another
+            anchor is not valid on that label.
+        rollovers: CA name to what its /cacerts returns during a root rollover (the four
+            certificates of RFC 7030 §4.1.3) and the old root, whose certificates still renew.
 
     Raises:
         ValueError: a label's `csrattrs` text does not parse, or announces a key type that
-            /serverkeygen cannot generate.
+            /serverkeygen cannot generate, or a label names a CA not in `cas`.
     """
 
     def __init__(
@@ -151,12 +161,31 @@ class EstService:
         devices: DeviceRegistry | None = None,
         key_signer: KeySigner | None = None,
         keks: KekLookup | None = None,
+        cas: Mapping[str, CertificateAuthority] | None = None,
+        client_anchors: Mapping[str, Collection[x509.Certificate]] | None = None,
+        rollovers: Mapping[str, RootRollover] | None = None,
     ) -> None:
         self._plans = {label.name: _plan(label) for label in labels.values()}
         self._labels = {key: self._plans[label.name].label for key, label in labels.items()}
+        authorities = dict(cas) if cas is not None else {DEFAULT_CA: ca}
+        for label in self._labels.values():
+            if label.ca not in authorities:
+                raise ValueError(f"CA label {label.name!r}: no CA {label.ca!r}")
+        self._anchors = (
+            None
+            if client_anchors is None
+            else {name: frozenset(anchors) for name, anchors in client_anchors.items()}
+        )
         # Both answers are fixed for the life of the service (a reload builds a new one), so
         # they are encoded once here instead of on every request.
-        self._cacerts_body = wire.encode_certs_only(ca.chain) if ca.chain else None
+        rolling = dict(rollovers or {})
+        self._cacerts_bodies = {
+            name: wire.encode_certs_only(
+                rolling[name].cacerts if name in rolling else authority.chain
+            )
+            for name, authority in authorities.items()
+            if authority.chain
+        }
         self._csrattrs_bodies = {
             name: wire.encode_base64(wire.encode_csrattrs(plan.attrs))
             for name, plan in self._plans.items()
@@ -165,9 +194,21 @@ class EstService:
         self._ledger = ledger
         self._users = users
         self._auth = Authenticator(users, limiter, realm)
-        self._issuer = Issuer(ca, ledger, clock, on_issued)
+        self._issuers = {
+            name: Issuer(authority, ledger, clock, on_issued, ca_name=name)
+            for name, authority in authorities.items()
+        }
         self._gate = ApprovalGate(ledger, retry_after=pending_retry_after, clock=clock)
-        self._renewals = Renewals(ca.certificate, ledger, clock)
+        self._renewals = {
+            name: Renewals(
+                authority.certificate,
+                ledger,
+                clock,
+                ca_name=name,
+                previous=(rolling[name].old.certificate,) if name in rolling else (),
+            )
+            for name, authority in authorities.items()
+        }
         self._authorizers = dict(authorizers or {})
         self._devices = DeviceGate(devices, limiter, realm, clock)
         self._clock = clock
@@ -212,7 +253,7 @@ class EstService:
                 f"/{operation.value} takes {method}, not {request.method[:16]!r}",
                 allowed=(method,),
             )
-        response = self._operations[operation](request, peer, label)
+        response = self._operations[operation](request, scoped(peer, label, self._anchors), label)
         one_line = wants_one_line(request.header("user-agent"), label.base64_lines)
         return laid_out(response, one_line)
 
@@ -223,9 +264,10 @@ class EstService:
     ) -> HttpResponse:
         # §4.1.3: the current root and every certificate needed to chain to it; no CA means 5xx,
         # never an empty 200 (R42).
-        if self._cacerts_body is None:
+        body = self._cacerts_bodies.get(label.ca)
+        if body is None:
             raise CaError("no CA certificate is configured")
-        return HttpResponse(200, (("Content-Type", PKCS7_MIME), B64), self._cacerts_body)
+        return HttpResponse(200, (("Content-Type", PKCS7_MIME), B64), body)
 
     def _simpleenroll(
         self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
@@ -249,7 +291,7 @@ class EstService:
         auth = self._auth.authenticate(request, peer, label.reenroll_auth)
         csr = self._read_csr(request)
         self._check_csr(csr, peer, label, client_key=True)
-        renewed = self._renewals.renewed(csr, client.leaf, auth, label)
+        renewed = self._renewals[label.ca].renewed(csr, client.leaf, auth, label)
         return self._certify(csr, label, auth, Operation.SIMPLEREENROLL, renewed.label, peer, None)
 
     def _certify(
@@ -266,7 +308,7 @@ class EstService:
         def fulfil(
             approved: x509.CertificateSigningRequest,
         ) -> tuple[x509.Certificate, HttpResponse]:
-            cert = self._issuer.issue(approved, label, auth, operation)
+            cert = self._issuers[label.ca].issue(approved, label, auth, operation)
             return cert, certs_only_response(cert)
 
         hook = self._authorizers.get(label.name)
@@ -310,7 +352,7 @@ class EstService:
             approved: x509.CertificateSigningRequest,
         ) -> tuple[x509.Certificate, HttpResponse]:
             key = generate_private_key(key_type)
-            cert = self._issuer.issue(
+            cert = self._issuers[label.ca].issue(
                 approved, label, auth, Operation.SERVERKEYGEN, key.public_key()
             )
             return cert, serverkeygen_response(key, cert, sealer)
@@ -395,7 +437,7 @@ class EstService:
         if auth.device is not None:
             return self._devices.bind(csr, label, device)
         if auth.certificate is not None and not auth.is_ra:
-            self._renewals.check_holder(auth.certificate.leaf, label)
+            self._renewals[label.ca].check_holder(auth.certificate.leaf, label)
         names = {
             user: (self._users.allowed_names(user) if self._users is not None else ())
             for user in auth.password_users

@@ -20,6 +20,7 @@ from python_est.audit import audit
 from python_est.ca import CertificateAuthority
 from python_est.ca.rules import permitted_san, verified_csr_key
 from python_est.config import LabelConfig
+from python_est.config.model import DEFAULT_CA
 from python_est.errors import InvalidCsr, LedgerError
 from python_est.keys import weak_key_reason
 from python_est.ledger import (
@@ -53,6 +54,7 @@ class Issuer:
         ledger: where every certificate is recorded.
         clock: the issuance time source.
         on_issued: called with each entry once committed (see `EstService`).
+        ca_name: the CA's name, recorded with each certificate.
     """
 
     def __init__(
@@ -61,8 +63,10 @@ class Issuer:
         ledger: Ledger,
         clock: Callable[[], datetime],
         on_issued: Callable[[IssuedCertificate], None] | None = None,
+        ca_name: str = DEFAULT_CA,
     ) -> None:
         self._ca = ca
+        self._ca_name = ca_name
         self._ledger = ledger
         self._clock = clock
         self._on_issued = on_issued
@@ -99,6 +103,7 @@ class Issuer:
                 operation=operation.value,
                 server_generated_key=public_key is not None,
                 issued_at=now,
+                ca=self._ca_name,
             )
             try:
                 # DESIGN.md decision 8: committed before the response exists.
