@@ -100,6 +100,10 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
             "key_file",
             "chain_files",
             "key_passphrase",
+            "pkcs11_module",
+            "pkcs11_token",
+            "pkcs11_key_label",
+            "pkcs11_pin",
         }
     ),
     "tls": frozenset(

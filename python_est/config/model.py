@@ -109,6 +109,17 @@ class Passphrase:
 
 
 @dataclass(frozen=True)
+class Pkcs11Key:
+    """A CA key on a PKCS#11 token: `[ca] pkcs11_module`, `pkcs11_token`, `pkcs11_key_label`
+    and `pkcs11_pin` (a `Passphrase` source, never the PIN itself)."""
+
+    module: Path
+    token: str
+    key_label: str
+    pin: Passphrase
+
+
+@dataclass(frozen=True)
 class CaConfig:
     """The embedded CA: generated under the state directory unless files are given."""
 
@@ -122,6 +133,7 @@ class CaConfig:
     key_file: Path | None = None
     chain_files: tuple[Path, ...] = ()
     key_passphrase: Passphrase | None = None
+    pkcs11: Pkcs11Key | None = None
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ def orphaned_ledger_problem(config: Config) -> str:
     and revocations would be signed by a key nobody trusts.
     """
     layout = StateDir(config.server.state_dir)
-    if config.ca.cert_file is not None or layout.ca_key.exists():
+    if config.ca.cert_file is not None or layout.ca_key.exists() or config.ca.pkcs11 is not None:
         return ""
     issued = _issued_count(config)
     if not issued:
