@@ -13,6 +13,8 @@ Ecdsa-Sig-Value X.509 carries (RFC 3279 §2.2.3).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 import threading
@@ -44,6 +46,8 @@ _PROBE = b"python-est: does this token key match its public key?"
 # runs once per process, and a forked child must run its own (PKCS#11 v2.40 §6.7.7).
 _INITIALISED_BY: dict[str, int] = {}
 _LIBRARIES_LOCK = threading.Lock()
+# The SHA-256 of the PIN that logged this process in to each token (slot, serial).
+_LOGINS: dict[tuple[int, bytes], bytes] = {}
 
 
 class TokenError(ValueError):
@@ -175,13 +179,21 @@ def open_token_key(
 def _log_in(token: pkcs11.Token, rw: bool, pin: bytes) -> pkcs11.Session:
     from pkcs11 import exceptions
 
+    digest = hashlib.sha256(pin).digest()
+    login = (token.slot.slot_id, token.serial)
     try:
-        return token.open(rw=rw, user_pin=pin.decode("utf-8"))
+        session = token.open(rw=rw, user_pin=pin.decode("utf-8"))
     except exceptions.UserAlreadyLoggedIn:
         # Login is per application, not per session (PKCS#11 v2.40 §5.6): a second CA key on
-        # this token, or the state a reload opens next to the running one, shares the login
-        # that an earlier session made with the PIN.
+        # this token, or the state a reload opens next to the running one, joins the login an
+        # earlier session made, but only with the PIN that made it, so a wrong PIN is still
+        # refused while another session is open.
+        known = _LOGINS.get(login)
+        if known is None or not hmac.compare_digest(known, digest):
+            raise exceptions.PinIncorrect() from None
         return token.open(rw=rw)
+    _LOGINS[login] = digest
+    return session
 
 
 def _library(module: Path) -> p11_library:

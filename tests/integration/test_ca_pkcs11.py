@@ -1,0 +1,187 @@
+"""The CA key on a PKCS#11 token (SoftHSM2), over real TLS with the product's server.
+
+`python-est init --create-token-key` makes the key on the token and the CA certificate; the
+server then enrolls, renews and revokes with every signature made on the token, for RSA and
+P-256 CA keys, and openssl verifies what it signed. Every way the token setting can be wrong
+stops start-up with one line naming the config file and the key.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from est_harness import (
+    RunningServer,
+    basic,
+    build_request,
+    csr_body,
+    https,
+    make_csr,
+    running_server,
+    write_credentials,
+)
+from est_harness.config import TEST_CFG, merge_config
+from python_est import wire
+from python_est.ca import certificates_pem
+from python_est.ledger import serial_hex
+from tests.conftest import require_tool
+from tests.softhsm_support import SoftToken, new_label, soft_token
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "token ca password"
+CRL_CFG = "[crl]\nbase_url = https://est.example.net:8443\nvalidity_hours = 24\n"
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "python_est", "-c", str(config), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def token_config(root: Path, token: SoftToken, label: str, key_type: str) -> tuple[Path, str]:
+    extra = token.config(label) + f"key_type = {key_type}\n" + CRL_CFG
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "est.cfg"
+    path.write_text(merge_config(TEST_CFG, extra))
+    return path, extra
+
+
+@pytest.fixture(params=["rsa-3072", "ec-p256"])
+def token_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningServer]:
+    token = soft_token()
+    root = tmp_path / "server"
+    config, extra = token_config(root, token, new_label("ca"), request.param)
+    made = cli(config, "init", "--create-token-key")
+    assert made.returncode == 0, made.stderr
+    assert "not extractable" in made.stdout
+    with running_server(root, extra) as server:
+        assert server.state.users is not None
+        server.state.users.add("device-1", PASSWORD)
+        yield server
+        server.state.ca.close()
+
+
+def enroll(server: RunningServer) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    csr, key = make_csr("device-1")
+    headers = {"Content-Type": "application/pkcs10", "Authorization": basic("device-1", PASSWORD)}
+    raw = build_request(
+        "POST", "/.well-known/est/simpleenroll", csr_body(csr), headers, server.port
+    )
+    reply = https(server.port, raw, cafile=server.ca_file)
+    assert reply.status == 200, reply.body
+    [cert] = wire.decode_certs_only(reply.body)
+    return cert, key
+
+
+def reenroll(server: RunningServer, credentials: tuple[Path, Path]) -> tuple[int, bytes]:
+    csr, _ = make_csr("device-1")
+    headers = {"Content-Type": "application/pkcs10"}
+    raw = build_request(
+        "POST", "/.well-known/est/simplereenroll", csr_body(csr), headers, server.port
+    )
+    reply = https(server.port, raw, cafile=server.ca_file, client_cert=credentials)
+    return reply.status, reply.body
+
+
+def openssl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [require_tool("openssl"), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_enroll_renew_and_revoke_with_the_ca_key_on_the_token(
+    token_server: RunningServer, tmp_path: Path
+) -> None:
+    server = token_server
+    ca = server.state.ca
+    assert not hasattr(ca.key, "private_bytes")  # the key object is the token's, not a copy
+    cacerts = https(
+        server.port,
+        build_request("GET", "/.well-known/est/cacerts", port=server.port),
+        cafile=server.ca_file,
+    )
+    assert cacerts.status == 200
+    chain_file = tmp_path / "cacerts.pem"
+    chain_file.write_bytes(certificates_pem(wire.decode_certs_only(cacerts.body)))
+
+    cert, key = enroll(server)
+    leaf = tmp_path / "device.pem"
+    leaf.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    verified = openssl("verify", "-CAfile", str(chain_file), str(leaf))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    credentials = write_credentials(tmp_path, "device", cert, key)
+    status, body = reenroll(server, credentials)
+    assert status == 200, body
+    [renewed] = wire.decode_certs_only(body)
+    renewed.verify_directly_issued_by(ca.certificate)
+
+    revoked = cli(
+        server.root / "est.cfg",
+        "certs",
+        "revoke",
+        serial_hex(cert.serial_number),
+        "--reason",
+        "keyCompromise",
+    )
+    assert revoked.returncode == 0, revoked.stderr
+    status, body = reenroll(server, credentials)
+    assert status == 403, body
+
+    served = https(
+        server.port, build_request("GET", "/crl/ca.crl", port=server.port), cafile=server.ca_file
+    )
+    assert served.status == 200
+    crl = x509.load_der_x509_crl(served.body)
+    assert crl.is_signature_valid(ca.certificate.public_key())  # type: ignore[arg-type]
+    assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+    crl_file = tmp_path / "ca.crl"
+    crl_file.write_bytes(served.body)
+    crl_check = openssl(
+        "crl", "-inform", "DER", "-in", str(crl_file), "-noout", "-CAfile", str(chain_file)
+    )
+    assert crl_check.returncode == 0 and "verify OK" in crl_check.stderr + crl_check.stdout
+    pem_crl = tmp_path / "ca-crl.pem"
+    pem_crl.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    with_crl = openssl(
+        "verify", "-crl_check", "-CRLfile", str(pem_crl), "-CAfile", str(chain_file), str(leaf)
+    )
+    assert with_crl.returncode != 0
+    assert "certificate revoked" in with_crl.stdout + with_crl.stderr
+
+    # Nothing under the state directory holds the CA key.
+    ca_dir = server.root / "state" / "ca"
+    assert sorted(path.name for path in ca_dir.iterdir()) == ["ca.pem"]
+    assert b"PRIVATE KEY" not in (ca_dir / "ca.pem").read_bytes()
+
+
+def test_the_token_key_is_sensitive_and_never_extractable(token_server: RunningServer) -> None:
+    import pkcs11
+    from pkcs11 import Attribute, ObjectClass, exceptions
+
+    cfg = token_server.config.ca.pkcs11
+    assert cfg is not None
+    token = pkcs11.lib(str(cfg.module.resolve())).get_token(token_label=cfg.token)
+    # The running server's session has logged this process in (login is per application).
+    with token.open() as session:
+        key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, label=cfg.key_label)
+        assert key[Attribute.SENSITIVE] and key[Attribute.ALWAYS_SENSITIVE]
+        assert not key[Attribute.EXTRACTABLE] and key[Attribute.NEVER_EXTRACTABLE]
+        secret = Attribute.PRIVATE_EXPONENT if key.key_type.name == "RSA" else Attribute.VALUE
+        with pytest.raises(exceptions.AttributeSensitive):
+            _ = key[secret]
