@@ -164,6 +164,12 @@ def test_enroll_renew_and_revoke_with_the_ca_key_on_the_token(
     assert with_crl.returncode != 0
     assert "certificate revoked" in with_crl.stdout + with_crl.stderr
 
+    # /healthz signs a probe on the token and checks it against the CA certificate.
+    health = https(
+        server.port, build_request("GET", "/healthz", port=server.port), cafile=server.ca_file
+    )
+    assert health.status == 200, health.body
+
     # Nothing under the state directory holds the CA key.
     ca_dir = server.root / "state" / "ca"
     assert sorted(path.name for path in ca_dir.iterdir()) == ["ca.pem"]
