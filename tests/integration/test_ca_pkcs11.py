@@ -8,9 +8,13 @@ stops start-up with one line naming the config file and the key.
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -28,11 +32,13 @@ from est_harness import (
     running_server,
     write_credentials,
 )
-from est_harness.config import TEST_CFG, merge_config
+from est_harness.config import TEST_CFG, merge_config, write_config
+from est_harness.process import daemon, run_cli
 from python_est import wire
 from python_est.ca import certificates_pem
 from python_est.ledger import serial_hex
 from tests.conftest import require_tool
+from tests.integration.test_workers import wait_until_stopped
 from tests.softhsm_support import SoftToken, new_label, soft_token
 
 pytestmark = pytest.mark.integration
@@ -191,3 +197,58 @@ def test_the_token_key_is_sensitive_and_never_extractable(token_server: RunningS
         secret = Attribute.PRIVATE_EXPONENT if key.key_type.name == "RSA" else Attribute.VALUE
         with pytest.raises(exceptions.AttributeSensitive):
             _ = key[secret]
+
+
+WORKERS = "[server]\nworkers = 2\nshutdown_grace = 5\n[profile]\npassword_subjects = any\n"
+WORKER_STARTED = r"worker (\d) started \(pid (\d+)\)"
+
+
+def test_forked_workers_each_sign_on_the_token_and_reload(tmp_path: Path) -> None:
+    token = soft_token()
+    extra = token.config(new_label("workers")) + WORKERS
+    config = write_config(tmp_path, extra, base=TEST_CFG)
+    for args, stdin in [
+        (("init", "--create-token-key"), ""),
+        (("user", "add", "fleet", "--password-stdin"), PASSWORD + "\n"),
+    ]:
+        done = run_cli(config, *args, stdin=stdin, timeout=120)
+        assert done.returncode == 0, done.stderr
+    cafile = tmp_path / "state" / "ca" / "ca.pem"
+    ca = x509.load_pem_x509_certificate(cafile.read_bytes())
+
+    def enroll_as(name: str) -> x509.Certificate:
+        csr, _ = make_csr(name)
+        headers = {"Content-Type": "application/pkcs10", "Authorization": basic("fleet", PASSWORD)}
+        raw = build_request(
+            "POST", "/.well-known/est/simpleenroll", csr_body(csr), headers, running.port
+        )
+        reply = https(running.port, raw, cafile=cafile)
+        assert reply.status == 200, reply.body
+        [cert] = wire.decode_certs_only(reply.body)
+        cert.verify_directly_issued_by(ca)
+        return cert
+
+    with daemon(tmp_path, extra, notify=False) as running:
+        running.wait_for(WORKER_STARTED, count=2)
+        with ThreadPoolExecutor(4) as pool:
+            first = list(pool.map(lambda i: enroll_as(f"before-{i}"), range(12)))
+        running.send(signal.SIGHUP)
+        running.wait_for(r"reloaded the configuration from ", count=2)
+        with ThreadPoolExecutor(4) as pool:
+            second = list(pool.map(lambda i: enroll_as(f"after-{i}"), range(12)))
+        assert len({cert.serial_number for cert in first + second}) == 24
+        # Each forked worker signs on the token by itself: with the other stopped, a connection
+        # can only go to it.
+        workers = {int(i): int(pid) for i, pid in re.findall(WORKER_STARTED, running.log())}
+        for index, pid in workers.items():
+            other = workers[3 - index]
+            served = rf"python_est\.server\[{pid}\]: 127\.0\.0\.1 .*simpleenroll"
+            before = len(re.findall(served, running.log()))
+            os.kill(other, signal.SIGSTOP)
+            try:
+                wait_until_stopped(other)
+                enroll_as(f"alone-{index}")
+            finally:
+                os.kill(other, signal.SIGCONT)
+            running.wait_for(served, count=before + 1)
+        assert running.stop() == 0
