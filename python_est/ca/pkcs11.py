@@ -150,6 +150,8 @@ def open_token_key(
         raise TokenError("pin", f"the PIN of token {token_label!r} is wrong") from None
     except exceptions.PinLocked:
         raise TokenError("pin", f"the user PIN of token {token_label!r} is locked") from None
+    except UnicodeDecodeError:
+        raise TokenError("pin", "the PIN is not UTF-8 text") from None
     except PKCS11Error as exc:
         raise TokenError("token", f"cannot log in to {token_label!r} ({_name(exc)})") from None
     try:

@@ -88,6 +88,16 @@ def test_a_wrong_pin_names_pkcs11_pin(token: SoftToken, existing_key: str, tmp_p
     assert "PIN" in error.problem and "not-the-pin" not in str(error)
 
 
+def test_a_pin_that_is_not_text_names_pkcs11_pin(
+    token: SoftToken, existing_key: str, tmp_path: Path
+) -> None:
+    pin_file = tmp_path / "binary.pin"
+    pin_file.write_bytes(b"\xff\xfe")
+    error = start_error(write(tmp_path, token.config(existing_key, pin=f"file:{pin_file}")))
+    assert error.key == "pkcs11_pin"
+    assert "not UTF-8" in error.problem
+
+
 def test_a_wrong_pin_is_refused_while_the_process_is_logged_in(
     token: SoftToken, existing_key: str, tmp_path: Path
 ) -> None:
