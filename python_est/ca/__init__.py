@@ -18,7 +18,13 @@ from python_est.ca.pem import (
     private_key_pem,
 )
 from python_est.ca.rules import CLOCK_SKEW, SERIAL_BITS, IpAddress, IssuerPrivateKey
-from python_est.ca.signer import CaKey, ExternalKey, sign_bytes, verify_signature
+from python_est.ca.signer import (
+    CaKey,
+    ExternalKey,
+    sign_bytes,
+    sign_ocsp_response,
+    verify_signature,
+)
 
 __all__ = [
     "CLOCK_SKEW",
@@ -39,5 +45,6 @@ __all__ = [
     "load_pem_certificates",
     "private_key_pem",
     "sign_bytes",
+    "sign_ocsp_response",
     "verify_signature",
 ]

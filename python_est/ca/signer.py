@@ -9,9 +9,10 @@ tbs, signatureAlgorithm, signatureValue BIT STRING }). The result is checked aga
 public key before it leaves, so a token that signs with another key, or signs wrongly, is
 caught here and not by a relying party.
 
-`sign_bytes` is the single signing primitive (certificates, CRLs, and OCSP responses all go
-through it): it takes the bytes to sign and the hash, and returns the signature as X.509
-carries it (RSA PKCS#1 v1.5, ECDSA as a DER Ecdsa-Sig-Value, RFC 3279 §2.2.3).
+`sign_bytes` is the single signing primitive: it takes the bytes to sign and the hash, and
+returns the signature as X.509 carries it (RSA PKCS#1 v1.5, ECDSA as a DER Ecdsa-Sig-Value,
+RFC 3279 §2.2.3). `sign_certificate`, `sign_crl` and `sign_ocsp_response` do the same for the
+three things a CA signs, with either kind of key.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509 import ocsp
 
+from python_est.ca import der
 from python_est.ca.rules import IssuerPrivateKey, IssuerPublicKey, SignatureHash, signature_hash
 from python_est.errors import CaError
 
@@ -124,6 +127,61 @@ def sign_crl(
     return crl
 
 
+def sign_ocsp_response(
+    builder: ocsp.OCSPResponseBuilder,
+    responder: x509.Certificate,
+    encoding: ocsp.OCSPResponderEncoding,
+    key: CaKey,
+) -> ocsp.OCSPResponse:
+    """Name the responder and sign a BasicOCSPResponse (RFC 6960 §4.2.1) with `key`.
+
+    `builder` has its responses (and any `certificates`) but no responder ID yet. cryptography
+    signs only with the private key of `responder`'s certificate, so for a token key the draft
+    names a stand-in certificate of the same subject (byName: identical), the byKey hash is set
+    to the real key's (§4.2.2.3: SHA-1 of the subjectPublicKey bits), and the token signs.
+
+    Raises:
+        CaError: the key cannot sign, or the token's signature does not verify.
+    """
+    algorithm = signature_hash(key)
+    if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        return builder.responder_id(encoding, responder).sign(key, algorithm)
+    stand_in = _stand_in(key.public_key())
+    named = (
+        x509.CertificateBuilder()
+        .subject_name(responder.subject)
+        .issuer_name(responder.subject)
+        .public_key(stand_in.public_key())
+        .serial_number(1)
+        .not_valid_before(responder.not_valid_before_utc)
+        .not_valid_after(responder.not_valid_after_utc)
+        .sign(stand_in, algorithm)
+    )
+    draft = builder.responder_id(encoding, named).sign(stand_in, algorithm)
+    status, wrapped = der.children(draft.public_bytes(_DER))
+    [response_bytes] = der.children(wrapped)
+    response_type, octets = der.children(response_bytes)
+    basic = der.contents(octets)
+    tbs = draft.tbs_response_bytes
+    if encoding is ocsp.OCSPResponderEncoding.HASH:
+        tbs = _with_key_hash(tbs, x509.SubjectKeyIdentifier.from_public_key(key.public_key()))
+    basic = _with_signature(basic, key.sign(tbs, algorithm), tbs)
+    octets = der.tlv(der.OCTET_STRING, basic)
+    wrapped = der.tlv(wrapped[0], der.tlv(der.SEQUENCE, response_type + octets))
+    response = ocsp.load_der_ocsp_response(der.tlv(der.SEQUENCE, status + wrapped))
+    _check(key, response.signature, response.tbs_response_bytes, algorithm)
+    return response
+
+
+def _with_key_hash(tbs: bytes, key_id: x509.SubjectKeyIdentifier) -> bytes:
+    # ResponseData ::= SEQUENCE { version [0] EXPLICIT DEFAULT v1, responderID, ... } and
+    # ResponderID byKey is [2] EXPLICIT KeyHash, an OCTET STRING (RFC 6960 §4.2.1).
+    fields = der.children(tbs)
+    position = 1 if fields[0][0] == 0xA0 else 0
+    fields[position] = der.tlv(0xA2, der.tlv(der.OCTET_STRING, key_id.digest))
+    return der.tlv(der.SEQUENCE, b"".join(fields))
+
+
 def _check(key: ExternalKey, signature: bytes, tbs: bytes, algorithm: SignatureHash) -> None:
     if not verify_signature(key.public_key(), signature, tbs, algorithm):
         raise CaError("the CA token's signature does not verify with the CA public key")
@@ -148,39 +206,10 @@ def _stand_in(public_key: IssuerPublicKey) -> IssuerPrivateKey:
     return _ec_stand_in()
 
 
-def _with_signature(signed_der: bytes, signature: bytes) -> bytes:
-    """Replace the signatureValue of a DER SEQUENCE { tbs, algorithm, BIT STRING }."""
-    body = _element_body(signed_der, 0, 0x30)
-    tbs_end = _element_end(signed_der, body)
-    algorithm_end = _element_end(signed_der, tbs_end)
-    bit_string = _tlv(0x03, b"\x00" + signature)  # no unused bits
-    return _tlv(0x30, signed_der[body:algorithm_end] + bit_string)
-
-
-def _header(der: bytes, offset: int) -> tuple[int, int]:
-    """(offset of the contents, their length) of the DER element at `offset`."""
-    first = der[offset + 1]
-    if first < 0x80:
-        return offset + 2, first
-    count = first & 0x7F
-    start = offset + 2 + count
-    return start, int.from_bytes(der[offset + 2 : start], "big")
-
-
-def _element_body(der: bytes, offset: int, tag: int) -> int:
-    if der[offset] != tag:
-        raise CaError("cryptography produced an unexpected DER structure")
-    return _header(der, offset)[0]
-
-
-def _element_end(der: bytes, offset: int) -> int:
-    start, length = _header(der, offset)
-    return start + length
-
-
-def _tlv(tag: int, contents: bytes) -> bytes:
-    size = len(contents)
-    if size < 0x80:
-        return bytes([tag, size]) + contents
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(length)]) + length + contents
+def _with_signature(signed_der: bytes, signature: bytes, tbs: bytes | None = None) -> bytes:
+    """Replace the signatureValue (and optionally the tbs) of a DER SEQUENCE { tbs,
+    algorithm, BIT STRING, ... }, keeping whatever follows (an OCSP response's certs)."""
+    old_tbs, algorithm, _, *rest = der.children(signed_der)
+    bit_string = der.tlv(der.BIT_STRING, b"\x00" + signature)  # no unused bits
+    body = (tbs or old_tbs) + algorithm + bit_string + b"".join(rest)
+    return der.tlv(der.SEQUENCE, body)

@@ -15,12 +15,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
 
 from est_harness import (
     RunningServer,
@@ -35,7 +37,7 @@ from est_harness import (
 from est_harness.config import TEST_CFG, merge_config, write_config
 from est_harness.process import daemon, run_cli
 from python_est import wire
-from python_est.ca import certificates_pem
+from python_est.ca import certificates_pem, sign_ocsp_response
 from python_est.ledger import serial_hex
 from tests.conftest import require_tool
 from tests.integration.test_workers import wait_until_stopped
@@ -169,6 +171,39 @@ def test_enroll_renew_and_revoke_with_the_ca_key_on_the_token(
     )
     assert with_crl.returncode != 0
     assert "certificate revoked" in with_crl.stdout + with_crl.stderr
+
+    # An OCSP response signed on the token (the one path ca/ocsp.py can route through).
+    now = datetime.now(timezone.utc)
+    builder = ocsp.OCSPResponseBuilder().add_response(
+        cert=cert,
+        issuer=ca.certificate,
+        algorithm=hashes.SHA1(),
+        cert_status=ocsp.OCSPCertStatus.REVOKED,
+        this_update=now,
+        next_update=now + timedelta(hours=1),
+        revocation_time=now,
+        revocation_reason=x509.ReasonFlags.key_compromise,
+    )
+    response = sign_ocsp_response(builder, ca.certificate, ocsp.OCSPResponderEncoding.HASH, ca.key)
+    response_file = tmp_path / "ocsp.der"
+    response_file.write_bytes(response.public_bytes(serialization.Encoding.DER))
+    issuer_file = tmp_path / "issuer.pem"
+    issuer_file.write_bytes(ca.certificate.public_bytes(serialization.Encoding.PEM))
+    checked = openssl(
+        "ocsp",
+        "-respin",
+        str(response_file),
+        "-CAfile",
+        str(chain_file),
+        "-issuer",
+        str(issuer_file),
+        "-cert",
+        str(leaf),
+        "-no_nonce",
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "Response verify OK" in checked.stderr + checked.stdout
+    assert f"{leaf}: revoked" in checked.stdout
 
     # /healthz signs a probe on the token and checks it against the CA certificate.
     health = https(

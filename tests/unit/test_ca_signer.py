@@ -1,4 +1,5 @@
-"""`python_est.ca.signer`: certificates and CRLs signed by a key cryptography does not hold.
+"""`python_est.ca.signer`: certificates, CRLs and OCSP responses signed by a key cryptography
+does not hold.
 
 `MemoryTokenKey` plays the token: it signs with a key of its own that the CA code never sees,
 returning what a PKCS#11 token returns once re-encoded (PKCS#1 v1.5, or DER ECDSA).
@@ -10,7 +11,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509 import ocsp
 from pyasn1.codec.der import decoder, encoder
 from pyasn1.type import univ
 
@@ -20,6 +23,7 @@ from python_est.ca import (
     build_crl,
     certificate_pem,
     sign_bytes,
+    sign_ocsp_response,
     verify_signature,
 )
 from python_est.ca.rules import IssuerPrivateKey, IssuerPublicKey, SignatureHash, signature_hash
@@ -149,3 +153,63 @@ def test_verify_signature_rejects_a_signature_over_other_bytes() -> None:
         signature = sign_bytes(key, b"one", algorithm)
         assert verify_signature(key.public_key(), signature, b"one", algorithm)
         assert not verify_signature(key.public_key(), signature, b"two", algorithm)
+
+
+def _ocsp_builder(ca: CertificateAuthority, cert: x509.Certificate) -> ocsp.OCSPResponseBuilder:
+    return (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=cert,
+            issuer=ca.certificate,
+            algorithm=hashes.SHA1(),
+            cert_status=ocsp.OCSPCertStatus.REVOKED,
+            this_update=NOW,
+            next_update=NOW + timedelta(hours=1),
+            revocation_time=NOW - timedelta(hours=1),
+            revocation_reason=x509.ReasonFlags.key_compromise,
+        )
+        .certificates([ca.certificate])
+    )
+
+
+@pytest.mark.parametrize("key_type", [KeyType.RSA_2048, KeyType.EC_P256, KeyType.EC_P384])
+@pytest.mark.parametrize("encoding", list(ocsp.OCSPResponderEncoding), ids=lambda e: e.name)
+def test_an_ocsp_response_from_a_token_key_reads_as_one_from_a_file_key(
+    key_type: KeyType, encoding: ocsp.OCSPResponderEncoding
+) -> None:
+    private = generate_private_key(key_type)
+    token = MemoryTokenKey(private)
+    ca = CertificateAuthority.create_root(
+        common_name="OCSP CA", key_type=key_type, validity_days=30, key=token, now=NOW
+    )
+    cert, _ = ca.issue_client_certificate(common_name="device", now=NOW)
+    reference = sign_ocsp_response(_ocsp_builder(ca, cert), ca.certificate, encoding, private)
+    signed = sign_ocsp_response(_ocsp_builder(ca, cert), ca.certificate, encoding, token)
+    assert token.signed == 3  # the CA certificate, the client certificate, the response
+    assert signed.responder_key_hash == reference.responder_key_hash
+    assert signed.responder_name == reference.responder_name
+    assert signed.certificates == [ca.certificate]
+    assert signed.certificate_status is ocsp.OCSPCertStatus.REVOKED
+    assert signed.revocation_reason is x509.ReasonFlags.key_compromise
+    assert signed.signature_algorithm_oid == reference.signature_algorithm_oid
+    public = ca.certificate.public_key()
+    assert isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+    algorithm = signature_hash(private)
+    assert verify_signature(public, signed.signature, signed.tbs_response_bytes, algorithm)
+    if encoding is ocsp.OCSPResponderEncoding.HASH:
+        assert signed.responder_key_hash == (
+            x509.SubjectKeyIdentifier.from_public_key(private.public_key()).digest
+        )
+
+
+def test_an_ocsp_response_from_a_lying_token_is_refused() -> None:
+    real = generate_private_key(KeyType.EC_P256)
+    ca = CertificateAuthority.create_root(
+        common_name="CA", key_type=KeyType.EC_P256, validity_days=30, key=real, now=NOW
+    )
+    cert, _ = ca.issue_client_certificate(common_name="device", now=NOW)
+    liar = MemoryTokenKey(generate_private_key(KeyType.EC_P256), real.public_key())
+    with pytest.raises(CaError, match="does not verify"):
+        sign_ocsp_response(
+            _ocsp_builder(ca, cert), ca.certificate, ocsp.OCSPResponderEncoding.HASH, liar
+        )
