@@ -31,6 +31,7 @@ from python_est.ca.pkcs11 import open_token_key
 from python_est.config import load_config
 from python_est.errors import ConfigError
 from python_est.keys import KeyType
+from python_est.ledger import IssuedCertificate
 from python_est.state import open_state
 from tests.softhsm_support import SoftToken, new_label, soft_token
 
@@ -286,3 +287,24 @@ def _made_with(token: SoftToken, make: Callable[[Any], object]) -> None:
         session = handle.open(rw=True)
     with session:
         make(session)
+
+
+def test_a_new_token_key_never_orphans_issued_certificates(
+    token: SoftToken, existing_key: str, tmp_path: Path
+) -> None:
+    path = write(tmp_path, token.config(existing_key))
+    with open_state(load_config(path), create=True) as state:
+        cert, _ = state.ca.issue_client_certificate(common_name="issued-before")
+        state.ledger.record(
+            IssuedCertificate.from_certificate(
+                cert, requester="dev1", auth_method="basic", label="", operation="simpleenroll"
+            )
+        )
+    (tmp_path / "state" / "ca" / "ca.pem").unlink()
+    moved = write(tmp_path, token.config(new_label("replacement")))
+    result = cli(moved, "init", "--create-token-key", "--force")
+    assert result.returncode == 1
+    assert (
+        "ledger holds 1 certificate(s)" in result.stderr and "nothing was changed" in result.stderr
+    )
+    assert not (tmp_path / "state" / "ca" / "ca.pem").exists()

@@ -17,7 +17,7 @@ from python_est.state import (
     has_ca_or_server_certificate,
     open_state,
 )
-from python_est.state.guards import orphaned_ledger_problem
+from python_est.state.guards import orphaned_ledger_problem, token_key_problem
 from python_est.state.token_ca import signing_key_type
 from python_est.statedir import StateDir
 
@@ -90,7 +90,7 @@ def _create_token_key(config: Config, *, force: bool) -> int:
         return _refuse(config, "[ca] cert_file names a CA certificate no new key can match")
     if layout.ca_cert.exists() and not force:
         return _refuse(config, f"a CA certificate exists in {layout.ca_dir}; --force replaces it")
-    problem = orphaned_ledger_problem(config)
+    problem = token_key_problem(config)
     if problem:
         return _refuse(config, problem)
     ca = create_ca(config, new_token_key=True)
