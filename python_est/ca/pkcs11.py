@@ -48,6 +48,9 @@ _INITIALISED_BY: dict[str, int] = {}
 _LIBRARIES_LOCK = threading.Lock()
 # The SHA-256 of the PIN that logged this process in to each token (slot, serial).
 _LOGINS: dict[tuple[int, bytes], bytes] = {}
+# The open keys by (module, token, key label, PIN digest): a reload, which loads the state again
+# beside the running one, shares its session instead of opening one more each time.
+_OPEN: dict[tuple[str, str, str, bytes], TokenKey] = {}
 
 
 class TokenError(ValueError):
@@ -74,6 +77,8 @@ class TokenKey:
         self._public = public
         self._where = where
         self._lock = threading.Lock()
+        self._holders = 1
+        self._shared_as: tuple[str, str, str, bytes] | None = None
 
     @property
     def location(self) -> str:
@@ -109,9 +114,15 @@ class TokenKey:
         )
 
     def close(self) -> None:
-        """Close the session (logging it out)."""
+        """Let go of the key; the last holder closes the session (logging it out)."""
         from pkcs11 import PKCS11Error
 
+        with _LIBRARIES_LOCK:
+            self._holders -= 1
+            if self._holders > 0:
+                return
+            if self._shared_as is not None and _OPEN.get(self._shared_as) is self:
+                del _OPEN[self._shared_as]
         try:
             self._session.close()
         except PKCS11Error:
@@ -138,6 +149,11 @@ def open_token_key(
     from pkcs11 import Attribute, ObjectClass, PKCS11Error, exceptions
 
     where = f"pkcs11:token={token_label};object={key_label}"
+    shared_as = (str(module.resolve()), token_label, key_label, hashlib.sha256(pin).digest())
+    if create is None:
+        held = _join(shared_as)
+        if held is not None:
+            return held
     try:
         token = library.get_token(token_label=token_label)
     except exceptions.NoSuchToken:
@@ -169,13 +185,37 @@ def open_token_key(
             raise TokenError("key", problem, missing_key=True)
         if len(found) > 1:
             raise TokenError("key", f"several private keys are labelled {key_label!r}")
-        return _existing(session, found[0], key_label, where)
+        opened = _existing(session, found[0], key_label, where)
+        with _LIBRARIES_LOCK:
+            opened._shared_as = shared_as
+            _OPEN[shared_as] = opened
+        return opened
     except TokenError:
         session.close()
         raise
     except PKCS11Error as exc:
         session.close()
         raise TokenError("key", f"{where}: the token failed ({_name(exc)})") from None
+
+
+def _join(shared_as: tuple[str, str, str, bytes]) -> TokenKey | None:
+    """The open key of the same settings, if its session still signs; else None."""
+    with _LIBRARIES_LOCK:
+        held = _OPEN.get(shared_as)
+        if held is None:
+            return None
+        held._holders += 1
+    try:
+        held.sign(_PROBE, hashes.SHA256())
+    except CaError:
+        # The token went away under it (unplugged, restarted): this load opens a new session,
+        # which is how a reload recovers; the old one closes with its last holder.
+        with _LIBRARIES_LOCK:
+            if _OPEN.get(shared_as) is held:
+                del _OPEN[shared_as]
+        held.close()
+        return None
+    return held
 
 
 def _log_in(token: pkcs11.Token, rw: bool, pin: bytes) -> pkcs11.Session:
@@ -212,6 +252,9 @@ def _library(module: Path) -> p11_library:
         try:
             library = pkcs11.lib(path)
             if _INITIALISED_BY.setdefault(path, os.getpid()) != os.getpid():
+                # The parent's sessions and logins mean nothing in this process.
+                _OPEN.clear()
+                _LOGINS.clear()
                 library.reinitialize()
                 _INITIALISED_BY[path] = os.getpid()
         except pkcs11.PKCS11Error as exc:

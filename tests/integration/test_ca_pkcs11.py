@@ -38,7 +38,10 @@ from est_harness.config import TEST_CFG, merge_config, write_config
 from est_harness.process import daemon, run_cli
 from python_est import wire
 from python_est.ca import certificates_pem, sign_ocsp_response
+from python_est.config import load_config
+from python_est.errors import CaError
 from python_est.ledger import serial_hex
+from python_est.state import open_state
 from tests.conftest import require_tool
 from tests.integration.test_workers import wait_until_stopped
 from tests.softhsm_support import SoftToken, new_label, soft_token
@@ -287,3 +290,31 @@ def test_forked_workers_each_sign_on_the_token_and_reload(tmp_path: Path) -> Non
                 os.kill(other, signal.SIGCONT)
             running.wait_for(served, count=before + 1)
         assert running.stop() == 0
+
+
+def test_a_reload_shares_the_session_and_a_dead_one_is_replaced(tmp_path: Path) -> None:
+    token = soft_token()
+    config_path, _ = token_config(tmp_path, token, new_label("reload"), "ec-p256")
+    assert cli(config_path, "init", "--create-token-key").returncode == 0
+    config = load_config(config_path)
+    running = open_state(config, create=False)
+    reloaded = open_state(config, create=False, ledger=running.ledger)
+    key = running.ca.key
+    # No new session per reload: HSMs allow a bounded number of them.
+    assert reloaded.ca.key is key
+    running.ca.close()  # the old generation lets go; the new one still signs
+    reloaded.ca.issue_client_certificate(common_name="after-reload")
+
+    # The token goes away under the session (as when an HSM restarts): the next load opens a
+    # new session instead of sharing the dead one, so a reload recovers.
+    key._session.close()  # type: ignore[union-attr]
+    with pytest.raises(CaError):
+        reloaded.ca.issue_client_certificate(common_name="dead-session")
+    recovered = open_state(config, create=False, ledger=reloaded.ledger)
+    assert recovered.ca.key is not key
+    recovered.ca.issue_client_certificate(common_name="recovered")
+    recovered.ca.close()
+    reloaded.ca.close()
+    with pytest.raises(CaError):
+        recovered.ca.issue_client_certificate(common_name="closed")
+    reloaded.ledger.close()
