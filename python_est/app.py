@@ -106,7 +106,7 @@ def build_app(
         enabled=config.bootstrap.enabled,
         # Derived from the CA key, which every worker and every reload share, so a form
         # served by one process is accepted by any other.
-        form_secret=derive_form_secret(state.ca.private_key),
+        form_secret=derive_form_secret(state.ca.key),
     )
     return endpoint, routing_table(service, page, build_ops(config, state))
 

@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from python_est.ca import rules
 from python_est.ca.authority import CertificateAuthority
 from python_est.ca.crl import REASON_FLAGS
 from python_est.ca.rules import IssuerPrivateKey
+from python_est.ca.signer import CaKey, sign_ocsp_response
 from python_est.errors import CaError
 from python_est.keys import KeyType
 
@@ -215,14 +215,14 @@ def sign_response(
     Raises:
         CaError: the key cannot sign.
     """
+    key: CaKey
     if responder is None:
-        signer, key = ca.certificate, ca.private_key
+        signer, key = ca.certificate, ca.key  # a file key, or one on a PKCS#11 token
     else:
         signer, key = responder.certificate, responder.private_key
         builder = builder.certificates([signer])
-    builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, signer)
     try:
-        return builder.sign(key, rules.signature_hash(key))
+        return sign_ocsp_response(builder, signer, ocsp.OCSPResponderEncoding.HASH, key)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise CaError("the CA could not sign the OCSP response") from exc
 

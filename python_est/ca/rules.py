@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from datetime import timedelta
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -60,12 +61,19 @@ def random_serial() -> int:
     return secrets.randbits(SERIAL_BITS - 1) | 1 << (SERIAL_BITS - 1)
 
 
-def signature_hash(key: IssuerPrivateKey) -> SignatureHash:
+class HasPublicKey(Protocol):
+    """A CA key in memory or on a token: all the hash choice needs is its public half."""
+
+    def public_key(self) -> IssuerPublicKey: ...
+
+
+def signature_hash(key: HasPublicKey) -> SignatureHash:
     """Return the hash to sign with: as strong as the CA's curve, SHA-256 for RSA keys."""
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        if key.curve.key_size >= 521:
+    public = key.public_key()
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        if public.curve.key_size >= 521:
             return hashes.SHA512()
-        if key.curve.key_size >= 384:
+        if public.curve.key_size >= 384:
             return hashes.SHA384()
     return hashes.SHA256()
 

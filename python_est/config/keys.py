@@ -104,6 +104,10 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
             "chain_files",
             "key_passphrase",
             "expiry_warning_days",
+            "pkcs11_module",
+            "pkcs11_token",
+            "pkcs11_key_label",
+            "pkcs11_pin",
         }
     ),
     "tls": frozenset(

@@ -68,6 +68,7 @@ from python_est.config.model import (
     weak_tls_settings,
 )
 from python_est.config.ocsp import read_ocsp, with_ocsp_url
+from python_est.config.pkcs11 import read_pkcs11_key
 from python_est.config.reader import Reader, resolve
 from python_est.errors import ConfigError
 from python_est.keys import KeyType
@@ -264,7 +265,13 @@ def _ca(reader: Reader, base: Path) -> tuple[CaConfig, list[str]]:
         chain_files=tuple(resolve(Path(item), base) for item in chain),
         key_passphrase=passphrase,
         expiry_warning_days=reader.get("ca", "expiry_warning_days", 30, to_count),
+        pkcs11=read_pkcs11_key(reader, base, "ca"),
     )
+    if cfg.pkcs11 is not None:
+        # The key is on the token; the certificate is cert_file or the one `init` generated.
+        if cfg.key_file is not None:
+            raise reader.error("ca", "key_file", "give key_file or pkcs11_key_label, not both")
+        return cfg, warnings
     if (cfg.cert_file is None) != (cfg.key_file is None):
         key = "cert_file" if cfg.cert_file is None else "key_file"
         raise reader.error("ca", key, "cert_file and key_file must be given together")

@@ -111,6 +111,17 @@ class Passphrase:
 
 
 @dataclass(frozen=True)
+class Pkcs11Key:
+    """A CA key on a PKCS#11 token: `[ca] pkcs11_module`, `pkcs11_token`, `pkcs11_key_label`
+    and `pkcs11_pin` (a `Passphrase` source, never the PIN itself)."""
+
+    module: Path
+    token: str
+    key_label: str
+    pin: Passphrase
+
+
+@dataclass(frozen=True)
 class CaConfig:
     """The embedded CA: generated under the state directory unless files are given."""
 
@@ -126,6 +137,7 @@ class CaConfig:
     key_passphrase: Passphrase | None = None
     # /healthz and the log warn once the CA certificate expires within this many days.
     expiry_warning_days: int = 30
+    pkcs11: Pkcs11Key | None = None
 
 
 @dataclass(frozen=True)

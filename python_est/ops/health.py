@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from python_est.ca import CertificateAuthority
+from python_est.ca import CertificateAuthority, sign_bytes, verify_signature
 from python_est.ca.rules import signature_hash
 from python_est.config.model import DEFAULT_CA
-from python_est.errors import EstError, UserStoreError
+from python_est.errors import CaError, EstError, UserStoreError
 
 log = logging.getLogger("python_est.health")
 
@@ -141,24 +140,17 @@ class HealthCheck:
         now = self._clock()
         if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
             return "the CA certificate is outside its validity period"
-        key = ca.private_key
+        key = ca.key
         public = cert.public_key()
+        if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            return "the CA certificate's key is neither RSA nor EC"
         algorithm = signature_hash(key)
         try:
-            if isinstance(key, rsa.RSAPrivateKey) and isinstance(public, rsa.RSAPublicKey):
-                signature = key.sign(_PROBE_MESSAGE, padding.PKCS1v15(), algorithm)
-                public.verify(signature, _PROBE_MESSAGE, padding.PKCS1v15(), algorithm)
-            elif isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(
-                public, ec.EllipticCurvePublicKey
-            ):
-                signature = key.sign(_PROBE_MESSAGE, ec.ECDSA(algorithm))
-                public.verify(signature, _PROBE_MESSAGE, ec.ECDSA(algorithm))
-            else:
-                return "the CA key does not match the certificate's key type"
-        except InvalidSignature:
+            signature = sign_bytes(key, _PROBE_MESSAGE, algorithm)
+        except CaError as exc:
+            return exc.detail
+        if not verify_signature(public, signature, _PROBE_MESSAGE, algorithm):
             return "the CA key does not match the certificate"
-        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-            return f"signing failed ({exc.__class__.__name__})"
         return ""
 
 

@@ -205,7 +205,7 @@ class CrlPublisher:
             log.warning("ignoring unreadable CRL file %s", self._path)
             return
         if crl.issuer != self._ca.certificate.subject or not crl.is_signature_valid(
-            self._ca.private_key.public_key()
+            self._ca.key.public_key()
         ):
             log.info("ignoring CRL file %s: not signed by the current CA", self._path)
             return

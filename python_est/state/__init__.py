@@ -36,6 +36,7 @@ from python_est.config import Config
 from python_est.config.model import DEFAULT_CA
 from python_est.errors import ConfigError, LedgerError, Unavailable
 from python_est.fileio import atomic_write, ensure_private_dir
+from python_est.keys import generate_private_key
 from python_est.ledger import SqliteLedger
 from python_est.state.cafiles import ca_from_pem as _ca_from_pem
 from python_est.state.cafiles import client_trust_anchors as _client_trust_anchors
@@ -44,6 +45,7 @@ from python_est.state.cafiles import read_file as _read
 from python_est.state.database import open_database
 from python_est.state.guards import init_command, orphaned_ledger_problem
 from python_est.state.rollover import generation, load_rollover, load_rollovers
+from python_est.state.token_ca import load_token_ca, open_ca_token_key, signing_key_type
 from python_est.state.users import legacy_users, open_users
 from python_est.state.users import user_store_path as user_store_path
 from python_est.statedir import StateDir
@@ -91,7 +93,8 @@ class State:
 
     def close(self) -> None:
         """Close the ledger and the database connections (a closed SQLite ledger refuses work;
-        a database connects again when used)."""
+        a database connects again when used), and the CA token's session."""
+        self.ca.close()
         self.ledger.close()
         if self.database is not None:
             self.database.close()
@@ -246,9 +249,19 @@ def has_ca_or_server_certificate(config: Config) -> bool:
     return layout.ca_cert.exists() or layout.server_cert.exists()
 
 
-def create_ca(config: Config) -> CertificateAuthority:
-    """Generate the CA described by `[ca]` and write it under the state directory."""
+def create_ca(config: Config, *, new_token_key: bool = False) -> CertificateAuthority:
+    """Generate the CA described by `[ca]` and write it under the state directory.
+
+    With `[ca] pkcs11_*` its key is the token key (created there with `new_token_key`, which
+    refuses an existing label) and only the certificates are written.
+    """
     cfg = config.ca
+    token_key = None
+    file_key = None
+    if cfg.pkcs11 is not None:
+        token_key = open_ca_token_key(config, create=new_token_key)
+    else:
+        file_key = generate_private_key(signing_key_type(config))
     ca = CertificateAuthority.create(
         common_name=cfg.common_name,
         key_type=cfg.key_type,
@@ -256,10 +269,12 @@ def create_ca(config: Config) -> CertificateAuthority:
         issuing_ca=cfg.issuing_ca,
         issuing_key_type=cfg.issuing_key_type,
         organization=cfg.organization or None,
+        key=token_key or file_key,
     )
     layout = StateDir(config.server.state_dir)
     ensure_private_dir(layout.ca_dir)
-    atomic_write(layout.ca_key, private_key_pem(ca.private_key))
+    if file_key is not None:
+        atomic_write(layout.ca_key, private_key_pem(file_key))
     atomic_write(layout.ca_cert, certificate_pem(ca.certificate), mode=0o644)
     if len(ca.chain) > 1:
         chain_pem = certificates_pem(ca.chain[1:])
@@ -287,6 +302,16 @@ def create_server_credentials(config: Config, ca: CertificateAuthority) -> Serve
 
 def _load_or_create_ca(config: Config, create: bool, created: list[str]) -> CertificateAuthority:
     cfg = config.ca
+    if cfg.pkcs11 is not None:
+        ca = load_token_ca(config)
+        if ca is not None:
+            return ca
+        if not create:
+            raise ConfigError(
+                config.source, "server", "state_dir", f"no CA yet; run `{init_command(config)}`"
+            )
+        created.append(f"CA {cfg.common_name!r} for {cfg.pkcs11.key_label!r} on the token")
+        return create_ca(config)
     if cfg.cert_file is not None and cfg.key_file is not None:
         return configured_ca(config, "ca", cfg)
     layout = StateDir(config.server.state_dir)
