@@ -9,7 +9,11 @@ fast path (`TlsEndpoint(accelerated=False)`, tickets sealed by tlslite's own AES
 runs each cell with both. Prints figures; asserts nothing. The whole-service benchmark is
 `scripts/bench.py`.
 
-    python scripts/bench_tls.py [--seconds 3] [--engine fast|python|both]
+    python scripts/bench_tls.py [--seconds 3] [--engine fast|python|both] [--py-spy DIR]
+
+`--py-spy DIR` samples the server during each cell (`py-spy record --gil`, attached to the
+child, so only Python and C called without releasing the GIL: OpenSSL's RSA and ECDSA signing
+release it and are missing) into DIR and prints where the handshake's time went, by phase.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ import ipaddress
 import itertools
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -151,10 +158,78 @@ def measure(pid: int, client: Callable[[], int], seconds: float, per_call: int) 
     )
 
 
+# Handshake phases for --py-spy: the first phase with a function in a sample's stack takes it.
+PHASES: list[tuple[str, tuple[str, ...]]] = [
+    ("session ticket (seal; open and check)", ("_serverSendTickets", "_ticket_to_session")),
+    ("ClientHello parsing", ("ClientHello.parse",)),
+    ("cipher-suite lists", ("_filterSuites", "filterForVersion")),
+    ("ServerKeyExchange (key share, signature)", ("makeServerKeyExchange",)),
+    ("ClientKeyExchange (ECDH or SRP premaster)", ("processClientKeyExchange",)),
+    ("CertificateRequest", ("CertificateRequest.create", "_sigHashesToList")),
+    (
+        "Finished exchange (key schedule, CCS, Finished)",
+        ("_calcPendingStates", "_calculate_master_secret", "Finished"),
+    ),
+    ("ClientHello checks, resumption, suite choice", ("_serverGetClientHello",)),
+    ("SRP", ("SRPKeyExchange", "_serverSRPKeyExchange")),
+    ("other messages sent (serialize, hash, protect)", ("_sendMsg",)),
+    ("other records read (read, decrypt, parse)", ("_getMsg", "_getNextRecord")),
+    ("rest of tlslite's handshake (state, ServerHello, cache)", ("handshakeServer",)),
+    ("python_est.tls (ClientHello peek, identity, deadlines)", ("python_est/tls/",)),
+    ("server loop, HTTP, close", ("python_est/",)),
+]
+
+
+def find_py_spy() -> str | None:
+    """py-spy on PATH or next to this Python (a virtualenv's bin)."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+
+@contextmanager
+def py_spy(pid: int, out: Path | None) -> Iterator[None]:
+    """Sample `pid` into `out` (py-spy raw format) while the block runs; nothing if None."""
+    if out is None:
+        yield
+        return
+    command = [
+        find_py_spy() or "py-spy",
+        "record",
+        "--gil",
+        "--format",
+        "raw",
+        "-r",
+        "250",
+        "-o",
+        str(out),
+    ]
+    recorder = subprocess.Popen(
+        [*command, "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        recorder.wait(timeout=60)
+
+
+def phases(path: Path) -> str:
+    """The share of the sampled time in each handshake phase."""
+    counts: Counter[str] = Counter()
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if count.isdigit():
+            phase = next((n for n, keys in PHASES if any(k in stack for k in keys)), "other")
+            counts[phase] += int(count)
+    total = sum(counts.values()) or 1
+    return "\n".join(f"    {n / total * 100:5.1f}%  {name}" for name, n in counts.most_common())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each cell")
     parser.add_argument("--engine", choices=["fast", "python", "both"], default="both")
+    parser.add_argument("--py-spy", type=Path, metavar="DIR", help="profile each cell into DIR")
     parser.add_argument("--serve", choices=["rsa", "ec"], help=argparse.SUPPRESS)
     parser.add_argument("--python-engine", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
@@ -170,6 +245,10 @@ def main() -> None:
     print(f"{'cell':42} {'hs':>6} {'rate':>10} {'CPU/hs':>12} {'resumed':>7}")
     curl = shutil.which("curl")
     engines = ["fast", "python"] if args.engine == "both" else [args.engine]
+    if args.py_spy:
+        if find_py_spy() is None:
+            parser.error("--py-spy needs py-spy (pip install py-spy)")
+        args.py_spy.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for (key, suite), engine in itertools.product(
@@ -195,8 +274,14 @@ def main() -> None:
                         mode = "resumed" if resume else "full"
                         cells.append((f"{cipher} {mode}", curl_client(port, cipher, resume), 25))
             for name, client, per_call in cells:
-                figures = measure(child.pid, client, args.seconds, per_call)
+                out = None
+                if args.py_spy:
+                    out = args.py_spy / f"{engine}-{name.replace(' ', '-')}.txt"
+                with py_spy(child.pid, out):
+                    figures = measure(child.pid, client, args.seconds, per_call)
                 print(f"{engine:6} {name:35} {figures}", flush=True)
+                if out is not None and out.exists():
+                    print(phases(out), flush=True)
             child.stdin.close()
             child.wait(timeout=30)
     if not curl:
