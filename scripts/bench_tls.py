@@ -10,6 +10,7 @@ runs each cell with both. Prints figures; asserts nothing. The whole-service ben
 `scripts/bench.py`.
 
     python scripts/bench_tls.py [--seconds 3] [--engine fast|python|both] [--py-spy DIR]
+    python scripts/bench_tls.py --ab-suite-cache [--ab-blocks 12] [--ab-size 120]
 
 `--py-spy DIR` samples the server during each cell (`py-spy record --gil`, attached to the
 child, so only Python and C called without releasing the GIL: OpenSSL's RSA and ECDSA signing
@@ -26,6 +27,7 @@ import shutil
 import signal
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,8 +56,8 @@ def report(request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
     return text_response(200, f"resumed={peer.tls.resumed}")
 
 
-def serve(key: str, workdir: Path, accelerated: bool) -> None:
-    """Child process: serve until stdin closes; print the port first."""
+def make_endpoint(key: str, workdir: Path, accelerated: bool) -> TlsEndpoint:
+    """A CA and server certificate in `workdir` (ca.pem for the clients), an SRP user."""
     ca = CertificateAuthority.create(
         common_name="Bench CA", key_type=KeyType.EC_P256, validity_days=2
     )
@@ -69,7 +71,7 @@ def serve(key: str, workdir: Path, accelerated: bool) -> None:
     )
     users = UserStore.create(workdir / f"users-{key}-{accelerated}.srp", reload_interval=None)
     users.add(USER, PASSWORD)
-    endpoint = TlsEndpoint(
+    return TlsEndpoint(
         cert_chain=[cert, *ca.chain[:-1]],
         private_key=private_key,
         verifier_db=users.srp_verifiers(),
@@ -77,6 +79,11 @@ def serve(key: str, workdir: Path, accelerated: bool) -> None:
         params=TlsConfig(),
         accelerated=accelerated,
     )
+
+
+def serve(key: str, workdir: Path, accelerated: bool) -> None:
+    """Child process: serve until stdin closes; print the port first."""
+    endpoint = make_endpoint(key, workdir, accelerated)
     server = EstServer(
         address="127.0.0.1",
         port=0,
@@ -225,17 +232,88 @@ def phases(path: Path) -> str:
     return "\n".join(f"    {n / total * 100:5.1f}%  {name}" for name, n in counts.most_common())
 
 
+AB_SUITE = "ECDHE-RSA-AES128-GCM-SHA256"
+
+
+def ab_client(port: int, workdir: Path, mode: str, count: int) -> None:
+    """Child process of --ab-suite-cache: `count` handshakes, each closed at once."""
+    client = ssl_client(port, workdir / "ca.pem", AB_SUITE, resume=mode == "resumed")
+    for _ in range(count):
+        client()
+
+
+def ab_suite_cache(workdir: Path, blocks: int, size: int) -> None:
+    """In-process A/B of the suite memo: server CPU per handshake with it on and off.
+
+    One server (this process, `TlsEndpoint.handshake` in a loop, no server loop) and one client
+    process; the memo is switched between interleaved blocks of `size` handshakes, so drift of
+    a shared machine falls on both sides alike. Prints the median of each side.
+    """
+    from python_est.tls.fastsuites import cached_suites, use_cached_suites
+
+    endpoint = make_endpoint("rsa", workdir, accelerated=True)
+    was = cached_suites()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        for mode in ("full", "resumed"):
+            count = blocks * 2 * size + 1  # one more: a warm-up (and the session to resume)
+            command = [sys.executable, __file__, "--ab-client", mode, "--workdir", str(workdir)]
+            child = subprocess.Popen([*command, "--ab-port", str(port), "--ab-count", str(count)])
+            listener.settimeout(30)
+
+            def handshake() -> None:
+                sock, address = listener.accept()
+                stream, _ = endpoint.handshake(sock, address[0], time.monotonic() + 10)
+                stream.close()
+
+            handshake()
+            cpu: dict[bool, list[float]] = {True: [], False: []}
+            for block in range(blocks):
+                for on in (True, False) if block % 2 == 0 else (False, True):
+                    use_cached_suites(on)
+                    start = time.process_time()
+                    for _ in range(size):
+                        handshake()
+                    cpu[on].append((time.process_time() - start) / size * 1000)
+            child.wait(timeout=60)
+            off_ms, on_ms = statistics.median(cpu[False]), statistics.median(cpu[True])
+            print(
+                f"suite memo, {mode:7}: off {off_ms:6.3f} ms, on {on_ms:6.3f} ms,"
+                f" on/off {on_ms / off_ms:5.3f}"
+                f" (medians of {blocks} blocks of {size}; load average {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
+    use_cached_suites(was)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each cell")
     parser.add_argument("--engine", choices=["fast", "python", "both"], default="both")
     parser.add_argument("--py-spy", type=Path, metavar="DIR", help="profile each cell into DIR")
+    parser.add_argument(
+        "--ab-suite-cache",
+        action="store_true",
+        help="in-process A/B of the memoized suite lists (server CPU per handshake, on vs off)",
+    )
+    parser.add_argument("--ab-blocks", type=int, default=12, help="A/B: blocks per side")
+    parser.add_argument("--ab-size", type=int, default=120, help="A/B: handshakes per block")
+    parser.add_argument("--ab-client", choices=["full", "resumed"], help=argparse.SUPPRESS)
+    parser.add_argument("--ab-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ab-count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve", choices=["rsa", "ec"], help=argparse.SUPPRESS)
     parser.add_argument("--python-engine", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.workdir, accelerated=not args.python_engine)
+        return
+    if args.ab_client:
+        ab_client(args.ab_port, args.workdir, args.ab_client, args.ab_count)
+        return
+    if args.ab_suite_cache:
+        with tempfile.TemporaryDirectory() as tmp:
+            ab_suite_cache(Path(tmp), args.ab_blocks, args.ab_size)
         return
 
     from tlslite.utils import cryptomath
