@@ -438,20 +438,22 @@ def run_cells(
             mode = "resumed" if resume else "full"
             name = f"{server.name}-{scenario}-{mode}-w{server.workers}-{generator}"
             spy = args.py_spy if number == 1 and server.pid else None
-            with profiled(server, spy / f"{name}.txt" if spy else None):
+            with profiled(server, spy / f"{name}.txt" if spy else None, args.py_spy_idle):
                 cell = measure(server, job, clients, args.seconds, args.warmup, generator)
                 measured.append(cell)
     return best(measured)
 
 
 @contextlib.contextmanager
-def profiled(server: Server, output: Path | None) -> Iterator[None]:
-    """Sample the server with py-spy (GIL holders only: CPU in Python) while measuring."""
+def profiled(server: Server, output: Path | None, idle: bool) -> Iterator[None]:
+    """Sample the server with py-spy while measuring: the GIL holder only (CPU in Python), or
+    with `idle` every thread (where connections wait; `bench_profile.py --waits`)."""
     if output is None or server.pid is None:
         yield
         return
     output.parent.mkdir(parents=True, exist_ok=True)
-    command = ["py-spy", "record", "--pid", str(server.pid), "--subprocesses", "--gil"]
+    command = ["py-spy", "record", "--pid", str(server.pid), "--subprocesses"]
+    command.append("--idle" if idle else "--gil")
     command += ["--nonblocking", "--rate", "500", "--format", "raw", "--output", str(output)]
     spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -499,6 +501,7 @@ def parse_args() -> argparse.Namespace:
     add("--pure-python-tls", action="store_true", help="tlslite without the OpenSSL fast path")
     add("--no-gmpy2", action="store_true", help="tlslite with Python integers, not gmpy2")
     add("--py-spy", type=Path, metavar="DIR", help="profile each cell (first round) into DIR")
+    add("--py-spy-idle", action="store_true", help="profile every thread, waiting or not")
     add("--log-level", default="info", help="server [logging] level")
     add("--ca-key-type", default="rsa-3072", help="[ca] key_type (the default's)")
     add("--serverkeygen-key-type", default="ec-p256", help="rsa-2048 is mostly prime search")
