@@ -14,7 +14,8 @@ Each cell reports requests/s, p50/p90/p99 latency, errors by kind, the server's 
 (user+system of the server process and its children, from /proc/PID/stat; its kernel share;
 the cores it kept busy), "runq": the thread-seconds per second its threads were runnable but
 waited for a CPU (/proc/PID/task/*/schedstat: the machine's share of an idle core, not the
-server's), and the load generator's CPU per request. Cells are measured in
+server's), its threads' context switches per request, and the load generator's CPU per
+request. Cells are measured in
 `--rounds` interleaved rounds and the least disturbed round (highest rate) is reported. It
 prints figures and asserts none.
 
@@ -135,9 +136,10 @@ def tree_cpu(pid: int) -> tuple[float, float]:
     return user, system
 
 
-def tree_runq(pid: int) -> float:
-    """Seconds the threads of `pid` and its descendants spent runnable, waiting for a CPU."""
-    waited = 0
+def tree_threads(pid: int) -> tuple[float, int]:
+    """Of the threads of `pid` and its descendants: the seconds they spent runnable, waiting
+    for a CPU, and their context switches (voluntary and not)."""
+    waited = switches = 0
     for process in _tree(pid):
         try:
             tasks = os.listdir(f"/proc/{process}/task")
@@ -146,9 +148,13 @@ def tree_runq(pid: int) -> float:
         for task in tasks:
             try:
                 waited += int(Path(f"/proc/{process}/task/{task}/schedstat").read_text().split()[1])
+                status = Path(f"/proc/{process}/task/{task}/status").read_text()
             except (OSError, IndexError, ValueError):
                 continue  # exited meanwhile, or no schedstat in this kernel
-    return waited / 1e9
+            switches += sum(
+                int(line.split()[1]) for line in status.splitlines() if "ctxt_switches" in line
+            )
+    return waited / 1e9, switches
 
 
 def _tree(pid: int) -> list[int]:
@@ -322,23 +328,24 @@ def measure(
     return make_cell(key, results, seconds, *difference(before, after, seconds))
 
 
-Sample = tuple[float, float, float] | None  # user, system CPU seconds; runqueue wait seconds
+# User and system CPU seconds, runqueue wait seconds, context switches.
+Sample = tuple[float, float, float, int] | None
 
 
 def sample(server: Server) -> Sample:
     if not server.pid:
         return None
-    return (*tree_cpu(server.pid), tree_runq(server.pid))
+    return (*tree_cpu(server.pid), *tree_threads(server.pid))
 
 
 def difference(
     before: Sample, after: Sample, seconds: float
-) -> tuple[tuple[float, float] | None, float]:
-    """(user, system) CPU seconds and runqueue waits per second between two samples."""
+) -> tuple[tuple[float, float] | None, float, int]:
+    """(user, system) CPU seconds, runqueue waits per second and context switches."""
     if before is None or after is None:
-        return None, math.nan
+        return None, math.nan, 0
     cpu = (after[0] - before[0], after[1] - before[1])
-    return cpu, (after[2] - before[2]) / seconds
+    return cpu, (after[2] - before[2]) / seconds, after[3] - before[3]
 
 
 def measure_independent(
@@ -364,7 +371,7 @@ def measure_independent(
                 summary = json.loads(line)
     if not summary:
         raise SystemExit(f"the independent generator failed: {' '.join(command)}")
-    cpu, runq = difference(before, after, ended - began)
+    cpu, runq, switches = difference(before, after, ended - began)
     requests = int(summary["requests"])
     errors = Counter({str(kind): int(count) for kind, count in summary["errors"].items()})
     attempts = max(1, requests + sum(errors.values()))
@@ -389,6 +396,7 @@ def measure_independent(
         server_sys=system / (user + system) if user + system else math.nan,
         client_cpu=ms("cpu") / attempts * 1000,
         server_runq=runq,
+        server_switches=switches / attempts if cpu is not None else math.nan,
         generator="independent",
     )
 

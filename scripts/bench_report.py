@@ -33,6 +33,7 @@ class Cell:
     # Thread-seconds per second the server's threads were runnable but waited for a CPU
     # (/proc schedstat): the machine's share of the idle core, not the server's own waits.
     server_runq: float = math.nan
+    server_switches: float = math.nan  # the server threads' context switches per request
     generator: str = "bench"  # "bench" (bench_load) or "independent" (bench_ssl_clients)
 
     @property
@@ -63,6 +64,7 @@ def make_cell(
     seconds: float,
     server_cpu: tuple[float, float] | None,
     runq: float = math.nan,
+    switches: int = 0,
     generator: str = "bench",
 ) -> Cell:
     """Combine the generator processes' results and the server's (user, system) CPU seconds."""
@@ -82,6 +84,7 @@ def make_cell(
         server_sys=system / (user + system) if user + system else math.nan,
         client_cpu=sum(r.cpu for r in results) / attempts * 1000,
         server_runq=runq,
+        server_switches=switches / attempts if server_cpu is not None else math.nan,
         generator=generator,
     )
 
@@ -98,7 +101,7 @@ def best(cells: Sequence[Cell]) -> list[Cell]:
 HEADER = (
     f"{'server':12} {'w':>2} {'scenario':13} {'mode':8} {'gen':5} {'req/s':>7} {'p50':>6} "
     f"{'p90':>6} {'p99':>6} {'srv ms/r':>8} {'sys':>3}% {'cores':>5} {'runq':>5} "
-    f"{'gen ms/r':>8}  errors"
+    f"{'cs/r':>5} {'gen ms/r':>8}  errors"
 )
 
 
@@ -109,7 +112,7 @@ def row(cell: Cell) -> str:
         f"{cell.server:12} {cell.workers:>2} {cell.scenario:13} {cell.mode:8} {generator:5} "
         f"{cell.rate:7.1f} {cell.p50:6.1f} {cell.p90:6.1f} {cell.p99:6.1f} "
         f"{cell.server_cpu:8.2f} {cell.server_sys * 100:3.0f}% {cell.server_cores:5.2f} "
-        f"{cell.server_runq:5.2f} {cell.client_cpu:8.2f}  {errors}"
+        f"{cell.server_runq:5.2f} {cell.server_switches:5.1f} {cell.client_cpu:8.2f}  {errors}"
     )
 
 
@@ -187,6 +190,7 @@ def _figure(cell: Cell | None, value: str) -> str:
         "cpu": cell.server_cpu,
         "cores": cell.server_cores,
         "runq": cell.server_runq,
+        "switches": cell.server_switches,
     }[value]
     return f"{number:10.2f}" if value != "rate" else f"{number:10.0f}"
 
@@ -207,6 +211,7 @@ def issue_table(cells: Sequence[Cell], generator: str) -> list[str]:
         ("server CPU per enrollment, ms", "enroll-basic", "cpu"),
         ("server cores busy during enroll", "enroll-basic", "cores"),
         ("  threads waiting for a CPU", "enroll-basic", "runq"),
+        ("  context switches per enrollment", "enroll-basic", "switches"),
     )
     lines = [f"{'':34}" + "".join(f"{name:>14}" for name in columns)]
     for title, scenario, value in rows:
