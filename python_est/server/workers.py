@@ -12,11 +12,15 @@ connection, up to the limit, so the count follows the concurrency actually seen.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+log = logging.getLogger("python_est.server")
+
 T = TypeVar("T")
+_BACKOFF = 0.5  # seconds a worker pauses after an unexpected error in accept
 
 
 class Workers(Generic[T]):
@@ -26,7 +30,10 @@ class Workers(Generic[T]):
         limit: the most threads (connections served at once).
         accept: called by the leader with the accept lock held; returns a connection, or None
             (nothing accepted: the caller checks `stop` and retries).
-        serve: called with what `accept` returned, without the lock; must not raise.
+        serve: called with what `accept` returned, without the lock.
+
+    An exception from either is a bug: it is logged and the worker carries on, so that no
+    error can leave the server without a thread that accepts.
         stop: once set, workers stop taking connections and end (those serving finish first).
         name: thread name prefix.
     """
@@ -79,10 +86,15 @@ class Workers(Generic[T]):
     def _run(self) -> None:
         try:
             while True:
-                with self.accept_lock:
-                    if self._stop.is_set():
-                        return
-                    taken = self._accept()
+                try:
+                    with self.accept_lock:
+                        if self._stop.is_set():
+                            return
+                        taken = self._accept()
+                except Exception:
+                    log.exception("accepting a connection failed")
+                    self._stop.wait(_BACKOFF)  # not a busy loop if it keeps failing
+                    continue
                 if taken is not None:
                     self._busy(taken)
         finally:
@@ -99,6 +111,8 @@ class Workers(Generic[T]):
             self._spawn()
         try:
             self._serve(taken)
+        except Exception:
+            log.exception("serving a connection failed")
         finally:
             with self._count_lock:
                 self._idle += 1

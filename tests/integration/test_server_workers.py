@@ -7,6 +7,7 @@ item go, so the number of connections in service is under the test's control.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from python_est.server.workers import Workers
+from tests.conftest import captured_records
 
 pytestmark = pytest.mark.integration
 
@@ -143,3 +145,33 @@ def test_on_stop_idle_workers_end_and_busy_ones_end_when_done(
 def test_a_limit_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Workers(0, lambda: None, lambda item: None, threading.Event())
+
+
+def test_an_error_in_accept_or_serve_is_logged_and_the_worker_carries_on(
+    harness: Callable[[int], Harness],
+) -> None:
+    h = harness(1)  # a single worker: if it died, nothing would be accepted any more
+    real_accept, real_serve = h.accept, h.serve
+    failures = {"accept": 1, "serve": 1}
+
+    def accept() -> int | None:
+        if failures["accept"]:
+            failures["accept"] -= 1
+            raise RuntimeError("accept bug")
+        return real_accept()
+
+    def serve(item: int) -> None:
+        if failures["serve"]:
+            failures["serve"] -= 1
+            raise RuntimeError("serve bug")
+        real_serve(item)
+
+    with captured_records("python_est.server", logging.ERROR) as records:
+        h.workers._accept, h.workers._serve = accept, serve
+        h.offer(1)  # served by the failing serve
+        h.offer(2)
+        wait_for(lambda: 2 in h.served_by)
+    messages = [r.getMessage() for r in records]
+    assert "accepting a connection failed" in messages
+    assert "serving a connection failed" in messages
+    assert h.workers.threads == 1
