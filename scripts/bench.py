@@ -40,8 +40,6 @@ import argparse
 import base64
 import contextlib
 import importlib.util
-import json
-import math
 import multiprocessing
 import os
 import shutil
@@ -52,11 +50,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
@@ -68,6 +64,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
 from bench_load import SRP_SCENARIOS, Job, run  # noqa: E402
+from bench_measure import difference, independent_cell, sample  # noqa: E402
 from bench_report import (  # noqa: E402
     HEADER,
     Cell,
@@ -97,7 +94,6 @@ P256_SCENARIOS = frozenset({"cacerts", "enroll-basic"})
 ENROLLING = frozenset({"enroll-basic", "enroll-cert", "enroll-srp", "reenroll", "serverkeygen"})
 USER, PASSWORD = "bench", "bench password 1"
 CSR_POOL = 16
-TICK = os.sysconf("SC_CLK_TCK")
 # Starts the product's CLI, optionally with parts of the fast path off (before/after figures).
 BOOT = """
 import sys
@@ -122,56 +118,6 @@ class Server:
 
 
 # --- processes -------------------------------------------------------------------------------
-
-
-def tree_cpu(pid: int) -> tuple[float, float]:
-    """CPU seconds (user, system) of `pid` and all its live descendants."""
-    user = system = 0.0
-    for process in _tree(pid):
-        try:
-            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        user, system = user + int(fields[11]) / TICK, system + int(fields[12]) / TICK
-    return user, system
-
-
-def tree_threads(pid: int) -> tuple[float, int]:
-    """Of the threads of `pid` and its descendants: the seconds they spent runnable, waiting
-    for a CPU, and their context switches (voluntary and not)."""
-    waited = switches = 0
-    for process in _tree(pid):
-        try:
-            tasks = os.listdir(f"/proc/{process}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                waited += int(Path(f"/proc/{process}/task/{task}/schedstat").read_text().split()[1])
-                status = Path(f"/proc/{process}/task/{task}/status").read_text()
-            except (OSError, IndexError, ValueError):
-                continue  # exited meanwhile, or no schedstat in this kernel
-            switches += sum(
-                int(line.split()[1]) for line in status.splitlines() if "ctxt_switches" in line
-            )
-    return waited / 1e9, switches
-
-
-def _tree(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parent = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]
-            except OSError:
-                continue
-            children.setdefault(int(parent), []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo += children.get(current, [])
-    return found
 
 
 @contextlib.contextmanager
@@ -320,84 +266,27 @@ def measure(
     with multiprocessing.get_context("fork").Pool(clients) as pool:
         pending = pool.map_async(run, [job] * clients)
         time.sleep(max(0.0, start - time.monotonic()))
-        before = sample(server)
+        before = sample(server.pid)
         time.sleep(max(0.0, job.end - time.monotonic()))
-        after = sample(server)
+        after = sample(server.pid)
         results = pending.get(timeout=seconds + 300)
     key = (server.name, server.workers, job.scenario, job.resume)
     return make_cell(key, results, seconds, *difference(before, after, seconds))
 
 
-# User and system CPU seconds, runqueue wait seconds, context switches.
-Sample = tuple[float, float, float, int] | None
-
-
-def sample(server: Server) -> Sample:
-    if not server.pid:
-        return None
-    return (*tree_cpu(server.pid), *tree_threads(server.pid))
-
-
-def difference(
-    before: Sample, after: Sample, seconds: float
-) -> tuple[tuple[float, float] | None, float, int]:
-    """(user, system) CPU seconds, runqueue waits per second and context switches."""
-    if before is None or after is None:
-        return None, math.nan, 0
-    cpu = (after[0] - before[0], after[1] - before[1])
-    return cpu, (after[2] - before[2]) / seconds, after[3] - before[3]
-
-
 def measure_independent(
     server: Server, job: Job, clients: int, seconds: float, warmup: float
 ) -> Cell:
-    """One cell driven by `scripts/bench_ssl_clients.py`; the server's CPU is sampled when it
-    says its window opens and closes."""
-    command = [sys.executable, str(ROOT / "scripts" / "bench_ssl_clients.py")]
-    command += ["--host", job.host, "--port", str(server.port), "--cafile", job.ca_file]
-    command += ["--scenario", job.scenario, "--user", job.user, "--password", job.password]
-    command += ["--processes", str(clients), "--seconds", str(seconds), "--warmup", str(warmup)]
-    before = after = None
-    summary: dict[str, Any] = {}
-    began = ended = 0.0
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as generator:
-        assert generator.stdout is not None
-        for line in generator.stdout:
-            if line.startswith("window start"):
-                began, before = time.monotonic(), sample(server)
-            elif line.startswith("window end"):
-                ended, after = time.monotonic(), sample(server)
-            elif line.startswith("{"):
-                summary = json.loads(line)
-    if not summary:
-        raise SystemExit(f"the independent generator failed: {' '.join(command)}")
-    cpu, runq, switches = difference(before, after, ended - began)
-    requests = int(summary["requests"])
-    errors = Counter({str(kind): int(count) for kind, count in summary["errors"].items()})
-    attempts = max(1, requests + sum(errors.values()))
-    user, system = cpu if cpu is not None else (math.nan, math.nan)
-
-    def ms(name: str) -> float:
-        value = summary[name]
-        return math.nan if value is None else float(value)
-
-    return Cell(
-        server.name,
-        server.workers,
-        job.scenario,
-        False,
-        rate=requests / seconds,
-        count=requests,
-        p50=ms("p50"),
-        p90=ms("p90"),
-        p99=ms("p99"),
-        errors=errors,
-        server_cpu=(user + system) / attempts * 1000,
-        server_sys=system / (user + system) if user + system else math.nan,
-        client_cpu=ms("cpu") / attempts * 1000,
-        server_runq=runq,
-        server_switches=switches / attempts if cpu is not None else math.nan,
-        generator="independent",
+    """One cell driven by `scripts/bench_ssl_clients.py` (the independent generator)."""
+    return independent_cell(
+        (server.name, server.workers, job.scenario),
+        server.pid,
+        [
+            *("--host", job.host, "--port", str(server.port), "--cafile", job.ca_file),
+            *("--scenario", job.scenario, "--user", job.user, "--password", job.password),
+            *("--processes", str(clients), "--seconds", str(seconds), "--warmup", str(warmup)),
+        ],
+        seconds,
     )
 
 

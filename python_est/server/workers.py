@@ -31,11 +31,11 @@ class Workers(Generic[T]):
         accept: called by the leader with the accept lock held; returns a connection, or None
             (nothing accepted: the caller checks `stop` and retries).
         serve: called with what `accept` returned, without the lock.
-
-    An exception from either is a bug: it is logged and the worker carries on, so that no
-    error can leave the server without a thread that accepts.
         stop: once set, workers stop taking connections and end (those serving finish first).
         name: thread name prefix.
+
+    An exception from `accept` or `serve` is a bug: it is logged and the worker carries on, so
+    that no error can leave the server without a thread that accepts.
     """
 
     def __init__(
