@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from python_est.errors import UserStoreError
+from python_est.errors import Unavailable, UserStoreError
 
 # RFC 7914 parameters as Python's docs and OWASP suggest for interactive logins (~16 MiB).
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32, "maxmem": 64 * 1024 * 1024}
@@ -98,11 +98,19 @@ class DeviceRegistry:
     def _connect(self) -> Iterator[sqlite3.Connection]:
         # One connection per call: safe from any worker thread, and every call sees what the
         # CLI or another process committed.
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        # A full, read-only or unreadable file refuses the request with a 503, as the ledger
+        # and the lockout counters do, rather than a 500 (docs/reliability.md). A duplicate name
+        # (IntegrityError) is the caller's to explain.
         try:
-            yield db
-        finally:
-            db.close()
+            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            try:
+                yield db
+            finally:
+                db.close()
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error:
+            raise Unavailable("the device registry is unavailable", retry_after=30) from None
 
     def add(self, registration: Registration, code: str, *, chosen: bool = False) -> None:
         """Register a device with its code (hashed here).

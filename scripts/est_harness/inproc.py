@@ -37,8 +37,11 @@ class RunningServer:
         path = self.root / "trust.pem"
         if not path.exists():
             from python_est.ca import certificate_pem
+            from python_est.fileio import atomic_write
 
-            path.write_bytes(certificate_pem(self.state.ca.root))
+            # Atomic: several client threads of one test may ask for it at once, and none may
+            # read a half-written file.
+            atomic_write(path, certificate_pem(self.state.ca.root))
         return path
 
     def url(self, path: str) -> str:
