@@ -10,8 +10,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from python_est.backends import Backend, EstBackend, HandlerBackend, HandlerLoadError
 from python_est.bootstrap import BootstrapPage, derive_form_secret
 from python_est.ca import can_sign_crls
+from python_est.client.upstream import upstream_exchange, upstream_name
 from python_est.config import Config
 from python_est.devices import DeviceRegistry
 from python_est.errors import ConfigError
@@ -68,6 +70,7 @@ def build_app(
         on_issued=_each(counted, notify),
         authorizers=authorizers,
         devices=device_registry(config),
+        backends=build_backends(config),
     )
     # Clients (libest's estclient, openssl s_client -cert) often send only their leaf, so the
     # EST CA's own issuing certificates help build paths without becoming trust anchors.
@@ -147,6 +150,34 @@ def build_server(
         listener=listener,
         observer=None if metrics is None else ConnectionMetrics(metrics),
     )
+
+
+def build_backends(config: Config) -> dict[str, Backend]:
+    """The issuing backend of every label that does not use the embedded CA.
+
+    Raises:
+        ConfigError: a handler file does not load, or an upstream's files cannot be read.
+    """
+    backends: dict[str, Backend] = {}
+    for name, label in config.labels.items():
+        section = f"label:{name}" if name else "profile"
+        if label.backend == "est":
+            try:
+                exchange = upstream_exchange(label, config.source)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(config.source, section, "upstream_ca_file", str(exc)) from None
+            backends[name] = EstBackend(exchange, upstream_name(label))
+        elif label.backend == "handler" and label.handler_file is not None:
+            try:
+                backends[name] = HandlerBackend(
+                    label.handler_file,
+                    dict(label.handler_options),
+                    label=name,
+                    retry_after=config.server.pending_retry_after,
+                )
+            except HandlerLoadError as exc:
+                raise ConfigError(config.source, section, "handler_file", str(exc)) from None
+    return backends
 
 
 def device_registry(config: Config) -> DeviceRegistry:

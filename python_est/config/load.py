@@ -13,6 +13,7 @@ import configparser
 from dataclasses import replace
 from pathlib import Path
 
+from python_est.config.backend import check_backend
 from python_est.config.convert import (
     to_address,
     to_base_url,
@@ -38,11 +39,12 @@ from python_est.config.keys import (
     LABEL_KEYS,
     LABEL_PATH_KEYS,
     LABEL_PREFIX,
+    LABEL_SECRET_KEYS,
     NO_NAMES,
     PROFILE_FIELD,
     PROFILE_KEYS,
 )
-from python_est.config.legacy import bootstrap_path, ca_passphrase, check_sections
+from python_est.config.legacy import bootstrap_path, ca_passphrase, check_sections, legacy_handler
 from python_est.config.model import (
     CIPHER_NAMES,
     EMBEDDED,
@@ -66,6 +68,7 @@ from python_est.config.model import (
     legacy_tls_warnings,
     weak_tls_settings,
 )
+from python_est.config.passphrase import to_passphrase
 from python_est.config.reader import Reader, resolve
 from python_est.errors import ConfigError
 from python_est.keys import KeyType
@@ -155,7 +158,7 @@ def _build(reader: Reader) -> Config:
     metrics = _metrics(reader)
     crl = _crl(reader, base, state, bootstrap)
     labels = _labels(reader)
-    label_warnings = _check_labels(reader, labels)
+    label_warnings = _check_labels(reader, labels) + legacy_handler(reader)[1]
     if crl.url is not None:
         labels = {name: _with_crl_url(label, crl.url) for name, label in labels.items()}
     _check_unused(reader)
@@ -317,6 +320,10 @@ def _labels(reader: Reader) -> dict[str, LabelConfig]:
     legacy_days = reader.get("CAhandler", "cert_validity_days", None, to_positive_int)
     if legacy_days is not None and not reader.parser.has_option("profile", "validity_days"):
         default = replace(default, profile=replace(default.profile, validity_days=legacy_days))
+    handler_file, _ = legacy_handler(reader)
+    if handler_file is not None and not reader.parser.has_option("profile", "backend"):
+        # The older python-est (an est_proxy fork) ran this file: it still does.
+        default = replace(default, backend="handler", handler_file=handler_file)
     labels = {"": default}
     for section in reader.parser.sections():
         if section.startswith(LABEL_PREFIX):
@@ -341,6 +348,7 @@ def _check_labels(reader: Reader, labels: dict[str, LabelConfig]) -> list[str]:
                 "is held for manual approval although approval = auto"
             )
         _check_webhooks(reader, section, label)
+        labels[name] = check_backend(reader, section, label)
     return warnings
 
 
@@ -373,6 +381,12 @@ def _label_config(reader: Reader, section: str, name: str, base: LabelConfig) ->
         path = reader.path(section, key, None, reader.base)
         if path is not None:
             label_changes[key] = path
+    for key in LABEL_SECRET_KEYS:
+        secret = reader.get(
+            section, key, None, lambda text: to_passphrase(text, reader.base) if text else None
+        )
+        if secret is not None:
+            label_changes[key] = replace(secret, section=section, key=key)
     profile = replace(base.profile, **profile_changes)  # type: ignore[arg-type]
     return replace(base, profile=profile, **label_changes)  # type: ignore[arg-type]
 

@@ -11,6 +11,7 @@ from functools import partial
 from cryptography import x509
 
 from python_est import oids, wire
+from python_est.backends import Backend
 from python_est.ca import CertificateAuthority
 from python_est.config import LabelConfig
 from python_est.devices import DeviceRegistry, Registration
@@ -23,7 +24,7 @@ from python_est.errors import (
     NotImplementedOperation,
     UnsupportedMediaType,
 )
-from python_est.keys import KeyType, generate_private_key
+from python_est.keys import KeyType
 from python_est.ledger import IssuedCertificate, Ledger
 from python_est.messages import (
     CSRATTRS,
@@ -56,6 +57,7 @@ from python_est.service.enforce import (
 from python_est.service.issuance import (
     B64,
     Issuer,
+    answer_or_defer,
     certs_only_response,
     precheck,
     serverkeygen_response,
@@ -107,6 +109,8 @@ class EstService:
             metrics' issuance count.
         authorizers: label name to its authorization webhook (`python_est.webhooks`).
         devices: the pre-registered devices (`python_est.devices`); None: none.
+        backends: label name to the backend that issues for it (`python_est.backends`);
+            labels not named here use the embedded `ca`.
 
     Raises:
         ValueError: a label's `csrattrs` text does not parse, or announces a key type that
@@ -127,6 +131,7 @@ class EstService:
         on_issued: Callable[[IssuedCertificate], None] | None = None,
         authorizers: Mapping[str, Authorizer] | None = None,
         devices: DeviceRegistry | None = None,
+        backends: Mapping[str, Backend] | None = None,
     ) -> None:
         self._labels = dict(labels)
         self._plans = {label.name: _plan(label) for label in self._labels.values()}
@@ -141,7 +146,7 @@ class EstService:
         self._ledger = ledger
         self._users = users
         self._auth = Authenticator(users, limiter, realm)
-        self._issuer = Issuer(ca, ledger, clock, on_issued)
+        self._issuer = Issuer(ca, ledger, clock, on_issued, backends)
         self._gate = ApprovalGate(ledger, retry_after=pending_retry_after, clock=clock)
         self._renewals = Renewals(ca.certificate, ledger, clock)
         self._authorizers = dict(authorizers or {})
@@ -196,10 +201,16 @@ class EstService:
         self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
     ) -> HttpResponse:
         # §4.1.3: the current root and every certificate needed to chain to it; no CA means 5xx,
-        # never an empty 200 (R42).
-        if self._cacerts_body is None:
+        # never an empty 200 (R42). Another backend's chain is asked for each time (RA mode
+        # passes the upstream's through).
+        backend = self._issuer.backend(label)
+        body = self._cacerts_body
+        if backend.kind != "embedded":
+            chain = tuple(backend.ca_certs())
+            body = wire.encode_certs_only(chain) if chain else None
+        if body is None:
             raise CaError("no CA certificate is configured")
-        return HttpResponse(200, (("Content-Type", PKCS7_MIME), B64), self._cacerts_body)
+        return HttpResponse(200, (("Content-Type", PKCS7_MIME), B64), body)
 
     def _simpleenroll(
         self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
@@ -244,12 +255,15 @@ class EstService:
             return cert, certs_only_response(cert)
 
         hook = self._authorizers.get(label.name)
-        if consult(hook, csr, label, auth, operation, peer, None) or needs_approval(
+        held = consult(hook, csr, label, auth, operation, peer, None) or needs_approval(
             label, operation, source_label
-        ):
+        )
+        if held:
             precheck(csr, label, client_key=True)
-            return self._gate.admit(csr, label, auth, operation, self._devices.once(device, fulfil))
-        return self._devices.once(device, fulfil)(csr)[1]
+        once = self._devices.once(device, fulfil)
+        return answer_or_defer(
+            lambda: self._gate.admit(csr, label, auth, operation, once) if held else once(csr)[1]
+        )
 
     def _csrattrs(
         self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
@@ -284,20 +298,23 @@ class EstService:
         def fulfil(
             approved: x509.CertificateSigningRequest,
         ) -> tuple[x509.Certificate, HttpResponse]:
-            key = generate_private_key(key_type)
-            cert = self._issuer.issue(
-                approved, label, auth, Operation.SERVERKEYGEN, key.public_key()
-            )
+            key, cert = self._issuer.serverkeygen(approved, label, auth, key_type)
             return cert, serverkeygen_response(key, cert)
 
         hook = self._authorizers.get(label.name)
-        if consult(hook, csr, label, auth, Operation.SERVERKEYGEN, peer, key_type.value) or (
+        held = consult(hook, csr, label, auth, Operation.SERVERKEYGEN, peer, key_type.value) or (
             needs_approval(label, Operation.SERVERKEYGEN, None)
-        ):
+        )
+        if held:
             precheck(csr, label, client_key=False)
-            once = self._devices.once(device, fulfil)
-            return self._gate.admit(csr, label, auth, Operation.SERVERKEYGEN, once)
-        return self._devices.once(device, fulfil)(csr)[1]
+        once = self._devices.once(device, fulfil)
+        return answer_or_defer(
+            lambda: (
+                self._gate.admit(csr, label, auth, Operation.SERVERKEYGEN, once)
+                if held
+                else once(csr)[1]
+            )
+        )
 
     def _fullcmc(
         self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig

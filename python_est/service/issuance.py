@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric.types import (
-    CertificateIssuerPrivateKeyTypes,
-    CertificatePublicKeyTypes,
-)
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from python_est import wire
 from python_est.audit import audit
+from python_est.backends import Backend, Deferred, EmbeddedBackend, Order, PrivateKey
 from python_est.ca import CertificateAuthority
 from python_est.ca.rules import permitted_san, verified_csr_key
 from python_est.config import LabelConfig
 from python_est.errors import InvalidCsr, LedgerError
-from python_est.keys import weak_key_reason
+from python_est.keys import KeyType, weak_key_reason
 from python_est.ledger import (
     DuplicateSerial,
     IssuedCertificate,
@@ -29,7 +27,7 @@ from python_est.ledger import (
     PendingRequest,
     serial_hex,
 )
-from python_est.messages import CERTS_ONLY, PKCS8, HttpResponse, Operation
+from python_est.messages import CERTS_ONLY, PKCS8, HttpResponse, Operation, text_response
 from python_est.policy import Authentication
 
 log = logging.getLogger("python_est.service")
@@ -45,13 +43,15 @@ B64 = ("Content-Transfer-Encoding", "base64")
 
 
 class Issuer:
-    """Signs certificates and commits each one to the ledger before anyone sees it.
+    """Has each label's backend issue, and commits each certificate to the ledger before anyone
+    sees it (certificates from an upstream CA or a handler included).
 
     Args:
-        ca: the signing CA.
+        ca: the embedded CA (the backend of every label `backends` does not name).
         ledger: where every certificate is recorded.
         clock: the issuance time source.
         on_issued: called with each entry once committed (see `EstService`).
+        backends: label name to its issuing backend.
     """
 
     def __init__(
@@ -60,11 +60,37 @@ class Issuer:
         ledger: Ledger,
         clock: Callable[[], datetime],
         on_issued: Callable[[IssuedCertificate], None] | None = None,
+        backends: Mapping[str, Backend] | None = None,
     ) -> None:
-        self._ca = ca
+        self._embedded = EmbeddedBackend(ca)
+        self._backends = dict(backends or {})
         self._ledger = ledger
         self._clock = clock
         self._on_issued = on_issued
+
+    def backend(self, label: LabelConfig) -> Backend:
+        """The backend that issues for `label`."""
+        return self._backends.get(label.name, self._embedded)
+
+    def serverkeygen(
+        self,
+        csr: x509.CertificateSigningRequest,
+        label: LabelConfig,
+        auth: Authentication,
+        key_type: KeyType,
+    ) -> tuple[PrivateKey, x509.Certificate]:
+        """A new key and its certificate, recorded (RFC 7030 §4.4); as `issue`."""
+        backend = self.backend(label)
+        key: PrivateKey | None = None
+
+        def sign(order: Order) -> x509.Certificate:
+            nonlocal key
+            key, cert = backend.serverkeygen(order, key_type)
+            return cert
+
+        cert = self._record(csr, label, auth, Operation.SERVERKEYGEN, sign, server_key=True)
+        assert key is not None  # set by sign
+        return key, cert
 
     def issue(
         self,
@@ -72,37 +98,58 @@ class Issuer:
         label: LabelConfig,
         auth: Authentication,
         operation: Operation,
-        public_key: CertificatePublicKeyTypes | None = None,
     ) -> x509.Certificate:
-        """Sign `csr` under the label's profile and record it (a serial collision signs again).
+        """Have the label's backend certify `csr`'s key and record the certificate (a serial
+        collision signs again).
 
         Args:
-            csr: the request; its key is certified unless `public_key` is given.
-            label: the label whose profile applies.
+            csr: the request.
+            label: the label (its backend; the embedded CA applies its profile).
             auth: who asked (the ledger's requester and method).
             operation: the EST operation, for the ledger.
-            public_key: a server-generated key to certify instead (RFC 7030 §4.4.1).
 
         Raises:
             InvalidCsr: the CA refuses the request.
+            Deferred: the backend has not issued yet (202).
+            EstError: the backend failed (502, 503, or its refusal).
             LedgerError: the certificate could not be recorded under a unique serial.
         """
+        return self._record(csr, label, auth, operation, self.backend(label).enroll)
+
+    def _record(
+        self,
+        csr: x509.CertificateSigningRequest,
+        label: LabelConfig,
+        auth: Authentication,
+        operation: Operation,
+        sign: Callable[[Order], x509.Certificate],
+        *,
+        server_key: bool = False,
+    ) -> x509.Certificate:
         for _ in range(MAX_SERIAL_ATTEMPTS):
             now = self._clock()
-            cert = self._ca.issue(csr, label.profile, public_key=public_key, now=now)
+            cert = sign(Order(csr, label, operation, now))
             entry = IssuedCertificate.from_certificate(
                 cert,
                 requester=auth.requester,
                 auth_method=auth.method_text,
                 label=label.name,
                 operation=operation.value,
-                server_generated_key=public_key is not None,
+                server_generated_key=server_key,
                 issued_at=now,
             )
             try:
                 # DESIGN.md decision 8: committed before the response exists.
                 self._ledger.record(entry)
             except DuplicateSerial:
+                known = self._ledger.get(cert.serial_number)
+                if (
+                    self.backend(label).kind != "embedded"
+                    and known is not None
+                    and known.pem == entry.pem
+                ):
+                    # An upstream answering a retry with the certificate it issued before.
+                    return cert
                 log.warning(
                     "serial %s already in the ledger; signing again", serial_hex(cert.serial_number)
                 )
@@ -185,3 +232,13 @@ def serverkeygen_response(
     )
     # The body holds a private key: no cache may keep it (RFC 9111 §5.2.2.5).
     return HttpResponse(200, (("Content-Type", content_type), ("Cache-Control", "no-store")), body)
+
+
+def answer_or_defer(answer: Callable[[], HttpResponse]) -> HttpResponse:
+    """`answer()`, or 202 when the backend has not issued yet."""
+    # A backend that has not issued yet (an upstream's 202, a handler's poll identifier):
+    # 202 with its Retry-After (RFC 7030 §4.2.3); the client's retry is correlated there.
+    try:
+        return answer()
+    except Deferred as deferred:
+        return text_response(202, deferred.detail, (("Retry-After", str(deferred.retry_after)),))

@@ -19,6 +19,7 @@ from datetime import datetime
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from python_est.config import LabelConfig
 from python_est.errors import Forbidden
@@ -125,9 +126,13 @@ class Renewals:
 
     def _issued_here(self, cert: x509.Certificate) -> bool:
         # R57: only a certificate this EST CA signed is renewed here, whatever other client
-        # trust anchors are configured.
+        # trust anchors are configured; or one this server obtained from a label's other
+        # backend (RA mode, a CA handler), whose exact bytes the ledger recorded.
         try:
             cert.verify_directly_issued_by(self._issuer)
         except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-            return False
+            entry = self._ledger.get(cert.serial_number)
+            return entry is not None and entry.pem.encode("ascii") == cert.public_bytes(
+                Encoding.PEM
+            )
         return True

@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "ratelimit": 2,
     "ticketkeys": 2,
     "policy": 3,
+    "backends": 3,
     "state": 3,
     "webhooks": 3,
     "service": 4,
