@@ -15,7 +15,8 @@ from cryptography import x509
 
 from est_harness import RunningServer, build_request, https, write_credentials
 from python_est import wire
-from python_est.ledger import PendingStatus
+from python_est.cli import main
+from python_est.ledger import PendingStatus, serial_hex
 from tests.backend_support import ra_certificate, stub_upstream
 from tests.policy_support import EST, PASSWORD, cn, der_csr, post, refused
 
@@ -309,3 +310,18 @@ def test_a_certificate_the_upstream_issued_elsewhere_does_not_renew_here(
     der2, _ = der_csr(cn("device1"))
     refused(post(front, "ra/simplereenroll", der2, client=creds), 403, "not issued by this EST CA")
     assert upstream.state.ledger.count() == 1
+
+
+def test_revoking_an_upstream_certificate_says_the_upstream_was_not_told(
+    start_est_server: Callable[[str], RunningServer],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    front, upstream = pair(start_est_server, tmp_path)
+    der, _ = der_csr(cn("device1"))
+    [cert] = post(front, "ra/simpleenroll", der, user="device1").certificates()
+    config = str(front.root / "est.cfg")
+    assert main(["-c", config, "certs", "revoke", serial_hex(cert.serial_number)]) == 0
+    assert "revoke this certificate at the upstream CA" in capsys.readouterr().err
+    assert front.state.ledger.is_revoked(cert.serial_number)
+    assert not upstream.state.ledger.is_revoked(cert.serial_number)

@@ -12,7 +12,9 @@ import pytest
 
 from est_harness import RunningServer, build_request, https, running_server
 from python_est import wire
+from python_est.cli import main
 from python_est.errors import ConfigError
+from python_est.ledger import serial_hex
 from tests.conftest import require_tool
 from tests.policy_support import EST, PASSWORD, cn, der_csr, post, refused
 
@@ -231,3 +233,25 @@ def test_a_handler_that_does_not_import_stops_start_up_naming_it(tmp_path: Path)
             tmp_path / "srv", f"[profile]\nbackend = handler\nhandler_file = {handler}\n"
         ):
             pass
+
+
+def test_revoke_goes_to_the_handler_then_the_ledger(server: RunningServer) -> None:
+    der, _ = der_csr(cn("device1"))
+    [cert] = post(server, "simpleenroll", der, user="device1").certificates()
+    serial = serial_hex(cert.serial_number)
+    config = str(server.root / "est.cfg")
+    assert main(["-c", config, "certs", "revoke", serial, "--reason", "keyCompromise"]) == 0
+    assert (ca_dir(server) / "revoked.txt").read_text() == "keyCompromise\n"
+    assert server.state.ledger.is_revoked(cert.serial_number)
+
+
+def test_a_handler_that_fails_to_revoke_changes_nothing(
+    server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    der, _ = der_csr(cn("device1"))
+    [cert] = post(server, "simpleenroll", der, user="device1").certificates()
+    (ca_dir(server) / "revoked.txt").mkdir()  # the handler's append now fails
+    config = str(server.root / "est.cfg")
+    assert main(["-c", config, "certs", "revoke", serial_hex(cert.serial_number)]) == 1
+    assert "not revoked: the CA handler's revoke failed" in capsys.readouterr().err
+    assert not server.state.ledger.is_revoked(cert.serial_number)
