@@ -325,3 +325,15 @@ def test_revoking_an_upstream_certificate_says_the_upstream_was_not_told(
     assert "revoke this certificate at the upstream CA" in capsys.readouterr().err
     assert front.state.ledger.is_revoked(cert.serial_number)
     assert not upstream.state.ledger.is_revoked(cert.serial_number)
+
+
+def test_ledger_verify_accepts_what_the_upstream_signed(
+    start_est_server: Callable[[str], RunningServer],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    front, _ = pair(start_est_server, tmp_path)
+    der, _ = der_csr(cn("device1"))
+    assert post(front, "ra/simpleenroll", der, user="device1").status == 200
+    assert main(["-c", str(front.root / "est.cfg"), "ledger", "verify"]) == 0
+    assert "ledger OK: 1 certificate(s)" in capsys.readouterr().out

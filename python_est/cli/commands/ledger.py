@@ -21,8 +21,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
+from python_est.app import build_backends
 from python_est.config import Config
-from python_est.errors import UserStoreError
+from python_est.errors import EstError, UserStoreError
 from python_est.ledger import IssuedCertificate, Ledger, serial_hex
 from python_est.state import open_state
 
@@ -93,9 +94,8 @@ def missing_serials(ledger: Ledger, expected: Sequence[int]) -> list[int]:
 def _verify(args: argparse.Namespace, config: Config) -> int:
     expected = _read_serials(Path(args.expect)) if args.expect else []
     with open_state(config, create=False) as state:
-        total, problems = verify_ledger(
-            state.ledger, state.ledger.integrity_check(), state.ca.chain
-        )
+        issuers = [*state.ca.chain, *_backend_issuers(config)]
+        total, problems = verify_ledger(state.ledger, state.ledger.integrity_check(), issuers)
         absent = missing_serials(state.ledger, expected)
     problems += [f"certificate {serial_hex(s)}: expected but not recorded" for s in absent]
     if problems:
@@ -111,6 +111,18 @@ def _verify(args: argparse.Namespace, config: Config) -> int:
         f"all signed by the CA, serials unique{found}"
     )
     return 0
+
+
+def _backend_issuers(config: Config) -> list[x509.Certificate]:
+    # Certificates an upstream EST server or a CA handler issued are signed by its CA (issue 18
+    # item 1): its /cacerts chain, asked for now.
+    issuers: list[x509.Certificate] = []
+    for label, backend in build_backends(config).items():
+        try:
+            issuers.extend(backend.ca_certs())
+        except EstError as exc:
+            print(f"python-est: ledger: the CA certificates of label {label!r}: {exc.detail}")
+    return issuers
 
 
 def _all_certificates(ledger: Ledger) -> Iterator[IssuedCertificate]:
