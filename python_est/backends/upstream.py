@@ -16,6 +16,8 @@ and subject finds its pending request).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -43,6 +45,7 @@ from python_est.messages import PKCS7_MIME, PKCS8, PKCS10, header_value
 from python_est.safetext import escape
 
 UNAVAILABLE_RETRY_AFTER = 30
+CACERTS_TTL = 60.0
 _T = TypeVar("_T")
 MAX_REASON = 200
 
@@ -91,14 +94,27 @@ class EstBackend:
 
     kind = "est"
 
-    def __init__(self, exchange: Exchange, name: str) -> None:
+    def __init__(
+        self, exchange: Exchange, name: str, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._exchange = exchange
         self._name = name
+        self._clock = clock
+        self._cacerts: tuple[float, tuple[x509.Certificate, ...]] | None = None
+        self._lock = threading.Lock()
 
     def ca_certs(self) -> Sequence[x509.Certificate]:
-        # §4.1.3 pass-through: whatever chain the upstream CA publishes is ours.
+        # §4.1.3 pass-through: whatever chain the upstream CA publishes is ours. Kept for a
+        # minute, so anonymous /cacerts requests do not each open a connection upstream.
+        with self._lock:
+            cached = self._cacerts
+        if cached is not None and self._clock() - cached[0] < CACERTS_TTL:
+            return cached[1]
         reply = self._ask("GET", "cacerts", None, b"")
-        return self._decode(lambda: wire.decode_certs_only(reply.body), "/cacerts")
+        chain = tuple(self._decode(lambda: wire.decode_certs_only(reply.body), "/cacerts"))
+        with self._lock:
+            self._cacerts = (self._clock(), chain)
+        return chain
 
     def enroll(self, order: Order) -> x509.Certificate:
         reply = self._ask("POST", "simpleenroll", PKCS10, _csr_body(order))

@@ -6,6 +6,7 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -40,6 +41,7 @@ AUDIT_EVENTS = {
     Operation.SERVERKEYGEN: "serverkeygen",
 }
 B64 = ("Content-Transfer-Encoding", "base64")
+_T = TypeVar("_T")
 
 
 class Issuer:
@@ -81,15 +83,12 @@ class Issuer:
     ) -> tuple[PrivateKey, x509.Certificate]:
         """A new key and its certificate, recorded (RFC 7030 §4.4); as `issue`."""
         backend = self.backend(label)
-        key: PrivateKey | None = None
 
-        def sign(order: Order) -> x509.Certificate:
-            nonlocal key
+        def sign(order: Order) -> tuple[x509.Certificate, PrivateKey]:
             key, cert = backend.serverkeygen(order, key_type)
-            return cert
+            return cert, key
 
-        cert = self._record(csr, label, auth, Operation.SERVERKEYGEN, sign, server_key=True)
-        assert key is not None  # set by sign
+        cert, key = self._record(csr, label, auth, Operation.SERVERKEYGEN, sign, server_key=True)
         return key, cert
 
     def issue(
@@ -114,7 +113,8 @@ class Issuer:
             EstError: the backend failed (502, 503, or its refusal).
             LedgerError: the certificate could not be recorded under a unique serial.
         """
-        return self._record(csr, label, auth, operation, self.backend(label).enroll)
+        backend = self.backend(label)
+        return self._record(csr, label, auth, operation, lambda o: (backend.enroll(o), None))[0]
 
     def _record(
         self,
@@ -122,13 +122,16 @@ class Issuer:
         label: LabelConfig,
         auth: Authentication,
         operation: Operation,
-        sign: Callable[[Order], x509.Certificate],
+        sign: Callable[[Order], tuple[x509.Certificate, _T]],
         *,
         server_key: bool = False,
-    ) -> x509.Certificate:
+    ) -> tuple[x509.Certificate, _T]:
+        # `sign` asks the backend; what it returns besides the certificate (a generated key)
+        # is handed back untouched.
+        backend = self.backend(label)
         for _ in range(MAX_SERIAL_ATTEMPTS):
             now = self._clock()
-            cert = sign(Order(csr, label, operation, now))
+            cert, extra = sign(Order(csr, label, operation, now))
             entry = IssuedCertificate.from_certificate(
                 cert,
                 requester=auth.requester,
@@ -143,13 +146,9 @@ class Issuer:
                 self._ledger.record(entry)
             except DuplicateSerial:
                 known = self._ledger.get(cert.serial_number)
-                if (
-                    self.backend(label).kind != "embedded"
-                    and known is not None
-                    and known.pem == entry.pem
-                ):
+                if backend.kind != "embedded" and known is not None and known.pem == entry.pem:
                     # An upstream answering a retry with the certificate it issued before.
-                    return cert
+                    return cert, extra
                 log.warning(
                     "serial %s already in the ledger; signing again", serial_hex(cert.serial_number)
                 )
@@ -166,10 +165,16 @@ class Issuer:
                 entry.auth_method,
                 label.name,
                 operation.value,
-                **audit_facts(entry),
+                **audit_facts(entry, **_backend_fact(backend)),
             )
-            return cert
+            return cert, extra
         raise LedgerError("could not record the certificate under a unique serial number")
+
+
+def _backend_fact(backend: Backend) -> dict[str, object]:
+    # Which backend issued, named only when it is not the embedded CA (whose lines stay as
+    # they were): the certificate came from an upstream EST server or a CA handler.
+    return {} if backend.kind == "embedded" else {"backend": backend.kind}
 
 
 def audit_facts(entry: IssuedCertificate | PendingRequest, **more: object) -> dict[str, object]:

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from python_est import wire
 from python_est.backends import (
     Deferred,
     EstBackend,
@@ -216,3 +217,36 @@ def test_upstream_password_is_a_source_not_the_secret(tmp_path: Path) -> None:
         "upstream_password",
     )
     assert label.upstream_ca_file == tmp_path / "ca.pem"
+
+
+def test_upstream_cacerts_are_kept_for_a_minute() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Upstream CA")])
+    now = datetime.now(timezone.utc)
+    root = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now.replace(year=now.year + 1))
+        .sign(key, hashes.SHA256())
+    )
+    asked: list[str] = []
+
+    def exchange(
+        method: str, operation: str, content_type: str | None, body: bytes
+    ) -> UpstreamReply:
+        asked.append(operation)
+        return UpstreamReply(200, (), wire.encode_certs_only((root,)))
+
+    moment = [0.0]
+    backend = EstBackend(exchange, "ca.example:8443", clock=lambda: moment[0])
+    assert list(backend.ca_certs()) == [root]
+    moment[0] = 59.0
+    assert list(backend.ca_certs()) == [root]
+    assert asked == ["cacerts"]
+    moment[0] = 61.0
+    backend.ca_certs()
+    assert asked == ["cacerts", "cacerts"]
