@@ -33,11 +33,20 @@ approval = manual
 """
 
 
-def front_cfg(upstream: RunningServer, port: int, label: str, credentials: str) -> str:
+def front_cfg(
+    upstream: RunningServer,
+    port: int,
+    label: str,
+    credentials: str,
+    more: str = "",
+    timeout: float = 3,
+) -> str:
+    # The upstream's timeout stays below the front's request deadline (5 s in the tests).
     return (
         f"[label:ra]\nbackend = est\n"
         f"upstream_url = https://127.0.0.1:{port}/.well-known/est/{label}\n"
-        f"upstream_ca_file = {upstream.ca_file}\nupstream_timeout = 5\n{credentials}\n"
+        f"upstream_ca_file = {upstream.ca_file}\nupstream_timeout = {timeout}\n"
+        f"{credentials}\n{more}\n"
         f"[tls]\nclient_trust_anchors = {upstream.ca_file}\n"
     )
 
@@ -52,12 +61,14 @@ def pair(
     label: str = "fleet",
     credentials: str | None = None,
     port: int | None = None,
+    more: str = "",
+    timeout: float = 3,
 ) -> Pair:
     upstream = start(UPSTREAM_CFG)
     if credentials is None:
         cert, key = ra_certificate(upstream, tmp_path)
         credentials = f"upstream_client_cert = {cert}\nupstream_client_key = {key}"
-    front = start(front_cfg(upstream, port or upstream.port, label, credentials))
+    front = start(front_cfg(upstream, port or upstream.port, label, credentials, more, timeout))
     assert front.state.users is not None
     front.state.users.add("device1", PASSWORD)
     return front, upstream
@@ -157,6 +168,37 @@ def test_local_policy_applies_before_anything_is_forwarded(
     # No credentials at all: refused here, never asked upstream.
     refused(post(front, "ra/simpleenroll", der), 401)
     assert upstream.state.ledger.count() == 0
+
+
+def test_require_registration_and_the_webhook_apply_before_forwarding(
+    start_est_server: Callable[[str], RunningServer], tmp_path: Path
+) -> None:
+    front, upstream = pair(start_est_server, tmp_path, more="require_registration = yes")
+    der, _ = der_csr(cn("device1"))
+    refused(post(front, "ra/simpleenroll", der, user="device1"), 403, "regist")
+    # An authorization webhook that cannot be reached refuses (fail-closed) before forwarding.
+    front2, _ = pair(
+        start_est_server,
+        tmp_path,
+        more=f"authorize_url = http://127.0.0.1:{closed_port()}/hook\nwebhook_timeout = 1",
+    )
+    refused(post(front2, "ra/simpleenroll", der, user="device1"), 503)
+    assert upstream.state.ledger.count() == 0
+
+
+def test_an_upstream_that_never_answers_is_503_after_the_timeout(
+    start_est_server: Callable[[str], RunningServer], tmp_path: Path
+) -> None:
+    with socket.socket() as silent:
+        # Connections complete in the kernel's backlog; no TLS handshake is ever answered.
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = int(silent.getsockname()[1])
+        front, _ = pair(start_est_server, tmp_path, port=port, timeout=1)
+        der, _ = der_csr(cn("device1"))
+        reply = post(front, "ra/simpleenroll", der, user="device1")
+    refused(reply, 503, "is unavailable", "timed out")
+    assert front.state.ledger.count() == 0
 
 
 def closed_port() -> int:
