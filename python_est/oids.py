@@ -45,3 +45,7 @@ NAMED_OIDS: dict[str, ObjectIdentifier] = {
     "ecdsa-with-SHA384": ECDSA_WITH_SHA384,
     "sha256WithRSAEncryption": SHA256_WITH_RSA,
 }
+
+# RFC 9908 §3.4 and IANA's S/MIME attributes registry: the CSR template attributes.
+CERTIFICATION_REQUEST_INFO_TEMPLATE = ObjectIdentifier("1.2.840.113549.1.9.16.2.61")
+EXTENSION_REQ_TEMPLATE = ObjectIdentifier("1.2.840.113549.1.9.16.2.62")

@@ -72,12 +72,20 @@ class IssuanceProfile:
         san_types: SAN kinds copied from the CSR; others make the request fail.
         max_sans: most SAN entries accepted in one CSR.
         crl_urls: URLs of the CRL, put in a cRLDistributionPoints extension; empty means none.
+        ocsp_urls: URLs of the OCSP responder, put in an authorityInfoAccess extension.
+        ocsp_no_check: add id-pkix-ocsp-nocheck (delegated OCSP signers only).
         subject_attributes: subject attribute types besides CN that a password user (with
             `password_subjects = own`) may choose.
         subject_fixed: attributes (type, value) every issued subject carries, most significant
             first; a CSR value of such a type must equal the fixed one.
         max_rdns, max_attributes, max_extensions: caps on a CSR's subject RDNs, its subject
             attributes (and, separately, its PKCS#10 attributes) and its requested extensions.
+        prescribed_extensions: (OID, critical, DER extnValue) the label's CSR attributes
+            prescribe (RFC 9908); written as given, in place of the profile's own keyUsage or
+            extendedKeyUsage.
+        prescribed_san: DER GeneralNames the CSR attributes prescribe; every certificate carries
+            them, whatever kind they are, and the CSR may carry them too.
+        prescribed_san_critical: the prescribed subjectAltName is critical.
     """
 
     name: str = ""
@@ -94,3 +102,8 @@ class IssuanceProfile:
     max_rdns: int = 16
     max_attributes: int = 32
     max_extensions: int = 32
+    prescribed_extensions: tuple[tuple[ObjectIdentifier, bool, bytes], ...] = ()
+    prescribed_san: tuple[bytes, ...] = ()
+    prescribed_san_critical: bool = False
+    ocsp_urls: tuple[str, ...] = ()
+    ocsp_no_check: bool = False

@@ -1,14 +1,15 @@
 """The routing table: one map from a request's path to a route, tagged (operation, label).
 
 Every request the server reads is resolved here once, before it is answered: a fixed path
-(`/healthz`, the CRL, the bootstrap page) by exact match, anything else by the table's default
-resolver (the EST paths, `est_resolver`). The route's `RouteTag` is what metrics and logs read,
-so no other module parses a path or a log line again to learn what a request was.
+(`/healthz`, the CRL, the bootstrap page) by exact match, then path trees (OCSP GET carries its
+request in the path), anything else by the table's default resolver (the EST paths,
+`est_resolver`). The route's `RouteTag` is what metrics and logs read, so no other module
+parses a path or a log line again to learn what a request was.
 
 Tag values stay in small fixed sets whatever clients send: an operation is an EST operation
-name or a fixed route's name ("healthz", "crl", "bootstrap"), "other" for anything unknown (and
-then label ""), or "invalid" for a request that did not parse (set by the server, which has no
-request to resolve). A CA label is a configured one.
+name or a fixed route's name ("healthz", "crl", "bootstrap", "ocsp"), "other" for anything
+unknown (and then label ""), or "invalid" for a request that did not parse (set by the server,
+which has no request to resolve). A CA label is a configured one.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class RoutingTable:
 
     def __init__(self, default: Resolver) -> None:
         self._fixed: dict[str, Route] = {}
+        self._prefixes: list[tuple[str, Route]] = []
         self._default = default
 
     @classmethod
@@ -85,10 +87,26 @@ class RoutingTable:
         """Answer requests for exactly `path` (query ignored) with `handler`, tagged `operation`."""
         self._fixed.setdefault(path, Route(RouteTag(operation), handler, then))
 
+    def add_tree(
+        self, path: str, operation: str, handler: Handler, *, then: Housekeeping | None = None
+    ) -> None:
+        """Answer `path` and every path below it (`path/...`) with `handler`.
+
+        For resources that carry data in the path (OCSP GET, RFC 6960 appendix A.1). Exact
+        paths added with `add` come first.
+        """
+        self._prefixes.append((path.rstrip("/") + "/", Route(RouteTag(operation), handler, then)))
+        self.add(path, operation, handler, then=then)
+
     def resolve(self, request: HttpRequest) -> Route:
         """The route that answers `request`."""
         fixed = self._fixed.get(request.path)
-        return fixed if fixed is not None else self._default(request)
+        if fixed is not None:
+            return fixed
+        for prefix, route in self._prefixes:
+            if request.path.startswith(prefix):
+                return route
+        return self._default(request)
 
     def __call__(self, request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
         return self.resolve(request)(request, peer)

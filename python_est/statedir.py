@@ -10,6 +10,12 @@
     crl/ca.crl                   the published CRL (default of [crl] file)
     notify/                      issuance notifications not yet delivered (failed/: given up)
     devices.sqlite3              pre-registered devices and their hashed one-time codes
+    keks.json                    key-encryption keys for /serverkeygen (`python-est kek`)
+    ocsp/signer.pem, signer.key  the delegated OCSP signer ([ocsp] signer = delegated)
+    cas/NAME/ca.pem, ca.key      a generated `[ca:NAME]` CA (`python-est ca create NAME`),
+    cas/NAME/chain.pem           laid out as ca/ is
+    ca/rollover/, ca/generation  a root rollover in progress, the root's key generation
+    ca/retired/gN/               a root retired by `ca rollover --finish` (and so in cas/NAME/)
 
 It sits below `config` so that the configuration's defaults and `python_est.state`, which
 creates and opens these files, read one layout; nothing else builds a path under the directory.
@@ -19,6 +25,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+# The name of the `[ca]` CA, whose files are ca/; each `[ca:NAME]` CA is NAME, in cas/NAME/.
+# The ledger records it for every certificate that CA issued (and for rows from before CAs
+# had names).
+DEFAULT_CA = "default"
 
 
 @dataclass(frozen=True)
@@ -82,3 +93,51 @@ class StateDir:
     @property
     def devices(self) -> Path:
         return self.root / "devices.sqlite3"
+
+    @property
+    def keks(self) -> Path:
+        return self.root / "keks.json"
+
+    @property
+    def ocsp_signer_cert(self) -> Path:
+        return self.root / "ocsp" / "signer.pem"
+
+    @property
+    def ocsp_signer_key(self) -> Path:
+        return self.root / "ocsp" / "signer.key"
+
+    def ca_files(self, name: str) -> CaFiles:
+        """The files of the generated CA `name`: ca/ for DEFAULT_CA, else cas/NAME/."""
+        if name == DEFAULT_CA:
+            return CaFiles(self.ca_dir, self.ca_cert, self.ca_key, self.ca_chain)
+        return self.named_ca(name)
+
+    def named_ca(self, name: str) -> CaFiles:
+        """The files of the generated `[ca:NAME]` CA `name` (a name checked by the config)."""
+        folder = self.root / "cas" / name
+        return CaFiles(folder, folder / "ca.pem", folder / "ca.key", folder / "chain.pem")
+
+
+@dataclass(frozen=True)
+class CaFiles:
+    """Where one generated CA lives: its folder, certificate, key and the chain above it."""
+
+    folder: Path
+    cert: Path
+    key: Path
+    chain: Path
+
+    @property
+    def rollover(self) -> Path:
+        """A root rollover in progress (`python-est ca rollover`): old.pem, old.key, new.pem,
+        new.key, and links.pem, written last, whose presence marks the rollover."""
+        return self.folder / "rollover"
+
+    @property
+    def generation(self) -> Path:
+        """The number of the root's key generation (absent: 1), raised by each rollover."""
+        return self.folder / "generation"
+
+    def retired(self, generation: int) -> Path:
+        """Where `ca rollover --finish` keeps the root of `generation` it retired."""
+        return self.folder / "retired" / f"g{generation}"

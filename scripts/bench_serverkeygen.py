@@ -5,9 +5,12 @@ In process, `EstService.handle` is timed from request to response: authenticatio
 identity, so no password maths), CSR parsing, key generation, signing, the durable ledger commit
 and the multipart body. Key generation alone is timed too, since it dominates for RSA. With
 `--tls`, whole requests are also timed over TLS 1.2 against a real server (Python `ssl` client,
-HTTP Basic, a new connection per request).
+HTTP Basic, a new connection per request). `--encrypted` times, in the same run, plaintext
+against encrypted keys (RFC 7030 §4.4.2) for RSA-2048 and P-256 device keys: a KEK
+(KEKRecipientInfo), an RSA-2048 client certificate (RSA-OAEP key transport) and a P-256 client
+certificate (ECDH key agreement); the server signs each key package with an EC P-256 TLS key.
 
-    python scripts/bench_serverkeygen.py [--runs 50] [--tls]
+    python scripts/bench_serverkeygen.py [--runs 50] [--tls] [--encrypted]
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,12 +39,14 @@ from python_est.app import build_server
 from python_est.ca import CertificateAuthority, certificate_pem
 from python_est.config import LabelConfig, load_config
 from python_est.keys import KeyType, generate_private_key
-from python_est.ledger import SqliteLedger
+from python_est.ledger import IssuedCertificate, SqliteLedger
 from python_est.messages import HttpRequest
-from python_est.policy import PeerIdentity, TlsInfo
+from python_est.policy import ClientCertificate, PeerIdentity, TlsInfo
 from python_est.ratelimit import Limits, LoginLimiter, MemoryCounters
-from python_est.service import EstService
+from python_est.service import EstService, signer_from
 from python_est.state import open_state
+from python_est.wire.envelope import AES_CBC, AES_WRAP, ECDH_SCHEMES, ID_RSAES_OAEP
+from python_est.wire.keyrequest import KeyProtection, capability_list, with_key_protection
 
 KEY_TYPES = (KeyType.RSA_2048, KeyType.RSA_3072, KeyType.EC_P256)
 USER, PASSWORD = "bench", "bench password"
@@ -160,6 +166,113 @@ def over_tls(runs: int, workdir: Path) -> None:
         state.ledger.close()
 
 
+def device_certificate(ca: CertificateAuthority, key_type: KeyType) -> x509.Certificate:
+    # No keyUsage (unrestricted, RFC 7030 §4.4.1.2), a subjectKeyIdentifier to be named by.
+    now = datetime.now(timezone.utc)
+    key = generate_private_key(key_type)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, USER)]))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(ca.private_key, hashes.SHA256())
+    )
+
+
+def encrypted(runs: int, workdir: Path) -> None:
+    ca = CertificateAuthority.create(
+        common_name="Bench CA", key_type=KeyType.EC_P256, validity_days=2
+    )
+    server_cert, server_key = ca.issue_server_certificate(
+        common_name="bench",
+        dns_names=["localhost"],
+        ip_addresses=[],
+        validity_days=2,
+        key_type=KeyType.EC_P256,
+    )
+    kek = bytes(range(32))
+    device_types = (KeyType.RSA_2048, KeyType.EC_P256)
+    labels = {
+        t.value: LabelConfig(name=t.value, serverkeygen_key_type=t, password_subjects="any")
+        for t in device_types
+    }
+    ledger = SqliteLedger(workdir / "enc.sqlite3")
+    service = EstService(
+        labels=labels,
+        ca=ca,
+        ledger=ledger,
+        users=None,
+        limiter=LoginLimiter(MemoryCounters(), Limits()),
+        realm="bench",
+        key_signer=signer_from(server_key, (server_cert, *ca.chain)),
+        keks=lambda label, kek_id: kek if kek_id == b"bench" else None,
+    )
+    tls = TlsInfo("TLS1.2", "TLS_SRP_SHA_WITH_AES_128_CBC_SHA")
+    csr_key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, USER)]))
+        .sign(csr_key, hashes.SHA256())
+    )
+
+    def cases(label: str) -> dict[str, tuple[x509.CertificateSigningRequest, PeerIdentity]]:
+        # One certificate per label: a holder's certificate counts only on its own label.
+        plain = PeerIdentity("127.0.0.1:1", tls, srp_user=USER)
+        kek_csr = with_key_protection(
+            csr,
+            csr_key,
+            KeyProtection(b"bench", None, capability_list([AES_WRAP[32], AES_CBC[16]])),
+        )
+        found = {"plaintext": (csr, plain), "kekri (AES-256 wrap)": (kek_csr, plain)}
+        for name, recipient_type, caps in (
+            ("ktri (RSA-2048 OAEP)", KeyType.RSA_2048, [ID_RSAES_OAEP, AES_CBC[16]]),
+            ("kari (P-256 ECDH)", KeyType.EC_P256, [next(iter(ECDH_SCHEMES)), AES_CBC[16]]),
+        ):
+            cert = device_certificate(ca, recipient_type)
+            ledger.record(
+                IssuedCertificate.from_certificate(
+                    cert,
+                    requester=USER,
+                    auth_method="bench",
+                    label=label,
+                    operation="simpleenroll",
+                    server_generated_key=False,
+                    issued_at=datetime.now(timezone.utc),
+                )
+            )
+            ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+            protected = with_key_protection(
+                csr, csr_key, KeyProtection(None, ski, capability_list(caps))
+            )
+            peer = PeerIdentity(
+                "127.0.0.1:1", tls, client_cert=ClientCertificate((cert,), True), srp_user=USER
+            )
+            found[name] = (protected, peer)
+        return found
+
+    print(f"in process: plaintext against encrypted keys, CA and signer EC P-256, {runs} runs each")
+    for key_type in device_types:
+        for name, (csr_value, case_peer) in cases(key_type.value).items():
+            request = HttpRequest(
+                "POST",
+                f"/.well-known/est/{key_type.value}/serverkeygen",
+                (("content-type", "application/pkcs10"),),
+                base64.b64encode(csr_value.public_bytes(serialization.Encoding.DER)),
+            )
+
+            def once(request: HttpRequest = request, peer: PeerIdentity = case_peer) -> None:
+                response = service.handle(request, peer)
+                if response.status != 200:
+                    raise RuntimeError(f"{response.status} {response.body[:120]!r}")
+
+            print(f"  {key_type.value:9} {name:22} {describe(timed(once, runs))}")
+    ledger.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--runs", type=int, default=50)
@@ -167,8 +280,14 @@ def main() -> int:
         "--ca-key-type", type=KeyType, default=KeyType.RSA_3072, help="default: rsa-3072"
     )
     parser.add_argument("--tls", action="store_true", help="also time requests over TLS")
+    parser.add_argument(
+        "--encrypted", action="store_true", help="only: plaintext against encrypted keys"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        if args.encrypted:
+            encrypted(args.runs, Path(tmp))
+            return 0
         in_process(args.runs, args.ca_key_type, Path(tmp))
         if args.tls:
             over_tls(args.runs, Path(tmp))

@@ -9,7 +9,12 @@ fast path (`TlsEndpoint(accelerated=False)`, tickets sealed by tlslite's own AES
 runs each cell with both. Prints figures; asserts nothing. The whole-service benchmark is
 `scripts/bench.py`.
 
-    python scripts/bench_tls.py [--seconds 3] [--engine fast|python|both]
+    python scripts/bench_tls.py [--seconds 3] [--engine fast|python|both] [--py-spy DIR]
+    python scripts/bench_tls.py --ab-suite-cache [--ab-blocks 12] [--ab-size 120]
+
+`--py-spy DIR` samples the server during each cell (`py-spy record --gil`, attached to the
+child, so only Python and C called without releasing the GIL: OpenSSL's RSA and ECDSA signing
+release it and are missing) into DIR and prints where the handshake's time went, by phase.
 """
 
 from __future__ import annotations
@@ -19,13 +24,17 @@ import ipaddress
 import itertools
 import os
 import shutil
+import signal
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,8 +56,8 @@ def report(request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
     return text_response(200, f"resumed={peer.tls.resumed}")
 
 
-def serve(key: str, workdir: Path, accelerated: bool) -> None:
-    """Child process: serve until stdin closes; print the port first."""
+def make_endpoint(key: str, workdir: Path, accelerated: bool) -> TlsEndpoint:
+    """A CA and server certificate in `workdir` (ca.pem for the clients), an SRP user."""
     ca = CertificateAuthority.create(
         common_name="Bench CA", key_type=KeyType.EC_P256, validity_days=2
     )
@@ -62,7 +71,7 @@ def serve(key: str, workdir: Path, accelerated: bool) -> None:
     )
     users = UserStore.create(workdir / f"users-{key}-{accelerated}.srp", reload_interval=None)
     users.add(USER, PASSWORD)
-    endpoint = TlsEndpoint(
+    return TlsEndpoint(
         cert_chain=[cert, *ca.chain[:-1]],
         private_key=private_key,
         verifier_db=users.srp_verifiers(),
@@ -70,6 +79,11 @@ def serve(key: str, workdir: Path, accelerated: bool) -> None:
         params=TlsConfig(),
         accelerated=accelerated,
     )
+
+
+def serve(key: str, workdir: Path, accelerated: bool) -> None:
+    """Child process: serve until stdin closes; print the port first."""
+    endpoint = make_endpoint(key, workdir, accelerated)
     server = EstServer(
         address="127.0.0.1",
         port=0,
@@ -151,16 +165,155 @@ def measure(pid: int, client: Callable[[], int], seconds: float, per_call: int) 
     )
 
 
+# Handshake phases for --py-spy: the first phase with a function in a sample's stack takes it.
+PHASES: list[tuple[str, tuple[str, ...]]] = [
+    ("session ticket (seal; open and check)", ("_serverSendTickets", "_ticket_to_session")),
+    ("ClientHello parsing", ("ClientHello.parse",)),
+    ("cipher-suite lists", ("_filterSuites", "filterForVersion")),
+    ("ServerKeyExchange (key share, signature)", ("makeServerKeyExchange",)),
+    ("ClientKeyExchange (ECDH or SRP premaster)", ("processClientKeyExchange",)),
+    ("CertificateRequest", ("CertificateRequest.create", "_sigHashesToList")),
+    (
+        "Finished exchange (key schedule, CCS, Finished)",
+        ("_calcPendingStates", "_calculate_master_secret", "Finished"),
+    ),
+    ("ClientHello checks, resumption, suite choice", ("_serverGetClientHello",)),
+    ("SRP", ("SRPKeyExchange", "_serverSRPKeyExchange")),
+    ("other messages sent (serialize, hash, protect)", ("_sendMsg",)),
+    ("other records read (read, decrypt, parse)", ("_getMsg", "_getNextRecord")),
+    ("rest of tlslite's handshake (state, ServerHello, cache)", ("handshakeServer",)),
+    ("python_est.tls (ClientHello peek, identity, deadlines)", ("python_est/tls/",)),
+    ("server loop, HTTP, close", ("python_est/",)),
+]
+
+
+def find_py_spy() -> str | None:
+    """py-spy on PATH or next to this Python (a virtualenv's bin)."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+
+@contextmanager
+def py_spy(pid: int, out: Path | None) -> Iterator[None]:
+    """Sample `pid` into `out` (py-spy raw format) while the block runs; nothing if None."""
+    if out is None:
+        yield
+        return
+    command = [
+        find_py_spy() or "py-spy",
+        "record",
+        "--gil",
+        "--format",
+        "raw",
+        "-r",
+        "250",
+        "-o",
+        str(out),
+    ]
+    recorder = subprocess.Popen(
+        [*command, "--pid", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        recorder.wait(timeout=60)
+
+
+def phases(path: Path) -> str:
+    """The share of the sampled time in each handshake phase."""
+    counts: Counter[str] = Counter()
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if count.isdigit():
+            phase = next((n for n, keys in PHASES if any(k in stack for k in keys)), "other")
+            counts[phase] += int(count)
+    total = sum(counts.values()) or 1
+    return "\n".join(f"    {n / total * 100:5.1f}%  {name}" for name, n in counts.most_common())
+
+
+AB_SUITE = "ECDHE-RSA-AES128-GCM-SHA256"
+
+
+def ab_client(port: int, workdir: Path, mode: str, count: int) -> None:
+    """Child process of --ab-suite-cache: `count` handshakes, each closed at once."""
+    client = ssl_client(port, workdir / "ca.pem", AB_SUITE, resume=mode == "resumed")
+    for _ in range(count):
+        client()
+
+
+def ab_suite_cache(workdir: Path, blocks: int, size: int) -> None:
+    """In-process A/B of the suite memo: server CPU per handshake with it on and off.
+
+    One server (this process, `TlsEndpoint.handshake` in a loop, no server loop) and one client
+    process; the memo is switched between interleaved blocks of `size` handshakes, so drift of
+    a shared machine falls on both sides alike. Prints the median of each side.
+    """
+    from python_est.tls.fastsuites import cached_suites, use_cached_suites
+
+    endpoint = make_endpoint("rsa", workdir, accelerated=True)
+    was = cached_suites()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        for mode in ("full", "resumed"):
+            count = blocks * 2 * size + 1  # one more: a warm-up (and the session to resume)
+            command = [sys.executable, __file__, "--ab-client", mode, "--workdir", str(workdir)]
+            child = subprocess.Popen([*command, "--ab-port", str(port), "--ab-count", str(count)])
+            listener.settimeout(30)
+
+            def handshake() -> None:
+                sock, address = listener.accept()
+                stream, _ = endpoint.handshake(sock, address[0], time.monotonic() + 10)
+                stream.close()
+
+            handshake()
+            cpu: dict[bool, list[float]] = {True: [], False: []}
+            for block in range(blocks):
+                for on in (True, False) if block % 2 == 0 else (False, True):
+                    use_cached_suites(on)
+                    start = time.process_time()
+                    for _ in range(size):
+                        handshake()
+                    cpu[on].append((time.process_time() - start) / size * 1000)
+            child.wait(timeout=60)
+            off_ms, on_ms = statistics.median(cpu[False]), statistics.median(cpu[True])
+            print(
+                f"suite memo, {mode:7}: off {off_ms:6.3f} ms, on {on_ms:6.3f} ms,"
+                f" on/off {on_ms / off_ms:5.3f}"
+                f" (medians of {blocks} blocks of {size}; load average {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
+    use_cached_suites(was)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each cell")
     parser.add_argument("--engine", choices=["fast", "python", "both"], default="both")
+    parser.add_argument("--py-spy", type=Path, metavar="DIR", help="profile each cell into DIR")
+    parser.add_argument(
+        "--ab-suite-cache",
+        action="store_true",
+        help="in-process A/B of the memoized suite lists (server CPU per handshake, on vs off)",
+    )
+    parser.add_argument("--ab-blocks", type=int, default=12, help="A/B: blocks per side")
+    parser.add_argument("--ab-size", type=int, default=120, help="A/B: handshakes per block")
+    parser.add_argument("--ab-client", choices=["full", "resumed"], help=argparse.SUPPRESS)
+    parser.add_argument("--ab-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ab-count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve", choices=["rsa", "ec"], help=argparse.SUPPRESS)
     parser.add_argument("--python-engine", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.workdir, accelerated=not args.python_engine)
+        return
+    if args.ab_client:
+        ab_client(args.ab_port, args.workdir, args.ab_client, args.ab_count)
+        return
+    if args.ab_suite_cache:
+        with tempfile.TemporaryDirectory() as tmp:
+            ab_suite_cache(Path(tmp), args.ab_blocks, args.ab_size)
         return
 
     from tlslite.utils import cryptomath
@@ -170,6 +323,10 @@ def main() -> None:
     print(f"{'cell':42} {'hs':>6} {'rate':>10} {'CPU/hs':>12} {'resumed':>7}")
     curl = shutil.which("curl")
     engines = ["fast", "python"] if args.engine == "both" else [args.engine]
+    if args.py_spy:
+        if find_py_spy() is None:
+            parser.error("--py-spy needs py-spy (pip install py-spy)")
+        args.py_spy.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for (key, suite), engine in itertools.product(
@@ -195,8 +352,14 @@ def main() -> None:
                         mode = "resumed" if resume else "full"
                         cells.append((f"{cipher} {mode}", curl_client(port, cipher, resume), 25))
             for name, client, per_call in cells:
-                figures = measure(child.pid, client, args.seconds, per_call)
+                out = None
+                if args.py_spy:
+                    out = args.py_spy / f"{engine}-{name.replace(' ', '-')}.txt"
+                with py_spy(child.pid, out):
+                    figures = measure(child.pid, client, args.seconds, per_call)
                 print(f"{engine:6} {name:35} {figures}", flush=True)
+                if out is not None and out.exists():
+                    print(phases(out), flush=True)
             child.stdin.close()
             child.wait(timeout=30)
     if not curl:

@@ -3,7 +3,7 @@
 See `base` for the interface and docs/architecture.md ("Issuing backends").
 """
 
-from python_est.backends.base import Backend, Deferred, Order, PrivateKey
+from python_est.backends.base import Backend, Deferred, Order, PrivateKey, recorded_ca
 from python_est.backends.embedded import EmbeddedBackend
 from python_est.backends.handler import HandlerBackend, HandlerLoadError
 from python_est.backends.upstream import (
@@ -25,4 +25,5 @@ __all__ = [
     "PrivateKey",
     "UpstreamReply",
     "UpstreamUnreachable",
+    "recorded_ca",
 ]

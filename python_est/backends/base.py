@@ -40,6 +40,13 @@ class Order:
     now: datetime
 
 
+def recorded_ca(label: LabelConfig) -> str:
+    """The CA name the ledger records for `label`'s certificates: its CA for the embedded
+    backend, else "KIND:LABEL" (`est:corp`), so that no CRL or OCSP answer of ours covers a
+    certificate an upstream or a CA handler signed."""
+    return label.ca if label.backend == "embedded" else f"{label.backend}:{label.name}"
+
+
 class Deferred(Exception):
     """The backend accepted the request but has not issued yet (RFC 7030 §4.2.3: 202).
 

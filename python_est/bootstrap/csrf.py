@@ -29,10 +29,11 @@ import secrets
 import time
 
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from python_est.ca import IssuerPrivateKey
+from python_est.ca import CaKey, sign_bytes
 from python_est.errors import Forbidden
 from python_est.messages import HttpRequest
 
@@ -42,12 +43,23 @@ TOKEN_LIFETIME = 2 * 3600  # seconds: a person filling in the form may take a wh
 _CLOCK_SKEW = 300  # seconds a token may be ahead of this process's clock
 _NONCE_BYTES = 16
 _MAC_BYTES = 16
+_SECRET_INFO = b"python-est bootstrap form token v1"
 
 
-def derive_form_secret(ca_key: IssuerPrivateKey) -> bytes:
-    """A 32-byte token secret every process holding `ca_key` derives alike (HKDF, RFC 5869)."""
-    material = ca_key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
-    kdf = HKDF(hashes.SHA256(), 32, salt=None, info=b"python-est bootstrap form token v1")
+def derive_form_secret(ca_key: CaKey) -> bytes | None:
+    """A 32-byte token secret every process holding `ca_key` derives alike (HKDF, RFC 5869).
+
+    A key on a token cannot be read: an RSA one gives its PKCS#1 v1.5 signature of a fixed
+    label instead, which is deterministic (RFC 8017 §8.2) and only the token can make. ECDSA
+    signatures are randomised, so an EC token key gives None (a random secret per process).
+    """
+    if isinstance(ca_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        material = ca_key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+    elif isinstance(ca_key.public_key(), rsa.RSAPublicKey):
+        material = sign_bytes(ca_key, _SECRET_INFO, hashes.SHA256())
+    else:
+        return None
+    kdf = HKDF(hashes.SHA256(), 32, salt=None, info=_SECRET_INFO)
     return kdf.derive(material)
 
 

@@ -2,8 +2,9 @@
 
 Everything here takes and returns objects or bytes; reading and writing files is the caller's job.
 The package is split by concept: `authority` (the `CertificateAuthority`), `rules` (what the CA
-accepts from a CSR and what it puts in a certificate), `pem` (encoding and loading) and `crl`
-(signed revocation lists).
+accepts from a CSR and what it puts in a certificate), `pem` (encoding and loading), `crl`
+(signed revocation lists) and `ocsp` (OCSP requests read, responses built and signed);
+`signer` signs with a key in memory or on a token, and `pkcs11` holds a key on a PKCS#11 token.
 """
 
 from __future__ import annotations
@@ -17,13 +18,22 @@ from python_est.ca.pem import (
     private_key_pem,
 )
 from python_est.ca.rules import CLOCK_SKEW, SERIAL_BITS, IpAddress, IssuerPrivateKey
+from python_est.ca.signer import (
+    CaKey,
+    ExternalKey,
+    sign_bytes,
+    sign_ocsp_response,
+    verify_signature,
+)
 
 __all__ = [
     "CLOCK_SKEW",
     "REASON_FLAGS",
     "SERIAL_BITS",
+    "CaKey",
     "CaMaterial",
     "CertificateAuthority",
+    "ExternalKey",
     "IpAddress",
     "IssuerPrivateKey",
     "Revocation",
@@ -34,4 +44,7 @@ __all__ = [
     "crl_number",
     "load_pem_certificates",
     "private_key_pem",
+    "sign_bytes",
+    "sign_ocsp_response",
+    "verify_signature",
 ]

@@ -11,12 +11,14 @@ from datetime import datetime, timedelta, timezone
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from cryptography.x509.oid import NameOID, ObjectIdentifier
+from cryptography.x509.oid import ExtensionOID, NameOID, ObjectIdentifier
 
 from python_est import oids
-from python_est.ca import pem, rules
+from python_est.ca import pem, rules, signer
 from python_est.ca.rules import CLOCK_SKEW, SERIAL_BITS, IpAddress, IssuerPrivateKey
+from python_est.ca.signer import CaKey, ExternalKey
 from python_est.errors import CaError, InvalidCsr
 from python_est.keys import KeyType, generate_private_key, weak_key_reason
 from python_est.profile import IssuanceProfile
@@ -28,12 +30,12 @@ class CaMaterial:
 
     Attributes:
         certificate: the certificate that signs issued certificates.
-        private_key: the key of `certificate`.
+        private_key: the key of `certificate`: in memory, or on a token (`ExternalKey`).
         chain: `certificate` first, then each issuer up to and including the self-signed root.
     """
 
     certificate: x509.Certificate
-    private_key: IssuerPrivateKey
+    private_key: CaKey
     chain: tuple[x509.Certificate, ...]
 
 
@@ -53,6 +55,7 @@ class CertificateAuthority:
         issuing_ca: bool = False,
         issuing_key_type: KeyType | None = None,
         organization: str | None = None,
+        key: CaKey | None = None,
     ) -> CertificateAuthority:
         """Create a new self-signed root CA, optionally with an issuing CA below it.
 
@@ -67,6 +70,8 @@ class CertificateAuthority:
             issuing_ca: also create an intermediate that does the issuing.
             issuing_key_type: key type of the issuing CA.
             organization: optional O attribute of the CA subjects.
+            key: the key of the CA that signs issued certificates (a token key), instead of
+                a new one of its key type.
 
         Returns:
             The CA that signs issued certificates.
@@ -77,6 +82,7 @@ class CertificateAuthority:
                 key_type=key_type,
                 validity_days=validity_days,
                 organization=organization,
+                key=key,
             )
         root = cls.create_root(
             common_name=f"{common_name} Root",
@@ -90,6 +96,7 @@ class CertificateAuthority:
             key_type=issuing_key_type or key_type,
             validity_days=validity_days,
             organization=organization,
+            key=key,
         )
 
     @classmethod
@@ -102,23 +109,26 @@ class CertificateAuthority:
         organization: str | None = None,
         path_length: int | None = 0,
         now: datetime | None = None,
+        key: CaKey | None = None,
     ) -> CertificateAuthority:
         """Create a self-signed root CA.
 
         Args:
             path_length: basicConstraints pathLenConstraint; 0 allows no intermediate below.
+            key: the root's key (a token key) instead of a new one of `key_type`.
 
         Returns:
             The root CA; its chain is its own certificate.
         """
-        key = generate_private_key(key_type)
+        if key is None:
+            key = generate_private_key(key_type)
         subject = _ca_name(common_name, organization)
         not_before = _utc(now) - CLOCK_SKEW
         not_after = not_before + timedelta(days=validity_days)
         builder = _builder(subject, subject, key.public_key(), not_before, not_after)
         builder = builder.serial_number(rules.random_serial())
         builder = rules.add_ca_extensions(builder, key.public_key(), path_length, key.public_key())
-        cert = builder.sign(key, rules.signature_hash(key))
+        cert = signer.sign_certificate(builder, key)
         return cls(CaMaterial(certificate=cert, private_key=key, chain=(cert,)))
 
     def create_issuing_ca(
@@ -130,11 +140,13 @@ class CertificateAuthority:
         organization: str | None = None,
         path_length: int | None = 0,
         now: datetime | None = None,
+        key: CaKey | None = None,
     ) -> CertificateAuthority:
         """Create an intermediate CA signed by this CA.
 
         Args:
             path_length: its pathLenConstraint; 0 (the default) lets it sign end entities only.
+            key: its key (a token key) instead of a new one of `key_type`.
 
         Returns:
             The new CA; its chain is its certificate followed by this CA's chain.
@@ -145,16 +157,17 @@ class CertificateAuthority:
         constraints = self.certificate.extensions.get_extension_for_class(x509.BasicConstraints)
         if constraints.value.path_length == 0:
             raise ValueError("this CA's pathLenConstraint of 0 forbids an intermediate CA")
-        key = generate_private_key(key_type)
+        if key is None:
+            key = generate_private_key(key_type)
         not_before, not_after = self._validity(validity_days, _utc(now))
         subject = _ca_name(common_name, organization)
         builder = _builder(
             subject, self.certificate.subject, key.public_key(), not_before, not_after
         )
         builder = builder.serial_number(rules.random_serial())
-        issuer_key = self.private_key.public_key()
+        issuer_key = self.key.public_key()
         builder = rules.add_ca_extensions(builder, key.public_key(), path_length, issuer_key)
-        cert = builder.sign(self.private_key, rules.signature_hash(self.private_key))
+        cert = signer.sign_certificate(builder, self.key)
         chain = (cert, *self.chain)
         return CertificateAuthority(CaMaterial(certificate=cert, private_key=key, chain=chain))
 
@@ -187,6 +200,29 @@ class CertificateAuthority:
         chain = pem.order_chain(certs[0], certs[1:] + pem.load_pem_certificates(chain_pem))
         return cls(CaMaterial(certificate=certs[0], private_key=key, chain=chain))
 
+    @classmethod
+    def with_external_key(
+        cls, cert_pem: bytes, key: ExternalKey, chain_pem: bytes = b""
+    ) -> CertificateAuthority:
+        """Load a CA whose private key stays on a token.
+
+        Raises:
+            ValueError: as `from_pem`; the token key is not the certificate's key.
+        """
+        certs = pem.load_pem_certificates(cert_pem)
+        if not certs:
+            raise ValueError("the CA certificate PEM holds no certificate")
+        if not pem.same_public_key(key.public_key(), certs[0].public_key()):
+            raise ValueError(f"the key {key.location} is not the key of the CA certificate")
+        chain = pem.order_chain(certs[0], certs[1:] + pem.load_pem_certificates(chain_pem))
+        return cls(CaMaterial(certificate=certs[0], private_key=key, chain=chain))
+
+    def close(self) -> None:
+        """Release a token key's session; a key in memory needs nothing."""
+        key = self._material.private_key
+        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            key.close()
+
     @property
     def material(self) -> CaMaterial:
         """The certificate, key and chain this CA was built from."""
@@ -198,9 +234,21 @@ class CertificateAuthority:
         return self._material.certificate
 
     @property
-    def private_key(self) -> IssuerPrivateKey:
-        """The issuing CA private key (to save it; never log it)."""
+    def key(self) -> CaKey:
+        """The key that signs: in memory, or on a token."""
         return self._material.private_key
+
+    @property
+    def private_key(self) -> IssuerPrivateKey:
+        """The issuing CA private key, to save it (never log it).
+
+        Raises:
+            CaError: the key is on a token, which never lets it out.
+        """
+        key = self._material.private_key
+        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise CaError(f"the CA key {key.location} stays on its token")
+        return key
 
     @property
     def chain(self) -> tuple[x509.Certificate, ...]:
@@ -248,7 +296,7 @@ class CertificateAuthority:
         reason = weak_key_reason(public_key)
         if reason is not None:
             raise InvalidCsr(reason)
-        san = rules.permitted_san(csr, profile)
+        san = rules.issued_san(rules.permitted_san(csr, profile), profile)
         if len(csr.subject) == 0 and san is None:
             raise InvalidCsr("CSR has neither a subject nor a subjectAltName")
         subject = rules.issued_subject(csr.subject, profile)
@@ -298,8 +346,11 @@ class CertificateAuthority:
         extended_key_usage: Sequence[ObjectIdentifier] = (oids.ID_KP_CLIENT_AUTH,),
         dns_names: Sequence[str] = (),
         now: datetime | None = None,
+        ocsp_no_check: bool = False,
     ) -> tuple[x509.Certificate, IssuerPrivateKey]:
         """Issue a client certificate (or an RA certificate, with id-kp-cmcRA) for a fresh key.
+
+        `ocsp_no_check` adds id-pkix-ocsp-nocheck (a delegated OCSP signer, RFC 6960 §4.2.2.2.1).
 
         Returns:
             The certificate and its private key.
@@ -309,6 +360,7 @@ class CertificateAuthority:
             validity_days=validity_days,
             key_usage=frozenset({"digital_signature"}),
             extended_key_usage=tuple(extended_key_usage),
+            ocsp_no_check=ocsp_no_check,
         )
         san = None
         if dns_names:
@@ -349,7 +401,7 @@ class CertificateAuthority:
         self,
         subject: x509.Name,
         public_key: CertificatePublicKeyTypes,
-        san: x509.SubjectAlternativeName | None,
+        san: x509.ExtensionType | None,
         profile: IssuanceProfile,
         serial: int | None,
         now: datetime,
@@ -368,21 +420,33 @@ class CertificateAuthority:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
             .add_extension(self._authority_key_identifier(), critical=False)
         )
+        prescribed = {oid for oid, _, _ in profile.prescribed_extensions}
         key_usage = rules.key_usage(profile.key_usage, public_key)
-        if key_usage is not None:
+        if key_usage is not None and ExtensionOID.KEY_USAGE not in prescribed:
             builder = builder.add_extension(key_usage, critical=True)
-        if profile.extended_key_usage:
+        if profile.extended_key_usage and ExtensionOID.EXTENDED_KEY_USAGE not in prescribed:
             eku = x509.ExtendedKeyUsage(list(profile.extended_key_usage))
             builder = builder.add_extension(eku, critical=False)
+        for oid, critical, value in profile.prescribed_extensions:
+            # RFC 9908 §3.2: the value the label prescribes, byte for byte.
+            builder = builder.add_extension(x509.UnrecognizedExtension(oid, value), critical)
         if san is not None:
             # RFC 5280 §4.2.1.6: with an empty subject the SAN extension MUST be critical.
-            builder = builder.add_extension(san, critical=len(subject) == 0)
+            critical = len(subject) == 0 or profile.prescribed_san_critical
+            builder = builder.add_extension(san, critical=critical)
         cdp = rules.crl_distribution_points(profile.crl_urls)
         if cdp is not None:
             # RFC 5280 §4.2.1.13: the extension SHOULD be non-critical.
             builder = builder.add_extension(cdp, critical=False)
+        aia = rules.ocsp_access(profile.ocsp_urls)
+        if aia is not None:
+            # RFC 5280 §4.2.2.1: the extension MUST be non-critical.
+            builder = builder.add_extension(aia, critical=False)
+        if profile.ocsp_no_check:
+            # RFC 6960 §4.2.2.2.1: the extension's value is NULL, non-critical.
+            builder = builder.add_extension(x509.OCSPNoCheck(), critical=False)
         try:
-            return builder.sign(self.private_key, rules.signature_hash(self.private_key))
+            return signer.sign_certificate(builder, self.key)
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise CaError("the CA could not sign the certificate") from exc
 
@@ -392,7 +456,7 @@ class CertificateAuthority:
         try:
             ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
         except x509.ExtensionNotFound:
-            return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.private_key.public_key())
+            return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key())
         return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
 
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
-from python_est.ca import rules
+from python_est.ca import signer
 from python_est.ca.authority import CertificateAuthority
 from python_est.errors import CaError
 
@@ -108,7 +108,7 @@ def build_crl(
             entry = entry.add_extension(x509.CRLReason(flag), critical=False)
         builder = builder.add_revoked_certificate(entry.build())
     try:
-        return builder.sign(ca.private_key, rules.signature_hash(ca.private_key))
+        return signer.sign_crl(builder, ca.key)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise CaError("the CA could not sign the CRL") from exc
 
@@ -126,5 +126,5 @@ def _authority_key_identifier(ca: CertificateAuthority) -> x509.AuthorityKeyIden
     try:
         ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
     except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.private_key.public_key())
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key())
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)

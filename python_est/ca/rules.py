@@ -5,12 +5,14 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from datetime import timedelta
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 
 from python_est.errors import CaError, InvalidCsr
 from python_est.profile import KEY_USAGE_NAMES, IssuanceProfile, SanType
@@ -59,12 +61,19 @@ def random_serial() -> int:
     return secrets.randbits(SERIAL_BITS - 1) | 1 << (SERIAL_BITS - 1)
 
 
-def signature_hash(key: IssuerPrivateKey) -> SignatureHash:
+class HasPublicKey(Protocol):
+    """A CA key in memory or on a token: all the hash choice needs is its public half."""
+
+    def public_key(self) -> IssuerPublicKey: ...
+
+
+def signature_hash(key: HasPublicKey) -> SignatureHash:
     """Return the hash to sign with: as strong as the CA's curve, SHA-256 for RSA keys."""
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        if key.curve.key_size >= 521:
+    public = key.public_key()
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        if public.curve.key_size >= 521:
             return hashes.SHA512()
-        if key.curve.key_size >= 384:
+        if public.curve.key_size >= 384:
             return hashes.SHA384()
     return hashes.SHA256()
 
@@ -91,7 +100,8 @@ def permitted_san(
         return None
     except (ValueError, x509.DuplicateExtension) as exc:
         raise InvalidCsr("CSR extensionRequest is malformed") from exc
-    names = list(requested)
+    # Names the label prescribes (RFC 9908) are the CA's own choice, whatever their kind.
+    names = [name for name in requested if _name_der(name) not in profile.prescribed_san]
     if len(names) > profile.max_sans:
         raise InvalidCsr(f"CSR has {len(names)} subjectAltNames (at most {profile.max_sans})")
     for name in names:
@@ -104,6 +114,38 @@ def permitted_san(
         if kind is not SanType.IP and not _is_plain_text(str(name.value)):
             raise InvalidCsr(f"subjectAltName {kind.value} value is empty or contains spaces")
     return requested if names else None
+
+
+def issued_san(
+    requested: x509.SubjectAlternativeName | None, profile: IssuanceProfile
+) -> x509.ExtensionType | None:
+    """The subjectAltName to certify: the CSR's permitted names plus every prescribed one.
+
+    RFC 9908 lets the server prescribe names; a CSR that leaves them out still gets them, so
+    omitting a prescribed name never yields a certificate the label did not mean to issue.
+    """
+    if not profile.prescribed_san:
+        return requested
+    elements = [_name_der(name) for name in requested or ()]
+    elements += [name for name in profile.prescribed_san if name not in elements]
+    content = b"".join(elements)
+    size = len(content)
+    length = bytes([size]) if size < 0x80 else _long_length(size)
+    return x509.UnrecognizedExtension(
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x30" + length + content
+    )
+
+
+def _long_length(size: int) -> bytes:
+    count = (size.bit_length() + 7) // 8
+    return bytes([0x80 | count]) + size.to_bytes(count, "big")
+
+
+def _name_der(name: x509.GeneralName) -> bytes:
+    # cryptography encodes one GeneralName only inside GeneralNames: drop the SEQUENCE header.
+    der = x509.SubjectAlternativeName([name]).public_bytes()
+    header = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
+    return der[header:]
 
 
 def issued_subject(requested: x509.Name, profile: IssuanceProfile) -> x509.Name:
@@ -162,6 +204,20 @@ def crl_distribution_points(urls: tuple[str, ...]) -> x509.CRLDistributionPoints
         full_name=names, relative_name=None, reasons=None, crl_issuer=None
     )
     return x509.CRLDistributionPoints([point])
+
+
+def ocsp_access(urls: tuple[str, ...]) -> x509.AuthorityInformationAccess | None:
+    """Return an authorityInfoAccess naming each OCSP responder (RFC 5280 §4.2.2.1), or None."""
+    if not urls:
+        return None
+    return x509.AuthorityInformationAccess(
+        [
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(url)
+            )
+            for url in urls
+        ]
+    )
 
 
 def add_ca_extensions(

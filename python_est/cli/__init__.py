@@ -18,12 +18,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from python_est import __version__
+from python_est.cli.commands import ca as ca_command
 from python_est.cli.commands import (
     certs,
     client,
     db,
     devices,
     init,
+    kek,
     ledger,
     lockouts,
     requests,
@@ -83,6 +85,19 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     # Registration order is the order `--help` lists the commands in.
-    for command in (serve, init, user, certs, requests, db, ledger, client, lockouts, devices):
+    for command in (
+        serve,
+        init,
+        user,
+        certs,
+        requests,
+        db,
+        ledger,
+        client,
+        lockouts,
+        devices,
+        kek,
+        ca_command,
+    ):
         command.add_command(sub)
     return parser

@@ -67,6 +67,9 @@ def banner_lines(
         lines.append(f"bootstrap page: {url}{config.bootstrap.path} (browsers must trust the CA)")
     digest = root.fingerprint(hashes.SHA256()).hex(":").upper()
     lines.append(f"CA SHA-256 fingerprint: {digest}")
+    token = config.ca.pkcs11
+    if token is not None:
+        lines.append(f"CA key: {token.key_label!r} on PKCS#11 token {token.token!r}")
     config_arg = f" -c {shlex.quote(str(config_path.resolve()))}" if config_path else ""
     lines.append(f"add a user: {program}{config_arg} user add NAME")
     return lines

@@ -30,6 +30,7 @@ from python_est.client.files import (
     write_certificates,
     write_private_key,
 )
+from python_est.client.sealed import KeyOpener
 from python_est.client.transport import (
     CertificateFiles,
     ClientError,
@@ -50,6 +51,7 @@ __all__ = [
     "EstClient",
     "HttpReply",
     "HttpStatusError",
+    "KeyOpener",
     "Password",
     "ServerKey",
     "StepResult",

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, load_der_priv
 
 from python_est import wire
 from python_est.client.files import ClientKey
+from python_est.client.sealed import KeyOpener
 from python_est.client.transport import (
     CertificateFiles,
     ClientError,
@@ -197,11 +198,17 @@ class EstClient:
         return self._enroll_certificate("simplereenroll", csr, max_wait)
 
     def serverkeygen(
-        self, csr: x509.CertificateSigningRequest, *, max_wait: float = 0.0
+        self,
+        csr: x509.CertificateSigningRequest,
+        *,
+        max_wait: float = 0.0,
+        opener: KeyOpener | None = None,
     ) -> ServerKey:
         """POST /serverkeygen (RFC 7030 §4.4): a server-generated key and its certificate.
 
-        The CSR names the subject; its key is ignored by the server (§4.4.1).
+        The CSR names the subject; its key is ignored by the server (§4.4.1). With `opener`
+        the CSR must carry its `protection` attributes; the key must then come encrypted
+        (a plaintext key is refused) and is decrypted and verified here.
 
         Raises:
             EnrollmentPending: still 202 when `max_wait` runs out.
@@ -209,7 +216,7 @@ class EstClient:
             ClientError: transport failure or an unreadable answer.
         """
         reply = self._enroll("serverkeygen", csr, max_wait)
-        return _decode(lambda: _server_key(reply), "/serverkeygen")
+        return _decode(lambda: _server_key(reply, opener), "/serverkeygen")
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -267,20 +274,29 @@ def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> in
     return max(1, int(delta + 0.999))
 
 
-def _server_key(reply: HttpReply) -> ServerKey:
-    # §4.4.2: multipart/mixed with the key (application/pkcs8) and the certificate
-    # (certs-only); RFC 7030 Appendix A.4 writes "multipart/mixed ; boundary=est".
+def _server_key(reply: HttpReply, opener: KeyOpener | None) -> ServerKey:
+    # §4.4.2: multipart/mixed with the key (application/pkcs8, or application/pkcs7-mime with
+    # smime-type=server-generated-key when encrypted) and the certificate (certs-only); RFC
+    # 7030 Appendix A.4 writes "multipart/mixed ; boundary=est".
     parts = wire.parse_multipart(reply.header("content-type") or "", reply.body)
-    key: object = None
+    key_der: bytes | None = None
     cert: x509.Certificate | None = None
     for headers, content in parts:
-        media_type, _ = wire.parse_media_type(headers.get("content-type", ""))
+        media_type, params = wire.parse_media_type(headers.get("content-type", ""))
+        smime_type = params.get("smime-type", "").lower()
         if media_type == PKCS8:
-            key = load_der_private_key(wire.decode_base64_der(content, "private key"), None)
+            if opener is not None:
+                raise ValueError("the server returned a plaintext key; an encrypted one was asked")
+            key_der = wire.decode_base64_der(content, "private key")
+        elif media_type == "application/pkcs7-mime" and smime_type == "server-generated-key":
+            if opener is None:
+                raise ValueError("the server returned an encrypted key that was not asked for")
+            key_der = opener.open(wire.decode_base64_der(content, "encrypted key"))
         elif media_type == "application/pkcs7-mime":
             cert = wire.decode_certs_only(content)[0]
-    if cert is None or key is None:
+    if cert is None or key_der is None:
         raise ValueError("the response lacks the key or the certificate part")
+    key = load_der_private_key(key_der, None)
     if not isinstance(key, ClientKey):
         raise ValueError("the server generated a key of an unsupported algorithm")
     return ServerKey(key, cert)

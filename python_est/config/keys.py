@@ -51,6 +51,9 @@ LABEL_KEYS: dict[str, Callable[[str], object]] = {
     "webhook_timeout": to_positive_float,
     "webhook_failure": to_choice("closed", "open"),
     "require_registration": to_bool,
+    "csrattrs_subject": str,
+    "csrattrs_extensions": str,
+    "ca": str,
     "backend": to_choice("embedded", "est", "handler"),
     "upstream_url": to_upstream_url,
     "upstream_user": str,
@@ -115,6 +118,11 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
             "key_file",
             "chain_files",
             "key_passphrase",
+            "expiry_warning_days",
+            "pkcs11_module",
+            "pkcs11_token",
+            "pkcs11_key_label",
+            "pkcs11_pin",
         }
     ),
     "tls": frozenset(
@@ -146,6 +154,10 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
     "bootstrap": frozenset({"enabled", "path"}),
     "metrics": frozenset({"enabled", "address", "port"}),
     "crl": frozenset({"enabled", "path", "file", "validity_hours", "base_url"}),
+    "ocsp": frozenset(
+        {"enabled", "path", "validity_minutes", "base_url", "signer"}
+        | {"http_enabled", "http_address", "http_port"}
+    ),
     "profile": frozenset(PROFILE_KEYS)
     | frozenset(LABEL_KEYS)
     | frozenset(LABEL_PATH_KEYS)
@@ -202,6 +214,7 @@ OBSOLETE_KEYS: dict[str, dict[str, str]] = {
     "Logging": {"log_format": "use [logging] format (plain or json)"},
 }
 LABEL_PREFIX = "label:"
+CA_PREFIX = "ca:"
 # The section an est_proxy-style CA handler reads its settings from (python_est.backends).
 HANDLER_SECTION = "CAhandler"
 NO_NAMES: tuple[str, ...] = ()

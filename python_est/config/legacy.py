@@ -9,8 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from python_est.config.cas import ca_name_problem
 from python_est.config.convert import to_web_path
-from python_est.config.keys import HANDLER_SECTION, KNOWN_KEYS, LABEL_PREFIX, OBSOLETE_KEYS
+from python_est.config.keys import (
+    CA_PREFIX,
+    HANDLER_SECTION,
+    KNOWN_KEYS,
+    LABEL_PREFIX,
+    OBSOLETE_KEYS,
+)
 from python_est.config.model import Passphrase
 from python_est.config.passphrase import to_passphrase
 from python_est.config.reader import Reader
@@ -33,6 +40,11 @@ def check_sections(reader: Reader) -> list[str]:
             if problem is not None:
                 raise reader.error(section, None, f"label {label!r}: {problem}")
             known = KNOWN_KEYS["profile"]
+        elif section.startswith(CA_PREFIX):
+            problem = ca_name_problem(section[len(CA_PREFIX) :])
+            if problem is not None:
+                raise reader.error(section, None, problem)
+            known = KNOWN_KEYS["ca"]
         elif section in KNOWN_KEYS:
             known = KNOWN_KEYS[section]
         else:

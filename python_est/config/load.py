@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from python_est.config.backend import check_backend
+from python_est.config.cas import check_label_cas, named_cas
 from python_est.config.convert import (
     to_address,
     to_base_url,
@@ -68,7 +69,9 @@ from python_est.config.model import (
     legacy_tls_warnings,
     weak_tls_settings,
 )
+from python_est.config.ocsp import read_ocsp, with_ocsp_url
 from python_est.config.passphrase import to_passphrase
+from python_est.config.pkcs11 import read_pkcs11_key
 from python_est.config.reader import Reader, resolve
 from python_est.errors import ConfigError
 from python_est.keys import KeyType
@@ -159,8 +162,18 @@ def _build(reader: Reader) -> Config:
     crl = _crl(reader, base, state, bootstrap)
     labels = _labels(reader)
     label_warnings = _check_labels(reader, labels) + legacy_handler(reader)[1]
+    cas, named_warnings = named_cas(reader, lambda view: _ca(view, base), crl)
+    check_label_cas(reader, labels, cas)
+    ca_warnings += named_warnings
     if crl.url is not None:
-        labels = {name: _with_crl_url(label, crl.url) for name, label in labels.items()}
+        # Each label's certificates name the CRL of the CA that signs them.
+        labels = {
+            name: _with_crl_url(label, crl.for_ca(label.ca).url or crl.url)
+            for name, label in labels.items()
+        }
+    ocsp = read_ocsp(reader, bootstrap, crl)
+    if ocsp.url is not None:
+        labels = {name: with_ocsp_url(label, ocsp.url) for name, label in labels.items()}
     _check_unused(reader)
     return Config(
         source=reader.source,
@@ -175,9 +188,11 @@ def _build(reader: Reader) -> Config:
         metrics=metrics,
         crl=crl,
         labels=labels,
+        ocsp=ocsp,
         warnings=tuple(
             warnings + ca_warnings + page_warnings + legacy_tls_warnings(tls) + label_warnings
         ),
+        cas=cas,
     )
 
 
@@ -252,7 +267,14 @@ def _ca(reader: Reader, base: Path) -> tuple[CaConfig, list[str]]:
         key_file=reader.path("ca", "key_file", legacy_key, base),
         chain_files=tuple(resolve(Path(item), base) for item in chain),
         key_passphrase=passphrase,
+        expiry_warning_days=reader.get("ca", "expiry_warning_days", 30, to_count),
+        pkcs11=read_pkcs11_key(reader, base, "ca"),
     )
+    if cfg.pkcs11 is not None:
+        # The key is on the token; the certificate is cert_file or the one `init` generated.
+        if cfg.key_file is not None:
+            raise reader.error("ca", "key_file", "give key_file or pkcs11_key_label, not both")
+        return cfg, warnings
     if (cfg.cert_file is None) != (cfg.key_file is None):
         key = "cert_file" if cfg.cert_file is None else "key_file"
         raise reader.error("ca", key, "cert_file and key_file must be given together")

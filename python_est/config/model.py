@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from python_est.keys import KeyType
 from python_est.profile import IssuanceProfile
+from python_est.statedir import DEFAULT_CA as DEFAULT_CA
 
 EMBEDDED = "<embedded default>"
 
@@ -109,6 +111,17 @@ class Passphrase:
 
 
 @dataclass(frozen=True)
+class Pkcs11Key:
+    """A CA key on a PKCS#11 token: `[ca] pkcs11_module`, `pkcs11_token`, `pkcs11_key_label`
+    and `pkcs11_pin` (a `Passphrase` source, never the PIN itself)."""
+
+    module: Path
+    token: str
+    key_label: str
+    pin: Passphrase
+
+
+@dataclass(frozen=True)
 class CaConfig:
     """The embedded CA: generated under the state directory unless files are given."""
 
@@ -122,6 +135,9 @@ class CaConfig:
     key_file: Path | None = None
     chain_files: tuple[Path, ...] = ()
     key_passphrase: Passphrase | None = None
+    # /healthz and the log warn once the CA certificate expires within this many days.
+    expiry_warning_days: int = 30
+    pkcs11: Pkcs11Key | None = None
 
 
 @dataclass(frozen=True)
@@ -218,6 +234,48 @@ class CrlConfig:
         """The CRL Distribution Point URL, or None without a public base URL."""
         return self.base_url + self.path if self.enabled and self.base_url else None
 
+    def for_ca(self, name: str) -> CrlConfig:
+        """The CRL of the CA `name`: the default CA's is this one; `[ca:NAME]`'s is NAME.crl
+        next to it, in the same folder and under the same URL folder."""
+        if name == DEFAULT_CA:
+            return self
+        return replace(
+            self,
+            path=posixpath.join(posixpath.dirname(self.path), f"{name}.crl"),
+            file=self.file.parent / f"{name}.crl",
+        )
+
+    def for_generation(self, generation: int) -> CrlConfig:
+        """The CRL of a CA's root key `generation` (1: this one; N: "-gN" before ".crl"), so
+        that each root key signs its own CRL at its own URL after a rollover."""
+        if generation == 1:
+            return self
+        stem, suffix = posixpath.splitext(self.path)
+        return replace(
+            self,
+            path=f"{stem}-g{generation}{suffix}",
+            file=self.file.with_name(f"{self.file.stem}-g{generation}{self.file.suffix}"),
+        )
+
+
+@dataclass(frozen=True)
+class OcspConfig:
+    """The OCSP responder: at `path` on the EST port, optionally on a plain-HTTP listener."""
+
+    enabled: bool = True
+    path: str = "/ocsp"
+    validity_minutes: int = 60
+    base_url: str = ""
+    signer: str = "ca"  # "ca" or "delegated" (state_dir/ocsp/signer.pem)
+    http_enabled: bool = False
+    http_address: str = "127.0.0.1"
+    http_port: int = 8080
+
+    @property
+    def url(self) -> str | None:
+        """The responder URL for issued certificates' AIA, or None without a base URL."""
+        return self.base_url + self.path if self.enabled and self.base_url else None
+
 
 @dataclass(frozen=True)
 class LabelConfig:
@@ -249,6 +307,13 @@ class LabelConfig:
     webhook_failure: str = "closed"
     # /simpleenroll and /serverkeygen issue only what matches a pre-registered device.
     require_registration: bool = False
+    # RFC 9908 prescribed values (`service.prescribed` reads them): a subject template and
+    # extensions with the values the client must use.
+    csrattrs_subject: str = ""
+    csrattrs_extensions: str = ""
+    # The CA that issues this label's certificates, answers its /cacerts, signs its CRL and
+    # anchors its client certificates: DEFAULT_CA (`[ca]`) or the NAME of a `[ca:NAME]`.
+    ca: str = DEFAULT_CA
     # Who issues (python_est.backends): this CA, an upstream EST server (RA mode), or an
     # est_proxy-style CA handler.
     backend: str = "embedded"
@@ -279,6 +344,18 @@ class Config:
     crl: CrlConfig = field(default_factory=CrlConfig)
     labels: Mapping[str, LabelConfig] = field(default_factory=lambda: {"": LabelConfig()})
     warnings: tuple[str, ...] = ()
+    ocsp: OcspConfig = field(default_factory=OcspConfig)
+    # The `[ca:NAME]` CAs by NAME (the `[ca]` CA is `ca`, named DEFAULT_CA).
+    cas: Mapping[str, CaConfig] = field(default_factory=dict)
+
+    def ca_config(self, name: str) -> CaConfig:
+        """The CaConfig of the CA `name` (DEFAULT_CA or a `[ca:NAME]`); KeyError if unknown."""
+        return self.ca if name == DEFAULT_CA else self.cas[name]
+
+    @property
+    def ca_names(self) -> tuple[str, ...]:
+        """Every configured CA: DEFAULT_CA first, then the `[ca:NAME]` ones."""
+        return (DEFAULT_CA, *self.cas)
 
 
 def weak_tls_settings(cfg: TlsConfig) -> list[str]:

@@ -19,7 +19,8 @@ def insert_certificate(cursor: Cursor, entry: IssuedCertificate) -> bool:
     cursor.execute(
         "INSERT INTO certificates (serial, subject, sans, not_before, not_after, issued_at,"
         " requester, auth_method, label, operation, server_generated_key, pem, revoked_at,"
-        " revocation_reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " revocation_reason, ca)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (serial) DO NOTHING",
         (
             serial_hex(entry.serial),
@@ -36,6 +37,7 @@ def insert_certificate(cursor: Cursor, entry: IssuedCertificate) -> bool:
             entry.pem,
             entry.revoked_at,
             entry.revocation_reason,
+            entry.ca,
         ),
     )
     return cursor.rowcount == 1

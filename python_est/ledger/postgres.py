@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from python_est.ledger.group import DEFAULT_LIMIT, GroupCommit
 from python_est.ledger.pgrows import certificate, insert_certificate, pending
@@ -37,9 +37,6 @@ from python_est.ledger.rows import (
     revocation_moment,
 )
 from python_est.pgsql import Cursor, Database, scalar
-
-if TYPE_CHECKING:
-    from typing_extensions import LiteralString
 
 T = TypeVar("T")
 
@@ -130,6 +127,11 @@ class PostgresLedger(PendingQueue, ClosesOnExit):
         )
         return certificate(rows[0]) if rows else None
 
+    def get_issued_by(self, ca: str, serial: int) -> IssuedCertificate | None:
+        """As `SqliteLedger.get_issued_by`."""
+        entry = self.get(serial)
+        return entry if entry is not None and entry.ca == ca else None
+
     def list_certificates(
         self,
         *,
@@ -137,34 +139,26 @@ class PostgresLedger(PendingQueue, ClosesOnExit):
         offset: int = 0,
         label: str | None = None,
         revoked: bool | None = None,
+        ca: str | None = None,
     ) -> list[IssuedCertificate]:
-        """Certificates newest first; `label` and `revoked` filter as in `SqliteLedger`."""
+        """Certificates newest first; `label`, `revoked` and `ca` filter as in `SqliteLedger`."""
         if limit < 0 or offset < 0:
             raise ValueError("limit and offset are non-negative")
+        state = None if revoked is None else ("revoked" if revoked else "valid")
 
         def work(cursor: Cursor) -> list[dict[str, Any]]:
-            page = (limit, offset)
-            if label is None and revoked is None:
-                return cursor.execute("SELECT * FROM certificates" + _ORDER_NEWEST, page).fetchall()
-            if revoked is None:
-                return cursor.execute(
-                    "SELECT * FROM certificates WHERE label = %s" + _ORDER_NEWEST, (label, *page)
-                ).fetchall()
-            # %s IS NULL: one statement serves "any label" and "this label".
-            sql: LiteralString
-            if revoked:
-                sql = "SELECT * FROM certificates WHERE revoked_at IS NOT NULL"
-            else:
-                sql = "SELECT * FROM certificates WHERE revoked_at IS NULL"
+            # `%s IS NULL OR ...`: one statement serves every combination of filters.
             return cursor.execute(
-                sql + " AND (%s::text IS NULL OR label = %s)" + _ORDER_NEWEST,
-                (label, label, *page),
+                "SELECT * FROM certificates WHERE (%s::text IS NULL OR label = %s)"
+                " AND (%s::text IS NULL OR (revoked_at IS NOT NULL) = (%s::text = 'revoked'))"
+                " AND (%s::text IS NULL OR ca = %s)" + _ORDER_NEWEST,
+                (label, label, state, state, ca, ca, limit, offset),
             ).fetchall()
 
         return [certificate(row) for row in self._db.run(work)]
 
     def revoke(
-        self, serial: int, reason: str, *, when: datetime | None = None
+        self, serial: int, reason: str, *, when: datetime | None = None, ca: str | None = None
     ) -> IssuedCertificate:
         """Mark a certificate revoked; revoking it again keeps and returns the first revocation.
 
@@ -179,11 +173,12 @@ class PostgresLedger(PendingQueue, ClosesOnExit):
         def work(cursor: Cursor) -> dict[str, Any] | None:
             cursor.execute(
                 "UPDATE certificates SET revoked_at = %s, revocation_reason = %s"
-                " WHERE serial = %s AND revoked_at IS NULL",
-                (moment, reason, serial_hex(serial)),
+                " WHERE serial = %s AND revoked_at IS NULL AND (%s::text IS NULL OR ca = %s)",
+                (moment, reason, serial_hex(serial), ca, ca),
             )
             return cursor.execute(
-                "SELECT * FROM certificates WHERE serial = %s", (serial_hex(serial),)
+                "SELECT * FROM certificates WHERE serial = %s AND (%s::text IS NULL OR ca = %s)",
+                (serial_hex(serial), ca, ca),
             ).fetchone()
 
         row = self._db.run(work)

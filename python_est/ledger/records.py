@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from python_est.errors import LedgerError
+from python_est.statedir import DEFAULT_CA
 
 # RFC 5280 §5.3.1 CRLReason names. removeFromCRL is left out: it only appears in delta CRLs.
 REVOCATION_REASONS = (
@@ -126,6 +127,7 @@ class IssuedCertificate:
         pem: the certificate in PEM.
         server_generated_key: the server made the key pair (serverkeygen).
         revoked_at, revocation_reason: set together when revoked (RFC 5280 CRLReason name).
+        ca: the name of the CA that issued it (`DEFAULT_CA` for `[ca]`, else its `[ca:NAME]`).
     """
 
     serial: int
@@ -142,6 +144,7 @@ class IssuedCertificate:
     server_generated_key: bool = False
     revoked_at: datetime | None = None
     revocation_reason: str | None = None
+    ca: str = DEFAULT_CA
 
     def __post_init__(self) -> None:
         serial_hex(self.serial)
@@ -164,12 +167,13 @@ class IssuedCertificate:
         operation: str,
         server_generated_key: bool = False,
         issued_at: datetime | None = None,
+        ca: str = DEFAULT_CA,
     ) -> IssuedCertificate:
         """Build the entry for `cert`, taking serial, subject, SANs, validity and PEM from it.
 
         Args:
             cert: the certificate just signed.
-            requester, auth_method, label, operation, server_generated_key: see the class.
+            requester, auth_method, label, operation, server_generated_key, ca: see the class.
             issued_at: when it was issued; now when omitted.
         """
         try:
@@ -190,6 +194,7 @@ class IssuedCertificate:
             operation=operation,
             pem=cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
             server_generated_key=server_generated_key,
+            ca=ca,
         )
 
 
@@ -255,10 +260,12 @@ class Ledger(Protocol):
         offset: int = 0,
         label: str | None = None,
         revoked: bool | None = None,
+        ca: str | None = None,
     ) -> list[IssuedCertificate]: ...
     def revoke(
-        self, serial: int, reason: str, *, when: datetime | None = None
+        self, serial: int, reason: str, *, when: datetime | None = None, ca: str | None = None
     ) -> IssuedCertificate: ...
+    def get_issued_by(self, ca: str, serial: int) -> IssuedCertificate | None: ...
     def is_revoked(self, serial: int) -> bool: ...
     def current_certificates(
         self, label: str, subject: str, now: datetime

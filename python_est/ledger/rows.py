@@ -77,6 +77,7 @@ def build_certificate(
         server_generated_key=bool(row["server_generated_key"]),
         revoked_at=_optional(instant, row["revoked_at"]),
         revocation_reason=row["revocation_reason"],
+        ca=row["ca"],
     )
 
 

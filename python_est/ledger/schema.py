@@ -108,6 +108,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX pending_match ON pending_requests (label, public_key_sha256, subject)",
         "CREATE INDEX pending_status ON pending_requests (status, created_at)",
     ),
+    # 4: the CA that issued each certificate (issue 16: a CA per label). Every row from before
+    # was issued by the one CA there was, `[ca]`, named 'default' (statedir.DEFAULT_CA).
+    (
+        "ALTER TABLE certificates ADD COLUMN ca TEXT NOT NULL DEFAULT 'default'",
+        "CREATE INDEX certificates_ca ON certificates (ca, issued_at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

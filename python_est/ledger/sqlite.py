@@ -197,6 +197,12 @@ class SqliteLedger(PendingQueue, ClosesOnExit):
         rows = self._read("SELECT * FROM certificates WHERE serial = ?", (serial_hex(serial),))
         return certificate_from_row(rows[0]) if rows else None
 
+    def get_issued_by(self, ca: str, serial: int) -> IssuedCertificate | None:
+        """The certificate the CA `ca` issued with this serial, or None (an OCSP lookup: a
+        serial of another CA is unknown to this one)."""
+        entry = self.get(serial)
+        return entry if entry is not None and entry.ca == ca else None
+
     def list_certificates(
         self,
         *,
@@ -204,6 +210,7 @@ class SqliteLedger(PendingQueue, ClosesOnExit):
         offset: int = 0,
         label: str | None = None,
         revoked: bool | None = None,
+        ca: str | None = None,
     ) -> list[IssuedCertificate]:
         """Certificates newest first.
 
@@ -211,6 +218,7 @@ class SqliteLedger(PendingQueue, ClosesOnExit):
             limit, offset: the page.
             label: only this label.
             revoked: only revoked (True) or only unrevoked (False) certificates.
+            ca: only those this CA issued.
         """
         if limit < 0 or offset < 0:
             raise ValueError("limit and offset are non-negative")
@@ -221,6 +229,9 @@ class SqliteLedger(PendingQueue, ClosesOnExit):
             params.append(label)
         if revoked is not None:
             where.append("revoked_at IS NOT NULL" if revoked else "revoked_at IS NULL")
+        if ca is not None:
+            where.append("ca = ?")
+            params.append(ca)
         sql = "SELECT * FROM certificates"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -228,7 +239,7 @@ class SqliteLedger(PendingQueue, ClosesOnExit):
         return [certificate_from_row(row) for row in self._read(sql, (*params, limit, offset))]
 
     def revoke(
-        self, serial: int, reason: str, *, when: datetime | None = None
+        self, serial: int, reason: str, *, when: datetime | None = None, ca: str | None = None
     ) -> IssuedCertificate:
         """Mark a certificate revoked. Revoking it again keeps and returns the first revocation.
 
@@ -236,10 +247,11 @@ class SqliteLedger(PendingQueue, ClosesOnExit):
             serial: the certificate.
             reason: an RFC 5280 CRLReason name from `REVOCATION_REASONS`.
             when: the revocation time; now when omitted.
+            ca: only a certificate this CA issued (another CA's serial is left alone).
 
         Raises:
             ValueError: unknown reason name.
-            UnknownSerial: no such certificate.
+            UnknownSerial: no such certificate (of `ca`, when given).
         """
         when_text = utc_text(revocation_moment(reason, when))
         if serial <= 0:
@@ -247,11 +259,12 @@ class SqliteLedger(PendingQueue, ClosesOnExit):
         with self._transaction() as conn:
             conn.execute(
                 "UPDATE certificates SET revoked_at = ?, revocation_reason = ?"
-                " WHERE serial = ? AND revoked_at IS NULL",
-                (when_text, reason, serial_hex(serial)),
+                " WHERE serial = ? AND revoked_at IS NULL AND (? IS NULL OR ca = ?)",
+                (when_text, reason, serial_hex(serial), ca, ca),
             )
             row = conn.execute(
-                "SELECT * FROM certificates WHERE serial = ?", (serial_hex(serial),)
+                "SELECT * FROM certificates WHERE serial = ? AND (? IS NULL OR ca = ?)",
+                (serial_hex(serial), ca, ca),
             ).fetchone()
             if row is None:
                 raise UnknownSerial(serial)
@@ -322,7 +335,7 @@ class SqliteLedger(PendingQueue, ClosesOnExit):
 _INSERT_CERTIFICATE = (
     "INSERT INTO certificates (serial, subject, sans, not_before, not_after, issued_at,"
     " requester, auth_method, label, operation, server_generated_key, pem, revoked_at,"
-    " revocation_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " revocation_reason, ca) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -342,6 +355,7 @@ def _certificate_values(entry: IssuedCertificate) -> tuple[object, ...]:
         entry.pem,
         None if entry.revoked_at is None else utc_text(entry.revoked_at),
         entry.revocation_reason,
+        entry.ca,
     )
 
 

@@ -1,8 +1,9 @@
-"""Operating the server: the health check, the CRL and health routes, the metrics observer.
+"""Operating the server: the health check, the CRL, OCSP and health routes, the metrics observer.
 
-Split by concept: `health` (`HealthCheck`), `endpoints` (`OpsEndpoints`: `/healthz` and the CRL
-path, first in the routing table) and `instrument` (the connection observer that feeds
-`python_est.ops.metrics`). `python_est.app` builds them from the configuration.
+Split by concept: `health` (`HealthCheck`), `endpoints` (`OpsEndpoints`: `/healthz`, the CRL
+path and the OCSP responder, first in the routing table), `ocsp` (the responder) and
+`instrument` (the connection observer that feeds `python_est.ops.metrics`). `python_est.app`
+builds them from the configuration.
 """
 
 from __future__ import annotations

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from functools import partial
 
 from python_est.config import HEALTH_PATH
 from python_est.errors import EstError, MethodNotAllowed
 from python_est.messages import HttpRequest, HttpResponse, text_response
 from python_est.ops.health import HealthCheck
+from python_est.ops.ocsp import OcspEndpoint
 from python_est.ops.revocation import CrlPublisher
 from python_est.policy import PeerIdentity
 from python_est.routes import RoutingTable
@@ -22,7 +24,7 @@ _NO_STORE = ("Cache-Control", "no-store")
 
 
 class OpsEndpoints:
-    """`GET /healthz` and `GET <crl path>`, anonymous, on the EST port.
+    """`GET /healthz`, `GET <crl path>` and the OCSP responder, anonymous, on the EST port.
 
     `/healthz` answers 200 "ok" when the CA, the ledger and the user store are usable
     (`HealthCheck`), otherwise 503 naming the failing parts, with Retry-After. The CRL path
@@ -33,14 +35,24 @@ class OpsEndpoints:
         health: the health check.
         crl: the CRL publisher, or None when CRLs are off (the path then falls through).
         crl_path: where the CRL is served (config `[crl] path`).
+        ocsp: the OCSP responder (`[ocsp] path` and below), or None when it is off.
+        more_crls: the CRLs of the `[ca:NAME]` CAs, by the path each is served at.
     """
 
     def __init__(
-        self, health: HealthCheck, crl: CrlPublisher | None, *, crl_path: str = "/crl/ca.crl"
+        self,
+        health: HealthCheck,
+        crl: CrlPublisher | None,
+        *,
+        crl_path: str = "/crl/ca.crl",
+        ocsp: OcspEndpoint | None = None,
+        more_crls: Mapping[str, CrlPublisher] | None = None,
     ) -> None:
         self.health = health
         self.crl = crl
         self.crl_path = crl_path
+        self.ocsp = ocsp
+        self.more_crls = dict(more_crls or {})
 
     def add_routes(self, table: RoutingTable) -> None:
         """Put `/healthz` and the CRL path (when CRLs are on) into `table`.
@@ -51,6 +63,10 @@ class OpsEndpoints:
         table.add(HEALTH_PATH, "healthz", self._health)
         if self.crl is not None:
             table.add(self.crl_path, "crl", partial(self._crl, self.crl))
+        for path, publisher in self.more_crls.items():
+            table.add(path, "crl", partial(self._crl, publisher))
+        if self.ocsp is not None:
+            self.ocsp.add_routes(table)
 
     def _health(self, request: HttpRequest, peer: PeerIdentity) -> HttpResponse:
         return self.health_response(request)
@@ -64,7 +80,9 @@ class OpsEndpoints:
         report = self.health.report()
         if report.ok:
             self.refresh_crl()
-            return text_response(200, "ok", (_NO_STORE,))
+            # Still healthy, but an operator's monitor should see a CA nearing its end.
+            body = "\n".join(("ok", *report.warnings))
+            return text_response(200, body, (_NO_STORE,))
         return text_response(
             503,
             f"unavailable: {', '.join(report.failing)}",
@@ -77,13 +95,13 @@ class OpsEndpoints:
         return HttpResponse(200, (("Content-Type", PKIX_CRL),), crl.current())
 
     def refresh_crl(self) -> None:
-        """Regenerate the CRL if due; a failure is logged, never raised."""
-        if self.crl is None:
-            return
-        try:
-            self.crl.refresh_if_due()
-        except EstError as exc:
-            log.warning("could not regenerate the CRL: %s", exc.detail)
+        """Regenerate each CRL if due; a failure is logged, never raised."""
+        publishers = [*([] if self.crl is None else [self.crl]), *self.more_crls.values()]
+        for publisher in publishers:
+            try:
+                publisher.refresh_if_due()
+            except EstError as exc:
+                log.warning("could not regenerate the CRL %s: %s", publisher.path, exc.detail)
 
 
 def _require_get(request: HttpRequest) -> None:

@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from python_est.ca import CertificateAuthority
+from python_est.ca import CertificateAuthority, sign_bytes, verify_signature
 from python_est.ca.rules import signature_hash
-from python_est.errors import EstError, UserStoreError
+from python_est.config.model import DEFAULT_CA
+from python_est.errors import CaError, EstError, UserStoreError
 
 log = logging.getLogger("python_est.health")
 
@@ -36,9 +36,13 @@ class UserStoreProbe(Protocol):
 
 @dataclass(frozen=True)
 class HealthReport:
-    """The parts that failed ("CA", "ledger", "user store"); none when healthy."""
+    """The parts that failed ("CA", "ledger", "user store"); none when healthy.
+
+    `warnings` name what still works but needs the operator soon (a CA near its expiry).
+    """
 
     failing: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -64,6 +68,9 @@ class HealthCheck:
         users: the user store, or None when SRP and Basic are off.
         cache_seconds: how long a result is reused.
         monotonic, clock: time sources (tests pass fixed ones).
+        more_cas: the `[ca:NAME]` CAs by name, checked as `ca` is ("CA NAME" when failing).
+        expiry_warning_days: CA name (DEFAULT_CA for `ca`) to the days before its
+            certificate's notAfter from which the report warns, and the log says so once.
     """
 
     def __init__(
@@ -75,8 +82,16 @@ class HealthCheck:
         cache_seconds: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], datetime] = _utcnow,
+        more_cas: Mapping[str, CertificateAuthority] | None = None,
+        expiry_warning_days: Mapping[str, int] | None = None,
     ) -> None:
         self._ca = ca
+        self._cas = {DEFAULT_CA: ca, **(more_cas or {})}
+        self._warning_days = dict(expiry_warning_days or {})
+        # Said at start-up (and on each reload), then again only when the set changes.
+        self._logged = set(expiry_warnings(self._cas, self._warning_days, clock()))
+        for warning in sorted(self._logged):
+            log.warning("%s", warning)
         self._ledger = ledger
         self._users = users
         self._cache_seconds = cache_seconds
@@ -97,10 +112,11 @@ class HealthCheck:
 
     def _check(self) -> HealthReport:
         failing: list[str] = []
-        problem = self._ca_problem()
-        if problem:
-            failing.append("CA")
-            log.warning("health: the CA cannot sign: %s", problem)
+        for name, ca in self._cas.items():
+            problem = self._ca_problem(ca)
+            if problem:
+                failing.append("CA" if name == DEFAULT_CA else f"CA {name}")
+                log.warning("health: the CA %s cannot sign: %s", name, problem)
         try:
             self._ledger.probe()
         except (EstError, OSError) as exc:
@@ -112,29 +128,48 @@ class HealthCheck:
             except UserStoreError as exc:
                 failing.append("user store")
                 log.warning("health: the user store is unusable: %s", exc)
-        return HealthReport(tuple(failing))
+        warnings = expiry_warnings(self._cas, self._warning_days, self._clock())
+        for warning in warnings:
+            if warning not in self._logged:
+                log.warning("health: %s", warning)
+        self._logged = set(warnings)
+        return HealthReport(tuple(failing), tuple(warnings))
 
-    def _ca_problem(self) -> str:
-        cert = self._ca.certificate
+    def _ca_problem(self, ca: CertificateAuthority) -> str:
+        cert = ca.certificate
         now = self._clock()
         if not cert.not_valid_before_utc <= now < cert.not_valid_after_utc:
             return "the CA certificate is outside its validity period"
-        key = self._ca.private_key
+        key = ca.key
         public = cert.public_key()
+        if not isinstance(public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            return "the CA certificate's key is neither RSA nor EC"
         algorithm = signature_hash(key)
         try:
-            if isinstance(key, rsa.RSAPrivateKey) and isinstance(public, rsa.RSAPublicKey):
-                signature = key.sign(_PROBE_MESSAGE, padding.PKCS1v15(), algorithm)
-                public.verify(signature, _PROBE_MESSAGE, padding.PKCS1v15(), algorithm)
-            elif isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(
-                public, ec.EllipticCurvePublicKey
-            ):
-                signature = key.sign(_PROBE_MESSAGE, ec.ECDSA(algorithm))
-                public.verify(signature, _PROBE_MESSAGE, ec.ECDSA(algorithm))
-            else:
-                return "the CA key does not match the certificate's key type"
-        except InvalidSignature:
+            signature = sign_bytes(key, _PROBE_MESSAGE, algorithm)
+        except CaError as exc:
+            return exc.detail
+        if not verify_signature(public, signature, _PROBE_MESSAGE, algorithm):
             return "the CA key does not match the certificate"
-        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-            return f"signing failed ({exc.__class__.__name__})"
         return ""
+
+
+def expiry_warnings(
+    cas: Mapping[str, CertificateAuthority], days: Mapping[str, int], now: datetime
+) -> list[str]:
+    """One line per CA whose certificate (or a certificate above it) ends within its
+    `days[name]` days of `now` (0 or absent: no warning for that CA)."""
+    warnings = []
+    for name, ca in cas.items():
+        limit = days.get(name, 0)
+        if limit <= 0:
+            continue
+        for cert in ca.chain:
+            left = cert.not_valid_after_utc - now
+            if left <= timedelta(days=limit):
+                warnings.append(
+                    f"warning: CA {name}: {cert.subject.rfc4514_string()} expires "
+                    f"{cert.not_valid_after_utc:%Y-%m-%d} (in {max(left.days, 0)} days)"
+                )
+                break
+    return warnings

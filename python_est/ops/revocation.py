@@ -29,6 +29,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from python_est.ca import CertificateAuthority, Revocation, build_crl, crl_number
+from python_est.config.model import DEFAULT_CA
 from python_est.fileio import atomic_write
 from python_est.ledger import IssuedCertificate
 
@@ -51,6 +52,7 @@ class RevocationSource(Protocol):
         offset: int = 0,
         label: str | None = None,
         revoked: bool | None = None,
+        ca: str | None = None,
     ) -> list[IssuedCertificate]: ...
 
     def next_number(self, name: str, *, minimum: int = 1) -> int: ...
@@ -69,6 +71,9 @@ class CrlPublisher:
         path: the DER file to write (0644) and to pick up from other processes.
         validity_hours: hours from thisUpdate to nextUpdate; regenerated after half of them.
         clock: the current time (tests pass a fixed one).
+        ca_name: the CA's name: its CRL lists only the certificates the ledger records as
+            issued by it, and numbers its CRLs with its own counter.
+        generation: the key generation of `ca` (a rolled-over root signs its own CRL).
     """
 
     def __init__(
@@ -79,10 +84,17 @@ class CrlPublisher:
         *,
         validity_hours: int,
         clock: Callable[[], datetime] = _utcnow,
+        ca_name: str = DEFAULT_CA,
+        generation: int = 1,
     ) -> None:
         if validity_hours <= 0:
             raise ValueError("validity_hours must be positive")
         self._ca = ca
+        self._ca_name = ca_name
+        # The `[ca]` CA keeps the counter it always had, so its CRL numbers go on growing; each
+        # CA and each root key generation (after a rollover) numbers its own CRLs.
+        counter = CRL_COUNTER if ca_name == DEFAULT_CA else f"{CRL_COUNTER}:{ca_name}"
+        self._counter = counter if generation == 1 else f"{counter}:g{generation}"
         self._ledger = ledger
         self._path = path
         self._validity = timedelta(hours=validity_hours)
@@ -146,7 +158,7 @@ class CrlPublisher:
         entries = self._revocations(now)
         known = crl_number(self._crl) if self._crl is not None else None
         minimum = 1 if known is None or known >= _MAX_STORED_NUMBER else known + 1
-        number = self._ledger.next_number(CRL_COUNTER, minimum=minimum)
+        number = self._ledger.next_number(self._counter, minimum=minimum)
         hours = int(self._validity.total_seconds() // 3600)
         crl = build_crl(self._ca, entries, crl_number=number, next_update_hours=hours, now=now)
         self._crl = crl
@@ -163,18 +175,19 @@ class CrlPublisher:
         return crl
 
     def _revocations(self, now: datetime) -> list[Revocation]:
-        issuer = self._ca.certificate.subject
         keep_after = now - self._validity
         found: list[Revocation] = []
         offset = 0
         while True:
-            page = self._ledger.list_certificates(limit=_PAGE, offset=offset, revoked=True)
+            page = self._ledger.list_certificates(
+                limit=_PAGE, offset=offset, revoked=True, ca=self._ca_name
+            )
             for entry in page:
                 if entry.revoked_at is None or entry.not_after < keep_after:
                     continue
                 cert = x509.load_pem_x509_certificate(entry.pem.encode("ascii"))
-                if cert.issuer != issuer:
-                    continue  # signed by an earlier CA of this state directory
+                if not _signed_by_key_of(cert, self._ca.certificate):
+                    continue  # signed by an earlier CA, or the other key of a rollover
                 reason = entry.revocation_reason or "unspecified"
                 found.append(Revocation(entry.serial, entry.revoked_at, reason))
             if len(page) < _PAGE:
@@ -192,7 +205,7 @@ class CrlPublisher:
             log.warning("ignoring unreadable CRL file %s", self._path)
             return
         if crl.issuer != self._ca.certificate.subject or not crl.is_signature_valid(
-            self._ca.private_key.public_key()
+            self._ca.key.public_key()
         ):
             log.info("ignoring CRL file %s: not signed by the current CA", self._path)
             return
@@ -201,6 +214,19 @@ class CrlPublisher:
         if theirs is not None and (ours is None or theirs > ours):
             self._crl = crl
             self._der = crl.public_bytes(serialization.Encoding.DER)
+
+
+def _signed_by_key_of(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    # By name and key identifier: during a root rollover both keys have the same name (RFC
+    # 4210 §4.4), and each signs the CRL of its own certificates only.
+    if cert.issuer != ca.subject:
+        return False
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        ski = ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return True  # no identifiers to tell keys apart: the name decides, as before
+    return aki.key_identifier is None or aki.key_identifier == ski.digest
 
 
 def _stamp(path: Path) -> FileStamp | None:

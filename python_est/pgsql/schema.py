@@ -103,6 +103,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE pending_requests ADD COLUMN claimed_by TEXT",
         "ALTER TABLE pending_requests ADD COLUMN claimed_at TIMESTAMPTZ",
     ),
+    # 3: the CA that issued each certificate (issue 16); earlier rows are the `[ca]` CA's.
+    (
+        "ALTER TABLE certificates ADD COLUMN ca TEXT NOT NULL DEFAULT 'default'",
+        "CREATE INDEX certificates_ca ON certificates (ca, issued_at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -84,7 +84,7 @@ class ClientChainValidator:
             .build_client_verifier()
         )
         try:
-            verifier.verify(leaf, [*presented[1:], *self._intermediates])
+            built = verifier.verify(leaf, [*presented[1:], *self._intermediates])
         except VerificationError as exc:
             return ClientCertificate(presented, valid=False, reason=_short(str(exc)))
         usages = _extended_key_usages(leaf)
@@ -102,7 +102,7 @@ class ClientChainValidator:
             )
         if revoked:
             return ClientCertificate(presented, valid=False, reason="revoked", is_ra=is_ra)
-        return ClientCertificate(presented, valid=True, is_ra=is_ra)
+        return ClientCertificate(presented, valid=True, is_ra=is_ra, anchor=built.chain[-1])
 
 
 def _extended_key_usages(cert: x509.Certificate) -> frozenset[x509.ObjectIdentifier]:

@@ -49,6 +49,8 @@ class ClientCertificate:
     valid: bool
     reason: str = ""
     is_ra: bool = False
+    # The trust anchor the chain was built to (set when valid): each label accepts only its own.
+    anchor: x509.Certificate | None = None
 
     @property
     def leaf(self) -> x509.Certificate:

@@ -29,6 +29,7 @@ from cryptography.x509.oid import NameOID
 
 from python_est.errors import InvalidCsr
 from python_est.profile import SUBJECT_ATTRIBUTE_NAMES, IssuanceProfile
+from python_est.wire.csrtemplate import general_name_der
 
 # Bidirectional formatting characters (Unicode UAX #9): embeddings and overrides, isolates,
 # and the implicit marks (LRM, RLM, ALM).
@@ -223,7 +224,7 @@ def password_refusal(
     The subject needs at least one CN, and every CN must be one of `allowed` (exactly, NFC).
     Other attribute types must be listed in the profile's `subject_attributes` or fixed by its
     `subject_fixed`. Every subjectAltName must be one of `allowed` (DNS names and e-mail domains
-    ASCII case-insensitively, IP addresses by value).
+    ASCII case-insensitively, IP addresses by value) or prescribed by the label (RFC 9908).
     """
     names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     if not names:
@@ -241,6 +242,8 @@ def password_refusal(
             )
     permitted = {_allowed_key(kind, text) for text in allowed for kind in _SAN_KINDS.values()}
     for san in sans_of(csr):
+        if profile.prescribed_san and general_name_der(san) in profile.prescribed_san:
+            continue  # the label prescribes it for every requester (RFC 9908)
         kind = _SAN_KINDS.get(type(san))
         if kind is None:
             return f"subjectAltName of type {type(san).__name__} is not allowed for passwords"

@@ -39,6 +39,7 @@ socket), `system` (listening socket, sd_notify), `exporter` (the Prometheus HTTP
 
 from python_est.server.exporter import MetricsListener
 from python_est.server.loop import EstServer, Handshaker
+from python_est.server.plain import PlainHandshaker
 from python_est.server.system import Listener, bind_listener, notify_systemd
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "Handshaker",
     "Listener",
     "MetricsListener",
+    "PlainHandshaker",
     "bind_listener",
     "notify_systemd",
 ]

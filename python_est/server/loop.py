@@ -29,7 +29,6 @@ from python_est.server.proxied import NoProxyHeader, proxied_client
 from python_est.server.proxyproto import Network, is_trusted
 from python_est.server.system import Listener, bind_listener
 from python_est.server.table import ConnectionTable, Held
-from python_est.tls import TlsStream
 
 log = logging.getLogger("python_est.server")
 
@@ -38,12 +37,24 @@ _POLL = 0.5  # seconds between checks for shutdown while every worker is busy
 _CUT_WAIT = 5.0  # seconds for connection threads to notice that their socket was cut
 
 
+class Stream(Protocol):
+    """A connection after its handshake (`python_est.tls.TlsStream`, or plain: `plain`)."""
+
+    def set_deadline(self, deadline: float) -> None: ...
+
+    def recv(self, size: int) -> bytes: ...
+
+    def sendall(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Handshaker(Protocol):
     """What the server needs from the TLS layer (`python_est.tls.TlsEndpoint`)."""
 
     def handshake(
         self, sock: socket.socket, address: str, deadline: float
-    ) -> tuple[TlsStream, PeerIdentity]: ...
+    ) -> tuple[Stream, PeerIdentity]: ...
 
 
 class EstServer:
@@ -351,7 +362,7 @@ class EstServer:
 
     def _respond(
         self,
-        stream: TlsStream,
+        stream: Stream,
         peer: PeerIdentity,
         outcome: Outcome,
         routes: RoutingTable,
@@ -384,7 +395,7 @@ class EstServer:
             log.exception("handler failed on %s from %s", outcome.request, peer.address)
             return text_response(500, "Internal Server Error")
 
-    def _read_request(self, stream: TlsStream, parser: RequestParser) -> HttpRequest:
+    def _read_request(self, stream: Stream, parser: RequestParser) -> HttpRequest:
         # Two absolute deadlines from the handshake's end: the head must be in within
         # header_timeout, the whole request (and then the response) within request_timeout.
         begun = time.monotonic()

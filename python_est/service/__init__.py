@@ -55,8 +55,12 @@ Server-side key generation (§4.4). Authenticated, linked, enforced and authoriz
 the first announced type that can be generated (`enforce.serverkeygen_key_type`). The answer is
 multipart/mixed: the PKCS#8 key, then the certs-only certificate, both base64. The private key
 exists only in that response (never logged, written or recorded); the ledger marks the
-certificate `server_generated_key`. Requests for an encrypted key (DecryptKeyIdentifier,
-AsymmetricDecryptKeyIdentifier) get 501, never a plaintext key.
+certificate `server_generated_key`. A CSR asking for an encrypted key (DecryptKeyIdentifier or
+AsymmetricDecryptKeyIdentifier, §4.4.1.1/§4.4.1.2) gets the key as EnvelopedData around a
+SignedData key package, to a registered KEK of the label, the TLS client certificate or a
+current certificate of the same requester; one
+the server cannot honour gets 400 before anything is issued, never a plaintext key
+(`keyprotect`).
 
 Manual approval (§4.2.3). `approval = manual` holds /simpleenroll and /serverkeygen requests, and
 renewals of certificates from other labels: 202 with Retry-After until an operator decides with
@@ -68,6 +72,20 @@ collision signs again, up to three times), then one audit line is logged on "pyt
 
 from __future__ import annotations
 
-from python_est.service.core import PENDING_RETRY_AFTER, EstService, check_label, utcnow
+from python_est.service.core import (
+    PENDING_RETRY_AFTER,
+    EstService,
+    LabelError,
+    check_label,
+    utcnow,
+)
+from python_est.service.keyprotect import signer_from
 
-__all__ = ["PENDING_RETRY_AFTER", "EstService", "check_label", "utcnow"]
+__all__ = [
+    "PENDING_RETRY_AFTER",
+    "EstService",
+    "LabelError",
+    "check_label",
+    "signer_from",
+    "utcnow",
+]

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import replace
 
-from python_est.config import AuthMethod, AuthRequirement
+from cryptography import x509
+
+from python_est.config import AuthMethod, AuthRequirement, LabelConfig
 from python_est.errors import AuthenticationRequired
 from python_est.messages import HttpRequest
 from python_est.policy import (
@@ -119,3 +123,20 @@ def _missing(requirement: AuthRequirement, peer: PeerIdentity) -> str:
     if peer.client_cert is not None and not peer.client_cert.valid:
         text += f"; client certificate not accepted: {peer.client_cert.reason}"
     return text
+
+
+def scoped(
+    peer: PeerIdentity,
+    label: LabelConfig,
+    anchors: Mapping[str, frozenset[x509.Certificate]] | None,
+) -> PeerIdentity:
+    """`peer` as `label` sees it: a client certificate that chained to an anchor the label does
+    not trust (another label's CA) authenticates nobody here (issue 16: a label's client trust
+    anchors default to its own CA)."""
+    cert = peer.client_cert
+    if anchors is None or cert is None or not cert.valid:
+        return peer
+    if cert.anchor in anchors.get(label.name, frozenset()):
+        return peer
+    refused = replace(cert, valid=False, reason="not issued under this label's CA")
+    return replace(peer, client_cert=refused)

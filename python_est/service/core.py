@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import partial
 
 from cryptography import x509
 
-from python_est import oids, wire
+from python_est import wire
 from python_est.backends import Backend
 from python_est.ca import CertificateAuthority
+from python_est.ca.rollover import RootRollover
 from python_est.config import LabelConfig
+from python_est.config.model import DEFAULT_CA
 from python_est.devices import DeviceRegistry, Registration
 from python_est.errors import (
     CaError,
@@ -46,7 +48,7 @@ from python_est.policy import (
 )
 from python_est.ratelimit import FailureCounter
 from python_est.service.approval import ApprovalGate, needs_approval
-from python_est.service.auth import Authenticator
+from python_est.service.auth import Authenticator, scoped
 from python_est.service.devices import DeviceGate
 from python_est.service.enforce import (
     CsrRequirements,
@@ -62,7 +64,15 @@ from python_est.service.issuance import (
     precheck,
     serverkeygen_response,
 )
+from python_est.service.keyprotect import KekLookup, KeyProtector, KeySigner
 from python_est.service.layout import laid_out, wants_one_line
+from python_est.service.prescribed import (
+    Prescription,
+    csrattrs_items,
+    parse_extensions,
+    parse_subject,
+)
+from python_est.service.prescribed_check import filled_profile, prescription_problems
 from python_est.service.renewal import Renewals
 from python_est.service.webhook import consult
 from python_est.users import UserDirectory
@@ -89,6 +99,17 @@ class _LabelPlan:
     attrs: wire.CsrAttrs
     requirements: CsrRequirements
     keygen_type: KeyType
+    prescription: Prescription
+    # The label as the service applies it: its profile fills in the prescribed values.
+    label: LabelConfig
+
+
+class LabelError(ValueError):
+    """A label's CSR attribute settings cannot be served; `key` names the config key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class EstService:
@@ -109,12 +130,23 @@ class EstService:
             metrics' issuance count.
         authorizers: label name to its authorization webhook (`python_est.webhooks`).
         devices: the pre-registered devices (`python_est.devices`); None: none.
+        key_signer: who signs encrypted server-generated keys (RFC 7030 §4.4.2); None makes
+            requests for an encrypted key 501.
+        keks: the registered key-encryption keys (`python_est.keks`) by label and identifier.
+        cas: every CA by name, `ca` among them as DEFAULT_CA (None: only `ca`). A label's CA
+            (`LabelConfig.ca`) answers its /cacerts, signs its certificates and alone may have
+            issued the certificates it renews.
+        client_anchors: label name to the trust anchors its client certificates must chain to
+            (None: whatever the TLS layer accepted). A certificate that chained to another
+            anchor is not valid on that label.
         backends: label name to the backend that issues for it (`python_est.backends`);
-            labels not named here use the embedded `ca`.
+            labels not named here use their CA.
+        rollovers: CA name to what its /cacerts returns during a root rollover (the four
+            certificates of RFC 7030 §4.1.3) and the old root, whose certificates still renew.
 
     Raises:
         ValueError: a label's `csrattrs` text does not parse, or announces a key type that
-            /serverkeygen cannot generate.
+            /serverkeygen cannot generate, or a label names a CA not in `cas`.
     """
 
     def __init__(
@@ -131,13 +163,34 @@ class EstService:
         on_issued: Callable[[IssuedCertificate], None] | None = None,
         authorizers: Mapping[str, Authorizer] | None = None,
         devices: DeviceRegistry | None = None,
+        key_signer: KeySigner | None = None,
+        keks: KekLookup | None = None,
+        cas: Mapping[str, CertificateAuthority] | None = None,
+        client_anchors: Mapping[str, Collection[x509.Certificate]] | None = None,
+        rollovers: Mapping[str, RootRollover] | None = None,
         backends: Mapping[str, Backend] | None = None,
     ) -> None:
-        self._labels = dict(labels)
-        self._plans = {label.name: _plan(label) for label in self._labels.values()}
+        self._plans = {label.name: _plan(label) for label in labels.values()}
+        self._labels = {key: self._plans[label.name].label for key, label in labels.items()}
+        authorities = dict(cas) if cas is not None else {DEFAULT_CA: ca}
+        for label in self._labels.values():
+            if label.ca not in authorities:
+                raise ValueError(f"CA label {label.name!r}: no CA {label.ca!r}")
+        self._anchors = (
+            None
+            if client_anchors is None
+            else {name: frozenset(anchors) for name, anchors in client_anchors.items()}
+        )
         # Both answers are fixed for the life of the service (a reload builds a new one), so
         # they are encoded once here instead of on every request.
-        self._cacerts_body = wire.encode_certs_only(ca.chain) if ca.chain else None
+        rolling = dict(rollovers or {})
+        self._cacerts_bodies = {
+            name: wire.encode_certs_only(
+                rolling[name].cacerts if name in rolling else authority.chain
+            )
+            for name, authority in authorities.items()
+            if authority.chain
+        }
         self._csrattrs_bodies = {
             name: wire.encode_base64(wire.encode_csrattrs(plan.attrs))
             for name, plan in self._plans.items()
@@ -146,11 +199,25 @@ class EstService:
         self._ledger = ledger
         self._users = users
         self._auth = Authenticator(users, limiter, realm)
-        self._issuer = Issuer(ca, ledger, clock, on_issued, backends)
+        self._issuers = {
+            name: Issuer(authority, ledger, clock, on_issued, ca_name=name, backends=backends)
+            for name, authority in authorities.items()
+        }
         self._gate = ApprovalGate(ledger, retry_after=pending_retry_after, clock=clock)
-        self._renewals = Renewals(ca.certificate, ledger, clock)
+        self._renewals = {
+            name: Renewals(
+                authority.certificate,
+                ledger,
+                clock,
+                ca_name=name,
+                previous=(rolling[name].old.certificate,) if name in rolling else (),
+            )
+            for name, authority in authorities.items()
+        }
         self._authorizers = dict(authorizers or {})
         self._devices = DeviceGate(devices, limiter, realm, clock)
+        self._clock = clock
+        self._protector = KeyProtector(key_signer, keks, self._held_certificates)
         self._operations: dict[Operation, _Operation] = {
             Operation.CACERTS: self._cacerts,
             Operation.SIMPLEENROLL: self._simpleenroll,
@@ -191,7 +258,7 @@ class EstService:
                 f"/{operation.value} takes {method}, not {request.method[:16]!r}",
                 allowed=(method,),
             )
-        response = self._operations[operation](request, peer, label)
+        response = self._operations[operation](request, scoped(peer, label, self._anchors), label)
         one_line = wants_one_line(request.header("user-agent"), label.base64_lines)
         return laid_out(response, one_line)
 
@@ -201,10 +268,10 @@ class EstService:
         self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
     ) -> HttpResponse:
         # §4.1.3: the current root and every certificate needed to chain to it; no CA means 5xx,
-        # never an empty 200 (R42). Another backend's chain is asked for each time (RA mode
-        # passes the upstream's through).
-        backend = self._issuer.backend(label)
-        body = self._cacerts_body
+        # never an empty 200 (R42). Another backend's chain is its own (RA mode passes the
+        # upstream's through).
+        body = self._cacerts_bodies.get(label.ca)
+        backend = self._issuers[label.ca].backend(label)
         if backend.kind != "embedded":
             chain = tuple(backend.ca_certs())
             body = wire.encode_certs_only(chain) if chain else None
@@ -234,7 +301,7 @@ class EstService:
         auth = self._auth.authenticate(request, peer, label.reenroll_auth)
         csr = self._read_csr(request)
         self._check_csr(csr, peer, label, client_key=True)
-        renewed = self._renewals.renewed(csr, client.leaf, auth, label)
+        renewed = self._renewals[label.ca].renewed(csr, client.leaf, auth, label)
         return self._certify(csr, label, auth, Operation.SIMPLEREENROLL, renewed.label, peer, None)
 
     def _certify(
@@ -251,7 +318,7 @@ class EstService:
         def fulfil(
             approved: x509.CertificateSigningRequest,
         ) -> tuple[x509.Certificate, HttpResponse]:
-            cert = self._issuer.issue(approved, label, auth, operation)
+            cert = self._issuers[label.ca].issue(approved, label, auth, operation)
             return cert, certs_only_response(cert)
 
         hook = self._authorizers.get(label.name)
@@ -285,21 +352,20 @@ class EstService:
             request, peer, label, label.serverkeygen_auth, self._auth
         )
         csr = self._read_csr(request)
-        if _requests_encrypted_key(csr):
-            # §4.4.1.1/§4.4.1.2: the client asked for an encrypted key; answering with a
-            # plaintext key instead would defeat the request.
-            raise NotImplementedOperation("encrypted key return is not supported")
         # §4.4.1: the CSR's key and signature are ignored; everything else is checked as for
         # /simpleenroll, linking included (libest does the same).
         self._check_csr(csr, peer, label, client_key=False)
         device = self._authorize(csr, auth, label, device)
+        # §4.4.1.1/§4.4.1.2: an encrypted key that cannot be delivered is refused here, before
+        # anything is issued; a plaintext key never answers an encryption request.
+        sealer = self._protector.resolve(csr, peer, label.name, auth.requester)
         key_type = self._plans[label.name].keygen_type
 
         def fulfil(
             approved: x509.CertificateSigningRequest,
         ) -> tuple[x509.Certificate, HttpResponse]:
-            key, cert = self._issuer.serverkeygen(approved, label, auth, key_type)
-            return cert, serverkeygen_response(key, cert)
+            key, cert = self._issuers[label.ca].serverkeygen(approved, label, auth, key_type)
+            return cert, serverkeygen_response(key, cert, sealer)
 
         hook = self._authorizers.get(label.name)
         held = consult(hook, csr, label, auth, Operation.SERVERKEYGEN, peer, key_type.value) or (
@@ -322,6 +388,16 @@ class EstService:
         raise NotImplementedOperation(
             "Full CMC (RFC 7030 §4.3) is not supported; use /simpleenroll"
         )
+
+    def _held_certificates(
+        self, label: str, subject: str, requester: str
+    ) -> list[x509.Certificate]:
+        # §4.4.1.2 recipients besides the TLS client certificate (see `keyprotect`).
+        return [
+            x509.load_pem_x509_certificate(entry.pem.encode("ascii"))
+            for entry in self._ledger.current_certificates(label, subject, self._clock())
+            if entry.requester == requester
+        ]
 
     # --- checks ---------------------------------------------------------------------------------
 
@@ -353,8 +429,15 @@ class EstService:
         # conflict with the profile's fixed subject attributes (403), for every requester.
         check_csr_names(csr, label.profile)
         if label.enforce_csrattrs:
-            requirements = self._plans[label.name].requirements
-            check_csr(requirements, csr, client_key=client_key, is_ra=is_ra)
+            plan = self._plans[label.name]
+            check_csr(plan.requirements, csr, client_key=client_key, is_ra=is_ra)
+            # RFC 9908: the values prescribed, not only the presence of what is announced.
+            problems = prescription_problems(plan.prescription, csr)
+            if problems:
+                raise InvalidCsr(
+                    "the CSR does not use the values this CA prescribes "
+                    "(see /csrattrs, RFC 9908): " + "; ".join(problems)
+                )
         refusal = fixed_refusal(csr.subject, label.profile)
         if refusal is not None:
             raise Forbidden(refusal)
@@ -370,7 +453,7 @@ class EstService:
         if auth.device is not None:
             return self._devices.bind(csr, label, device)
         if auth.certificate is not None and not auth.is_ra:
-            self._renewals.check_holder(auth.certificate.leaf, label)
+            self._renewals[label.ca].check_holder(auth.certificate.leaf, label)
         names = {
             user: (self._users.allowed_names(user) if self._users is not None else ())
             for user in auth.password_users
@@ -388,11 +471,12 @@ class EstService:
 def check_label(label: LabelConfig) -> None:
     """Check that the service can serve `label`, as `EstService` does at start-up.
 
-    For the CLI, which reports the problem as a config error on the label's `csrattrs` key.
+    For the CLI, which reports the problem as a config error on the key `LabelError` names.
 
     Raises:
-        ValueError: `csrattrs` does not parse or cannot be read as requirements (see
-            `enforce`), or announces only key types /serverkeygen cannot generate.
+        LabelError: `csrattrs` does not parse or cannot be read as requirements (see
+            `enforce`), or announces only key types /serverkeygen cannot generate; or
+            `csrattrs_subject` / `csrattrs_extensions` cannot be read (see `prescribed`).
     """
     _derive(label)
 
@@ -401,25 +485,33 @@ def _plan(label: LabelConfig) -> _LabelPlan:
     # Derived once at start-up, so a bad spec stops the server instead of failing requests.
     try:
         return _derive(label)
-    except ValueError as exc:
-        raise ValueError(f"CA label {label.name!r}: csrattrs: {exc}") from None
+    except LabelError as exc:
+        raise LabelError(exc.key, f"CA label {label.name!r}: {exc.key}: {exc}") from None
 
 
 def _derive(label: LabelConfig) -> _LabelPlan:
-    attrs = wire.parse_csrattrs_spec(label.csrattrs)
-    if label.require_pop:
-        # §3.5: a server that requires linking MUST list challengePassword (R48).
-        attrs = wire.with_challenge_password(attrs)
-    requirements = csr_requirements(attrs)
-    keygen_type = label.serverkeygen_key_type
-    if label.serverkeygen:
-        keygen_type = serverkeygen_key_type(requirements, keygen_type)
-    return _LabelPlan(attrs, requirements, keygen_type)
-
-
-def _requests_encrypted_key(csr: x509.CertificateSigningRequest) -> bool:
     try:
-        present = {attribute.oid for attribute in csr.attributes}
-    except ValueError:
-        raise InvalidCsr("malformed CSR attributes") from None
-    return bool(present & {oids.DECRYPT_KEY_IDENTIFIER, oids.ASYMMETRIC_DECRYPT_KEY_IDENTIFIER})
+        attrs = wire.parse_csrattrs_spec(label.csrattrs)
+        if label.require_pop:
+            # §3.5: a server that requires linking MUST list challengePassword (R48).
+            attrs = wire.with_challenge_password(attrs)
+        requirements = csr_requirements(attrs)
+        keygen_type = label.serverkeygen_key_type
+        if label.serverkeygen:
+            keygen_type = serverkeygen_key_type(requirements, keygen_type)
+    except ValueError as exc:
+        raise LabelError("csrattrs", str(exc)) from None
+    try:
+        subject = parse_subject(label.csrattrs_subject)
+    except ValueError as exc:
+        raise LabelError("csrattrs_subject", str(exc)) from None
+    try:
+        prescription = Prescription(subject, parse_extensions(label.csrattrs_extensions))
+    except ValueError as exc:
+        raise LabelError("csrattrs_extensions", str(exc)) from None
+    try:
+        served = csrattrs_items(attrs, prescription, requirements)
+    except ValueError as exc:
+        raise LabelError("csrattrs_extensions", str(exc)) from None
+    effective = replace(label, profile=filled_profile(label.profile, prescription))
+    return _LabelPlan(served, requirements, keygen_type, prescription, effective)

@@ -36,7 +36,7 @@ from cryptography.x509.oid import SignatureAlgorithmOID
 
 from python_est import oids, wire
 from python_est.errors import InvalidCsr
-from python_est.keys import ALLOWED_CURVES, KeyType, key_type_of
+from python_est.keys import ALLOWED_CURVES, MAX_RSA_BITS, MIN_RSA_BITS, KeyType, key_type_of
 
 _RSA = oids.RSA_ENCRYPTION.dotted_string
 _EC = oids.ID_EC_PUBLIC_KEY.dotted_string
@@ -56,10 +56,11 @@ _NAMES = {oid.dotted_string: name for name, oid in oids.NAMED_OIDS.items()}
 @dataclass(frozen=True)
 class KeyChoice:
     """One acceptable kind of key: an algorithm ("rsa", "ec", "ed25519", "ed448") and, for EC,
-    the curve name ("secp384r1"); curve None accepts every allowed curve."""
+    the curve name ("secp384r1"), for RSA the modulus size; None accepts every allowed one."""
 
     algorithm: str
     curve: str | None = None
+    bits: int | None = None
 
     def accepts(self, key: CertificatePublicKeyTypes) -> bool:
         """True when `key` is of this kind."""
@@ -67,19 +68,21 @@ class KeyChoice:
         if self.algorithm == "ec":
             return kind.startswith("ec-") and (self.curve is None or kind == f"ec-{self.curve}")
         if self.algorithm == "rsa":
-            return kind.startswith("rsa-")
+            return kind.startswith("rsa-") and (self.bits is None or kind == f"rsa-{self.bits}")
         return kind == self.algorithm
 
     def accepts_type(self, key_type: KeyType) -> bool:
         """True when keys generated as `key_type` are of this kind."""
         if key_type.is_rsa:
-            return self.algorithm == "rsa"
+            return self.algorithm == "rsa" and self.bits in (None, key_type.rsa_bits)
         return self.algorithm == "ec" and self.curve in (None, key_type.curve.name)
 
     def generatable(self) -> KeyType | None:
-        """The key type /serverkeygen makes for this choice (RSA: 2048 bits), or None."""
-        if self.algorithm == "rsa":
-            return KeyType.RSA_2048
+        """The key type /serverkeygen makes for this choice (RSA: 2048 bits unless sized), or
+        None."""
+        for key_type in (KeyType.RSA_2048, KeyType.RSA_3072, KeyType.RSA_4096):
+            if self.accepts_type(key_type):
+                return key_type
         for key_type in (KeyType.EC_P256, KeyType.EC_P384):
             if self.accepts_type(key_type):
                 return key_type
@@ -87,6 +90,8 @@ class KeyChoice:
 
     @property
     def text(self) -> str:
+        if self.bits:
+            return f"rsa-{self.bits}"
         return f"ec-{self.curve}" if self.curve else self.algorithm
 
 
@@ -153,6 +158,9 @@ def _key_choices(oid: str, values: tuple[wire.CsrAttrValue, ...]) -> list[KeyCho
     algorithm = _KEY_ALGORITHMS[oid]
     if not values:
         return [KeyChoice(algorithm)]
+    if algorithm == "rsa":
+        # RFC 9908 §4 (its 4096-bit example): rsaEncryption with the modulus size as INTEGER.
+        return [KeyChoice("rsa", bits=_rsa_bits(value)) for value in values]
     if algorithm != "ec":
         raise ValueError(f"{describe_oid(oid)} takes no values in CSR attributes")
     choices = []
@@ -166,6 +174,15 @@ def _key_choices(oid: str, values: tuple[wire.CsrAttrValue, ...]) -> list[KeyCho
             raise ValueError(f"elliptic curve {curve} is not allowed")
         choices.append(KeyChoice("ec", curve))
     return choices
+
+
+def _rsa_bits(value: wire.CsrAttrValue) -> int:
+    bits = wire.decode_integer(value) if isinstance(value, bytes) else None
+    if bits is None or not MIN_RSA_BITS <= bits <= MAX_RSA_BITS:
+        raise ValueError(
+            f"rsaEncryption takes an RSA size in bits ({MIN_RSA_BITS} to {MAX_RSA_BITS})"
+        )
+    return bits
 
 
 def _curve_name(dotted: str) -> str | None:

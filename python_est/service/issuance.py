@@ -15,10 +15,18 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from python_est import wire
 from python_est.audit import audit
-from python_est.backends import Backend, Deferred, EmbeddedBackend, Order, PrivateKey
+from python_est.backends import (
+    Backend,
+    Deferred,
+    EmbeddedBackend,
+    Order,
+    PrivateKey,
+    recorded_ca,
+)
 from python_est.ca import CertificateAuthority
 from python_est.ca.rules import permitted_san, verified_csr_key
 from python_est.config import LabelConfig
+from python_est.config.model import DEFAULT_CA
 from python_est.errors import InvalidCsr, LedgerError
 from python_est.keys import KeyType, weak_key_reason
 from python_est.ledger import (
@@ -30,6 +38,7 @@ from python_est.ledger import (
 )
 from python_est.messages import CERTS_ONLY, PKCS8, HttpResponse, Operation, text_response
 from python_est.policy import Authentication
+from python_est.service.keyprotect import Sealer
 
 log = logging.getLogger("python_est.service")
 
@@ -45,15 +54,18 @@ _T = TypeVar("_T")
 
 
 class Issuer:
-    """Has each label's backend issue, and commits each certificate to the ledger before anyone
-    sees it (certificates from an upstream CA or a handler included).
+    """Has a label's backend issue, and commits each certificate to the ledger before anyone
+    sees it (certificates from an upstream CA or a CA handler included).
 
     Args:
         ca: the embedded CA (the backend of every label `backends` does not name).
         ledger: where every certificate is recorded.
         clock: the issuance time source.
         on_issued: called with each entry once committed (see `EstService`).
-        backends: label name to its issuing backend.
+        ca_name: the CA's name, recorded with each certificate it signs.
+        backends: label name to its issuing backend (`python_est.backends`); a certificate
+            one of them issued is recorded under the CA name "KIND:LABEL" (`est:corp`), so
+            this server's CRL and OCSP never vouch for it.
     """
 
     def __init__(
@@ -62,10 +74,12 @@ class Issuer:
         ledger: Ledger,
         clock: Callable[[], datetime],
         on_issued: Callable[[IssuedCertificate], None] | None = None,
+        ca_name: str = DEFAULT_CA,
         backends: Mapping[str, Backend] | None = None,
     ) -> None:
         self._embedded = EmbeddedBackend(ca)
         self._backends = dict(backends or {})
+        self._ca_name = ca_name
         self._ledger = ledger
         self._clock = clock
         self._on_issued = on_issued
@@ -73,23 +87,6 @@ class Issuer:
     def backend(self, label: LabelConfig) -> Backend:
         """The backend that issues for `label`."""
         return self._backends.get(label.name, self._embedded)
-
-    def serverkeygen(
-        self,
-        csr: x509.CertificateSigningRequest,
-        label: LabelConfig,
-        auth: Authentication,
-        key_type: KeyType,
-    ) -> tuple[PrivateKey, x509.Certificate]:
-        """A new key and its certificate, recorded (RFC 7030 §4.4); as `issue`."""
-        backend = self.backend(label)
-
-        def sign(order: Order) -> tuple[x509.Certificate, PrivateKey]:
-            key, cert = backend.serverkeygen(order, key_type)
-            return cert, key
-
-        cert, key = self._record(csr, label, auth, Operation.SERVERKEYGEN, sign, server_key=True)
-        return key, cert
 
     def issue(
         self,
@@ -116,6 +113,23 @@ class Issuer:
         backend = self.backend(label)
         return self._record(csr, label, auth, operation, lambda o: (backend.enroll(o), None))[0]
 
+    def serverkeygen(
+        self,
+        csr: x509.CertificateSigningRequest,
+        label: LabelConfig,
+        auth: Authentication,
+        key_type: KeyType,
+    ) -> tuple[PrivateKey, x509.Certificate]:
+        """A new key and its certificate, recorded (RFC 7030 §4.4); as `issue`."""
+        backend = self.backend(label)
+
+        def sign(order: Order) -> tuple[x509.Certificate, PrivateKey]:
+            key, cert = backend.serverkeygen(order, key_type)
+            return cert, key
+
+        cert, key = self._record(csr, label, auth, Operation.SERVERKEYGEN, sign, server_key=True)
+        return key, cert
+
     def _record(
         self,
         csr: x509.CertificateSigningRequest,
@@ -129,6 +143,7 @@ class Issuer:
         # `sign` asks the backend; what it returns besides the certificate (a generated key)
         # is handed back untouched.
         backend = self.backend(label)
+        embedded = backend.kind == "embedded"
         for _ in range(MAX_SERIAL_ATTEMPTS):
             now = self._clock()
             cert, extra = sign(Order(csr, label, operation, now))
@@ -140,13 +155,14 @@ class Issuer:
                 operation=operation.value,
                 server_generated_key=server_key,
                 issued_at=now,
+                ca=self._ca_name if embedded else recorded_ca(label),
             )
             try:
                 # DESIGN.md decision 8: committed before the response exists.
                 self._ledger.record(entry)
             except DuplicateSerial:
                 known = self._ledger.get(cert.serial_number)
-                if backend.kind != "embedded" and known is not None and known.pem == entry.pem:
+                if not embedded and known is not None and known.pem == entry.pem:
                     # An upstream answering a retry with the certificate it issued before.
                     return cert, extra
                 log.warning(
@@ -225,15 +241,19 @@ def certs_only_response(cert: x509.Certificate) -> HttpResponse:
 
 
 def serverkeygen_response(
-    key: CertificateIssuerPrivateKeyTypes, cert: x509.Certificate
+    key: CertificateIssuerPrivateKeyTypes, cert: x509.Certificate, sealer: Sealer | None = None
 ) -> HttpResponse:
-    """The 200 multipart answer of /serverkeygen (RFC 7030 §4.4.2): PKCS#8 key, then the cert.
+    """The 200 multipart answer of /serverkeygen (RFC 7030 §4.4.2): the key, then the cert.
 
-    The key exists only in this response: it is never recorded, written or logged.
+    The key part is PKCS#8, or the EnvelopedData `sealer` makes when the client asked for an
+    encrypted key. The key exists only in this response: never recorded, written or logged.
     """
     key_der = key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+    key_type = PKCS8
+    if sealer is not None:
+        key_der, key_type = sealer.seal(key_der)
     content_type, body = wire.encode_serverkeygen(
-        key_der, PKCS8, wire.encode_certs_only((cert,)), f"est-{secrets.token_hex(12)}"
+        key_der, key_type, wire.encode_certs_only((cert,)), f"est-{secrets.token_hex(12)}"
     )
     # The body holds a private key: no cache may keep it (RFC 9111 §5.2.2.5).
     return HttpResponse(200, (("Content-Type", content_type), ("Cache-Control", "no-store")), body)

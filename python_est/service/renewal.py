@@ -1,11 +1,12 @@
 """Which certificate a /simplereenroll renews (RFC 7030 §4.2.2), and on which labels it may.
 
 A certificate renews itself: the CSR's Subject and subjectAltNames equal the client
-certificate's (`policy.check_reenrollment`), the certificate was signed by this EST CA, is not
-revoked, and the ledger records it as issued under this label or under a label the label lists
-in `reenroll_from`. A certificate the ledger does not know renews nowhere. Without this rule a
-certificate of one label would obtain another label's profile (cmcRA, serverAuth, a longer
-validity) and skip that label's manual approval.
+certificate's (`policy.check_reenrollment`), the certificate was signed by the label's CA, is
+not revoked, and the ledger records it as issued by that CA under this label or under a label
+the label lists in `reenroll_from` (a listed label of another CA renews nothing here: issue 16,
+each label accepts only its own CA's certificates). A certificate the ledger does not know
+renews nowhere. Without this rule a certificate of one label would obtain another label's
+profile (cmcRA, serverAuth, a longer validity) and skip that label's manual approval.
 
 An RA (EKU id-kp-cmcRA, RFC 7030 §3.7) may renew on behalf of a device: the CSR's Subject and
 subjectAltNames must equal those of an unrevoked, unexpired certificate the ledger records under
@@ -14,14 +15,16 @@ the same labels. The ledger records the RA as the requester.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from python_est.backends import recorded_ca
 from python_est.config import LabelConfig
+from python_est.config.model import DEFAULT_CA
 from python_est.errors import Forbidden
 from python_est.ledger import IssuedCertificate, Ledger
 from python_est.policy import Authentication, check_reenrollment, same_names
@@ -44,12 +47,20 @@ class Renewals:
         issuer: the EST CA certificate that signs (self-renewal needs a certificate it signed).
         ledger: the issued certificates.
         clock: the current time (an RA renews only unexpired certificates).
+        ca_name: the name of the CA `issuer` belongs to, as the ledger records it.
+        previous: the CA's old root while it is rolled over, whose certificates renew too.
     """
 
     def __init__(
-        self, issuer: x509.Certificate, ledger: Ledger, clock: Callable[[], datetime]
+        self,
+        issuer: x509.Certificate,
+        ledger: Ledger,
+        clock: Callable[[], datetime],
+        ca_name: str = DEFAULT_CA,
+        previous: Sequence[x509.Certificate] = (),
     ) -> None:
-        self._issuer = issuer
+        self._issuers = (issuer, *previous)
+        self._ca_name = ca_name
         self._ledger = ledger
         self._clock = clock
 
@@ -76,7 +87,7 @@ class Renewals:
         if auth.is_ra and not same_names(csr, current):
             return self._on_behalf(csr, label)
         check_reenrollment(csr, current)
-        if not self._issued_here(current):
+        if not self._issued_here(current, label):
             raise Forbidden(
                 "the client certificate was not issued by this EST CA and cannot be renewed here"
             )
@@ -95,7 +106,7 @@ class Renewals:
             Forbidden: revoked, unknown to the ledger, or issued under a label this one does
                 not accept.
         """
-        if self._issued_here(holder):
+        if self._issued_here(holder, label):
             self._entry_on_label(holder, label, "the client certificate")
 
     def _entry_on_label(
@@ -106,6 +117,11 @@ class Renewals:
         entry = self._ledger.get(cert.serial_number)
         if entry is None:
             raise Forbidden(f"{what} is not in this CA's ledger and is not accepted")
+        if entry.ca != self._expected_ca(label):
+            raise Forbidden(
+                f"{what} was issued by CA {entry.ca!r}; {label_text(label.name)} accepts only "
+                f"certificates of its CA {self._expected_ca(label)!r}"
+            )
         if entry.label != label.name and entry.label not in label.reenroll_from:
             raise Forbidden(
                 f"{what} was issued under {label_text(entry.label)}; "
@@ -120,19 +136,27 @@ class Renewals:
         now = self._clock()
         for source in (label.name, *label.reenroll_from):
             for entry in self._ledger.current_certificates(source, subject, now):
-                if same_names(csr, x509.load_pem_x509_certificate(entry.pem.encode("ascii"))):
+                if entry.ca == self._expected_ca(label) and same_names(
+                    csr, x509.load_pem_x509_certificate(entry.pem.encode("ascii"))
+                ):
                     return entry
         raise Forbidden(ON_BEHALF_REFUSED)
 
-    def _issued_here(self, cert: x509.Certificate) -> bool:
+    def _expected_ca(self, label: LabelConfig) -> str:
+        # A label whose certificates come from an upstream or a CA handler renews only those.
+        return self._ca_name if label.backend == "embedded" else recorded_ca(label)
+
+    def _issued_here(self, cert: x509.Certificate, label: LabelConfig) -> bool:
         # R57: only a certificate this EST CA signed is renewed here, whatever other client
-        # trust anchors are configured; or one this server obtained from a label's other
-        # backend (RA mode, a CA handler), whose exact bytes the ledger recorded.
-        try:
-            cert.verify_directly_issued_by(self._issuer)
-        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-            entry = self._ledger.get(cert.serial_number)
-            return entry is not None and entry.pem.encode("ascii") == cert.public_bytes(
-                Encoding.PEM
-            )
-        return True
+        # trust anchors are configured; on a label with another backend (RA mode, a CA
+        # handler), one this server obtained from it, whose exact bytes the ledger recorded.
+        for issuer in self._issuers:
+            try:
+                cert.verify_directly_issued_by(issuer)
+            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+                continue
+            return True
+        if label.backend == "embedded":
+            return False
+        entry = self._ledger.get(cert.serial_number)
+        return entry is not None and entry.pem.encode("ascii") == cert.public_bytes(Encoding.PEM)

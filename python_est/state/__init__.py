@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,13 +31,21 @@ from python_est.ca import (
     load_pem_certificates,
     private_key_pem,
 )
+from python_est.ca.rollover import RootRollover
 from python_est.config import Config
-from python_est.config.passphrase import read_passphrase
+from python_est.config.model import DEFAULT_CA
 from python_est.errors import ConfigError, LedgerError, Unavailable
 from python_est.fileio import atomic_write, ensure_private_dir
+from python_est.keys import generate_private_key
 from python_est.ledger import SqliteLedger
+from python_est.state.cafiles import ca_from_pem as _ca_from_pem
+from python_est.state.cafiles import client_trust_anchors as _client_trust_anchors
+from python_est.state.cafiles import configured_ca, load_named_ca
+from python_est.state.cafiles import read_file as _read
 from python_est.state.database import open_database
 from python_est.state.guards import init_command, orphaned_ledger_problem
+from python_est.state.rollover import generation, load_rollover, load_rollovers
+from python_est.state.token_ca import load_token_ca, open_ca_token_key, signing_key_type
 from python_est.state.users import legacy_users, open_users
 from python_est.state.users import user_store_path as user_store_path
 from python_est.statedir import StateDir
@@ -70,10 +79,22 @@ class State:
     users: UserDirectory | None
     created: list[str] = field(default_factory=list)
     database: Database | None = None  # with [ledger] url: shared by ledger, users and limits
+    # Every configured CA by name (`ca` as DEFAULT_CA, then each `[ca:NAME]`); empty: only `ca`.
+    cas: Mapping[str, CertificateAuthority] = field(default_factory=dict)
+
+    # Root rollovers in progress by CA name (the new root is the CA in `cas`), and each CA's
+    # root key generation (1 until its first finished rollover).
+    rollovers: Mapping[str, RootRollover] = field(default_factory=dict)
+    generations: Mapping[str, int] = field(default_factory=dict)
+
+    def ca_named(self, name: str) -> CertificateAuthority:
+        """The CA `name` (a name the configuration checked)."""
+        return self.ca if name == DEFAULT_CA else self.cas[name]
 
     def close(self) -> None:
         """Close the ledger and the database connections (a closed SQLite ledger refuses work;
-        a database connects again when used)."""
+        a database connects again when used), and the CA token's session."""
+        self.ca.close()
         self.ledger.close()
         if self.database is not None:
             self.database.close()
@@ -160,9 +181,19 @@ def open_state(
             raise ConfigError(
                 config.source, "server", "state_dir", f"cannot create {state_dir}: {exc.strerror}"
             ) from None
-    ca = _load_or_create_ca(config, create, created)
+    # The `[ca:NAME]` CAs first: they are never created here, so a missing one stops start-up
+    # before anything else is made.
+    rollovers = load_rollovers(config)
+    named = {
+        name: rollovers[name].new if name in rollovers else load_named_ca(config, name)
+        for name in config.cas
+    }
+    # During a rollover the new root issues (RFC 7030 §4.1.3); the old one is in `rollovers`.
+    default = rollovers.get(DEFAULT_CA)
+    ca = default.new if default else _load_or_create_ca(config, create, created)
+    cas = {DEFAULT_CA: ca, **named}
     server = _load_or_create_server(config, ca, create, created)
-    anchors = _client_trust_anchors(config, ca)
+    anchors = _client_trust_anchors(config, cas, rollovers)
     database = open_database(config) if config.ledger.url else None
     if database is not None:
         from python_est.ledger.postgres import PostgresLedger
@@ -182,7 +213,24 @@ def open_state(
         users=users,
         created=created,
         database=database,
+        cas=cas,
+        rollovers=rollovers,
+        generations={name: generation(config, name) for name in config.ca_names},
     )
+
+
+def load_ca(config: Config, name: str) -> CertificateAuthority:
+    """The CA `name` alone, without the rest of the state (`python-est ca list`).
+
+    Raises:
+        ConfigError: it does not exist yet, or its files are unusable.
+    """
+    rollover = load_rollover(config, name) if config.ca_config(name).cert_file is None else None
+    if rollover is not None:
+        return rollover.new
+    if name == DEFAULT_CA:
+        return _load_or_create_ca(config, False, [])
+    return load_named_ca(config, name)
 
 
 def lockouts_path(config: Config) -> Path:
@@ -201,9 +249,19 @@ def has_ca_or_server_certificate(config: Config) -> bool:
     return layout.ca_cert.exists() or layout.server_cert.exists()
 
 
-def create_ca(config: Config) -> CertificateAuthority:
-    """Generate the CA described by `[ca]` and write it under the state directory."""
+def create_ca(config: Config, *, new_token_key: bool = False) -> CertificateAuthority:
+    """Generate the CA described by `[ca]` and write it under the state directory.
+
+    With `[ca] pkcs11_*` its key is the token key (created there with `new_token_key`, which
+    refuses an existing label) and only the certificates are written.
+    """
     cfg = config.ca
+    token_key = None
+    file_key = None
+    if cfg.pkcs11 is not None:
+        token_key = open_ca_token_key(config, create=new_token_key)
+    else:
+        file_key = generate_private_key(signing_key_type(config))
     ca = CertificateAuthority.create(
         common_name=cfg.common_name,
         key_type=cfg.key_type,
@@ -211,10 +269,12 @@ def create_ca(config: Config) -> CertificateAuthority:
         issuing_ca=cfg.issuing_ca,
         issuing_key_type=cfg.issuing_key_type,
         organization=cfg.organization or None,
+        key=token_key or file_key,
     )
     layout = StateDir(config.server.state_dir)
     ensure_private_dir(layout.ca_dir)
-    atomic_write(layout.ca_key, private_key_pem(ca.private_key))
+    if file_key is not None:
+        atomic_write(layout.ca_key, private_key_pem(file_key))
     atomic_write(layout.ca_cert, certificate_pem(ca.certificate), mode=0o644)
     if len(ca.chain) > 1:
         chain_pem = certificates_pem(ca.chain[1:])
@@ -242,14 +302,18 @@ def create_server_credentials(config: Config, ca: CertificateAuthority) -> Serve
 
 def _load_or_create_ca(config: Config, create: bool, created: list[str]) -> CertificateAuthority:
     cfg = config.ca
+    if cfg.pkcs11 is not None:
+        ca = load_token_ca(config)
+        if ca is not None:
+            return ca
+        if not create:
+            raise ConfigError(
+                config.source, "server", "state_dir", f"no CA yet; run `{init_command(config)}`"
+            )
+        created.append(f"CA {cfg.common_name!r} for {cfg.pkcs11.key_label!r} on the token")
+        return create_ca(config)
     if cfg.cert_file is not None and cfg.key_file is not None:
-        chain_pem = b"".join(_read(config, "ca", "chain_files", p) for p in cfg.chain_files)
-        cert_pem = _read(config, "ca", "cert_file", cfg.cert_file)
-        key_pem = _read(config, "ca", "key_file", cfg.key_file)
-        password = None
-        if cfg.key_passphrase is not None:
-            password = read_passphrase(cfg.key_passphrase, config.source)
-        return _ca_from_pem(config, "cert_file", cert_pem, key_pem, chain_pem, password)
+        return configured_ca(config, "ca", cfg)
     layout = StateDir(config.server.state_dir)
     if layout.ca_cert.exists():
         if not layout.ca_key.exists():
@@ -285,21 +349,6 @@ def _load_or_create_ca(config: Config, create: bool, created: list[str]) -> Cert
         raise ConfigError(config.source, "server", "state_dir", problem)
     created.append(f"CA {cfg.common_name!r} ({cfg.key_type.value}) in {layout.ca_dir}")
     return create_ca(config)
-
-
-def _ca_from_pem(
-    config: Config,
-    key: str | None,
-    cert_pem: bytes,
-    key_pem: bytes,
-    chain_pem: bytes,
-    password: bytes | None = None,
-) -> CertificateAuthority:
-    try:
-        return CertificateAuthority.from_pem(cert_pem, key_pem, chain_pem, password)
-    except ValueError as exc:
-        section, name = ("ca", key) if key else ("server", "state_dir")
-        raise ConfigError(config.source, section, name, f"unusable CA: {exc}") from None
 
 
 def _load_or_create_server(
@@ -344,20 +393,6 @@ def _server_from_files(
     return ServerCredentials(chain=tuple(certs), private_key=private_key)
 
 
-def _client_trust_anchors(config: Config, ca: CertificateAuthority) -> tuple[x509.Certificate, ...]:
-    if not config.tls.client_trust_anchors:
-        return (ca.root,)
-    anchors: list[x509.Certificate] = []
-    for path in config.tls.client_trust_anchors:
-        certs = load_pem_certificates(_read(config, "tls", "client_trust_anchors", path))
-        if not certs:
-            raise ConfigError(
-                config.source, "tls", "client_trust_anchors", f"no certificate in {path}"
-            )
-        anchors.extend(certs)
-    return tuple(anchors)
-
-
 def _open_ledger(
     config: Config,
     create: bool,
@@ -380,14 +415,3 @@ def _open_ledger(
         return SqliteLedger(path, export_dir=config.ledger.export_dir)
     except (LedgerError, Unavailable, OSError) as exc:
         raise ConfigError(config.source, "ledger", "path", f"cannot open {path}: {exc}") from None
-
-
-def _read(config: Config, section: str, key: str, path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(config.source, section, key, f"{path} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(
-            config.source, section, key, f"cannot read {path}: {exc.strerror}"
-        ) from None

@@ -27,10 +27,11 @@ def orphaned_ledger_problem(config: Config) -> str:
     but the ledger holds certificates it issued.
 
     A new root would silently orphan every issued certificate: devices could no longer renew,
-    and revocations would be signed by a key nobody trusts.
+    and revocations would be signed by a key nobody trusts. (A token key stays on its token:
+    only its certificate is made again, and `token_key_problem` guards a new token key.)
     """
     layout = StateDir(config.server.state_dir)
-    if config.ca.cert_file is not None or layout.ca_key.exists():
+    if config.ca.cert_file is not None or layout.ca_key.exists() or config.ca.pkcs11 is not None:
         return ""
     issued = _issued_count(config)
     if not issued:
@@ -39,6 +40,23 @@ def orphaned_ledger_problem(config: Config) -> str:
         f"the CA key {layout.ca_key} is missing but the ledger holds {issued} certificate(s) "
         "it issued; restore ca/ca.key and ca/ca.pem from a backup (a new CA would orphan "
         "them), or move the ledger away to start over with a new CA"
+    )
+
+
+def token_key_problem(config: Config) -> str:
+    """Why a new token key (`init --create-token-key`) must not replace the CA here: its
+    certificate is gone but the ledger holds certificates the CA issued ("" when it may)."""
+    layout = StateDir(config.server.state_dir)
+    if layout.ca_cert.exists():
+        return ""  # replaced only with --force, which the caller asks for
+    issued = _issued_count(config)
+    if not issued:
+        return ""
+    return (
+        f"the CA certificate {layout.ca_cert} is missing but the ledger holds {issued} "
+        "certificate(s) its CA issued; restore ca/ca.pem and run `init` without "
+        "--create-token-key (the key is still on the token), or move the ledger away to start "
+        "over with a new CA"
     )
 
 

@@ -13,7 +13,7 @@ The handshake stays tlslite's, but its expensive primitives run in OpenSSL throu
 this package (or `python_est.users`) overrides, calls or rebinds is listed in `tlslite_seams`,
 which building a `TlsEndpoint` checks against the installed tlslite-ng. Importing this package
 changes nothing in tlslite; an accelerated endpoint switches the session-ticket ciphers to
-OpenSSL when it is built.
+OpenSSL and the handshake's cipher-suite lists to memoized ones (`fastsuites`) when it is built.
 """
 
 from python_est.tls.endpoint import TicketKeys, TlsEndpoint

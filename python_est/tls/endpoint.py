@@ -22,6 +22,7 @@ from python_est.policy import ClientCertificate, ClientChainValidator, PeerIdent
 from python_est.ratelimit import FailureCounter
 from python_est.tls.fastcipher import use_openssl_ticket_ciphers
 from python_est.tls.fastkeys import tlslite_private_key
+from python_est.tls.fastsuites import use_cached_suites
 from python_est.tls.hello import Route, classify_client_hello, peek_first_record, srp_username
 from python_est.tls.settings import build_settings, with_ticket_keys
 from python_est.tls.srp import (
@@ -88,7 +89,8 @@ class TlsEndpoint:
         accelerated: run signatures, ECDHE and record protection in OpenSSL through
             `cryptography` (the default); False leaves all of it to tlslite's Python code, for
             comparison (`scripts/bench_tls.py`). True also switches tlslite's session-ticket
-            ciphers to OpenSSL, process-wide (`use_openssl_ticket_ciphers`).
+            ciphers to OpenSSL (`use_openssl_ticket_ciphers`) and its handshake code to
+            memoized cipher-suite lists (`fastsuites`), process-wide.
 
     Raises:
         TlsliteMismatch: the installed tlslite-ng is not the version, or lacks a seam, that
@@ -114,6 +116,7 @@ class TlsEndpoint:
         check_tlslite()
         if accelerated:
             use_openssl_ticket_ciphers()
+            use_cached_suites()
         self._args = _EndpointArgs(
             cert_chain,
             private_key,

@@ -3,7 +3,8 @@
 python_est.tls reaches into tlslite-ng in places that are not its documented API: private
 `TLSConnection` methods wrapped for tls-unique and the handshake-size limit, the record layer's
 cipher selection, the key-exchange and key classes the fast path subclasses, module-level
-names it rebinds for session tickets, and the SRP maths `python_est.users` uses. `SEAMS` lists
+names it rebinds for session tickets and cipher-suite lists, and the SRP maths
+`python_est.users` uses. `SEAMS` lists
 each of them with the parameter names our code relies on. A tlslite release that renames one
 would otherwise not fail: an override of a method that no longer exists is simply never
 called, and the fast path would silently fall back to pure Python (or tls-unique would stay
@@ -45,6 +46,7 @@ class Use(enum.Enum):
     PUBLIC_KEY = "client CertificateVerify checked in OpenSSL (fastkeys)"
     SETTINGS = "settings validated once (settings)"
     SRP = "SRP sessions and verifier maths (srp, python_est.users)"
+    SUITES = "cipher-suite lists memoized (fastsuites)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +81,7 @@ _ECDHE = "tlslite.keyexchange:ECDHE_RSAKeyExchange"
 _RSA = "tlslite.utils.python_rsakey:Python_RSAKey"
 _ECDSA = "tlslite.utils.python_ecdsakey:Python_ECDSAKey"
 _FACTORY = ("key", "implList")
+_SUITES = "tlslite.constants:CipherSuite"
 
 SEAMS: tuple[Seam, ...] = (
     # stream.Connection: tls-unique (RFC 5929), the handshake message cap, IP-literal SNI.
@@ -247,6 +250,13 @@ SEAMS: tuple[Seam, ...] = (
     Seam(Use.SRP, "tlslite.mathtls", "makeX", ("salt", "username", "password")),
     Seam(Use.SRP, "tlslite.mathtls", "goodGroupParameters"),
     Seam(Use.SRP, "tlslite.utils.cryptomath", "powMod"),
+    # fastsuites.CachedCipherSuite, rebound as tlslite.tlsconnection.CipherSuite.
+    Seam(Use.SUITES, "tlslite.tlsconnection", "CipherSuite"),
+    Seam(Use.SUITES, _SUITES, "_filterSuites", ("suites", "settings", "version")),
+    *(
+        Seam(Use.SUITES, _SUITES, name, ("settings", "version"))
+        for name in ("getTLS13Suites", "getEcdsaSuites", "getEcdheCertSuites", "getCertSuites")
+    ),
 )
 
 

@@ -157,7 +157,8 @@ def parse_csrattrs_spec(text: str) -> CsrAttrs:
 
     Example: `challengePassword, ecdsa-with-SHA384, id-ecPublicKey=secp384r1,
     extensionRequest=macAddress, 1.2.3.4`. Names come from `python_est.oids.NAMED_OIDS`
-    (case-insensitive); anything else must be a dotted OID. Blank text means no attributes.
+    (case-insensitive); anything else must be a dotted OID. A value of digits is an INTEGER
+    (`rsaEncryption=4096`, RFC 9908's key size). Blank text means no attributes.
 
     Raises:
         ValueError: an unknown name, an empty entry or value, or a repeated entry.
@@ -177,12 +178,27 @@ def parse_csrattrs_spec(text: str) -> CsrAttrs:
                 raise ValueError(f"attribute {match.group(1).strip()!r} has an empty value")
             item = CsrAttribute(
                 oid=_resolve(match.group(1).strip()),
-                values=tuple(_resolve(v) for v in values),
+                values=tuple(_integer_der(v) if v.isdigit() else _resolve(v) for v in values),
             )
         if _key(item) in {_key(seen) for seen in items}:
             raise ValueError(f"{entry!r} is listed twice (give one attribute several +values)")
         items.append(item)
     return tuple(items)
+
+
+def _integer_der(digits: str) -> bytes:
+    return bytes(der_encoder.encode(univ.Integer(int(digits))))
+
+
+def decode_integer(der: bytes) -> int | None:
+    """The value of a DER INTEGER, or None when `der` is not exactly one."""
+    if der[:1] != b"\x02":
+        return None
+    try:
+        value, rest = der_decoder.decode(der, asn1Spec=univ.Integer())
+    except PyAsn1Error:
+        return None
+    return None if rest else int(value)
 
 
 def _key(item: CsrAttrItem) -> tuple[str, str]:

@@ -41,6 +41,7 @@ from python_est.ledger import (
     PendingStateError,
     PendingStatus,
     UnknownSerial,
+    serial_hex,
 )
 from python_est.state import open_state
 from python_est.users import UserStore
@@ -594,3 +595,66 @@ def test_srp_resumption_ends_when_another_instance_changes_the_password_and_lock
     assert main(["-c", cfg, "lockouts", "clear", "alice"]) == 0
     assert "cleared the lockout of user 'alice'" in capsys.readouterr().out
     assert not _srp_session(server.port, "alice", "the new password")[1]
+
+
+def test_the_issuing_ca_is_recorded_and_filters_as_in_sqlite(
+    databases: Callable[[], Database],
+) -> None:
+    ledger = ledger_on(databases())
+    one, two = issued("one"), replace(issued("two"), ca="iot")
+    ledger.record(one)
+    ledger.record(two)
+    assert ledger.get(two.serial) == two and ledger.get(one.serial) == one
+    assert [e.serial for e in ledger.list_certificates(ca="iot")] == [two.serial]
+    assert [e.serial for e in ledger.list_certificates(ca="default", label="")] == [one.serial]
+    assert ledger.get_issued_by("iot", two.serial) == two
+    assert ledger.get_issued_by("default", two.serial) is None
+    with pytest.raises(UnknownSerial):
+        ledger.revoke(two.serial, "keyCompromise", ca="default")
+    assert not ledger.is_revoked(two.serial)
+    revoked = ledger.revoke(two.serial, "keyCompromise", ca="iot")
+    assert ledger.list_certificates(revoked=True, ca="iot") == [revoked]
+    assert ledger.list_certificates(revoked=True, ca="default") == []
+    assert ledger.list_certificates(revoked=False, ca="default") == [one]
+
+
+def test_rows_from_schema_2_become_the_default_ca_s(cluster: PgCluster) -> None:
+    from python_est.pgsql import SCHEMA_VERSION, Database, upgrade
+    from python_est.pgsql.schema import MIGRATIONS
+
+    db = Database(cluster.create_database(), pool_size=2)
+    try:
+
+        def version_2(cursor: Cursor) -> None:
+            cursor.execute(
+                "CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
+                " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            for number in (1, 2):
+                for statement in MIGRATIONS[number - 1]:
+                    cursor.execute(statement.encode("utf-8"))
+                cursor.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
+
+        db.run(version_2)
+        old = issued("old")
+        db.run(
+            lambda cursor: cursor.execute(
+                "INSERT INTO certificates (serial, subject, sans, not_before, not_after,"
+                " issued_at, requester, auth_method, label, operation, server_generated_key,"
+                " pem) VALUES (%s, %s, '[]', %s, %s, %s, 'old', 'basic', '', 'simpleenroll',"
+                " false, %s)",
+                (
+                    serial_hex(old.serial),
+                    old.subject,
+                    old.not_before,
+                    old.not_after,
+                    old.issued_at,
+                    old.pem,
+                ),
+            )
+        )
+        assert upgrade(db) == (2, SCHEMA_VERSION)
+        entry = ledger_on(db).get(old.serial)
+        assert entry is not None and entry.ca == "default"
+    finally:
+        db.close()

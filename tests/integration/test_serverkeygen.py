@@ -157,8 +157,9 @@ def test_refusals(server: RunningServer) -> None:
     assert anonymous.headers["WWW-Authenticate"].startswith("Basic realm=")
     for oid in (oids.DECRYPT_KEY_IDENTIFIER, oids.ASYMMETRIC_DECRYPT_KEY_IDENTIFIER):
         encrypted = post(server, "serverkeygen", csr_der(attributes=((oid, b"\x01\x02"),)))
-        assert encrypted.status == 501
-        assert b"encrypted key return is not supported" in encrypted.body
+        # §4.4.1: an encryption request without SMIMECapabilities cannot be honoured.
+        assert encrypted.status == 400
+        assert b"must carry SMIMECapabilities" in encrypted.body
         assert b"PRIVATE" not in encrypted.body and b"pkcs8" not in encrypted.body
     disabled = post(server, "off/serverkeygen", csr_der())
     assert disabled.status == 501 and b"disabled" in disabled.body

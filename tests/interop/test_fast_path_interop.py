@@ -26,6 +26,7 @@ import pytest
 
 from python_est.ca import certificate_pem, private_key_pem
 from python_est.config import TlsConfig
+from python_est.errors import HandshakeFailed
 from python_est.keys import KeyType
 from python_est.policy import PeerIdentity
 from python_est.tls import TlsEndpoint
@@ -185,6 +186,25 @@ def test_tls12_aes_cbc_with_encrypt_then_mac(pki: Pki, listener: socket.socket) 
     command = s_client(listener, pki, "-tls1_2", "-cipher", "ECDHE-RSA-AES128-SHA256")
     served = serve_one(endpoint(pki, params=params), listener, command)
     assert_fast(served, "TLS1.2", "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256")
+
+
+def test_memoized_suite_lists_stay_with_their_settings(pki: Pki, listener: socket.socket) -> None:
+    # Two endpoints in one process share the suite memo (fastsuites) but not their lists: each
+    # still offers exactly what its own cipher_names allow, after the other has filled the memo.
+    aes256 = endpoint(pki, params=TlsConfig(cipher_names=("aes256gcm",)))
+    chacha = endpoint(pki, params=TlsConfig(cipher_names=("chacha20-poly1305",)))
+    both = "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305"
+    for ep, suite in (
+        (aes256, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"),
+        (chacha, "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"),
+        (aes256, "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"),
+    ):
+        command = s_client(listener, pki, "-tls1_2", "-cipher", both)
+        assert_fast(serve_one(ep, listener, command), "TLS1.2", suite)
+    # A client offering only a suite the settings leave out is refused, memo warm or not.
+    command = s_client(listener, pki, "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256")
+    with pytest.raises(HandshakeFailed, match="No mutual ciphersuite"):
+        serve_one(aes256, listener, command)
 
 
 @pytest.mark.parametrize("key_type", [KeyType.EC_P256, KeyType.RSA_2048])

@@ -74,3 +74,15 @@ def test_banner_names_the_urls_the_fingerprint_and_a_runnable_command(tmp_path: 
     off = banner_lines(load_config(cfg), None, ("127.0.0.1", 8443), ca.root, "python-est")
     assert not any("bootstrap" in line for line in off)
     assert off[-1] == "add a user: python-est user add NAME"
+
+
+def test_banner_says_where_a_token_ca_key_is(tmp_path: Path) -> None:
+    cfg = tmp_path / "est.cfg"
+    cfg.write_text(
+        "[ca]\npkcs11_module = /usr/lib/softhsm/libsofthsm2.so\npkcs11_token = hsm-1\n"
+        "pkcs11_key_label = est-ca\npkcs11_pin = env:PIN\n"
+    )
+    ca = CertificateAuthority.create(common_name="T", key_type=KeyType.EC_P256, validity_days=1)
+    lines = banner_lines(load_config(cfg), None, ("127.0.0.1", 8443), ca.root, "python-est")
+    assert "CA key: 'est-ca' on PKCS#11 token 'hsm-1'" in lines
+    assert not any("PIN" in line for line in lines)

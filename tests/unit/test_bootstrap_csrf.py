@@ -148,5 +148,6 @@ def test_cookie_is_host_only_secure_httponly_strict() -> None:
 def test_the_secret_is_the_same_for_the_same_ca_key_only() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     assert derive_form_secret(key) == derive_form_secret(key)
-    assert len(derive_form_secret(key)) == 32
+    secret = derive_form_secret(key)
+    assert secret is not None and len(secret) == 32
     assert derive_form_secret(key) != derive_form_secret(ec.generate_private_key(ec.SECP256R1()))

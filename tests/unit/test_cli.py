@@ -148,7 +148,7 @@ def test_certs_list_show_revoke(cfg: Path, capsys: pytest.CaptureFixture[str]) -
 
 @pytest.mark.parametrize(
     ("spec", "problem"),
-    [("nonsenseName", "csrattrs"), ("rsaEncryption=3072", "csrattrs")],
+    [("nonsenseName", "csrattrs"), ("rsaEncryption=1024", "csrattrs")],
 )
 def test_bad_csrattrs_is_a_config_error_naming_the_label(
     tmp_path: Path, spec: str, problem: str

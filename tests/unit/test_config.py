@@ -450,3 +450,57 @@ def test_header_timeout_and_the_per_address_share(tmp_path: Path) -> None:
     for bad in ("0", "-1", "soon"):
         with pytest.raises(ConfigError, match=r"\[server\] header_timeout:"):
             load_config(write(tmp_path, f"[server]\nheader_timeout = {bad}\n"))
+
+
+def test_ocsp_defaults_and_the_shipped_config_documents_every_key(tmp_path: Path) -> None:
+    from python_est.config.keys import KNOWN_KEYS
+
+    ocsp = load_config(write(tmp_path, "")).ocsp
+    assert ocsp.enabled and ocsp.path == "/ocsp" and ocsp.validity_minutes == 60
+    assert ocsp.signer == "ca" and ocsp.url is None and not ocsp.http_enabled
+    assert load_config(SHIPPED).ocsp == ocsp
+    text = SHIPPED.read_text()
+    assert "[ocsp]" in text
+    for key in KNOWN_KEYS["ocsp"]:
+        assert f"\n{key} =" in text, f"[ocsp] {key} is not documented"
+
+
+def test_ocsp_base_url_puts_the_responder_in_every_label(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[ocsp]\nbase_url = http://ocsp.example.net:8080/\npath = /status\nsigner = delegated\n"
+        "validity_minutes = 5\nhttp_enabled = yes\nhttp_address = ::1\nhttp_port = 0\n"
+        "[label:iot]\nvalidity_days = 7\n",
+    )
+    config = load_config(path)
+    url = "http://ocsp.example.net:8080/status"
+    assert config.ocsp.url == url
+    assert config.labels[""].profile.ocsp_urls == (url,)
+    assert config.labels["iot"].profile.ocsp_urls == (url,)
+    assert (config.ocsp.signer, config.ocsp.validity_minutes) == ("delegated", 5)
+    assert (config.ocsp.http_enabled, config.ocsp.http_address, config.ocsp.http_port) == (
+        True,
+        "::1",
+        0,
+    )
+    disabled = load_config(write(tmp_path, "[ocsp]\nenabled = no\nbase_url = http://o.example\n"))
+    assert disabled.ocsp.url is None and disabled.labels[""].profile.ocsp_urls == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[ocsp]\npath = /\n", "[ocsp] path: / is taken"),
+        ("[ocsp]\npath = /healthz\n", "[ocsp] path: /healthz is taken"),
+        ("[ocsp]\npath = /crl\n", "[ocsp] path: /crl is taken"),  # would cover /crl/ca.crl
+        ("[ocsp]\npath = /.well-known/est/ocsp\n", "[ocsp] path: must be an absolute path"),
+        ("[ocsp]\nsigner = hsm\n", "[ocsp] signer:"),
+        ("[ocsp]\nvalidity_minutes = 0\n", "[ocsp] validity_minutes: must be a positive"),
+        ("[ocsp]\nhttp_port = 70000\n", "[ocsp] http_port: port must be 0-65535"),
+        ("[ocsp]\nbase_url = ftp://o.example\n", "[ocsp] base_url: must be an http"),
+    ],
+)
+def test_bad_ocsp_settings_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert expected in str(caught.value)

@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "devices": 2,
     "ratelimit": 2,
     "ticketkeys": 2,
+    "keks": 2,
     "policy": 3,
     "backends": 3,
     "state": 3,

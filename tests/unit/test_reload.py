@@ -79,6 +79,16 @@ def test_restart_only_settings_are_named_and_kept(tmp_path: Path) -> None:
     assert restart_only_changes(running, kept) == []
 
 
+def test_the_plain_ocsp_listener_settings_are_restart_only(tmp_path: Path) -> None:
+    running = load_config(_write(tmp_path, BASE + "\n[ocsp]\nhttp_enabled = yes\n"))
+    new = load_config(_write(tmp_path, BASE + "\n[ocsp]\nhttp_port = 9090\nvalidity_minutes = 5\n"))
+    assert restart_only_changes(running, new) == ["[ocsp] http_enabled", "[ocsp] http_port"]
+    kept = keep_restart_only(running, new)
+    assert (kept.ocsp.http_enabled, kept.ocsp.http_port) == (True, 8080)
+    assert kept.ocsp.validity_minutes == 5  # everything else is taken
+    assert restart_only_changes(running, kept) == []
+
+
 def test_reload_takes_the_new_config_and_keeps_the_open_ledger(
     running: tuple[Path, Config, State], logged: list[str]
 ) -> None:

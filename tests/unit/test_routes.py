@@ -134,6 +134,17 @@ def test_the_first_route_added_for_a_path_wins() -> None:
     assert table(get("/y"), PEER).body == b"default\n"
 
 
+def test_a_tree_answers_its_path_and_below_but_exact_paths_come_first() -> None:
+    table = RoutingTable(lambda request: answer("default"))
+    table.add_tree("/ocsp", "ocsp", answer("tree").handler)
+    table.add("/ocsp/exact", "exact", answer("exact").handler)
+    for path in ("/ocsp", "/ocsp/", "/ocsp/MEIw%2Fab", "/ocsp/a/b/c?x=1"):
+        assert table.resolve(get(path)).tag == RouteTag("ocsp"), path
+    assert table(get("/ocsp/exact"), PEER).body == b"exact\n"
+    for path in ("/ocspx", "/ocs", "/x/ocsp/"):
+        assert table(get(path), PEER).body == b"default\n", path
+
+
 def test_then_runs_after_the_handler_even_when_it_refuses() -> None:
     ran: list[str] = []
 

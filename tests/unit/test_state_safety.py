@@ -44,6 +44,9 @@ ADMIN_COMMANDS = [
     ["requests", "list"],
     ["lockouts", "list"],
     ["ledger", "verify"],
+    ["kek", "add", "k1"],
+    ["kek", "list"],
+    ["kek", "remove", "k1"],
 ]
 
 

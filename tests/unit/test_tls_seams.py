@@ -19,6 +19,7 @@ from python_est.cli import main
 from python_est.config import TlsConfig
 from python_est.tls import (
     TlsEndpoint,
+    fastsuites,
     openssl_ticket_ciphers,
     tlslite_seams,
     use_openssl_ticket_ciphers,
@@ -227,18 +228,26 @@ def test_importing_the_package_leaves_tlslite_alone() -> None:
         "from tlslite.utils import cipherfactory\n"
         "assert tlsconnection.createAESGCM is cipherfactory.createAESGCM\n"
         "assert not python_est.tls.openssl_ticket_ciphers()\n"
+        "from python_est.tls import fastsuites\n"
+        "assert not fastsuites.cached_suites()\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=PACKAGE.parent)
 
 
 def test_an_accelerated_endpoint_switches_the_ticket_ciphers(pki: Pki) -> None:
+    switched = [
+        (use_openssl_ticket_ciphers, openssl_ticket_ciphers),
+        (fastsuites.use_cached_suites, fastsuites.cached_suites),
+    ]
     try:
-        use_openssl_ticket_ciphers(False)
+        for switch, _ in switched:
+            switch(False)
         _endpoint(pki, accelerated=False)
-        assert not openssl_ticket_ciphers()
+        assert not any(state() for _, state in switched)
         _endpoint(pki)
-        assert openssl_ticket_ciphers()
+        assert all(state() for _, state in switched)
         _endpoint(pki)  # idempotent
-        assert openssl_ticket_ciphers()
+        assert all(state() for _, state in switched)
     finally:
-        use_openssl_ticket_ciphers()
+        for switch, _ in switched:
+            switch()

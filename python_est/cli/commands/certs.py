@@ -12,8 +12,10 @@ from python_est.app import build_backends, build_crl_publisher
 from python_est.ca import crl_number
 from python_est.cli.logs import audit_operator_action
 from python_est.config import Config
+from python_est.config.model import DEFAULT_CA
 from python_est.errors import EstError, NotImplementedOperation, UserStoreError
 from python_est.ledger import REVOCATION_REASONS, IssuedCertificate, UnknownSerial, serial_hex
+from python_est.ops.revocation import CrlPublisher
 from python_est.safetext import escape
 from python_est.state import State, open_state
 
@@ -24,6 +26,7 @@ def add_command(sub: Any) -> None:
     cert_cmds = certs.add_subparsers(title="certs commands", metavar="ACTION", required=True)
     clist = cert_cmds.add_parser("list", help="issued certificates, newest first")
     clist.add_argument("--label")
+    clist.add_argument("--ca", help='only certificates this CA issued ("default" for [ca])')
     clist.add_argument("--revoked", action="store_true", help="only revoked certificates")
     clist.add_argument("--limit", type=int, default=100)
     clist.set_defaults(func=_certs_list)
@@ -33,6 +36,7 @@ def add_command(sub: Any) -> None:
     revoke = cert_cmds.add_parser("revoke", help="revoke a certificate")
     revoke.add_argument("serial")
     revoke.add_argument("--reason", default="unspecified", choices=sorted(REVOCATION_REASONS))
+    revoke.add_argument("--ca", help="refuse unless this CA issued the certificate")
     revoke.set_defaults(func=_certs_revoke)
     crl = cert_cmds.add_parser(
         "crl", help="regenerate the CRL now and write it (for a timer on an idle server)"
@@ -40,18 +44,25 @@ def add_command(sub: Any) -> None:
     crl.set_defaults(func=_certs_crl)
 
 
-def publish_crl(config: Config, state: State) -> int:
-    """Regenerate the CRL and write it to `[crl] file`; returns the exit status.
+def publish_crl(config: Config, state: State, ca_name: str = DEFAULT_CA) -> int:
+    """Regenerate the CRLs of the CA `ca_name` (its root's, and its old root's during a
+    rollover) and write each to its file; returns the exit status.
 
-    A running server serves the new file from its next CRL request on. Without `[crl]`
+    A running server serves the new files from its next CRL request on. Without `[crl]`
     enabled, nothing is done.
 
     Raises:
         ConfigError: the CA cannot sign CRLs.
     """
-    publisher = build_crl_publisher(config, state)
-    if publisher is None:
-        return 0
+    status = 0
+    for old_root in (False, True) if ca_name in state.rollovers else (False,):
+        publisher = build_crl_publisher(config, state, ca_name, old_root=old_root)
+        if publisher is not None:
+            status = max(status, _publish(publisher))
+    return status
+
+
+def _publish(publisher: CrlPublisher) -> int:
     try:
         crl = publisher.publish()
     except OSError as exc:
@@ -75,7 +86,8 @@ def _certs_crl(args: argparse.Namespace, config: Config) -> int:
     if not config.crl.enabled:
         print("python-est: CRLs are disabled ([crl] enabled = no)", file=sys.stderr)
         return 1
-    return publish_crl(config, open_state(config, create=False))
+    state = open_state(config, create=False)
+    return max(publish_crl(config, state, name) for name in config.ca_names)
 
 
 def _parse_serial(text: str) -> int:
@@ -87,6 +99,7 @@ def _parse_serial(text: str) -> int:
 
 
 def _describe(entry: IssuedCertificate) -> str:
+    ca = "" if entry.ca == DEFAULT_CA else f"\tCA {escape(entry.ca)}"
     status = (
         f"revoked {entry.revoked_at:%Y-%m-%d} ({entry.revocation_reason})"
         if entry.revoked_at
@@ -95,14 +108,15 @@ def _describe(entry: IssuedCertificate) -> str:
     return (
         f"{entry.serial:X}\t{escape(entry.subject)}\t{escape(entry.label) or '-'}\t"
         f"{entry.operation}\t{escape(entry.requester)} ({entry.auth_method})\t"
-        f"until {entry.not_after:%Y-%m-%d}\t{status}"
+        f"until {entry.not_after:%Y-%m-%d}\t{status}{ca}"
     )
 
 
 def _certs_list(args: argparse.Namespace, config: Config) -> int:
     ledger = open_state(config, create=False).ledger
+    _check_ca(config, args.ca)
     entries = ledger.list_certificates(
-        limit=args.limit, label=args.label, revoked=True if args.revoked else None
+        limit=args.limit, label=args.label, revoked=True if args.revoked else None, ca=args.ca
     )
     for entry in entries:
         print(_describe(entry))
@@ -125,15 +139,23 @@ def _certs_show(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _check_ca(config: Config, name: str | None) -> None:
+    if name is not None and name not in config.ca_names:
+        known = ", ".join(config.ca_names)
+        raise UserStoreError(f"--ca {name!r}: no such CA (configured: {known})")
+
+
 def _certs_revoke(args: argparse.Namespace, config: Config) -> int:
+    _check_ca(config, args.ca)
     state = open_state(config, create=False)
     issued = state.ledger.get(_parse_serial(args.serial))
     if issued is not None and not _revoked_at_backend(config, issued, args.reason):
         return 1
     try:
-        entry = state.ledger.revoke(_parse_serial(args.serial), args.reason)
+        entry = state.ledger.revoke(_parse_serial(args.serial), args.reason, ca=args.ca)
     except UnknownSerial:
-        print(f"python-est: no certificate with serial {args.serial}", file=sys.stderr)
+        of_ca = "" if args.ca is None else f" issued by CA {args.ca}"
+        print(f"python-est: no certificate with serial {args.serial}{of_ca}", file=sys.stderr)
         return 1
     # Effective at once: every handshake checks the ledger. The CRL tells everyone else.
     print(f"python-est: revoked {entry.serial:X} ({entry.revocation_reason})")
@@ -146,8 +168,11 @@ def _certs_revoke(args: argparse.Namespace, config: Config) -> int:
         auth=entry.auth_method,
         label=entry.label,
         reason=entry.revocation_reason,
+        ca=entry.ca,
     )
-    return publish_crl(config, state)
+    if entry.ca not in config.ca_names:
+        return 0  # issued by a label's upstream or CA handler: our CRLs do not list it
+    return publish_crl(config, state, entry.ca)
 
 
 def _revoked_at_backend(config: Config, entry: IssuedCertificate, reason: str) -> bool:

@@ -13,14 +13,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 
 from python_est.ca import certificates_pem
 from python_est.client import (
     CertificateFiles,
     ClientError,
+    ClientKey,
     Credentials,
     EnrollmentPending,
     EstClient,
+    KeyOpener,
     Password,
     Trust,
     build_csr,
@@ -36,8 +40,17 @@ from python_est.client import (
     write_certificates,
     write_private_key,
 )
+from python_est.client.template import (
+    find_template,
+    parse_subject_value,
+    template_csr,
+    template_key_type,
+    template_renewal_csr,
+)
 from python_est.config import Config
+from python_est.keks import check_kek_id, parse_kek
 from python_est.keys import KeyType
+from python_est.wire.keyrequest import with_key_protection
 
 EX_TEMPFAIL = 75
 
@@ -104,10 +117,18 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         type=Path,
         help="use this existing key (PEM) for the CSR (also --key without --cert)",
     )
-    cmd.add_argument("--key-type", type=parse_key_type, default=KeyType.EC_P256, help=_KEY_HELP)
+    cmd.add_argument("--key-type", type=parse_key_type, default=None, help=_KEY_HELP)
     cmd.add_argument("--key-out", type=Path, help="where to write a new key (default CN.key)")
     cmd.add_argument("--cert-out", type=Path, help="where to write the certificate (CN.pem)")
     cmd.add_argument("--force", action="store_true", help=_FORCE_HELP)
+    cmd.add_argument(
+        "--subject-value",
+        action="append",
+        default=[],
+        metavar="TYPE=VALUE",
+        help="a subject attribute the CA's CSR template (RFC 9908) leaves to the client (repeat)",
+    )
+    cmd.add_argument("--ignore-csrattrs", action="store_true", help=_IGNORE_HELP)
     cmd.set_defaults(func=_command(_enroll))
 
     cmd = commands.add_parser(
@@ -119,6 +140,7 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     cmd.add_argument("--key-type", type=parse_key_type, default=KeyType.EC_P256, help=_KEY_HELP)
     cmd.add_argument("--key-out", type=Path, help="where to write the new key (default --key)")
     cmd.add_argument("--cert-out", type=Path, help="where to write the certificate (--cert)")
+    cmd.add_argument("--ignore-csrattrs", action="store_true", help=_IGNORE_HELP)
     cmd.set_defaults(func=_command(_reenroll))
 
     cmd = commands.add_parser(
@@ -129,10 +151,27 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     cmd.add_argument("--key-out", type=Path, help="where to write the key (default CN.key)")
     cmd.add_argument("--cert-out", type=Path, help="where to write the certificate (CN.pem)")
     cmd.add_argument("--force", action="store_true", help=_FORCE_HELP)
+    protect = cmd.add_mutually_exclusive_group()
+    protect.add_argument(
+        "--encrypt-to",
+        type=Path,
+        metavar="CERT",
+        help="ask for the key encrypted to this certificate (RFC 7030 §4.4.1.2): the TLS "
+        "client certificate --cert, or one this user obtained earlier on the label",
+    )
+    protect.add_argument(
+        "--kek",
+        metavar="ID",
+        help="ask for the key encrypted under the key-encryption key ID (§4.4.1.1); "
+        "its value (hex) comes from --kek-file",
+    )
+    cmd.add_argument("--encrypt-key", type=Path, help="private key of --encrypt-to (default --key)")
+    cmd.add_argument("--kek-file", type=Path, help="file holding the KEK named by --kek (hex)")
     cmd.set_defaults(func=_command(_serverkeygen))
 
 
 _KEY_HELP = "rsa, ec, or rsa-2048|rsa-3072|rsa-4096|ec-p256|ec-p384 (default ec = ec-p256)"
+_IGNORE_HELP = "build the CSR without the CA's CSR template (RFC 9908) from /csrattrs"
 _FORCE_HELP = (
     "replace existing key and certificate files (default: refuse before contacting the server)"
 )
@@ -210,17 +249,20 @@ def _enroll(args: argparse.Namespace) -> int:
         # `--key K` alone (no certificate to authenticate with) means: reuse K for the CSR.
         args.private_key, args.key = args.private_key or args.key, None
     client = _client(args, _credentials(args))
-    key = None
+    key: ClientKey | None = None
     if args.csr is not None:
         csr = load_csr(args.csr)
+        stem = _stem(csr.subject)
     else:
         name = _require_name(args)
-        key = load_private_key(args.private_key) if args.private_key else new_key(args.key_type)
-        csr = build_csr(key, common_name=name, dns_names=args.dns, ip_addresses=args.ip)
-    stem = _stem(csr.subject)
+        stem = _stem(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
     new_key_out = (args.key_out or Path(f"{stem}.key")) if args.private_key is None else None
     cert_out = args.cert_out or Path(f"{stem}.pem")
-    _refuse_overwrite(args, new_key_out if key is not None else None, cert_out)
+    if args.csr is None:
+        _refuse_overwrite(args, new_key_out, cert_out)
+        key, csr = _enroll_csr(args, client, name)
+    else:
+        _refuse_overwrite(args, None, cert_out)
     try:
         cert = client.simpleenroll(csr, max_wait=args.max_wait)
     except EnrollmentPending:
@@ -237,13 +279,44 @@ def _enroll(args: argparse.Namespace) -> int:
     return _save(cert, cert_out)
 
 
+def _enroll_csr(
+    args: argparse.Namespace, client: EstClient, name: str
+) -> tuple[ClientKey, x509.CertificateSigningRequest]:
+    # RFC 9908 §4: a client that understands the CA's CSR template uses it (unless told not to).
+    template = None if args.ignore_csrattrs else find_template(client.csrattrs())
+    if args.private_key:
+        key = load_private_key(args.private_key)
+    else:
+        wanted = template_key_type(template) if template is not None else None
+        key = new_key(args.key_type or wanted or KeyType.EC_P256)
+    if template is None:
+        return key, build_csr(key, common_name=name, dns_names=args.dns, ip_addresses=args.ip)
+    print("following the CA's CSR template (RFC 9908)", file=sys.stderr)
+    values = dict(parse_subject_value(text) for text in args.subject_value)
+    csr = template_csr(
+        key,
+        template,
+        common_name=name,
+        subject_values=values,
+        dns_names=args.dns,
+        ip_addresses=args.ip,
+    )
+    return key, csr
+
+
 def _reenroll(args: argparse.Namespace) -> int:
     if args.cert is None or args.key is None:
         raise ValueError("reenroll needs --cert and --key (the certificate being renewed)")
     client = _client(args, _credentials(args))
     current = load_certificates(args.cert)[0]
     key = new_key(args.key_type) if args.rekey else load_private_key(args.key)
-    cert = client.simplereenroll(renewal_csr(key, current), max_wait=args.max_wait)
+    # RFC 9908 §4: the renewal follows the CA's CSR template too, within RFC 7030 §4.2.2.
+    template = None if args.ignore_csrattrs else find_template(client.csrattrs())
+    if template is None:
+        csr = renewal_csr(key, current)
+    else:
+        csr = template_renewal_csr(key, current, template)
+    cert = client.simplereenroll(csr, max_wait=args.max_wait)
     if args.rekey:
         key_out = args.key_out or args.key
         write_private_key(key_out, key)
@@ -255,17 +328,52 @@ def _serverkeygen(args: argparse.Namespace) -> int:
     client = _client(args, _credentials(args))
     name = _require_name(args)
     # §4.4.1: the server ignores this key; the CSR only carries the requested names.
-    csr = build_csr(
-        new_key(KeyType.EC_P256), common_name=name, dns_names=args.dns, ip_addresses=args.ip
-    )
+    csr_key = new_key(KeyType.EC_P256)
+    csr = build_csr(csr_key, common_name=name, dns_names=args.dns, ip_addresses=args.ip)
     stem = _stem(csr.subject)
     key_out = args.key_out or Path(f"{stem}.key")
     cert_out = args.cert_out or Path(f"{stem}.pem")
     _refuse_overwrite(args, key_out, cert_out)
-    result = client.serverkeygen(csr, max_wait=args.max_wait)
+    opener = _key_opener(args)
+    if opener is not None:
+        csr = with_key_protection(csr, csr_key, opener.protection)
+    result = client.serverkeygen(csr, max_wait=args.max_wait, opener=opener)
     write_private_key(key_out, result.private_key)
     print(f"wrote private key to {key_out}")
     return _save(result.certificate, cert_out)
+
+
+def _key_opener(args: argparse.Namespace) -> KeyOpener | None:
+    if args.kek_file is not None and args.kek is None:
+        raise ValueError("--kek-file goes with --kek")
+    if args.encrypt_to is None and args.kek is None:
+        return None
+    if args.cacert is None:
+        raise ValueError("an encrypted key needs --cacert to verify the server's signature on it")
+    trust = load_certificates(args.cacert)
+    if args.kek is not None:
+        check_kek_id(args.kek)
+        if args.kek_file is None:
+            raise ValueError("--kek needs --kek-file with the key-encryption key (hex)")
+        try:
+            kek = parse_kek(args.kek_file.read_bytes())
+        except ValueError as exc:
+            raise ValueError(f"{args.kek_file}: {exc}") from None
+        return KeyOpener.to_kek(args.kek, kek, trust)
+    recipient = load_certificates(args.encrypt_to)[0]
+    key_file = args.encrypt_key
+    if key_file is None and args.cert is not None and load_certificates(args.cert)[0] == recipient:
+        key_file = args.key
+    if key_file is None:
+        raise ValueError("--encrypt-to needs --encrypt-key, the private key of that certificate")
+    key = load_private_key(key_file)
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{key_file}: only RSA and EC keys can receive an encrypted key")
+
+    try:
+        return KeyOpener.to_certificate(recipient, key, trust)
+    except ValueError as exc:
+        raise ValueError(f"{key_file}: {exc}") from None
 
 
 # --- helpers --------------------------------------------------------------------------------

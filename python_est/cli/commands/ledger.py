@@ -2,7 +2,8 @@
 
 Checks, in order: SQLite's own integrity check and that every row's PEM parses and carries the
 row's serial (`SqliteLedger.integrity_check`); that every row agrees with its certificate
-(validity) and that the certificate's signature verifies against one of the CA certificates;
+(validity) and that the certificate's signature verifies against the CA the row names (one of
+that CA's certificates; `--ca NAME` checks only the rows of that CA);
 that serials are unique; and, with `--expect FILE`, that every serial listed there (for instance
 the serials that clients report having received) is in the ledger. Serials are random, so
 "no gaps" cannot mean consecutive numbers: it means nothing a client holds is missing.
@@ -14,7 +15,7 @@ ledger passes, 1 when a problem is found (each printed on its own line), 2 for c
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from python_est.config import Config
 from python_est.errors import EstError, UserStoreError
 from python_est.ledger import IssuedCertificate, Ledger, serial_hex
 from python_est.state import open_state
+from python_est.state.rollover import past_roots
 
 _PAGE = 500
 _MAX_LISTED = 50  # problems printed one per line; beyond this only counted
@@ -38,6 +40,7 @@ def add_command(sub: Any) -> None:
     verify = actions.add_parser(
         "verify", help="integrity check, CA signatures, unique serials (exit 1 on a problem)"
     )
+    verify.add_argument("--ca", help='only the certificates of this CA ("default" for [ca])')
     verify.add_argument(
         "--expect",
         metavar="FILE",
@@ -47,14 +50,20 @@ def add_command(sub: Any) -> None:
 
 
 def verify_ledger(
-    ledger: Ledger, integrity: Sequence[str], issuers: Sequence[x509.Certificate]
+    ledger: Ledger,
+    integrity: Sequence[str],
+    issuers: Mapping[str, Sequence[x509.Certificate]],
+    *,
+    ca: str | None = None,
 ) -> tuple[int, list[str]]:
-    """Check every certificate row against its PEM and its signature against `issuers`.
+    """Check every certificate row against its PEM, and its signature against its CA's.
 
     Args:
         ledger: the ledger to read.
         integrity: problems already found by the ledger's own integrity check.
-        issuers: the CA certificates that may have signed (the `/cacerts` chain).
+        issuers: CA name to the certificates that may have signed for it (its `/cacerts`
+            chain); a row naming a CA not in here is a problem.
+        ca: only the rows of this CA (and the serial-count check is skipped).
 
     Returns:
         How many certificates were read, and the problems found (empty when all is well).
@@ -62,7 +71,7 @@ def verify_ledger(
     problems = list(integrity)
     before = ledger.count()
     seen: set[int] = set()
-    for entry in _all_certificates(ledger):
+    for entry in _all_certificates(ledger, ca):
         if entry.serial in seen:
             continue  # a page shifted by a certificate issued while we read
         seen.add(entry.serial)
@@ -76,11 +85,11 @@ def verify_ledger(
             entry.not_after,
         ):
             problems.append(f"certificate {label}: the row's validity differs from the PEM")
-        if not any(_signed_by(cert, issuer) for issuer in issuers):
-            problems.append(f"certificate {label}: not signed by the CA")
+        if not any(_signed_by(cert, issuer) for issuer in issuers.get(entry.ca, ())):
+            problems.append(f"certificate {label}: not signed by the CA {entry.ca!r}")
     # Rows are never deleted and serials are UNIQUE: with no issuance meanwhile, the distinct
     # serials read must be exactly the rows counted.
-    if ledger.count() == before and len(seen) != before:
+    if ca is None and ledger.count() == before and len(seen) != before:
         problems.append(f"{before} rows but {len(seen)} distinct serials read")
     total = len(seen)
     return total, problems
@@ -93,9 +102,20 @@ def missing_serials(ledger: Ledger, expected: Sequence[int]) -> list[int]:
 
 def _verify(args: argparse.Namespace, config: Config) -> int:
     expected = _read_serials(Path(args.expect)) if args.expect else []
+    if args.ca is not None and args.ca not in config.ca_names:
+        raise UserStoreError(
+            f"--ca {args.ca!r}: no such CA (configured: {', '.join(config.ca_names)})"
+        )
     with open_state(config, create=False) as state:
-        issuers = [*state.ca.chain, *_backend_issuers(config)]
-        total, problems = verify_ledger(state.ledger, state.ledger.integrity_check(), issuers)
+        # A rolled-over CA's earlier roots signed its older certificates.
+        chains = {
+            name: (*state.ca_named(name).chain, *past_roots(config, name))
+            for name in config.ca_names
+        }
+        chains.update(_backend_issuers(config))
+        total, problems = verify_ledger(
+            state.ledger, state.ledger.integrity_check(), chains, ca=args.ca
+        )
         absent = missing_serials(state.ledger, expected)
     problems += [f"certificate {serial_hex(s)}: expected but not recorded" for s in absent]
     if problems:
@@ -106,29 +126,30 @@ def _verify(args: argparse.Namespace, config: Config) -> int:
         print(f"python-est: ledger FAILED: {len(problems)} problem(s) in {total} certificate(s)")
         return 1
     found = f"; all {len(expected)} expected serial(s) present" if args.expect else ""
+    of_ca = "" if args.ca is None else f" of CA {args.ca}"
     print(
-        f"python-est: ledger OK: {total} certificate(s), integrity ok, "
-        f"all signed by the CA, serials unique{found}"
+        f"python-est: ledger OK: {total} certificate(s){of_ca}, integrity ok, "
+        f"all signed by their CA, serials unique{found}"
     )
     return 0
 
 
-def _backend_issuers(config: Config) -> list[x509.Certificate]:
-    # Certificates an upstream EST server or a CA handler issued are signed by its CA (issue 18
-    # item 1): its /cacerts chain, asked for now.
-    issuers: list[x509.Certificate] = []
+def _backend_issuers(config: Config) -> dict[str, tuple[x509.Certificate, ...]]:
+    # Certificates an upstream EST server or a CA handler issued are recorded under the CA
+    # name "KIND:LABEL" and signed by its CA (issue 18 item 1): its /cacerts chain, asked now.
+    issuers: dict[str, tuple[x509.Certificate, ...]] = {}
     for label, backend in build_backends(config).items():
         try:
-            issuers.extend(backend.ca_certs())
+            issuers[f"{backend.kind}:{label}"] = tuple(backend.ca_certs())
         except EstError as exc:
             print(f"python-est: ledger: the CA certificates of label {label!r}: {exc.detail}")
     return issuers
 
 
-def _all_certificates(ledger: Ledger) -> Iterator[IssuedCertificate]:
+def _all_certificates(ledger: Ledger, ca: str | None) -> Iterator[IssuedCertificate]:
     offset = 0
     while True:
-        page = ledger.list_certificates(limit=_PAGE, offset=offset)
+        page = ledger.list_certificates(limit=_PAGE, offset=offset, ca=ca)
         yield from page
         if len(page) < _PAGE:
             return

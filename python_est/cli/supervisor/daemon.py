@@ -46,6 +46,9 @@ RESTART_ONLY = (
     ("server", "max_connections_per_address"),
     ("server", "workers"),
     ("ledger", "path"),
+    ("ocsp", "http_enabled"),
+    ("ocsp", "http_address"),
+    ("ocsp", "http_port"),
 )
 ROTATE_CHECK = 60.0  # seconds between checks of the session-ticket key age
 _TICK = 1.0  # seconds between housekeeping checks in the signal loop
@@ -96,7 +99,13 @@ def keep_restart_only(running: Config, new: Config) -> Config:
     }
     server = replace(new.server, **kept)
     ledger = replace(new.ledger, path=running.ledger.path)
-    return replace(new, server=server, ledger=ledger)
+    ocsp = replace(
+        new.ocsp,
+        http_enabled=running.ocsp.http_enabled,
+        http_address=running.ocsp.http_address,
+        http_port=running.ocsp.http_port,
+    )
+    return replace(new, server=server, ledger=ledger, ocsp=ocsp)
 
 
 class Reloader:

@@ -6,25 +6,35 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography import x509
 
-from python_est.app import ProcessMetrics, build_app, build_server, shared_ticket_keys
+from python_est.app import (
+    ProcessMetrics,
+    build_app,
+    build_ocsp_server,
+    build_server,
+    shared_ticket_keys,
+)
 from python_est.cli.banner import banner_lines, program_command
 from python_est.cli.logs import setup_logging
 from python_est.cli.supervisor.daemon import (
     ROTATE_CHECK,
+    SIGNALS,
     Generation,
     Reloader,
     ServingProcess,
     config_loader,
     rotate_ticket_keys_of,
 )
+from python_est.cli.supervisor.signals import blocked
 from python_est.cli.supervisor.workers import Supervisor
 from python_est.config import Config
 from python_est.errors import ConfigError
-from python_est.server import Listener, bind_listener
+from python_est.server import EstServer, Listener, bind_listener
 from python_est.state import is_first_start, open_state, ticket_keys_path
 from python_est.state.guards import init_command, missing_server_names
 from python_est.ticketkeys.file import TicketKeyFile, rotate_ticket_keys
@@ -42,9 +52,16 @@ def serve(config: Config, *, config_path: Path | None, debug: bool = False) -> i
     # any state; the server (or, with workers, each worker's server) serves this socket.
     listener = _bind(config)
     try:
-        return _serve_on(listener, config, config_path, debug)
+        ocsp_listener = _bind_ocsp(config)
+    except ConfigError:
+        listener.close()
+        raise
+    try:
+        return _serve_on(listener, ocsp_listener, config, config_path, debug)
     finally:
         listener.close()
+        if ocsp_listener is not None:
+            ocsp_listener.close()
 
 
 def _bind(config: Config) -> Listener:
@@ -61,7 +78,28 @@ def _bind(config: Config) -> Listener:
         ) from None
 
 
-def _serve_on(listener: Listener, config: Config, config_path: Path | None, debug: bool) -> int:
+def _bind_ocsp(config: Config) -> Listener | None:
+    cfg = config.ocsp
+    if not (cfg.enabled and cfg.http_enabled):
+        return None
+    try:
+        return bind_listener(cfg.http_address, cfg.http_port, config.server.backlog)
+    except OSError as exc:
+        raise ConfigError(
+            config.source,
+            "ocsp",
+            "http_port",
+            f"cannot listen on {_address_text(cfg.http_address, cfg.http_port)}: {_os_reason(exc)}",
+        ) from None
+
+
+def _serve_on(
+    listener: Listener,
+    ocsp_listener: Listener | None,
+    config: Config,
+    config_path: Path | None,
+    debug: bool,
+) -> int:
     workers = config.server.workers
     # The first start creates the state; later a missing piece stops start-up (exit 2).
     state = open_state(config, create=is_first_start(config))
@@ -111,17 +149,39 @@ def _serve_on(listener: Listener, config: Config, config_path: Path | None, debu
         raise ConfigError(config.source, "tls", None, str(exc)) from None
     if workers > 1:
         state.close()  # each worker opens its own: connections must not cross a fork
-        return _supervise(listener, config, config_path, reloader, meter, state.ca.root)
+        return _supervise(
+            listener, ocsp_listener, config, config_path, reloader, meter, state.ca.root
+        )
     _announce(config, config_path, server.server_address, "", state.ca.root)
     generation = Generation(config, state, server.handshaker, server.handler)
     try:
-        return ServingProcess(server, generation, reloader).run()
+        with _ocsp_listening(config, server, ocsp_listener):
+            return ServingProcess(server, generation, reloader).run()
     finally:
         meter.close()
 
 
+@contextmanager
+def _ocsp_listening(config: Config, server: EstServer, listener: Listener | None) -> Iterator[None]:
+    # The plain-HTTP OCSP listener (bound at start-up, `_bind_ocsp`) runs beside `server` and
+    # answers through its routes.
+    ocsp_server = None if listener is None else build_ocsp_server(config, server, listener=listener)
+    if ocsp_server is None:
+        yield
+        return
+    with blocked(SIGNALS):  # serving threads never take the process's signals
+        ocsp_server.start_in_thread()
+    host, port = ocsp_server.server_address
+    log.info("OCSP over plain HTTP on %s", _address_text(host, port))
+    try:
+        yield
+    finally:
+        ocsp_server.shutdown(config.server.shutdown_grace)
+
+
 def _supervise(
     listener: Listener,
+    ocsp_listener: Listener | None,
     config: Config,
     config_path: Path | None,
     reloader: Reloader,
@@ -150,7 +210,10 @@ def _supervise(
             return 2
         generation = Generation(current, state, server.handshaker, server.handler)
         try:
-            return ServingProcess(server, generation, reloader, main=False, parent=main_pid).run()
+            with _ocsp_listening(current, server, ocsp_listener):
+                return ServingProcess(
+                    server, generation, reloader, main=False, parent=main_pid
+                ).run()
         finally:
             meter.close()
 
