@@ -118,10 +118,13 @@ class EstBackend:
 
     def enroll(self, order: Order) -> x509.Certificate:
         reply = self._ask("POST", "simpleenroll", PKCS10, _csr_body(order))
-        cert = self._decode(lambda: wire.decode_certs_only(reply.body)[0], "/simpleenroll")
-        if not _same_key(cert.public_key(), order.csr.public_key()):
-            raise BadGateway(f"upstream {self._name} certified a key other than the CSR's")
-        return cert
+        certs = self._decode(lambda: wire.decode_certs_only(reply.body), "/simpleenroll")
+        # §4.2.3 asks for the issued certificate alone; some servers add their chain, so the
+        # one that certifies the CSR's key is taken, and none is a broken upstream.
+        for cert in certs:
+            if _same_key(cert.public_key(), order.csr.public_key()):
+                return cert
+        raise BadGateway(f"upstream {self._name} certified a key other than the CSR's")
 
     def serverkeygen(self, order: Order, key_type: KeyType) -> tuple[PrivateKey, x509.Certificate]:
         # The upstream generates the key (its keygen rules and its own 202 correlation by

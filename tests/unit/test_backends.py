@@ -250,3 +250,34 @@ def test_upstream_cacerts_are_kept_for_a_minute() -> None:
     moment[0] = 61.0
     backend.ca_certs()
     assert asked == ["cacerts", "cacerts"]
+
+
+def _certificate(
+    subject: str, public_key: ec.EllipticCurvePublicKey, signer: ec.EllipticCurvePrivateKey
+) -> x509.Certificate:
+    now = datetime.now(timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Upstream CA")]))
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now.replace(year=now.year + 1))
+        .sign(signer, hashes.SHA256())
+    )
+
+
+def test_upstream_chain_around_the_certificate_is_tolerated() -> None:
+    wanted = order()
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    root = _certificate("Upstream CA", ca_key.public_key(), ca_key)
+    public_key = wanted.csr.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    leaf = _certificate("device1", public_key, ca_key)
+    body = wire.encode_certs_only((root, leaf))
+    assert answering(UpstreamReply(200, (), body)).enroll(wanted) == leaf
+    # Only other keys' certificates: the upstream is broken.
+    with pytest.raises(EstError, match="a key other than the CSR's") as info:
+        answering(UpstreamReply(200, (), wire.encode_certs_only((root,)))).enroll(wanted)
+    assert info.value.status == 502
