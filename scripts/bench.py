@@ -7,9 +7,15 @@ A multi-process load generator (`scripts/bench_load.py`) drives them: Python `ss
 curl for TLS-SRP, one new TLS connection per request (`--resume`: resumed ones too). The same
 run measures the baseline, `scripts/bench_baseline.py`: the same EST service served through
 Python's `ssl` module, so the cost of the TLS engine shows as a ratio even on a noisy machine.
+`--generator independent` (or `both`) drives the handshake, cacerts and enroll-basic cells with
+`scripts/bench_ssl_clients.py` instead (or as well): N processes of plain `ssl` clients that
+share no code with `bench_load`, so the figures can be checked against a second generator.
 Each cell reports requests/s, p50/p90/p99 latency, errors by kind, the server's CPU per request
 (user+system of the server process and its children, from /proc/PID/stat; its kernel share;
-the cores it kept busy) and the load generator's CPU per request. Cells are measured in
+the cores it kept busy), "runq": the thread-seconds per second its threads were runnable but
+waited for a CPU (/proc/PID/task/*/schedstat: the machine's share of an idle core, not the
+server's), its threads' context switches per request, and the load generator's CPU per
+request. Cells are measured in
 `--rounds` interleaved rounds and the least disturbed round (highest rate) is reported. It
 prints figures and asserts none.
 
@@ -17,6 +23,8 @@ prints figures and asserts none.
     python scripts/bench.py --resume --seconds 4  # every scenario also with resumption
     python scripts/bench.py --workers 1,2,4 --scenarios enroll-basic --no-baseline
     python scripts/bench.py --pure-python-tls     # tlslite without the OpenSSL fast path
+    python scripts/bench.py --generator both --p256-ca --workers 1,2 --clients 4 \
+        --scenarios cacerts,enroll-basic --seconds 3   # issue 20's figures, about 3 minutes
     python scripts/bench.py --py-spy prof/ && python scripts/bench_profile.py prof/*.txt
     python scripts/bench.py --host 127.0.0.1 --port 8443 --state-dir PATH  # a running server
 
@@ -56,7 +64,18 @@ from cryptography.hazmat.primitives.serialization import pkcs7  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
 from bench_load import SRP_SCENARIOS, Job, run  # noqa: E402
-from bench_report import HEADER, Cell, best, make_cell, ratios, row, targets  # noqa: E402
+from bench_measure import difference, independent_cell, sample  # noqa: E402
+from bench_report import (  # noqa: E402
+    HEADER,
+    Cell,
+    best,
+    issue_table,
+    make_cell,
+    ratios,
+    row,
+    scaling,
+    targets,
+)
 
 SCENARIOS = (
     "handshake",
@@ -68,10 +87,13 @@ SCENARIOS = (
     "reenroll",
     "serverkeygen",
 )
+# What `scripts/bench_ssl_clients.py`, the independent generator, can drive.
+INDEPENDENT = frozenset({"handshake", "cacerts", "enroll-basic"})
+# Measured on the P-256 CA server too (`--p256-ca`): issue 20's table.
+P256_SCENARIOS = frozenset({"cacerts", "enroll-basic"})
 ENROLLING = frozenset({"enroll-basic", "enroll-cert", "enroll-srp", "reenroll", "serverkeygen"})
 USER, PASSWORD = "bench", "bench password 1"
 CSR_POOL = 16
-TICK = os.sysconf("SC_CLK_TCK")
 # Starts the product's CLI, optionally with parts of the fast path off (before/after figures).
 BOOT = """
 import sys
@@ -88,36 +110,14 @@ sys.exit(main(sys.argv[1:]))
 
 @dataclass(frozen=True)
 class Server:
-    name: str  # "tlslite", "openssl", or "server" (--host)
+    name: str  # "tlslite", "tlslite-p256" (a P-256 CA), "openssl"
     workers: int
     pid: int | None  # None: CPU not measured
     port: int
+    ca_file: str = ""  # its own CA (the P-256 server's state); "": the run's
 
 
 # --- processes -------------------------------------------------------------------------------
-
-
-def tree_cpu(pid: int) -> tuple[float, float]:
-    """CPU seconds (user, system) of `pid` and all its live descendants."""
-    children: dict[int, list[int]] = {}
-    times: dict[int, tuple[float, float]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        children.setdefault(int(fields[1]), []).append(int(entry))
-        times[int(entry)] = (int(fields[11]) / TICK, int(fields[12]) / TICK)
-    user = system = 0.0
-    todo = [pid]
-    while todo:
-        current = todo.pop()
-        process_user, process_system = times.get(current, (0.0, 0.0))
-        user, system = user + process_user, system + process_system
-        todo += children.get(current, [])
-    return user, system
 
 
 @contextlib.contextmanager
@@ -150,20 +150,23 @@ def started(command: Sequence[str], log: Path) -> Iterator[tuple[int, int]]:
 # --- set-up ----------------------------------------------------------------------------------
 
 
-def write_config(workdir: Path, workers: int, args: argparse.Namespace) -> Path:
-    path = workdir / f"est-{workers}.cfg"
+def write_config(
+    workdir: Path, workers: int, args: argparse.Namespace, ca_key_type: str = ""
+) -> Path:
+    state = "state" if not ca_key_type else f"state-{ca_key_type}"
+    path = workdir / f"est-{workers}{'-' + ca_key_type if ca_key_type else ''}.cfg"
     path.write_text(
         "\n".join(
             [
                 "[server]",
                 "address = 127.0.0.1",
                 "port = 0",
-                f"state_dir = {workdir / 'state'}",
+                f"state_dir = {workdir / state}",
                 f"workers = {workers}",
                 "[logging]",
                 f"level = {args.log_level}",
                 "[ca]",
-                f"key_type = {args.ca_key_type}",
+                f"key_type = {ca_key_type or args.ca_key_type}",
                 "[auth]",
                 "max_failures = 1000000",
                 "[profile]",
@@ -252,39 +255,62 @@ def calibration() -> str:
     return f"1e6 Python additions {python_ms:.1f} ms, 200 P-256 signatures {openssl_ms:.1f} ms"
 
 
-def measure(server: Server, job: Job, clients: int, seconds: float, warmup: float) -> Cell:
+def measure(
+    server: Server, job: Job, clients: int, seconds: float, warmup: float, generator: str
+) -> Cell:
     """One cell: `clients` generator processes in a closed loop for `seconds` after `warmup`."""
+    if generator == "independent":
+        return measure_independent(server, job, clients, seconds, warmup)
     start = time.monotonic() + warmup
     job = replace(job, port=server.port, start=start, end=start + seconds)
     with multiprocessing.get_context("fork").Pool(clients) as pool:
         pending = pool.map_async(run, [job] * clients)
         time.sleep(max(0.0, start - time.monotonic()))
-        before = tree_cpu(server.pid) if server.pid else None
+        before = sample(server.pid)
         time.sleep(max(0.0, job.end - time.monotonic()))
-        after = tree_cpu(server.pid) if server.pid else None
+        after = sample(server.pid)
         results = pending.get(timeout=seconds + 300)
-    cpu = None
-    if before is not None and after is not None:
-        cpu = (after[0] - before[0], after[1] - before[1])
     key = (server.name, server.workers, job.scenario, job.resume)
-    return make_cell(key, results, seconds, cpu)
+    return make_cell(key, results, seconds, *difference(before, after, seconds))
+
+
+def measure_independent(
+    server: Server, job: Job, clients: int, seconds: float, warmup: float
+) -> Cell:
+    """One cell driven by `scripts/bench_ssl_clients.py` (the independent generator)."""
+    return independent_cell(
+        (server.name, server.workers, job.scenario),
+        server.pid,
+        [
+            *("--host", job.host, "--port", str(server.port), "--cafile", job.ca_file),
+            *("--scenario", job.scenario, "--user", job.user, "--password", job.password),
+            *("--processes", str(clients), "--seconds", str(seconds), "--warmup", str(warmup)),
+        ],
+        seconds,
+    )
 
 
 def plan(
     servers: Sequence[Server], scenarios: Sequence[str], args: argparse.Namespace
-) -> list[tuple[Server, str, bool]]:
+) -> list[tuple[Server, str, bool, str]]:
     """The cells, grouped by scenario so each comparison is measured close together in time."""
     scaled = set(args.scale_scenarios.split(","))
+    generators = ["bench", "independent"] if args.generator == "both" else [args.generator]
     cells = []
     for scenario in scenarios:
         modes = [False, True] if args.resume or scenario == "handshake" else [False]
         for resume in modes:
-            for server in servers:
-                if server.name == "openssl" and scenario in SRP_SCENARIOS:
-                    continue  # Python ssl has no TLS-SRP
-                if server.workers > 1 and scenario not in scaled:
-                    continue
-                cells.append((server, scenario, resume))
+            for generator in generators:
+                if generator == "independent" and (resume or scenario not in INDEPENDENT):
+                    continue  # it makes full handshakes of these scenarios only
+                for server in servers:
+                    if server.name == "openssl" and scenario in SRP_SCENARIOS:
+                        continue  # Python ssl has no TLS-SRP
+                    if server.workers > 1 and scenario not in scaled:
+                        continue
+                    if server.name == "tlslite-p256" and scenario not in P256_SCENARIOS:
+                        continue
+                    cells.append((server, scenario, resume, generator))
     return cells
 
 
@@ -297,29 +323,34 @@ def run_cells(
     cells = plan(servers, scenarios, args)
     for number in range(1, args.rounds + 1):
         print(f"round {number} of {args.rounds}: {len(cells)} cells", flush=True)
-        for server, scenario, resume in cells:
+        for server, scenario, resume, generator in cells:
             job = replace(
                 base,
                 scenario=scenario,
                 resume=resume,
                 bodies=bodies if scenario in ENROLLING else (),
+                ca_file=server.ca_file or base.ca_file,
             )
             clients = args.clients or 2 * max(1, server.workers)
-            name = f"{server.name}-{scenario}-{'resumed' if resume else 'full'}-w{server.workers}"
+            mode = "resumed" if resume else "full"
+            name = f"{server.name}-{scenario}-{mode}-w{server.workers}-{generator}"
             spy = args.py_spy if number == 1 and server.pid else None
-            with profiled(server, spy / f"{name}.txt" if spy else None):
-                measured.append(measure(server, job, clients, args.seconds, args.warmup))
+            with profiled(server, spy / f"{name}.txt" if spy else None, args.py_spy_idle):
+                cell = measure(server, job, clients, args.seconds, args.warmup, generator)
+                measured.append(cell)
     return best(measured)
 
 
 @contextlib.contextmanager
-def profiled(server: Server, output: Path | None) -> Iterator[None]:
-    """Sample the server with py-spy (GIL holders only: CPU in Python) while measuring."""
+def profiled(server: Server, output: Path | None, idle: bool) -> Iterator[None]:
+    """Sample the server with py-spy while measuring: the GIL holder only (CPU in Python), or
+    with `idle` every thread (where connections wait; `bench_profile.py --waits`)."""
     if output is None or server.pid is None:
         yield
         return
     output.parent.mkdir(parents=True, exist_ok=True)
-    command = ["py-spy", "record", "--pid", str(server.pid), "--subprocesses", "--gil"]
+    command = ["py-spy", "record", "--pid", str(server.pid), "--subprocesses"]
+    command.append("--idle" if idle else "--gil")
     command += ["--nonblocking", "--rate", "500", "--format", "raw", "--output", str(output)]
     spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -334,8 +365,15 @@ def print_results(cells: Sequence[Cell], rounds: int) -> None:
     print(HEADER)
     for cell in cells:
         print(row(cell))
-    print("\ntlslite / OpenSSL, workers = 1:")
-    print("\n".join(ratios(cells)))
+    generators = sorted({c.generator for c in cells})
+    for generator in generators:
+        name = "own generator" if generator == "bench" else "independent generator"
+        print(f"\ntlslite / OpenSSL, workers = 1, {name}:")
+        print("\n".join(ratios(cells, generator)))
+        print(f"\nEnrollments (Basic, P-256 CSRs), {name}:")
+        print("\n".join(scaling(cells, generator)))
+        print(f"\nIssue 20's table, {name} (the OpenSSL baseline stands for the C server):")
+        print("\n".join(issue_table(cells, generator)))
     print("\nTargets (issue 8; docs/performance.md):")
     print("\n".join(targets(cells)))
     failed = sum(sum(c.errors.values()) for c in cells)
@@ -360,9 +398,17 @@ def parse_args() -> argparse.Namespace:
     add("--pure-python-tls", action="store_true", help="tlslite without the OpenSSL fast path")
     add("--no-gmpy2", action="store_true", help="tlslite with Python integers, not gmpy2")
     add("--py-spy", type=Path, metavar="DIR", help="profile each cell (first round) into DIR")
+    add("--py-spy-idle", action="store_true", help="profile every thread, waiting or not")
     add("--log-level", default="info", help="server [logging] level")
     add("--ca-key-type", default="rsa-3072", help="[ca] key_type (the default's)")
     add("--serverkeygen-key-type", default="ec-p256", help="rsa-2048 is mostly prime search")
+    add(
+        "--generator",
+        choices=("bench", "independent", "both"),
+        default="bench",
+        help="who drives the load: bench_load (own), bench_ssl_clients.py (independent), both",
+    )
+    add("--p256-ca", action="store_true", help="also a server with a P-256 CA (issue 20)")
     add("--host", help="benchmark a running server instead (no baseline)")
     add("--port", type=int)
     add("--state-dir", type=Path, help="with --host: its state directory (for ca/ca.pem)")
@@ -418,6 +464,13 @@ def main() -> int:
                     servers.append(
                         Server("openssl", 1, *stack.enter_context(started(command, log)))
                     )
+            if args.p256_ca:
+                cfg = write_config(workdir, 1, args, "ec-p256")
+                prepare_state(cfg)
+                command = [sys.executable, "-c", boot, "-c", str(cfg)]
+                pid, port = stack.enter_context(started(command, log))
+                p256_ca = str(workdir / "state-ec-p256" / "ca" / "ca.pem")
+                servers.append(Server("tlslite-p256", 1, pid, port, p256_ca))
         base = Job("", host, 0, False, 0.0, 0.0, ca_file, args.user, args.password, "", "", ())
         cert, key = client_credentials(base, servers[0].port, workdir)
         base = replace(base, cert_file=cert, key_file=key)

@@ -8,6 +8,11 @@ tlslite, the ciphers in `cryptography`). The leaf frame of each sample is put in
     python scripts/bench_profile.py DIR/handshake-full-w1.txt [--top 15]
 
 prints the share of each bucket and the hottest functions.
+
+`--waits` reads a profile taken with `py-spy record --idle` instead (`bench.py --py-spy DIR
+--py-spy-idle`): every thread, waiting or not, so the samples of the threads serving
+connections show where a connection's wall time goes: waiting for the client, for the ledger's
+commit, for a lock, or running (py-spy cannot tell a thread waiting for the GIL from one running).
 """
 
 from __future__ import annotations
@@ -64,13 +69,50 @@ def summarise(path: Path, top: int) -> str:
     return "\n".join(lines)
 
 
+# (what a connection's thread is doing, substrings of its leaf frame), first match wins.
+WAITS: list[tuple[str, tuple[str, ...]]] = [
+    ("waiting for the client: recv", ("DeadlineSocket.recv", "peek_first_record", "hello.py")),
+    ("sending (send, sendall)", ("DeadlineSocket.send",)),
+    ("closing: FIN, then drain until the client's", ("DeadlineSocket.close",)),
+    ("ledger: commit (fsync) or waiting for the group's", ("python_est/ledger/",)),
+    ("lockout counters (SQLite)", ("python_est/ratelimit/",)),
+    ("logging", ("logging/",)),
+    ("other locks and conditions", ("Condition.wait", "Lock.acquire", "Event.wait")),
+]
+
+
+def waits(path: Path) -> str:
+    """Where the connection threads' wall time goes, from a `py-spy --idle` profile."""
+    kinds: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if "EstServer._serve (" not in stack or not count.isdigit():
+            continue  # idle workers, the watcher, other threads
+        frames = stack.split(";")
+        # A wait in the standard library (a Condition, a Lock) counts for our caller.
+        ours = next((f for f in reversed(frames) if "python_est/" in f), frames[-1])
+        kind = next(
+            (name for name, needles in WAITS if any(n in frames[-1] or n in ours for n in needles)),
+            "running, or waiting for the GIL",
+        )
+        kinds[kind] += int(count)
+        total += int(count)
+    if not total:
+        return f"{path.name}: no samples of connection threads (taken with --idle?)"
+    lines = [f"{path.name}: {total} samples of threads serving a connection"]
+    lines += [f"  {count / total * 100:5.1f}%  {name}" for name, count in kinds.most_common()]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("profiles", nargs="+", type=Path, help="py-spy --format raw files")
     parser.add_argument("--top", type=int, default=12, help="functions to list")
+    parser.add_argument("--waits", action="store_true", help="a --idle profile: wall time")
     args = parser.parse_args()
     for path in args.profiles:
-        print(summarise(path, args.top))
+        print(waits(path) if args.waits else summarise(path, args.top))
     return 0
 
 

@@ -30,10 +30,15 @@ class Cell:
     server_cpu: float  # ms per request (completed or failed), server process and children
     server_sys: float  # the kernel's share of server_cpu, 0..1
     client_cpu: float  # ms per request, all generator processes and their curl children
+    # Thread-seconds per second the server's threads were runnable but waited for a CPU
+    # (/proc schedstat): the machine's share of the idle core, not the server's own waits.
+    server_runq: float = math.nan
+    server_switches: float = math.nan  # the server threads' context switches per request
+    generator: str = "bench"  # "bench" (bench_load) or "independent" (bench_ssl_clients)
 
     @property
-    def key(self) -> tuple[str, int, str, bool]:
-        return self.server, self.workers, self.scenario, self.resume
+    def key(self) -> tuple[str, int, str, bool, str]:
+        return self.server, self.workers, self.scenario, self.resume, self.generator
 
     @property
     def server_cores(self) -> float:
@@ -58,6 +63,9 @@ def make_cell(
     results: Sequence[Result],
     seconds: float,
     server_cpu: tuple[float, float] | None,
+    runq: float = math.nan,
+    switches: int = 0,
+    generator: str = "bench",
 ) -> Cell:
     """Combine the generator processes' results and the server's (user, system) CPU seconds."""
     latencies = [x for r in results for x in r.latencies]
@@ -75,12 +83,15 @@ def make_cell(
         server_cpu=(user + system) / attempts * 1000,
         server_sys=system / (user + system) if user + system else math.nan,
         client_cpu=sum(r.cpu for r in results) / attempts * 1000,
+        server_runq=runq,
+        server_switches=switches / attempts if server_cpu is not None else math.nan,
+        generator=generator,
     )
 
 
 def best(cells: Sequence[Cell]) -> list[Cell]:
     """Per key, the round with the highest rate (the least disturbed by other load)."""
-    chosen: dict[tuple[str, int, str, bool], Cell] = {}
+    chosen: dict[tuple[str, int, str, bool, str], Cell] = {}
     for cell in cells:
         if cell.key not in chosen or cell.rate > chosen[cell.key].rate:
             chosen[cell.key] = cell
@@ -88,17 +99,20 @@ def best(cells: Sequence[Cell]) -> list[Cell]:
 
 
 HEADER = (
-    f"{'server':8} {'w':>2} {'scenario':13} {'mode':8} {'req/s':>8} {'p50':>7} {'p90':>7} "
-    f"{'p99':>7} {'srv ms/r':>9} {'sys':>4}% {'cores':>5} {'gen ms/r':>9}  errors"
+    f"{'server':12} {'w':>2} {'scenario':13} {'mode':8} {'gen':5} {'req/s':>7} {'p50':>6} "
+    f"{'p90':>6} {'p99':>6} {'srv ms/r':>8} {'sys':>3}% {'cores':>5} {'runq':>5} "
+    f"{'cs/r':>5} {'gen ms/r':>8}  errors"
 )
 
 
 def row(cell: Cell) -> str:
     errors = ", ".join(f"{k} x{v}" for k, v in cell.errors.most_common()) or "-"
+    generator = "own" if cell.generator == "bench" else "indep"
     return (
-        f"{cell.server:8} {cell.workers:>2} {cell.scenario:13} {cell.mode:8} {cell.rate:8.1f} "
-        f"{cell.p50:7.1f} {cell.p90:7.1f} {cell.p99:7.1f} {cell.server_cpu:9.2f} "
-        f"{cell.server_sys * 100:4.0f}% {cell.server_cores:5.2f} {cell.client_cpu:9.2f}  {errors}"
+        f"{cell.server:12} {cell.workers:>2} {cell.scenario:13} {cell.mode:8} {generator:5} "
+        f"{cell.rate:7.1f} {cell.p50:6.1f} {cell.p90:6.1f} {cell.p99:6.1f} "
+        f"{cell.server_cpu:8.2f} {cell.server_sys * 100:3.0f}% {cell.server_cores:5.2f} "
+        f"{cell.server_runq:5.2f} {cell.server_switches:5.1f} {cell.client_cpu:8.2f}  {errors}"
     )
 
 
@@ -108,8 +122,9 @@ def _ratio(ours: float, theirs: float) -> str:
     return f"{ours / theirs:6.2f}"
 
 
-def ratios(cells: Sequence[Cell]) -> list[str]:
+def ratios(cells: Sequence[Cell], generator: str = "bench") -> list[str]:
     """tlslite / OpenSSL for every figure of every scenario measured on both (workers = 1)."""
+    cells = [c for c in cells if c.generator == generator]
     ours = {(c.scenario, c.mode): c for c in cells if c.server == "tlslite" and c.workers == 1}
     theirs = {(c.scenario, c.mode): c for c in cells if c.server == "openssl"}
     lines = [f"{'scenario':13} {'mode':8} {'req/s':>6} {'p50':>6} {'p90':>6} {'p99':>6} srv cpu"]
@@ -128,6 +143,7 @@ def ratios(cells: Sequence[Cell]) -> list[str]:
 
 def targets(cells: Sequence[Cell]) -> list[str]:
     """Issue 8's targets, each with its figure from this run (docs/performance.md)."""
+    cells = [c for c in cells if c.generator == "bench"]
     ours = {(c.scenario, c.mode): c for c in cells if c.server == "tlslite" and c.workers == 1}
     theirs = {(c.scenario, c.mode): c for c in cells if c.server == "openssl"}
     lines = []
@@ -163,4 +179,65 @@ def targets(cells: Sequence[Cell]) -> list[str]:
     }
     two = scaled[2] / scaled[1] if scaled.get(1) and 2 in scaled else None
     check("enrollments/s, workers = 2 / workers = 1", two, 1.5, "x", False)
+    return lines
+
+
+def _figure(cell: Cell | None, value: str) -> str:
+    if cell is None:
+        return f"{'-':>10}"
+    number = {
+        "rate": cell.rate,
+        "cpu": cell.server_cpu,
+        "cores": cell.server_cores,
+        "runq": cell.server_runq,
+        "switches": cell.server_switches,
+    }[value]
+    return f"{number:10.2f}" if value != "rate" else f"{number:10.0f}"
+
+
+def issue_table(cells: Sequence[Cell], generator: str) -> list[str]:
+    """Issue 20's table: /cacerts and enrollments, the OpenSSL baseline against python-est with
+    an RSA and a P-256 CA, workers = 1, with one generator's figures."""
+    by_key = {
+        (c.server, c.scenario): c
+        for c in cells
+        if c.workers == 1 and not c.resume and c.generator == generator
+    }
+    columns = ("openssl", "tlslite", "tlslite-p256")
+    rows = (
+        ("GET /cacerts, requests/s", "cacerts", "rate"),
+        ("server CPU per /cacerts, ms", "cacerts", "cpu"),
+        ("simpleenroll, requests/s", "enroll-basic", "rate"),
+        ("server CPU per enrollment, ms", "enroll-basic", "cpu"),
+        ("server cores busy during enroll", "enroll-basic", "cores"),
+        ("  threads waiting for a CPU", "enroll-basic", "runq"),
+        ("  context switches per enrollment", "enroll-basic", "switches"),
+    )
+    lines = [f"{'':34}" + "".join(f"{name:>14}" for name in columns)]
+    for title, scenario, value in rows:
+        figures = "".join(f"{_figure(by_key.get((n, scenario)), value):>14}" for n in columns)
+        lines.append(f"{title:34}{figures}")
+    return lines
+
+
+def scaling(cells: Sequence[Cell], generator: str) -> list[str]:
+    """Enrollments/s and CPU per enrollment for each worker count against the baseline."""
+    chosen = [
+        c
+        for c in cells
+        if c.scenario == "enroll-basic" and not c.resume and c.generator == generator
+    ]
+    base = next((c for c in chosen if c.server == "openssl"), None)
+    lines = []
+    for cell in sorted(chosen, key=lambda c: (c.server != "openssl", c.server, c.workers)):
+        versus = ""
+        if base is not None and cell is not base:
+            versus = (
+                f"  = {_ratio(cell.rate, base.rate).strip()}x the baseline's rate, "
+                f"{_ratio(cell.server_cpu, base.server_cpu).strip()}x its CPU"
+            )
+        lines.append(
+            f"  {cell.server:12} workers = {cell.workers}: {cell.rate:6.0f}/s, "
+            f"{cell.server_cpu:5.2f} ms CPU, {cell.server_cores:4.2f} cores{versus}"
+        )
     return lines

@@ -4,13 +4,13 @@ This is the one place where exceptions become responses: an `EstError` becomes i
 short text/plain reason; anything else is a bug, logged with its traceback and answered with a
 bare 500.
 
-Capacity. A semaphore with `max_connections` slots gates `accept()`: while every worker is busy
-the server does not accept, so further connections wait in the kernel's listen queue (`backlog`)
-instead of being accepted and dropped. Every connection is bounded in time: the handshake must
-finish within `handshake_timeout`, the request head within `header_timeout` after it, and the
-whole request within `request_timeout` after it. All are absolute deadlines applied to every
-socket call (see `python_est.tls`), so a client that trickles bytes cannot hold a worker longer
-than that, and idle or half-open connections are dropped when their deadline passes. One
+Capacity. At most `max_connections` workers, each accepting for itself: while every worker is
+busy the server does not accept, so further connections wait in the kernel's listen queue
+(`backlog`) instead of being accepted and dropped. Every connection is bounded in time: the
+handshake must finish within `handshake_timeout`, the request head within `header_timeout` after
+it, and the whole request within `request_timeout` after it. All are absolute deadlines applied
+to every socket call (see `python_est.tls`), so a client that trickles bytes cannot hold a worker
+longer than that, and idle or half-open connections are dropped when their deadline passes. One
 address holds at most `max_connections_per_address` workers, and when the pool is full while a
 connection waits, a connection still waiting for its own client is evicted (`table`).
 
@@ -33,8 +33,9 @@ line. Connections from other addresses are direct clients.
 Split by concept: `loop` (`EstServer`), `table` (who holds the workers: per-address shares,
 eviction, refusal warnings), `outcome` (the connection log line and the audit event of a refused
 enrollment), `http11` (HTTP/1.1 framing: bytes in, `HttpRequest` out, no sockets), `proxyproto`
-(the PROXY v1/v2 header parser, no sockets), `proxied` (reading the PROXY header off the
-socket), `system` (listening socket, sd_notify), `exporter` (the Prometheus HTTP listener).
+(the PROXY v1/v2 header parser, no sockets), `workers` (threads that accept for themselves),
+`proxied` (reading the PROXY header off the socket), `system` (listening socket, sd_notify),
+`exporter` (the Prometheus HTTP listener).
 """
 
 from python_est.server.exporter import MetricsListener

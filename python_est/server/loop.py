@@ -1,4 +1,7 @@
-"""`EstServer`: the accept loop, the connection workers, reload and graceful stop."""
+"""`EstServer`: the connections' workers (`workers`: each accepts for itself), reload and
+graceful stop. The thread running `serve_forever` only watches: it evicts a connection waiting
+for its client when every worker is busy and a new one is queued, and drains on stop.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Protocol
 
@@ -29,11 +31,12 @@ from python_est.server.proxied import NoProxyHeader, proxied_client
 from python_est.server.proxyproto import Network, is_trusted
 from python_est.server.system import Listener, bind_listener
 from python_est.server.table import ConnectionTable, Held
+from python_est.server.workers import Workers
 
 log = logging.getLogger("python_est.server")
 
 _RECV_SIZE = 65536
-_POLL = 0.5  # seconds between checks for shutdown while every worker is busy
+_POLL = 0.5  # seconds between checks for stop, and for eviction while every worker is busy
 _CUT_WAIT = 5.0  # seconds for connection threads to notice that their socket was cut
 
 
@@ -118,9 +121,9 @@ class EstServer:
         self.max_body_bytes = max_body_bytes
         self._listener = listener if listener is not None else bind_listener(address, port, backlog)
         self._listener.setblocking(False)
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self._pool = ThreadPoolExecutor(max_connections, thread_name_prefix="est-conn")
         self._stop = threading.Event()
+        self._selector: selectors.BaseSelector | None = None
+        self._workers = Workers(max_connections, self._accept, self._take, self._stop)
         self._grace = 0.0
         self._stopped = threading.Event()
         self._stopped.set()
@@ -177,34 +180,20 @@ class EstServer:
         )  # one assignment: no connection sees a mixed pair
 
     def serve_forever(self) -> None:
-        """Accept and serve connections until a stop is requested, then drain and return."""
+        """Serve connections until a stop is requested, then drain and return."""
         self._stopped.clear()
-        selector = selectors.DefaultSelector()
-        selector.register(self._listener, selectors.EVENT_READ)
-        selector.register(self._wake_recv, selectors.EVENT_READ)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ)
+        self._selector.register(self._wake_recv, selectors.EVENT_READ)
         try:
-            while not self._stop.is_set():
-                if not self._slot():
-                    continue  # every worker busy: new connections wait in the listen queue
-                accepted = self._accept(selector)
-                if accepted is None:
-                    self._slots.release()
-                    continue
-                sock, address = accepted
-                proxies = self._proxies
-                # A proxy's connections carry many clients: each is capped once its header
-                # names it (in `_serve`), not here under the proxy's own address.
-                proxied = proxies is not None and is_trusted(address, proxies)
-                held = self._table.admit(sock, address, counted=not proxied)
-                if held is None:
-                    # Closed before any TLS: the cheapest refusal; the slot is free at once.
-                    sock.close()
-                    self._slots.release()
-                    continue
-                self._pool.submit(self._serve, held, self._app, proxied)
+            self._workers.start()
+            while not self._stop.wait(_POLL):
+                self._evict_if_full()
         finally:
-            selector.close()
-            self._listener.close()
+            self._stop.set()
+            with self._workers.accept_lock:  # no worker is in accept(); later ones see the stop
+                self._selector.close()
+                self._listener.close()
             self._drain()
             self._stopped.set()
 
@@ -243,28 +232,42 @@ class EstServer:
     ) -> None:
         self.shutdown()
 
-    def _slot(self) -> bool:
-        """Take a worker slot; False after `_POLL` s without one. With every worker busy and
-        a connection queued, one still waiting for its own client is evicted (`table`)."""
-        if self._slots.acquire(blocking=False):
-            return True
+    def _take(self, accepted: tuple[socket.socket, str]) -> None:
+        """Serve one accepted connection in the worker that accepted it."""
+        sock, address = accepted
+        proxies = self._proxies
+        # A proxy's connections carry many clients: each is capped once its header names it
+        # (in `_serve`), not here under the proxy's own address.
+        proxied = proxies is not None and is_trusted(address, proxies)
+        held = self._table.admit(sock, address, counted=not proxied)
+        if held is None:
+            sock.close()  # closed before any TLS: the cheapest refusal
+            return
+        self._serve(held, self._app, proxied)
+
+    def _evict_if_full(self) -> None:
+        """With every worker busy and a connection queued, evict one that is still waiting
+        for its own client (`table`), so that the queued one gets its worker."""
+        if not self._workers.full:
+            return
         queued = select.poll()  # poll, not select: no FD_SETSIZE limit
         queued.register(self._listener, select.POLLIN)
         if queued.poll(0):
             self._table.evict_idle()  # its thread logs it when it ends
-        return self._slots.acquire(timeout=_POLL)
 
     def _drain(self) -> None:
         if not self._table.wait_empty(self._grace):
             cut = self._table.cut_all()  # their threads see EOF or EPIPE now
             log.warning("%d connection(s) still open after %.0fs; closing them", cut, self._grace)
             self._table.wait_empty(_CUT_WAIT)
-        # A thread still busy (say, signing) ends by itself; its socket is already cut.
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        # A worker still busy (say, signing) ends by itself; its socket is already cut.
         self._wake_recv.close()
         self._wake_send.close()
 
-    def _accept(self, selector: selectors.BaseSelector) -> tuple[socket.socket, str] | None:
+    def _accept(self) -> tuple[socket.socket, str] | None:
+        """Wait for and accept one connection (the leader, under the accept lock); None if none."""
+        selector = self._selector
+        assert selector is not None
         while not self._stop.is_set():
             for key, _ in selector.select(timeout=_POLL):
                 if key.fileobj is not self._listener:
@@ -310,7 +313,6 @@ class EstServer:
             log.exception("connection from %s failed", address)
         finally:
             sock.close()
-            self._slots.release()
             self._table.release(held)
             if held.evicted:
                 cause = f" ({outcome.failure})" if outcome.failure else ""
