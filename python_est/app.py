@@ -14,8 +14,10 @@ from datetime import timedelta
 
 from cryptography import x509
 
+from python_est.backends import Backend, EstBackend, HandlerBackend, HandlerLoadError
 from python_est.bootstrap import BootstrapPage, derive_form_secret
 from python_est.ca import CertificateAuthority, can_sign_crls
+from python_est.client.upstream import upstream_exchange, upstream_name
 from python_est.config import Config, LabelConfig
 from python_est.config.model import DEFAULT_CA
 from python_est.devices import DeviceRegistry
@@ -83,6 +85,7 @@ def build_app(
         cas=all_cas(state),
         client_anchors=label_anchors(config, state),
         rollovers=state.rollovers,
+        backends=build_backends(config),
     )
     # Clients (libest's estclient, openssl s_client -cert) often send only their leaf, so the
     # EST CAs' own issuing certificates help build paths without becoming trust anchors.
@@ -162,6 +165,34 @@ def build_server(
         listener=listener,
         observer=None if metrics is None else ConnectionMetrics(metrics),
     )
+
+
+def build_backends(config: Config) -> dict[str, Backend]:
+    """The issuing backend of every label that does not use the embedded CA.
+
+    Raises:
+        ConfigError: a handler file does not load, or an upstream's files cannot be read.
+    """
+    backends: dict[str, Backend] = {}
+    for name, label in config.labels.items():
+        section = f"label:{name}" if name else "profile"
+        if label.backend == "est":
+            try:
+                exchange = upstream_exchange(label, config.source)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(config.source, section, "upstream_ca_file", str(exc)) from None
+            backends[name] = EstBackend(exchange, upstream_name(label))
+        elif label.backend == "handler" and label.handler_file is not None:
+            try:
+                backends[name] = HandlerBackend(
+                    label.handler_file,
+                    dict(label.handler_options),
+                    label=name,
+                    retry_after=config.server.pending_retry_after,
+                )
+            except HandlerLoadError as exc:
+                raise ConfigError(config.source, section, "handler_file", str(exc)) from None
+    return backends
 
 
 def device_registry(config: Config) -> DeviceRegistry:

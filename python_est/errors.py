@@ -150,3 +150,10 @@ class HandshakeFailed(Exception):
 
 class UserStoreError(Exception):
     """The SRP user store is unreadable, malformed or could not be written."""
+
+
+class BadGateway(EstError):
+    """An issuing backend (upstream EST server, CA handler) failed or answered nonsense."""
+
+    status = 502
+    title = "Bad Gateway"

@@ -17,6 +17,7 @@ from python_est.config.model import (
     AuthRequirement,
 )
 from python_est.keys import KeyType
+from python_est.messages import WELL_KNOWN
 from python_est.profile import EKU_NAMES, KEY_USAGE_NAMES, SUBJECT_ATTRIBUTE_NAMES, SanType
 
 
@@ -308,4 +309,34 @@ def to_webhook_url(text: str) -> str:
         raise ValueError(f"must be an https:// URL without user or fragment, got {text!r}")
     if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
         raise ValueError(f"plain http:// is allowed only to a loopback host, got {text!r}")
+    return text
+
+
+def to_upstream_url(text: str) -> str:
+    """`https://HOST[:PORT][/.well-known/est[/LABEL]]`: the upstream EST server of RA mode.
+
+    Only https (RFC 7030 §3.2.2), no user (the RA's password has its own key), no query.
+    Empty: none.
+    """
+    if not text:
+        return ""
+    parts = urlsplit(text)
+    port = parts.port  # raises ValueError when out of range
+    path = parts.path.rstrip("/")
+    label = path[len(WELL_KNOWN) + 1 :]
+    known_path = path in ("", WELL_KNOWN) or (
+        path.startswith(f"{WELL_KNOWN}/") and "/" not in label
+    )
+    if (
+        parts.scheme != "https"
+        or not parts.hostname
+        or port == 0
+        or parts.username is not None
+        or parts.query
+        or parts.fragment
+        or not text.isprintable()
+        or any(ch.isspace() for ch in text)
+        or not known_path
+    ):
+        raise ValueError(f"must be https://HOST[:PORT][/.well-known/est[/LABEL]], got {text!r}")
     return text

@@ -17,6 +17,7 @@ from python_est.config.convert import (
     to_san_types,
     to_subject_fixed,
     to_subject_types,
+    to_upstream_url,
     to_webhook_url,
 )
 
@@ -53,9 +54,23 @@ LABEL_KEYS: dict[str, Callable[[str], object]] = {
     "csrattrs_subject": str,
     "csrattrs_extensions": str,
     "ca": str,
+    "backend": to_choice("embedded", "est", "handler"),
+    "upstream_url": to_upstream_url,
+    "upstream_user": str,
+    "upstream_timeout": to_positive_float,
 }
 # Label keys naming files, resolved against the config file's directory like other paths.
-LABEL_PATH_KEYS = ("webhook_ca_file", "webhook_client_cert", "webhook_client_key")
+LABEL_PATH_KEYS = (
+    "webhook_ca_file",
+    "webhook_client_cert",
+    "webhook_client_key",
+    "upstream_ca_file",
+    "upstream_client_cert",
+    "upstream_client_key",
+    "handler_file",
+)
+# A label key read as a secret's source (`file:`, `env:`, `credential:`), never the secret.
+LABEL_SECRET_KEYS = ("upstream_password",)
 PROFILE_FIELD = {
     "validity_days": "validity_days",
     "key_usage": "key_usage",
@@ -143,7 +158,10 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
         {"enabled", "path", "validity_minutes", "base_url", "signer"}
         | {"http_enabled", "http_address", "http_port"}
     ),
-    "profile": frozenset(PROFILE_KEYS) | frozenset(LABEL_KEYS) | frozenset(LABEL_PATH_KEYS),
+    "profile": frozenset(PROFILE_KEYS)
+    | frozenset(LABEL_KEYS)
+    | frozenset(LABEL_PATH_KEYS)
+    | frozenset(LABEL_SECRET_KEYS),
     # The older python-est's and est_proxy's sections (est_proxy's docs/est_proxy.cfg.md and its
     # openssl CA handler's docs); what they map onto is in `config/python_est.cfg`.
     "DEFAULT": frozenset({"debug"}),
@@ -158,6 +176,7 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
             "ca_cert_chain_list",
             "cert_validity_days",
             "cert_save_path",
+            "handler_file",
         }
     ),
     "SRP": frozenset({"userdb"}),
@@ -170,7 +189,6 @@ _NAME_POLICY = "names are limited per user (`python-est user allow`) and by [pro
 # with one warning each.
 OBSOLETE_KEYS: dict[str, dict[str, str]] = {
     "CAhandler": {
-        "handler_file": _EMBEDDED_CA,
         "openssl_conf": "extensions come from [profile]",
         "openssl_bin": "no openssl process is run",
         "ca_cert_chain": "use ca_cert_chain_list or [ca] chain_files",
@@ -197,4 +215,6 @@ OBSOLETE_KEYS: dict[str, dict[str, str]] = {
 }
 LABEL_PREFIX = "label:"
 CA_PREFIX = "ca:"
+# The section an est_proxy-style CA handler reads its settings from (python_est.backends).
+HANDLER_SECTION = "CAhandler"
 NO_NAMES: tuple[str, ...] = ()

@@ -11,7 +11,13 @@ from pathlib import Path
 
 from python_est.config.cas import ca_name_problem
 from python_est.config.convert import to_web_path
-from python_est.config.keys import CA_PREFIX, KNOWN_KEYS, LABEL_PREFIX, OBSOLETE_KEYS
+from python_est.config.keys import (
+    CA_PREFIX,
+    HANDLER_SECTION,
+    KNOWN_KEYS,
+    LABEL_PREFIX,
+    OBSOLETE_KEYS,
+)
 from python_est.config.model import Passphrase
 from python_est.config.passphrase import to_passphrase
 from python_est.config.reader import Reader
@@ -23,7 +29,10 @@ def check_sections(reader: Reader) -> list[str]:
     """Warnings for obsolete keys; every unknown section and key in one `ConfigError`."""
     warnings = []
     unknown: list[tuple[str, str | None]] = []
+    handler = _runs_handler(reader)
     for section in reader.parser.sections():
+        if section == HANDLER_SECTION and handler:
+            continue  # every key is the CA handler's own setting (backend = handler)
         if section.startswith(LABEL_PREFIX):
             label = section[len(LABEL_PREFIX) :]
             # RFC 7030 §3.2.2: one path segment, decoded (`[label:ca:1]` serves .../ca:1/...).
@@ -59,6 +68,28 @@ def check_sections(reader: Reader) -> list[str]:
             reader.source, None, None, f"{len(unknown)} unknown sections or keys: {names}"
         )
     return warnings
+
+
+def legacy_handler(reader: Reader) -> tuple[Path | None, list[str]]:
+    """`[CAhandler] handler_file` of the older python-est and est_proxy: the file, which then
+    runs (`backend = handler`); or None, with a warning, when the file is not there (the
+    embedded CA then issues from `[CAhandler] issuing_ca_*`, as before issue 18)."""
+    path = reader.path(HANDLER_SECTION, "handler_file", None, reader.base)
+    if path is None or path.is_file():
+        return path, []
+    return None, [
+        f"{reader.source}: [{HANDLER_SECTION}] handler_file: {path} does not exist; "
+        "certificates are issued by the embedded CA"
+    ]
+
+
+def _runs_handler(reader: Reader) -> bool:
+    parser = reader.parser
+    return legacy_handler(reader)[0] is not None or any(
+        parser.get(section, "backend", fallback="").strip() == "handler"
+        for section in parser.sections()
+        if section == "profile" or section.startswith(LABEL_PREFIX)
+    )
 
 
 def bootstrap_path(reader: Reader) -> tuple[str, list[str]]:

@@ -13,6 +13,7 @@ import configparser
 from dataclasses import replace
 from pathlib import Path
 
+from python_est.config.backend import check_backend
 from python_est.config.cas import check_label_cas, named_cas
 from python_est.config.convert import (
     to_address,
@@ -39,11 +40,12 @@ from python_est.config.keys import (
     LABEL_KEYS,
     LABEL_PATH_KEYS,
     LABEL_PREFIX,
+    LABEL_SECRET_KEYS,
     NO_NAMES,
     PROFILE_FIELD,
     PROFILE_KEYS,
 )
-from python_est.config.legacy import bootstrap_path, ca_passphrase, check_sections
+from python_est.config.legacy import bootstrap_path, ca_passphrase, check_sections, legacy_handler
 from python_est.config.model import (
     CIPHER_NAMES,
     EMBEDDED,
@@ -68,6 +70,7 @@ from python_est.config.model import (
     weak_tls_settings,
 )
 from python_est.config.ocsp import read_ocsp, with_ocsp_url
+from python_est.config.passphrase import to_passphrase
 from python_est.config.pkcs11 import read_pkcs11_key
 from python_est.config.reader import Reader, resolve
 from python_est.errors import ConfigError
@@ -158,7 +161,7 @@ def _build(reader: Reader) -> Config:
     metrics = _metrics(reader)
     crl = _crl(reader, base, state, bootstrap)
     labels = _labels(reader)
-    label_warnings = _check_labels(reader, labels)
+    label_warnings = _check_labels(reader, labels) + legacy_handler(reader)[1]
     cas, named_warnings = named_cas(reader, lambda view: _ca(view, base), crl)
     check_label_cas(reader, labels, cas)
     ca_warnings += named_warnings
@@ -339,6 +342,10 @@ def _labels(reader: Reader) -> dict[str, LabelConfig]:
     legacy_days = reader.get("CAhandler", "cert_validity_days", None, to_positive_int)
     if legacy_days is not None and not reader.parser.has_option("profile", "validity_days"):
         default = replace(default, profile=replace(default.profile, validity_days=legacy_days))
+    handler_file, _ = legacy_handler(reader)
+    if handler_file is not None and not reader.parser.has_option("profile", "backend"):
+        # The older python-est (an est_proxy fork) ran this file: it still does.
+        default = replace(default, backend="handler", handler_file=handler_file)
     labels = {"": default}
     for section in reader.parser.sections():
         if section.startswith(LABEL_PREFIX):
@@ -363,6 +370,7 @@ def _check_labels(reader: Reader, labels: dict[str, LabelConfig]) -> list[str]:
                 "is held for manual approval although approval = auto"
             )
         _check_webhooks(reader, section, label)
+        labels[name] = check_backend(reader, section, label)
     return warnings
 
 
@@ -395,6 +403,12 @@ def _label_config(reader: Reader, section: str, name: str, base: LabelConfig) ->
         path = reader.path(section, key, None, reader.base)
         if path is not None:
             label_changes[key] = path
+    for key in LABEL_SECRET_KEYS:
+        secret = reader.get(
+            section, key, None, lambda text: to_passphrase(text, reader.base) if text else None
+        )
+        if secret is not None:
+            label_changes[key] = replace(secret, section=section, key=key)
     profile = replace(base.profile, **profile_changes)  # type: ignore[arg-type]
     return replace(base, profile=profile, **label_changes)  # type: ignore[arg-type]
 

@@ -314,6 +314,19 @@ class LabelConfig:
     # The CA that issues this label's certificates, answers its /cacerts, signs its CRL and
     # anchors its client certificates: DEFAULT_CA (`[ca]`) or the NAME of a `[ca:NAME]`.
     ca: str = DEFAULT_CA
+    # Who issues (python_est.backends): this CA, an upstream EST server (RA mode), or an
+    # est_proxy-style CA handler.
+    backend: str = "embedded"
+    upstream_url: str = ""
+    upstream_ca_file: Path | None = None
+    upstream_client_cert: Path | None = None
+    upstream_client_key: Path | None = None
+    upstream_user: str = ""
+    upstream_password: Passphrase | None = None
+    upstream_timeout: float = 10.0
+    handler_file: Path | None = None
+    # The handler's `[CAhandler]` section, as it reads it (backend = handler only).
+    handler_options: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from functools import partial
 from cryptography import x509
 
 from python_est import wire
+from python_est.backends import Backend
 from python_est.ca import CertificateAuthority
 from python_est.ca.rollover import RootRollover
 from python_est.config import LabelConfig
@@ -25,7 +26,7 @@ from python_est.errors import (
     NotImplementedOperation,
     UnsupportedMediaType,
 )
-from python_est.keys import KeyType, generate_private_key
+from python_est.keys import KeyType
 from python_est.ledger import IssuedCertificate, Ledger
 from python_est.messages import (
     CSRATTRS,
@@ -58,6 +59,7 @@ from python_est.service.enforce import (
 from python_est.service.issuance import (
     B64,
     Issuer,
+    answer_or_defer,
     certs_only_response,
     precheck,
     serverkeygen_response,
@@ -137,6 +139,8 @@ class EstService:
         client_anchors: label name to the trust anchors its client certificates must chain to
             (None: whatever the TLS layer accepted). A certificate that chained to another
             anchor is not valid on that label.
+        backends: label name to the backend that issues for it (`python_est.backends`);
+            labels not named here use their CA.
         rollovers: CA name to what its /cacerts returns during a root rollover (the four
             certificates of RFC 7030 §4.1.3) and the old root, whose certificates still renew.
 
@@ -164,6 +168,7 @@ class EstService:
         cas: Mapping[str, CertificateAuthority] | None = None,
         client_anchors: Mapping[str, Collection[x509.Certificate]] | None = None,
         rollovers: Mapping[str, RootRollover] | None = None,
+        backends: Mapping[str, Backend] | None = None,
     ) -> None:
         self._plans = {label.name: _plan(label) for label in labels.values()}
         self._labels = {key: self._plans[label.name].label for key, label in labels.items()}
@@ -195,7 +200,7 @@ class EstService:
         self._users = users
         self._auth = Authenticator(users, limiter, realm)
         self._issuers = {
-            name: Issuer(authority, ledger, clock, on_issued, ca_name=name)
+            name: Issuer(authority, ledger, clock, on_issued, ca_name=name, backends=backends)
             for name, authority in authorities.items()
         }
         self._gate = ApprovalGate(ledger, retry_after=pending_retry_after, clock=clock)
@@ -263,8 +268,13 @@ class EstService:
         self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
     ) -> HttpResponse:
         # §4.1.3: the current root and every certificate needed to chain to it; no CA means 5xx,
-        # never an empty 200 (R42).
+        # never an empty 200 (R42). Another backend's chain is its own (RA mode passes the
+        # upstream's through).
         body = self._cacerts_bodies.get(label.ca)
+        backend = self._issuers[label.ca].backend(label)
+        if backend.kind != "embedded":
+            chain = tuple(backend.ca_certs())
+            body = wire.encode_certs_only(chain) if chain else None
         if body is None:
             raise CaError("no CA certificate is configured")
         return HttpResponse(200, (("Content-Type", PKCS7_MIME), B64), body)
@@ -312,12 +322,15 @@ class EstService:
             return cert, certs_only_response(cert)
 
         hook = self._authorizers.get(label.name)
-        if consult(hook, csr, label, auth, operation, peer, None) or needs_approval(
+        held = consult(hook, csr, label, auth, operation, peer, None) or needs_approval(
             label, operation, source_label
-        ):
+        )
+        if held:
             precheck(csr, label, client_key=True)
-            return self._gate.admit(csr, label, auth, operation, self._devices.once(device, fulfil))
-        return self._devices.once(device, fulfil)(csr)[1]
+        once = self._devices.once(device, fulfil)
+        return answer_or_defer(
+            lambda: self._gate.admit(csr, label, auth, operation, once) if held else once(csr)[1]
+        )
 
     def _csrattrs(
         self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig
@@ -351,20 +364,23 @@ class EstService:
         def fulfil(
             approved: x509.CertificateSigningRequest,
         ) -> tuple[x509.Certificate, HttpResponse]:
-            key = generate_private_key(key_type)
-            cert = self._issuers[label.ca].issue(
-                approved, label, auth, Operation.SERVERKEYGEN, key.public_key()
-            )
+            key, cert = self._issuers[label.ca].serverkeygen(approved, label, auth, key_type)
             return cert, serverkeygen_response(key, cert, sealer)
 
         hook = self._authorizers.get(label.name)
-        if consult(hook, csr, label, auth, Operation.SERVERKEYGEN, peer, key_type.value) or (
+        held = consult(hook, csr, label, auth, Operation.SERVERKEYGEN, peer, key_type.value) or (
             needs_approval(label, Operation.SERVERKEYGEN, None)
-        ):
+        )
+        if held:
             precheck(csr, label, client_key=False)
-            once = self._devices.once(device, fulfil)
-            return self._gate.admit(csr, label, auth, Operation.SERVERKEYGEN, once)
-        return self._devices.once(device, fulfil)(csr)[1]
+        once = self._devices.once(device, fulfil)
+        return answer_or_defer(
+            lambda: (
+                self._gate.admit(csr, label, auth, Operation.SERVERKEYGEN, once)
+                if held
+                else once(csr)[1]
+            )
+        )
 
     def _fullcmc(
         self, request: HttpRequest, peer: PeerIdentity, label: LabelConfig

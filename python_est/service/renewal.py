@@ -20,7 +20,9 @@ from datetime import datetime
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding
 
+from python_est.backends import recorded_ca
 from python_est.config import LabelConfig
 from python_est.config.model import DEFAULT_CA
 from python_est.errors import Forbidden
@@ -85,7 +87,7 @@ class Renewals:
         if auth.is_ra and not same_names(csr, current):
             return self._on_behalf(csr, label)
         check_reenrollment(csr, current)
-        if not self._issued_here(current):
+        if not self._issued_here(current, label):
             raise Forbidden(
                 "the client certificate was not issued by this EST CA and cannot be renewed here"
             )
@@ -104,7 +106,7 @@ class Renewals:
             Forbidden: revoked, unknown to the ledger, or issued under a label this one does
                 not accept.
         """
-        if self._issued_here(holder):
+        if self._issued_here(holder, label):
             self._entry_on_label(holder, label, "the client certificate")
 
     def _entry_on_label(
@@ -115,10 +117,10 @@ class Renewals:
         entry = self._ledger.get(cert.serial_number)
         if entry is None:
             raise Forbidden(f"{what} is not in this CA's ledger and is not accepted")
-        if entry.ca != self._ca_name:
+        if entry.ca != self._expected_ca(label):
             raise Forbidden(
                 f"{what} was issued by CA {entry.ca!r}; {label_text(label.name)} accepts only "
-                f"certificates of its CA {self._ca_name!r}"
+                f"certificates of its CA {self._expected_ca(label)!r}"
             )
         if entry.label != label.name and entry.label not in label.reenroll_from:
             raise Forbidden(
@@ -134,19 +136,27 @@ class Renewals:
         now = self._clock()
         for source in (label.name, *label.reenroll_from):
             for entry in self._ledger.current_certificates(source, subject, now):
-                if entry.ca == self._ca_name and same_names(
+                if entry.ca == self._expected_ca(label) and same_names(
                     csr, x509.load_pem_x509_certificate(entry.pem.encode("ascii"))
                 ):
                     return entry
         raise Forbidden(ON_BEHALF_REFUSED)
 
-    def _issued_here(self, cert: x509.Certificate) -> bool:
+    def _expected_ca(self, label: LabelConfig) -> str:
+        # A label whose certificates come from an upstream or a CA handler renews only those.
+        return self._ca_name if label.backend == "embedded" else recorded_ca(label)
+
+    def _issued_here(self, cert: x509.Certificate, label: LabelConfig) -> bool:
         # R57: only a certificate this EST CA signed is renewed here, whatever other client
-        # trust anchors are configured.
+        # trust anchors are configured; on a label with another backend (RA mode, a CA
+        # handler), one this server obtained from it, whose exact bytes the ledger recorded.
         for issuer in self._issuers:
             try:
                 cert.verify_directly_issued_by(issuer)
             except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
                 continue
             return True
-        return False
+        if label.backend == "embedded":
+            return False
+        entry = self._ledger.get(cert.serial_number)
+        return entry is not None and entry.pem.encode("ascii") == cert.public_bytes(Encoding.PEM)

@@ -210,6 +210,9 @@ endpoint = /bootstrap
 
 
 def test_legacy_file_maps_onto_new_settings_with_warnings(tmp_path: Path) -> None:
+    handler = tmp_path / "examples" / "ca_handler" / "openssl_ca_handler.py"
+    handler.parent.mkdir(parents=True)
+    handler.write_text("class CAhandler: ...\n")
     config = load_config(write(tmp_path, LEGACY))
     assert config.logging.level == "debug"
     assert (config.server.address, config.server.port) == ("127.0.0.1", 9443)
@@ -222,8 +225,20 @@ def test_legacy_file_maps_onto_new_settings_with_warnings(tmp_path: Path) -> Non
     assert config.ledger.export_dir == tmp_path / "certs" / "issued"
     assert config.srp.user_db == tmp_path / "certs" / "srp_users.db"
     assert config.bootstrap.enabled and config.bootstrap.path == "/bootstrap"
-    assert len(config.warnings) == 2
-    assert any("handler_file: no longer used" in w for w in config.warnings)
+    # Issue 18 item 1: the handler file is run, and [CAhandler] is its configuration.
+    assert config.warnings == ()
+    default = config.labels[""]
+    assert default.backend == "handler"
+    assert default.handler_file == tmp_path / "examples" / "ca_handler" / "openssl_ca_handler.py"
+    assert ("openssl_conf", "certs/openssl.cnf") in default.handler_options
+
+
+def test_legacy_handler_file_that_is_missing_falls_back_to_the_embedded_ca(
+    tmp_path: Path,
+) -> None:
+    config = load_config(write(tmp_path, LEGACY))
+    assert config.labels[""].backend == "embedded"
+    assert any("handler_file" in w and "does not exist" in w for w in config.warnings)
     assert any("openssl_conf: no longer used" in w for w in config.warnings)
 
 

@@ -50,6 +50,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_every_documented_est_proxy_key_is_mapped_or_named_obsolete(tmp_path: Path) -> None:
+    handler = tmp_path / "examples" / "ca_handler" / "openssl_ca_handler.py"
+    handler.parent.mkdir(parents=True)
+    handler.write_text("class CAhandler: ...\n")
     config = load_config(write(tmp_path, EST_PROXY))
     assert (config.server.address, config.server.port) == ("127.0.0.1", 1443)
     assert config.tls.cert_file == tmp_path / "certs" / "est-srv.crt.pem"
@@ -65,16 +68,10 @@ def test_every_documented_est_proxy_key_is_mapped_or_named_obsolete(tmp_path: Pa
     assert config.ledger.export_dir == tmp_path / "ca" / "certs"
     obsolete = [w for w in config.warnings if "no longer used" in w]
     named = {w.split("] ")[1].split(":")[0] for w in obsolete}
-    assert named == {
-        "connection_log",
-        "log_format",
-        "handler_file",
-        "issuing_ca_crl",
-        "openssl_conf",
-        "whitelist",
-        "blacklist",
-        "save_cert_as_hex",
-    }
+    # Issue 18 item 1: the handler file runs, and its section's keys are its own settings.
+    assert named == {"connection_log", "log_format"}
+    assert config.labels[""].backend == "handler"
+    assert ("whitelist", '["foo.bar\\\\$"]') in config.labels[""].handler_options
     assert any("passphrase is in the config file" in w for w in config.warnings)
 
 

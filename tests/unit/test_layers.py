@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "ticketkeys": 2,
     "keks": 2,
     "policy": 3,
+    "backends": 3,
     "state": 3,
     "webhooks": 3,
     "service": 4,

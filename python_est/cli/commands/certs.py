@@ -6,12 +6,14 @@ import argparse
 import sys
 from typing import Any
 
-from python_est.app import build_crl_publisher
+from cryptography import x509
+
+from python_est.app import build_backends, build_crl_publisher
 from python_est.ca import crl_number
 from python_est.cli.logs import audit_operator_action
 from python_est.config import Config
 from python_est.config.model import DEFAULT_CA
-from python_est.errors import UserStoreError
+from python_est.errors import EstError, NotImplementedOperation, UserStoreError
 from python_est.ledger import REVOCATION_REASONS, IssuedCertificate, UnknownSerial, serial_hex
 from python_est.ops.revocation import CrlPublisher
 from python_est.safetext import escape
@@ -146,6 +148,9 @@ def _check_ca(config: Config, name: str | None) -> None:
 def _certs_revoke(args: argparse.Namespace, config: Config) -> int:
     _check_ca(config, args.ca)
     state = open_state(config, create=False)
+    issued = state.ledger.get(_parse_serial(args.serial))
+    if issued is not None and not _revoked_at_backend(config, issued, args.reason):
+        return 1
     try:
         entry = state.ledger.revoke(_parse_serial(args.serial), args.reason, ca=args.ca)
     except UnknownSerial:
@@ -165,4 +170,23 @@ def _certs_revoke(args: argparse.Namespace, config: Config) -> int:
         reason=entry.revocation_reason,
         ca=entry.ca,
     )
+    if entry.ca not in config.ca_names:
+        return 0  # issued by a label's upstream or CA handler: our CRLs do not list it
     return publish_crl(config, state, entry.ca)
+
+
+def _revoked_at_backend(config: Config, entry: IssuedCertificate, reason: str) -> bool:
+    # A certificate a CA handler issued is revoked there first (issue 18 item 1); one from an
+    # upstream EST server cannot be (EST has no revocation), which is said, not hidden.
+    label = config.labels.get(entry.label)
+    if label is None or label.backend == "embedded":
+        return True
+    backend = build_backends(config)[label.name]
+    try:
+        backend.revoke(x509.load_pem_x509_certificate(entry.pem.encode("ascii")), reason)
+    except NotImplementedOperation as exc:
+        print(f"python-est: {exc.detail}; it is revoked here only", file=sys.stderr)
+    except EstError as exc:
+        print(f"python-est: not revoked: {exc.detail}", file=sys.stderr)
+        return False
+    return True

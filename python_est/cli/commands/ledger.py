@@ -22,8 +22,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
+from python_est.app import build_backends
 from python_est.config import Config
-from python_est.errors import UserStoreError
+from python_est.errors import EstError, UserStoreError
 from python_est.ledger import IssuedCertificate, Ledger, serial_hex
 from python_est.state import open_state
 from python_est.state.rollover import past_roots
@@ -111,6 +112,7 @@ def _verify(args: argparse.Namespace, config: Config) -> int:
             name: (*state.ca_named(name).chain, *past_roots(config, name))
             for name in config.ca_names
         }
+        chains.update(_backend_issuers(config))
         total, problems = verify_ledger(
             state.ledger, state.ledger.integrity_check(), chains, ca=args.ca
         )
@@ -130,6 +132,18 @@ def _verify(args: argparse.Namespace, config: Config) -> int:
         f"all signed by their CA, serials unique{found}"
     )
     return 0
+
+
+def _backend_issuers(config: Config) -> dict[str, tuple[x509.Certificate, ...]]:
+    # Certificates an upstream EST server or a CA handler issued are recorded under the CA
+    # name "KIND:LABEL" and signed by its CA (issue 18 item 1): its /cacerts chain, asked now.
+    issuers: dict[str, tuple[x509.Certificate, ...]] = {}
+    for label, backend in build_backends(config).items():
+        try:
+            issuers[f"{backend.kind}:{label}"] = tuple(backend.ca_certs())
+        except EstError as exc:
+            print(f"python-est: ledger: the CA certificates of label {label!r}: {exc.detail}")
+    return issuers
 
 
 def _all_certificates(ledger: Ledger, ca: str | None) -> Iterator[IssuedCertificate]:
