@@ -8,11 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from python_est.app import device_registry
 from python_est.cli.commands.db import import_user_file
 from python_est.config import Config
 from python_est.errors import UserStoreError
 from python_est.safetext import escape
 from python_est.state import open_state, user_store_path
+from python_est.statedir import StateDir
+from python_est.usernames import same_account
 from python_est.users import UserDirectory, UserStore
 from python_est.users.imports import read_tlslite_verifierdb
 
@@ -66,6 +69,7 @@ def _store(config: Config) -> UserDirectory:
 
 def _user_add(args: argparse.Namespace, config: Config) -> int:
     store = _store(config)
+    _refuse_device_name(config, args.name)
     password = read_new_password(args, config.srp.min_password_length)
     store.add(
         args.name,
@@ -75,6 +79,21 @@ def _user_add(args: argparse.Namespace, config: Config) -> int:
     )
     print(f"python-est: added user {args.name!r}")
     return 0
+
+
+def _refuse_device_name(config: Config, name: str) -> None:
+    # A Basic login naming a registered device is that device's code login on its label, never
+    # the user's password (service.devices): one name cannot be both.
+    devices = StateDir(config.server.state_dir).devices
+    if not devices.exists():
+        return  # no device was ever registered (and none is created by looking)
+    for device in device_registry(config).list():
+        if same_account(name, [device.name]) is not None:
+            raise UserStoreError(
+                f"user {name!r} is the device {device.name!r} registered on label "
+                f"{device.label!r} (names equal under Unicode NFKC and case folding are one "
+                "account); remove the device first or choose another name"
+            )
 
 
 def _user_passwd(args: argparse.Namespace, config: Config) -> int:
