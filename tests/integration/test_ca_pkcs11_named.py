@@ -171,6 +171,20 @@ def test_a_label_of_a_token_ca_enrolls_renews_and_revokes(
         {"Content-Type": "application/pkcs10"}, server.port,
     )  # fmt: skip
     assert https(server.port, raw, cafile=server.ca_file, client_cert=credentials).status == 403
+    # And a certificate of the default CA is refused on the token CA's label.
+    csr, other_key = make_csr(USER)
+    headers = {"Content-Type": "application/pkcs10", "Authorization": basic(USER, PASSWORD)}
+    raw = build_request(
+        "POST", "/.well-known/est/simpleenroll", csr_body(csr), headers, server.port
+    )
+    reply = https(server.port, raw, cafile=server.ca_file)
+    assert reply.status == 200, reply.body
+    [other] = reply.certificates()
+    other_credentials = write_credentials(tmp_path, "other", other, other_key)
+    status, body = post(server, "simplereenroll", auth=False, cert=other_credentials)
+    assert status == 403, body
+    # /healthz signs a probe with every CA, the token CA's key among them.
+    assert get(server, "/healthz").startswith(b"ok")
 
     revoked = cli(
         server.root / "est.cfg", "certs", "revoke", serial_hex(cert.serial_number),
@@ -269,3 +283,8 @@ def test_rollover_of_a_token_ca_is_refused_before_anything_is_written(tmp_path: 
         assert "PKCS#11 token" in done.stderr and "nothing was changed" in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert listing(tmp_path / "state") == before
+    # A key file left in the token CA's folder is never read: the key is the token's.
+    (tmp_path / "state" / "cas" / "tok" / "ca.key").write_text("not a key\n")
+    shown = cli(config, "ca", "show", "tok")
+    assert shown.returncode == 0, shown.stderr
+    assert f"key:          PKCS#11 pkcs11:token={token.label};object=" in shown.stdout
