@@ -33,7 +33,7 @@ from est_harness.config import TEST_CFG, merge_config
 from python_est import wire
 from python_est.ca import certificate_pem
 from python_est.config import load_config
-from python_est.errors import ConfigError
+from python_est.errors import CaError, ConfigError
 from python_est.ledger import serial_hex
 from python_est.state import open_state
 from tests.conftest import require_tool
@@ -288,3 +288,20 @@ def test_rollover_of_a_token_ca_is_refused_before_anything_is_written(tmp_path: 
     shown = cli(config, "ca", "show", "tok")
     assert shown.returncode == 0, shown.stderr
     assert f"key:          PKCS#11 pkcs11:token={token.label};object=" in shown.stdout
+
+
+def test_a_reload_shares_the_named_token_session_and_closing_lets_it_go(tmp_path: Path) -> None:
+    token = soft_token()
+    config_path = write_config(tmp_path, named_token(token, new_label("reload")))
+    assert cli(config_path, "ca", "create", "tok").returncode == 0
+    assert cli(config_path, "init").returncode == 0
+    config = load_config(config_path)
+    running = open_state(config, create=False)
+    reloaded = open_state(config, create=False, ledger=running.ledger)
+    # One session per key however often the configuration is reloaded (HSMs bound them).
+    assert reloaded.cas["tok"].key is running.cas["tok"].key
+    running.close()  # the old generation lets go of its share; the new one still signs
+    reloaded.cas["tok"].issue_client_certificate(common_name="after-reload")
+    reloaded.close()  # the last holder: the token's session is closed
+    with pytest.raises(CaError):
+        reloaded.cas["tok"].issue_client_certificate(common_name="closed")
