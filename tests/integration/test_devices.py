@@ -329,3 +329,19 @@ def test_a_device_cannot_take_a_user_name_nor_a_user_a_device_name(
         assert f"user {user!r} is the device 'dev-7' registered on label 'iot'" in err, err
     assert server.state.users.list_users() == ["alice", "\uff4biosk"]
     assert enroll(server, name, code, cn("dev-7")).status == 200
+
+
+def test_user_import_refuses_a_registered_device_name(
+    server: RunningServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from tests.unit.test_users import OPENSSL_SRPVFILE  # users alice and carol
+
+    register(server, capsys, "--label", "other", "--subject", "CN=Carol")
+    source = tmp_path / "srpvfile.txt"
+    source.write_text(OPENSSL_SRPVFILE)
+    capsys.readouterr()
+    assert user_cli(server, "import", "openssl", str(source), "--overwrite") == 1
+    err = capsys.readouterr().err
+    assert "user 'carol' is the device 'Carol' registered on label 'other'" in err, err
+    assert server.state.users is not None
+    assert server.state.users.list_users() == ["alice"]  # all or nothing
