@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from python_est.errors import Unavailable, UserStoreError
+from python_est.errors import InternalError, Unavailable, UserStoreError
 
 # RFC 7914 parameters as Python's docs and OWASP suggest for interactive logins (~16 MiB).
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32, "maxmem": 64 * 1024 * 1024}
@@ -101,6 +101,10 @@ class DeviceRegistry:
         # A full, read-only or unreadable file refuses the request with a 503, as the ledger
         # and the lockout counters do, rather than a 500 (docs/reliability.md). A duplicate name
         # (IntegrityError) is the caller's to explain.
+        if not self.path.exists():
+            # Deleted under the running server: never recreate it empty (the registrations and
+            # their used marks would be lost); the ledger refuses the same way.
+            raise InternalError("the device registry file is gone")
         try:
             db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
             try:
