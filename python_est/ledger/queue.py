@@ -2,8 +2,10 @@
 
 The state machine: pending -> approved | rejected (`decide_pending`); approved -> issuing
 (`claim_pending`, which also takes over an issuing claim older than its lease); issuing ->
-issued (`mark_pending_issued`, only under the same claim). Each transition is one
-`UPDATE ... WHERE id = ? AND (<the states it may leave>)` and a read of the row, in one write
+issued (`mark_pending_issued`, only under the same claim); issuing -> approved
+(`release_pending`, only under the same claim, when the claimer issued nothing). Each
+transition is one `UPDATE ... WHERE id = ? AND (<the states it may leave>)` and a read of the
+row, in one write
 transaction: the status test sits in the UPDATE itself, so the check and the change are one
 atomic step between threads, processes and instances, and of two deciders or claimers exactly
 one matches the row.
@@ -247,6 +249,25 @@ class PendingQueue(abc.ABC):
         if not changed:
             raise PendingStateError(request, PendingStatus.ISSUING, holder=holder)
         return request
+
+    def release_pending(self, request_id: str, *, holder: str) -> bool:
+        """Give back `holder`'s claim (issuing -> approved) when it issued nothing: the backend
+        deferred (an upstream's or a CA handler's 202) or failed. The next retry claims the
+        request at once instead of waiting for the lease to run out.
+
+        Returns:
+            False when the request is not issuing under this claim (its lease ran out and
+            another holder claimed it, or it was issued): nothing changed.
+
+        Raises:
+            UnknownPendingRequest: no such id.
+        """
+        changed, _ = self._transition(
+            request_id,
+            ("status = ?, claimed_by = NULL, claimed_at = NULL", (PendingStatus.APPROVED.value,)),
+            ("status = ? AND claimed_by = ?", (PendingStatus.ISSUING.value, holder)),
+        )
+        return changed
 
     def _transition(
         self, request_id: str, assignments: Clause, condition: Clause
