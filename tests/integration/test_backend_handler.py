@@ -9,9 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from est_harness import RunningServer, build_request, https, running_server
 from python_est import wire
+from python_est.backends.handler import fingerprint
 from python_est.cli import main
 from python_est.errors import ConfigError
 from python_est.ledger import serial_hex
@@ -207,6 +209,54 @@ def test_a_held_request_is_202_then_polled_then_issued(server: RunningServer) ->
     assert issued.status == 200, issued.body
     [cert] = issued.certificates()
     assert cert.public_key() == key.public_key()
+
+
+def test_a_held_request_is_polled_after_a_restart_not_enrolled_again(tmp_path: Path) -> None:
+    cfg = handler_cfg(tmp_path)
+    root = tmp_path / "srv"
+    der, key = der_csr(cn("device1"))
+    with running_server(root, cfg) as first:
+        assert first.state.users is not None
+        first.state.users.add("device1", PASSWORD)
+        (ca_dir(first) / "hold").touch()
+        refused(post(first, "simpleenroll", der, user="device1"), 202, "the CA holds")
+        [held] = ca_dir(first).glob("*.held")
+    with running_server(root, cfg) as restarted:
+        # The retry polls the identifier the first process was given: still held, no new one.
+        again, _ = der_csr(cn("device1"), key=key)
+        refused(post(restarted, "simpleenroll", again, user="device1"), 202, "the CA holds")
+        assert list(ca_dir(restarted).glob("*.held")) == [held]
+        (ca_dir(restarted) / (held.stem + ".approved")).touch()
+        issued = post(restarted, "simpleenroll", again, user="device1")
+        assert issued.status == 200, issued.body
+        [cert] = issued.certificates()
+        assert cert.public_key() == key.public_key()
+        # Issued: the identifier is dropped, so nothing is polled for this request again.
+        csr = x509.load_der_x509_csr(again)
+        assert restarted.state.ledger.poll_id("", "device1", fingerprint(csr)) is None
+
+
+def test_a_retry_on_another_worker_polls_the_same_request(tmp_path: Path) -> None:
+    # Two servers on one state directory stand for two worker processes: each has its own
+    # handler instance and memory; the poll identifier is in the ledger they share.
+    cfg = handler_cfg(tmp_path)
+    root = tmp_path / "srv"
+    with running_server(root, cfg) as one, running_server(root, cfg) as two:
+        assert one.state.users is not None
+        one.state.users.add("device1", PASSWORD)
+        (ca_dir(one) / "hold").touch()
+        der, key = der_csr(cn("device1"))
+        refused(post(one, "simpleenroll", der, user="device1"), 202)
+        [held] = ca_dir(one).glob("*.held")
+        refused(post(two, "simpleenroll", der, user="device1"), 202)
+        assert list(ca_dir(one).glob("*.held")) == [held]
+        (ca_dir(one) / (held.stem + ".approved")).touch()
+        issued = post(two, "simpleenroll", der, user="device1")
+        assert issued.status == 200, issued.body
+        [cert] = issued.certificates()
+        assert cert.public_key() == key.public_key()
+        entry = one.state.ledger.get(cert.serial_number)
+        assert entry is not None and entry.requester == "device1"
 
 
 def test_a_rejected_request_is_403_with_the_reason(server: RunningServer) -> None:

@@ -347,6 +347,18 @@ def test_a_released_claim_is_taken_at_once_by_another_instance(
     assert not a.release_pending(request.id, holder="a")
 
 
+def test_poll_identifiers_are_shared_by_the_instances(databases: Callable[[], Database]) -> None:
+    a, b = ledger_on(databases()), ledger_on(databases())
+    assert a.poll_id("ra", "bob", "f1") is None
+    a.keep_poll("ra", "bob", "f1", "poll-1")
+    assert b.poll_id("ra", "bob", "f1") == "poll-1"
+    assert b.poll_id("ra", "eve", "f1") is None
+    b.keep_poll("ra", "bob", "f1", "poll-2")
+    assert a.poll_id("ra", "bob", "f1") == "poll-2"
+    b.forget_poll("ra", "bob", "f1")
+    assert a.poll_id("ra", "bob", "f1") is None
+
+
 def test_schema_1_is_upgraded_keeping_pending_requests(cluster: PgCluster) -> None:
     import psycopg
 

@@ -654,6 +654,23 @@ def test_a_claim_that_issued_nothing_is_released_only_by_its_holder(
         ledger.release_pending("no-such-id", holder="a")
 
 
+def test_poll_identifiers_are_kept_per_label_requester_and_fingerprint(db_path: Path) -> None:
+    with SqliteLedger(db_path) as ledger:
+        assert ledger.poll_id("ra", "bob", "f1") is None
+        ledger.keep_poll("ra", "bob", "f1", "poll-1")
+        assert ledger.poll_id("ra", "bob", "f1") == "poll-1"
+        for elsewhere in (("", "bob", "f1"), ("ra", "eve", "f1"), ("ra", "bob", "f2")):
+            assert ledger.poll_id(*elsewhere) is None
+        ledger.keep_poll("ra", "bob", "f1", "poll-2")  # the CA gave a new identifier
+        assert ledger.poll_id("ra", "bob", "f1") == "poll-2"
+    # Kept across a restart, and seen by another process's connection at once.
+    with SqliteLedger(db_path) as reopened, SqliteLedger(db_path) as other:
+        assert reopened.poll_id("ra", "bob", "f1") == "poll-2"
+        other.forget_poll("ra", "bob", "f1")
+        assert reopened.poll_id("ra", "bob", "f1") is None
+        other.forget_poll("ra", "bob", "f1")  # forgetting twice is harmless
+
+
 def test_find_pending_returns_the_newest(
     ledger: SqliteLedger, key: ec.EllipticCurvePrivateKey
 ) -> None:
