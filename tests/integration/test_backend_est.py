@@ -18,7 +18,8 @@ from python_est import wire
 from python_est.cli import main
 from python_est.ledger import PendingStatus, serial_hex
 from tests.backend_support import ra_certificate, stub_upstream
-from tests.policy_support import EST, PASSWORD, cn, der_csr, post, refused
+from tests.policy_support import EST, PASSWORD, cn, der_csr, held_id, post, refused
+from tests.webhook_support import decision, running_hook
 
 pytestmark = pytest.mark.integration
 
@@ -189,6 +190,25 @@ def test_a_local_hold_approved_then_held_upstream_forwards_each_retry_at_once(
     done = front.state.ledger.get_pending(local.id)
     assert done is not None and done.status is PendingStatus.ISSUED
     assert done.serial == cert.serial_number
+
+
+def test_a_webhook_hold_approved_then_held_upstream_forwards_the_retry(
+    start_est_server: Callable[[str], RunningServer], tmp_path: Path
+) -> None:
+    with running_hook([decision("hold", "a human looks")]) as hook:
+        front, upstream = pair(
+            start_est_server, tmp_path, label="held", more=f"authorize_url = {hook.url()}"
+        )
+        der, _ = der_csr(cn("device1"))
+        local_id = held_id(post(front, "ra/simpleenroll", der, user="device1"))
+        front.state.ledger.decide_pending(local_id, True)
+        refused(post(front, "ra/simpleenroll", der, user="device1"), 202, "upstream CA holds")
+        [remote] = upstream.state.ledger.list_pending()
+        upstream.state.ledger.decide_pending(remote.id, True)
+        issued = post(front, "ra/simpleenroll", der, user="device1")
+        assert issued.status == 200, issued.body
+        done = front.state.ledger.get_pending(local_id)
+        assert done is not None and done.status is PendingStatus.ISSUED
 
 
 def test_an_upstream_failure_after_a_local_approval_releases_the_claim(

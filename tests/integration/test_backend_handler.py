@@ -31,7 +31,7 @@ from python_est.cli import main
 from python_est.errors import ConfigError
 from python_est.ledger import serial_hex
 from tests.conftest import require_tool
-from tests.policy_support import EST, PASSWORD, cn, der_csr, post, refused
+from tests.policy_support import EST, PASSWORD, cn, der_csr, held_id, post, refused
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
 
@@ -333,6 +333,32 @@ def wait_until_stopped(pid: int) -> None:
             return
         assert time.monotonic() < deadline, f"worker {pid} did not stop: {states}"
         time.sleep(0.01)
+
+
+def test_a_request_approved_here_then_held_by_the_ca_is_polled_on_each_retry(
+    start_est_server: Callable[[str], RunningServer], tmp_path: Path
+) -> None:
+    # Held twice: by this server's operator, then by the CA behind the handler. The handler's
+    # 202 gives the local claim back, so each retry polls the CA at once.
+    cfg = handler_cfg(tmp_path).replace("[profile]\n", "[profile]\napproval = manual\n")
+    server = start_est_server(cfg)
+    assert server.state.users is not None
+    server.state.users.add("device1", PASSWORD)
+    (ca_dir(server) / "hold").touch()
+    der, key = der_csr(cn("device1"))
+    local_id = held_id(post(server, "simpleenroll", der, user="device1"))
+    server.state.ledger.decide_pending(local_id, True)
+    refused(post(server, "simpleenroll", der, user="device1"), 202, "the CA holds")
+    [held] = ca_dir(server).glob("*.held")
+    refused(post(server, "simpleenroll", der, user="device1"), 202, "the CA holds")
+    assert list(ca_dir(server).glob("*.held")) == [held]
+    (ca_dir(server) / (held.stem + ".approved")).touch()
+    issued = post(server, "simpleenroll", der, user="device1")
+    assert issued.status == 200, issued.body
+    [cert] = issued.certificates()
+    assert cert.public_key() == key.public_key()
+    done = server.state.ledger.get_pending(local_id)
+    assert done is not None and done.serial == cert.serial_number
 
 
 def test_a_rejected_request_is_403_with_the_reason(server: RunningServer) -> None:
