@@ -14,7 +14,13 @@ from datetime import timedelta
 
 from cryptography import x509
 
-from python_est.backends import Backend, EstBackend, HandlerBackend, HandlerLoadError
+from python_est.backends import (
+    Backend,
+    EstBackend,
+    HandlerBackend,
+    HandlerLoadError,
+    PollStore,
+)
 from python_est.bootstrap import BootstrapPage, derive_form_secret
 from python_est.ca import CertificateAuthority, can_sign_crls
 from python_est.client.upstream import upstream_exchange, upstream_name
@@ -85,7 +91,7 @@ def build_app(
         cas=all_cas(state),
         client_anchors=label_anchors(config, state),
         rollovers=state.rollovers,
-        backends=build_backends(config),
+        backends=build_backends(config, state.ledger),
     )
     # Clients (libest's estclient, openssl s_client -cert) often send only their leaf, so the
     # EST CAs' own issuing certificates help build paths without becoming trust anchors.
@@ -167,8 +173,9 @@ def build_server(
     )
 
 
-def build_backends(config: Config) -> dict[str, Backend]:
-    """The issuing backend of every label that does not use the embedded CA.
+def build_backends(config: Config, polls: PollStore) -> dict[str, Backend]:
+    """The issuing backend of every label that does not use the embedded CA; `polls` keeps
+    a CA handler's poll identifiers (the state's ledger).
 
     Raises:
         ConfigError: a handler file does not load, or an upstream's files cannot be read.
@@ -189,6 +196,7 @@ def build_backends(config: Config) -> dict[str, Backend]:
                     dict(label.handler_options),
                     label=name,
                     retry_after=config.server.pending_retry_after,
+                    polls=polls,
                 )
             except HandlerLoadError as exc:
                 raise ConfigError(config.source, section, "handler_file", str(exc)) from None

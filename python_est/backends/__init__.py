@@ -3,7 +3,14 @@
 See `base` for the interface and docs/architecture.md ("Issuing backends").
 """
 
-from python_est.backends.base import Backend, Deferred, Order, PrivateKey, recorded_ca
+from python_est.backends.base import (
+    Backend,
+    Deferred,
+    Order,
+    PollStore,
+    PrivateKey,
+    recorded_ca,
+)
 from python_est.backends.embedded import EmbeddedBackend
 from python_est.backends.handler import HandlerBackend, HandlerLoadError
 from python_est.backends.upstream import (
@@ -22,6 +29,7 @@ __all__ = [
     "HandlerBackend",
     "HandlerLoadError",
     "Order",
+    "PollStore",
     "PrivateKey",
     "UpstreamReply",
     "UpstreamUnreachable",

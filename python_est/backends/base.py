@@ -32,12 +32,23 @@ class Order:
         label: its label (the embedded CA applies the label's profile).
         operation: SIMPLEENROLL, SIMPLEREENROLL or SERVERKEYGEN.
         now: the issuance time.
+        requester: who asked (a deferred request's retry is correlated per requester).
     """
 
     csr: x509.CertificateSigningRequest
     label: LabelConfig
     operation: Operation
     now: datetime
+    requester: str
+
+
+class PollStore(Protocol):
+    """Where a backend keeps what correlates a deferred request with its retry (the ledger:
+    shared by every worker and instance, and kept across restarts)."""
+
+    def poll_id(self, label: str, requester: str, fingerprint: str) -> str | None: ...
+    def keep_poll(self, label: str, requester: str, fingerprint: str, poll_id: str) -> None: ...
+    def forget_poll(self, label: str, requester: str, fingerprint: str) -> None: ...
 
 
 def recorded_ca(label: LabelConfig) -> str:

@@ -16,9 +16,14 @@ handler takes from its host: a logger, and its configuration through
 section is ours. That module is provided while the handler file is imported, unless a real
 est_proxy is installed.
 
-A certificate the handler defers (no certificate, a poll identifier) is a 202; the retry with
-the same key and subject calls `poll` with the identifier kept here (in this process: a restart
-forgets it, and the retry then enrolls again).
+A certificate the handler defers (no certificate, a poll identifier) is a 202; the retry by
+the same requester with the same key and subject calls `poll` with that identifier. It is kept
+in the ledger (`PollStore`), keyed by label, requester and the CSR's fingerprint, so the retry
+polls after a restart, on another worker or on another instance sharing the ledger, instead of
+enrolling the request a second time. The fingerprint covers the key and the subject, not the
+CSR bytes: a retry may carry a new challengePassword (RFC 7030 §3.5). The requester is part of
+the key because a CSR is no secret: another requester replaying it starts its own request
+instead of collecting this one.
 """
 
 from __future__ import annotations
@@ -27,10 +32,10 @@ import configparser
 import importlib.util
 import logging
 import sys
-import threading
 import types
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -40,7 +45,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from python_est import wire
-from python_est.backends.base import Deferred, Order, PrivateKey
+from python_est.backends.base import Deferred, Order, PollStore, PrivateKey
 from python_est.errors import BadGateway, Forbidden, NotImplementedOperation
 from python_est.keys import KeyType, generate_private_key
 from python_est.safetext import escape
@@ -62,6 +67,7 @@ class HandlerBackend:
         options: its configuration section.
         label: the label it serves (its logger's name).
         retry_after: seconds for the 202 of a deferred request.
+        polls: where the poll identifiers of deferred requests are kept.
 
     Raises:
         HandlerLoadError: the file does not import or lacks the class.
@@ -70,13 +76,19 @@ class HandlerBackend:
     kind = "handler"
 
     def __init__(
-        self, path: Path, options: Mapping[str, str], *, label: str, retry_after: int
+        self,
+        path: Path,
+        options: Mapping[str, str],
+        *,
+        label: str,
+        retry_after: int,
+        polls: PollStore,
     ) -> None:
         self._class = _load(path, options)
+        self._label = label
         self._logger = logging.getLogger(f"python_est.handler.{label or 'default'}")
         self._retry_after = retry_after
-        self._polls: dict[str, str] = {}
-        self._lock = threading.Lock()
+        self._polls = polls
 
     def ca_certs(self) -> Sequence[x509.Certificate]:
         with self._handler() as handler:
@@ -86,9 +98,8 @@ class HandlerBackend:
     def enroll(self, order: Order) -> x509.Certificate:
         csr_text = wire.encode_base64(order.csr.public_bytes(Encoding.DER)).decode("ascii")
         csr_text = "".join(csr_text.split())
-        key = _correlation(order.csr)
-        with self._lock:
-            pending = self._polls.get(key)
+        key = (self._label, order.requester, fingerprint(order.csr))
+        pending = self._polls.poll_id(*key)
         poll_identifier: object = pending
         with self._handler() as handler:
             if pending is None:
@@ -107,8 +118,8 @@ class HandlerBackend:
         if not chain:
             if not poll_identifier:
                 raise BadGateway("the CA handler returned neither a certificate nor a poll id")
-            with self._lock:
-                self._polls[key] = str(poll_identifier)
+            if poll_identifier != pending:
+                self._polls.keep_poll(*key, str(poll_identifier))
             raise Deferred(
                 self._retry_after,
                 f"the CA holds the request; retry in {self._retry_after} seconds",
@@ -122,9 +133,9 @@ class HandlerBackend:
         key = generate_private_key(key_type)
         csr = resigned_csr(order.csr, key)
         try:
-            cert = self.enroll(Order(csr, order.label, order.operation, order.now))
+            cert = self.enroll(replace(order, csr=csr))
         except Deferred:
-            self._forget(_correlation(csr))
+            self._forget((self._label, order.requester, fingerprint(csr)))
             raise Forbidden(
                 "the CA deferred the request; a server-generated key is not kept while it "
                 "waits: use /simpleenroll"
@@ -159,9 +170,8 @@ class HandlerBackend:
             except Exception:
                 log.exception("the CA handler failed to close")
 
-    def _forget(self, key: str) -> None:
-        with self._lock:
-            self._polls.pop(key, None)
+    def _forget(self, key: tuple[str, str, str]) -> None:
+        self._polls.forget_poll(*key)
 
 
 def resigned_csr(
@@ -276,9 +286,12 @@ def _leaf_for(
     raise BadGateway("the CA handler returned no certificate for the CSR's key")
 
 
-def _correlation(csr: x509.CertificateSigningRequest) -> str:
-    # A retry may carry a new challengePassword (§3.5), so the CSR bytes differ; the key and
-    # subject identify the request, as the approval queue does.
+def fingerprint(csr: x509.CertificateSigningRequest) -> str:
+    """SHA-256 over the CSR's key and subject: what identifies its retries (hex).
+
+    A retry may carry a new challengePassword (§3.5), so the CSR bytes differ; the key and
+    subject identify the request, as the approval queue does.
+    """
     digest = hashes.Hash(hashes.SHA256())
     digest.update(csr.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
     digest.update(csr.subject.public_bytes())

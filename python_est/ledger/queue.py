@@ -2,8 +2,10 @@
 
 The state machine: pending -> approved | rejected (`decide_pending`); approved -> issuing
 (`claim_pending`, which also takes over an issuing claim older than its lease); issuing ->
-issued (`mark_pending_issued`, only under the same claim). Each transition is one
-`UPDATE ... WHERE id = ? AND (<the states it may leave>)` and a read of the row, in one write
+issued (`mark_pending_issued`, only under the same claim); issuing -> approved
+(`release_pending`, only under the same claim, when the claimer issued nothing). Each
+transition is one `UPDATE ... WHERE id = ? AND (<the states it may leave>)` and a read of the
+row, in one write
 transaction: the status test sits in the UPDATE itself, so the check and the change are one
 atomic step between threads, processes and instances, and of two deciders or claimers exactly
 one matches the row.
@@ -14,6 +16,10 @@ created in the same microsecond (`_PLACEHOLDER`, `_TIEBREAK`); a read and a writ
 (`_read`, `_write`: SQLite's lock and `BEGIN IMMEDIATE`, PostgreSQL's pooled retrying
 transaction); how a time is stored and a row read back (`_store_time`, `_pending_from_row`);
 and whose clock times a claim (`_claim_times`).
+
+The mixin also keeps the poll identifiers of requests a CA handler deferred (`keep_poll`,
+`poll_id`, `forget_poll`): requests pending at the CA rather than here, in the same store so a
+retry after a restart, on another worker or on another instance polls instead of enrolling again.
 """
 
 from __future__ import annotations
@@ -62,6 +68,17 @@ _INSERT = (
     f" VALUES ({', '.join('?' for _ in _INSERT_COLUMNS)})"
 )
 _BY_ID = "SELECT * FROM pending_requests WHERE id = ?"
+
+# A CA handler's poll identifiers (`python_est.backends.handler`), one per deferred request.
+_POLL_KEY = "label = ? AND requester = ? AND fingerprint = ?"
+_POLL_BY_KEY = f"SELECT poll_id FROM backend_polls WHERE {_POLL_KEY}"
+_FORGET_POLL = f"DELETE FROM backend_polls WHERE {_POLL_KEY}"
+# The same statement in SQLite (3.24 and later) and PostgreSQL.
+_KEEP_POLL = (
+    "INSERT INTO backend_polls (label, requester, fingerprint, poll_id, created_at)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (label, requester, fingerprint)"
+    " DO UPDATE SET poll_id = excluded.poll_id, created_at = excluded.created_at"
+)
 
 
 class Result(Protocol):
@@ -247,6 +264,46 @@ class PendingQueue(abc.ABC):
         if not changed:
             raise PendingStateError(request, PendingStatus.ISSUING, holder=holder)
         return request
+
+    def release_pending(self, request_id: str, *, holder: str) -> bool:
+        """Give back `holder`'s claim (issuing -> approved) when it issued nothing: the backend
+        deferred (an upstream's or a CA handler's 202) or failed. The next retry claims the
+        request at once instead of waiting for the lease to run out.
+
+        Returns:
+            False when the request is not issuing under this claim (its lease ran out and
+            another holder claimed it, or it was issued): nothing changed.
+
+        Raises:
+            UnknownPendingRequest: no such id.
+        """
+        changed, _ = self._transition(
+            request_id,
+            ("status = ?, claimed_by = NULL, claimed_at = NULL", (PendingStatus.APPROVED.value,)),
+            ("status = ? AND claimed_by = ?", (PendingStatus.ISSUING.value, holder)),
+        )
+        return changed
+
+    def poll_id(self, label: str, requester: str, fingerprint: str) -> str | None:
+        """The poll identifier a CA handler gave for this deferred request, or None."""
+        rows = self._read(self._sql(_POLL_BY_KEY), (label, requester, fingerprint))
+        return str(rows[0]["poll_id"]) if rows else None
+
+    def keep_poll(self, label: str, requester: str, fingerprint: str, poll_id: str) -> None:
+        """Remember `poll_id` for the retry of this deferred request (replacing an older one)."""
+        values = (
+            label,
+            requester,
+            fingerprint,
+            poll_id,
+            self._store_time(datetime.now(timezone.utc)),
+        )
+        self._write(lambda statements: statements.execute(self._sql(_KEEP_POLL), values))
+
+    def forget_poll(self, label: str, requester: str, fingerprint: str) -> None:
+        """Drop the poll identifier of a request that was issued, rejected or failed."""
+        values = (label, requester, fingerprint)
+        self._write(lambda statements: statements.execute(self._sql(_FORGET_POLL), values))
 
     def _transition(
         self, request_id: str, assignments: Clause, condition: Clause

@@ -114,6 +114,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE certificates ADD COLUMN ca TEXT NOT NULL DEFAULT 'default'",
         "CREATE INDEX certificates_ca ON certificates (ca, issued_at)",
     ),
+    # 5: the poll identifiers of requests a CA handler deferred (issue 18), so that the retry
+    # polls them after a restart or on another worker instead of enrolling again.
+    (
+        """CREATE TABLE backend_polls (
+            label TEXT NOT NULL,
+            requester TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            poll_id TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (label, requester, fingerprint)
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -11,7 +11,8 @@ ledger, with native time stamps), `users` (SRP verifiers and allowed names), `me
 server secrets, such as the key that derives simulated verifiers for unknown users), `counters`
 (numbers that only grow, such as the CRL number),
 `auth_failures` and `auth_lockouts` (the rate-limit counters), `tls_ticket_keys` (session-ticket
-keys shared by every instance).
+keys shared by every instance), `backend_polls` (the poll identifiers of requests a CA handler
+deferred).
 """
 
 from __future__ import annotations
@@ -107,6 +108,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE certificates ADD COLUMN ca TEXT NOT NULL DEFAULT 'default'",
         "CREATE INDEX certificates_ca ON certificates (ca, issued_at)",
+    ),
+    # 4: a CA handler's poll identifiers (issue 18), shared by every instance.
+    (
+        """CREATE TABLE backend_polls (
+            label TEXT NOT NULL,
+            requester TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            poll_id TEXT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (label, requester, fingerprint)
+        )""",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

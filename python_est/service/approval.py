@@ -42,6 +42,11 @@ the request for ever: once the lease has run out another retry may claim it agai
 long against signing and recording; if a holder still outlives it and another process has claimed
 the request meanwhile, the late holder's mark fails, and it revokes the certificate it had just
 recorded (reason superseded; it was never sent) and answers as the request now stands.
+
+A claimer that issued nothing (the backend deferred with its own 202, as an upstream EST server
+or a CA handler may, or it failed) gives the claim back at once (`Ledger.release_pending`): the
+request is approved again, and the client's next retry asks the backend again (the upstream
+correlates it, §4.2.3) instead of waiting out the lease.
 """
 
 from __future__ import annotations
@@ -226,7 +231,14 @@ class ApprovalGate:
                 # Issued meanwhile, or another process holds a live claim.
                 return self._as_it_stands(request, operation)
             approved = x509.load_pem_x509_csr(claimed.csr_pem.encode("ascii"))
-            cert, response = fulfil(approved)
+            try:
+                cert, response = fulfil(approved)
+            except Exception:
+                # Nothing was issued: the backend deferred (an upstream's or a CA handler's
+                # 202) or failed. The claim goes back at once, so the client's next retry
+                # asks the backend again instead of hearing "being issued" for a lease.
+                self._ledger.release_pending(claimed.id, holder=holder)
+                raise
             try:
                 self._ledger.mark_pending_issued(claimed.id, cert.serial_number, holder=holder)
             except PendingStateError as exc:

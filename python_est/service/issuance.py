@@ -146,7 +146,7 @@ class Issuer:
         embedded = backend.kind == "embedded"
         for _ in range(MAX_SERIAL_ATTEMPTS):
             now = self._clock()
-            cert, extra = sign(Order(csr, label, operation, now))
+            cert, extra = sign(Order(csr, label, operation, now, auth.requester))
             entry = IssuedCertificate.from_certificate(
                 cert,
                 requester=auth.requester,

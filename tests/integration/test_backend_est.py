@@ -18,7 +18,8 @@ from python_est import wire
 from python_est.cli import main
 from python_est.ledger import PendingStatus, serial_hex
 from tests.backend_support import ra_certificate, stub_upstream
-from tests.policy_support import EST, PASSWORD, cn, der_csr, post, refused
+from tests.policy_support import EST, PASSWORD, cn, der_csr, held_id, post, refused
+from tests.webhook_support import decision, running_hook
 
 pytestmark = pytest.mark.integration
 
@@ -155,6 +156,74 @@ def test_upstream_202_is_our_202_and_the_retry_is_correlated(
     assert front.state.ledger.get(cert.serial_number) is not None
     status = upstream.state.ledger.get_pending(pending.id)
     assert status is not None and status.status is PendingStatus.ISSUED
+
+
+def test_a_local_hold_approved_then_held_upstream_forwards_each_retry_at_once(
+    start_est_server: Callable[[str], RunningServer], tmp_path: Path
+) -> None:
+    # Held twice: by the front's operator, then by the upstream's. Once the front's operator
+    # approved, every retry is forwarded: the upstream's 202 gives the front's claim back, so
+    # no retry hears "being issued" while a lease runs out.
+    front, upstream = pair(start_est_server, tmp_path, label="held", more="approval = manual")
+    der, key = der_csr(cn("device1"))
+    refused(post(front, "ra/simpleenroll", der, user="device1"), 202, "awaits approval")
+    assert upstream.state.ledger.list_pending() == []  # nothing forwarded while held here
+    [local] = front.state.ledger.list_pending()
+    front.state.ledger.decide_pending(local.id, True)
+
+    deferred = post(front, "ra/simpleenroll", der, user="device1")
+    refused(deferred, 202, "the upstream CA holds the request")
+    assert deferred.headers["Retry-After"] == "7"
+    [remote] = upstream.state.ledger.list_pending()
+    released = front.state.ledger.get_pending(local.id)
+    assert released is not None and released.status is PendingStatus.APPROVED
+    assert released.claimed_by is None
+    # Forwarded again (not "being issued"): the upstream still holds the same request.
+    refused(post(front, "ra/simpleenroll", der, user="device1"), 202, "upstream CA holds")
+    assert [p.id for p in upstream.state.ledger.list_pending()] == [remote.id]
+
+    upstream.state.ledger.decide_pending(remote.id, True)
+    issued = post(front, "ra/simpleenroll", der, user="device1")
+    assert issued.status == 200, issued.body
+    [cert] = issued.certificates()
+    assert cert.public_key() == key.public_key()
+    done = front.state.ledger.get_pending(local.id)
+    assert done is not None and done.status is PendingStatus.ISSUED
+    assert done.serial == cert.serial_number
+
+
+def test_a_webhook_hold_approved_then_held_upstream_forwards_the_retry(
+    start_est_server: Callable[[str], RunningServer], tmp_path: Path
+) -> None:
+    with running_hook([decision("hold", "a human looks")]) as hook:
+        front, upstream = pair(
+            start_est_server, tmp_path, label="held", more=f"authorize_url = {hook.url()}"
+        )
+        der, _ = der_csr(cn("device1"))
+        local_id = held_id(post(front, "ra/simpleenroll", der, user="device1"))
+        front.state.ledger.decide_pending(local_id, True)
+        refused(post(front, "ra/simpleenroll", der, user="device1"), 202, "upstream CA holds")
+        [remote] = upstream.state.ledger.list_pending()
+        upstream.state.ledger.decide_pending(remote.id, True)
+        issued = post(front, "ra/simpleenroll", der, user="device1")
+        assert issued.status == 200, issued.body
+        done = front.state.ledger.get_pending(local_id)
+        assert done is not None and done.status is PendingStatus.ISSUED
+
+
+def test_an_upstream_failure_after_a_local_approval_releases_the_claim(
+    start_est_server: Callable[[str], RunningServer], tmp_path: Path
+) -> None:
+    # The upstream is down when the approved request is forwarded: 503, and the request is
+    # approved again (no claim left), so the next retry is forwarded at once.
+    front, _ = pair(start_est_server, tmp_path, port=closed_port(), more="approval = manual")
+    der, _ = der_csr(cn("device1"))
+    refused(post(front, "ra/simpleenroll", der, user="device1"), 202, "awaits approval")
+    [local] = front.state.ledger.list_pending()
+    front.state.ledger.decide_pending(local.id, True)
+    refused(post(front, "ra/simpleenroll", der, user="device1"), 503, "unavailable")
+    released = front.state.ledger.get_pending(local.id)
+    assert released is not None and released.status is PendingStatus.APPROVED
 
 
 def test_local_policy_applies_before_anything_is_forwarded(

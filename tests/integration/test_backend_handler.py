@@ -4,21 +4,38 @@ the product never runs openssl). Configured the legacy way, `[CAhandler] handler
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
-from est_harness import RunningServer, build_request, https, running_server
+from est_harness import (
+    Reply,
+    RunningServer,
+    basic,
+    build_request,
+    daemon,
+    https,
+    prepare_state,
+    running_server,
+)
 from python_est import wire
+from python_est.backends.handler import fingerprint
 from python_est.cli import main
 from python_est.errors import ConfigError
 from python_est.ledger import serial_hex
 from tests.conftest import require_tool
-from tests.policy_support import EST, PASSWORD, cn, der_csr, post, refused
+from tests.policy_support import EST, PASSWORD, cn, der_csr, held_id, post, refused
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
+
+WORKER_STARTED = r"worker (\d) started \(pid (\d+)\)"
 
 # est_proxy's skeleton (docs/ca_handler.md there): __init__(debug, logger), a context manager
 # that loads its config in __enter__ through est_proxy.helper.config_load, ca_certs_get,
@@ -27,7 +44,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.interop]
 HANDLER = '''\
 """ CA handler signing with the openssl CLI """
 import os
+import os
+import re
+import signal
 import subprocess
+import time
 import uuid
 
 from est_proxy.helper import config_load
@@ -207,6 +228,137 @@ def test_a_held_request_is_202_then_polled_then_issued(server: RunningServer) ->
     assert issued.status == 200, issued.body
     [cert] = issued.certificates()
     assert cert.public_key() == key.public_key()
+
+
+def test_a_held_request_is_polled_after_a_restart_not_enrolled_again(tmp_path: Path) -> None:
+    cfg = handler_cfg(tmp_path)
+    root = tmp_path / "srv"
+    der, key = der_csr(cn("device1"))
+    with running_server(root, cfg) as first:
+        assert first.state.users is not None
+        first.state.users.add("device1", PASSWORD)
+        (ca_dir(first) / "hold").touch()
+        refused(post(first, "simpleenroll", der, user="device1"), 202, "the CA holds")
+        [held] = ca_dir(first).glob("*.held")
+    with running_server(root, cfg) as restarted:
+        # The retry polls the identifier the first process was given: still held, no new one.
+        again, _ = der_csr(cn("device1"), key=key)
+        refused(post(restarted, "simpleenroll", again, user="device1"), 202, "the CA holds")
+        assert list(ca_dir(restarted).glob("*.held")) == [held]
+        (ca_dir(restarted) / (held.stem + ".approved")).touch()
+        issued = post(restarted, "simpleenroll", again, user="device1")
+        assert issued.status == 200, issued.body
+        [cert] = issued.certificates()
+        assert cert.public_key() == key.public_key()
+        # Issued: the identifier is dropped, so nothing is polled for this request again.
+        csr = x509.load_der_x509_csr(again)
+        assert restarted.state.ledger.poll_id("", "device1", fingerprint(csr)) is None
+
+
+def test_a_retry_on_another_worker_polls_the_same_request(tmp_path: Path) -> None:
+    # Two servers on one state directory stand for two worker processes: each has its own
+    # handler instance and memory; the poll identifier is in the ledger they share.
+    cfg = handler_cfg(tmp_path)
+    root = tmp_path / "srv"
+    with running_server(root, cfg) as one, running_server(root, cfg) as two:
+        assert one.state.users is not None
+        one.state.users.add("device1", PASSWORD)
+        (ca_dir(one) / "hold").touch()
+        der, key = der_csr(cn("device1"))
+        refused(post(one, "simpleenroll", der, user="device1"), 202)
+        [held] = ca_dir(one).glob("*.held")
+        refused(post(two, "simpleenroll", der, user="device1"), 202)
+        assert list(ca_dir(one).glob("*.held")) == [held]
+        (ca_dir(one) / (held.stem + ".approved")).touch()
+        issued = post(two, "simpleenroll", der, user="device1")
+        assert issued.status == 200, issued.body
+        [cert] = issued.certificates()
+        assert cert.public_key() == key.public_key()
+        entry = one.state.ledger.get(cert.serial_number)
+        assert entry is not None and entry.requester == "device1"
+
+
+def test_two_worker_processes_poll_one_request(tmp_path: Path) -> None:
+    # `[server] workers = 2`: the retry reaches the other process (the first one stopped, so
+    # only the other can accept), which polls the identifier the first one was given.
+    extra = handler_cfg(tmp_path) + "[server]\nworkers = 2\nshutdown_grace = 5\n"
+    root = tmp_path / "srv"
+    prepare_state(root, extra, {"device1": PASSWORD})
+    (tmp_path / "openssl-ca" / "hold").touch()
+    der, key = der_csr(cn("device1"))
+    with daemon(root, extra) as running:
+        running.wait_for(WORKER_STARTED, count=2)
+        workers = {int(i): int(pid) for i, pid in re.findall(WORKER_STARTED, running.log())}
+
+        def through(index: int) -> Reply:
+            other = workers[3 - index]
+            os.kill(other, signal.SIGSTOP)
+            try:
+                wait_until_stopped(other)
+                request = build_request(
+                    "POST",
+                    f"{EST}/simpleenroll",
+                    wire.encode_base64(der),
+                    {"Content-Type": "application/pkcs10", "Authorization": basic_auth()},
+                    running.port,
+                )
+                return https(running.port, request, cafile=root / "state" / "ca" / "ca.pem")
+            finally:
+                os.kill(other, signal.SIGCONT)
+
+        refused(through(1), 202, "the CA holds")
+        [held] = (tmp_path / "openssl-ca").glob("*.held")
+        refused(through(2), 202, "the CA holds")
+        assert list((tmp_path / "openssl-ca").glob("*.held")) == [held]
+        (tmp_path / "openssl-ca" / (held.stem + ".approved")).touch()
+        issued = through(2)
+        assert issued.status == 200, issued.body
+        [cert] = issued.certificates()
+        assert cert.public_key() == key.public_key()
+
+
+def basic_auth() -> str:
+    return basic("device1", PASSWORD)
+
+
+def wait_until_stopped(pid: int) -> None:
+    # kill() returns before the target stops; until every thread has, it may still accept.
+    deadline = time.monotonic() + 10
+    while True:
+        states = [
+            stat.read_text().rsplit(")", 1)[1].split()[0]
+            for stat in Path(f"/proc/{pid}/task").glob("*/stat")
+        ]
+        if states and all(state in "Tt" for state in states):
+            return
+        assert time.monotonic() < deadline, f"worker {pid} did not stop: {states}"
+        time.sleep(0.01)
+
+
+def test_a_request_approved_here_then_held_by_the_ca_is_polled_on_each_retry(
+    start_est_server: Callable[[str], RunningServer], tmp_path: Path
+) -> None:
+    # Held twice: by this server's operator, then by the CA behind the handler. The handler's
+    # 202 gives the local claim back, so each retry polls the CA at once.
+    cfg = handler_cfg(tmp_path).replace("[profile]\n", "[profile]\napproval = manual\n")
+    server = start_est_server(cfg)
+    assert server.state.users is not None
+    server.state.users.add("device1", PASSWORD)
+    (ca_dir(server) / "hold").touch()
+    der, key = der_csr(cn("device1"))
+    local_id = held_id(post(server, "simpleenroll", der, user="device1"))
+    server.state.ledger.decide_pending(local_id, True)
+    refused(post(server, "simpleenroll", der, user="device1"), 202, "the CA holds")
+    [held] = ca_dir(server).glob("*.held")
+    refused(post(server, "simpleenroll", der, user="device1"), 202, "the CA holds")
+    assert list(ca_dir(server).glob("*.held")) == [held]
+    (ca_dir(server) / (held.stem + ".approved")).touch()
+    issued = post(server, "simpleenroll", der, user="device1")
+    assert issued.status == 200, issued.body
+    [cert] = issued.certificates()
+    assert cert.public_key() == key.public_key()
+    done = server.state.ledger.get_pending(local_id)
+    assert done is not None and done.serial == cert.serial_number
 
 
 def test_a_rejected_request_is_403_with_the_reason(server: RunningServer) -> None:

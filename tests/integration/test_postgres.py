@@ -329,6 +329,36 @@ def test_an_expired_claim_is_taken_over_and_only_its_new_holder_marks(
         a.claim_pending(request.id, holder="a", lease_seconds=0)
 
 
+def test_a_released_claim_is_taken_at_once_by_another_instance(
+    databases: Callable[[], Database],
+) -> None:
+    a, b = ledger_on(databases()), ledger_on(databases())
+    csr, _ = make_csr("device-9")
+    request = a.add_pending(
+        csr, label="", operation="simpleenroll", requester="device-9", auth_method="basic"
+    )
+    a.decide_pending(request.id, approve=True)
+    assert a.claim_pending(request.id, holder="a", lease_seconds=60) is not None
+    assert b.claim_pending(request.id, holder="b", lease_seconds=60) is None  # live claim
+    assert not b.release_pending(request.id, holder="b")  # not b's claim to give back
+    assert a.release_pending(request.id, holder="a")
+    taken = b.claim_pending(request.id, holder="b", lease_seconds=60)
+    assert taken is not None and taken.claimed_by == "b"
+    assert not a.release_pending(request.id, holder="a")
+
+
+def test_poll_identifiers_are_shared_by_the_instances(databases: Callable[[], Database]) -> None:
+    a, b = ledger_on(databases()), ledger_on(databases())
+    assert a.poll_id("ra", "bob", "f1") is None
+    a.keep_poll("ra", "bob", "f1", "poll-1")
+    assert b.poll_id("ra", "bob", "f1") == "poll-1"
+    assert b.poll_id("ra", "eve", "f1") is None
+    b.keep_poll("ra", "bob", "f1", "poll-2")
+    assert a.poll_id("ra", "bob", "f1") == "poll-2"
+    b.forget_poll("ra", "bob", "f1")
+    assert a.poll_id("ra", "bob", "f1") is None
+
+
 def test_schema_1_is_upgraded_keeping_pending_requests(cluster: PgCluster) -> None:
     import psycopg
 

@@ -3,6 +3,8 @@ answers to certificates or refusals, and the config keys that choose them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,9 +24,11 @@ from python_est.backends import (
     UpstreamReply,
     UpstreamUnreachable,
 )
+from python_est.backends.handler import fingerprint
 from python_est.config import LabelConfig, load_config
 from python_est.config.convert import to_upstream_url
 from python_est.errors import ConfigError, EstError
+from python_est.ledger import SqliteLedger
 from python_est.messages import Operation
 
 TEXT = (("content-type", "text/plain; charset=utf-8"),)
@@ -34,7 +38,14 @@ def order() -> Order:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device1")])
     csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
-    return Order(csr, LabelConfig(name="ra"), Operation.SIMPLEENROLL, datetime.now(timezone.utc))
+    now = datetime.now(timezone.utc)
+    return Order(csr, LabelConfig(name="ra"), Operation.SIMPLEENROLL, now, "device1")
+
+
+@pytest.fixture
+def polls(tmp_path: Path) -> Iterator[SqliteLedger]:
+    with SqliteLedger(tmp_path / "ledger.sqlite3") as ledger:
+        yield ledger
 
 
 def answering(reply: UpstreamReply) -> EstBackend:
@@ -96,7 +107,9 @@ def test_an_unreachable_upstream_is_503_and_an_untrusted_one_502(
         "(None, None, None, None, None)",
     ],
 )
-def test_handler_answers_that_are_not_est_proxys_are_502(tmp_path: Path, answer: str) -> None:
+def test_handler_answers_that_are_not_est_proxys_are_502(
+    tmp_path: Path, answer: str, polls: SqliteLedger
+) -> None:
     handler = tmp_path / "h.py"
     handler.write_text(
         "class CAhandler:\n"
@@ -105,13 +118,15 @@ def test_handler_answers_that_are_not_est_proxys_are_502(tmp_path: Path, answer:
         "    def __exit__(self, *args): pass\n"
         f"    def enroll(self, csr): return {answer}\n"
     )
-    backend = HandlerBackend(handler, {}, label="x", retry_after=5)
+    backend = HandlerBackend(handler, {}, label="x", retry_after=5, polls=polls)
     with pytest.raises(EstError) as info:
         backend.enroll(order())
     assert info.value.status == 502
 
 
-def test_a_handler_error_is_502_with_its_text_and_a_raise_is_contained(tmp_path: Path) -> None:
+def test_a_handler_error_is_502_with_its_text_and_a_raise_is_contained(
+    tmp_path: Path, polls: SqliteLedger
+) -> None:
     handler = tmp_path / "h.py"
     handler.write_text(
         "class CAhandler:\n"
@@ -121,7 +136,7 @@ def test_a_handler_error_is_502_with_its_text_and_a_raise_is_contained(tmp_path:
         "    def enroll(self, csr): return ('template not found', None, None)\n"
         "    def ca_certs_get(self): raise RuntimeError('secret path /etc/x')\n"
     )
-    backend = HandlerBackend(handler, {}, label="x", retry_after=5)
+    backend = HandlerBackend(handler, {}, label="x", retry_after=5, polls=polls)
     with pytest.raises(EstError, match="template not found") as info:
         backend.enroll(order())
     assert info.value.status == 502
@@ -130,15 +145,51 @@ def test_a_handler_error_is_502_with_its_text_and_a_raise_is_contained(tmp_path:
     assert raised.value.status == 502 and "/etc/x" not in raised.value.detail
 
 
+DEFERRING = (
+    "import uuid\n"
+    "class CAhandler:\n"
+    "    def __init__(self, debug=None, logger=None): pass\n"
+    "    def __enter__(self): return self\n"
+    "    def __exit__(self, *args): pass\n"
+    "    def enroll(self, csr): return (None, None, uuid.uuid4().hex)\n"
+    "    def poll(self, poll_id, csr): return (None, None, poll_id, False)\n"
+)
+
+
+def test_a_deferred_request_is_polled_per_requester(tmp_path: Path, polls: SqliteLedger) -> None:
+    handler = tmp_path / "h.py"
+    handler.write_text(DEFERRING)
+    backend = HandlerBackend(handler, {}, label="ra", retry_after=5, polls=polls)
+    first = order()
+    with pytest.raises(Deferred):
+        backend.enroll(first)
+    key = ("ra", "device1", fingerprint(first.csr))
+    kept = polls.poll_id(*key)
+    assert kept is not None
+    # The same requester's retry polls the kept identifier (another backend instance: a
+    # restart or another worker); a new key is a new request.
+    again = HandlerBackend(handler, {}, label="ra", retry_after=5, polls=polls)
+    with pytest.raises(Deferred):
+        again.enroll(first)
+    assert polls.poll_id(*key) == kept
+    # Another requester replaying the same CSR starts its own request at the CA.
+    with pytest.raises(Deferred):
+        backend.enroll(replace(first, requester="mallory"))
+    theirs = polls.poll_id("ra", "mallory", fingerprint(first.csr))
+    assert theirs is not None and theirs != kept
+
+
 @pytest.mark.parametrize(
     "text",
     ["class Other: pass\n", "raise SystemError('no')\n", "class CAhandler: pass\n"],
 )
-def test_a_handler_file_without_a_usable_class_is_refused(tmp_path: Path, text: str) -> None:
+def test_a_handler_file_without_a_usable_class_is_refused(
+    tmp_path: Path, text: str, polls: SqliteLedger
+) -> None:
     handler = tmp_path / "h.py"
     handler.write_text(text)
     with pytest.raises(HandlerLoadError):
-        HandlerBackend(handler, {}, label="x", retry_after=5)
+        HandlerBackend(handler, {}, label="x", retry_after=5, polls=polls)
 
 
 @pytest.mark.parametrize(

@@ -626,6 +626,51 @@ def test_rejected_requests_cannot_be_issued(
     assert ledger.get_pending("no-such-id") is None
 
 
+def test_a_claim_that_issued_nothing_is_released_only_by_its_holder(
+    ledger: SqliteLedger, key: ec.EllipticCurvePrivateKey
+) -> None:
+    request = ledger.add_pending(
+        make_csr(key), label="", operation="simpleenroll", requester="bob", auth_method="basic"
+    )
+    assert not ledger.release_pending(request.id, holder="a")  # pending: nothing to release
+    ledger.decide_pending(request.id, True)
+    assert not ledger.release_pending(request.id, holder="a")  # approved, not claimed
+    assert ledger.claim_pending(request.id, holder="a", lease_seconds=60) is not None
+    assert not ledger.release_pending(request.id, holder="b")  # another holder's claim
+    claimed = ledger.get_pending(request.id)
+    assert claimed is not None and claimed.status is PendingStatus.ISSUING
+    assert ledger.release_pending(request.id, holder="a")
+    released = ledger.get_pending(request.id)
+    assert released is not None and released.status is PendingStatus.APPROVED
+    assert (released.claimed_by, released.claimed_at) == (None, None)
+    assert not ledger.release_pending(request.id, holder="a")  # once
+    # The next claimer takes it at once (no lease to wait out) and issues it.
+    assert ledger.claim_pending(request.id, holder="c", lease_seconds=60) is not None
+    cert = make_cert(key)
+    ledger.record(make_entry(cert))
+    ledger.mark_pending_issued(request.id, cert.serial_number, holder="c")
+    assert not ledger.release_pending(request.id, holder="c")  # issued stays issued
+    with pytest.raises(UnknownPendingRequest):
+        ledger.release_pending("no-such-id", holder="a")
+
+
+def test_poll_identifiers_are_kept_per_label_requester_and_fingerprint(db_path: Path) -> None:
+    with SqliteLedger(db_path) as ledger:
+        assert ledger.poll_id("ra", "bob", "f1") is None
+        ledger.keep_poll("ra", "bob", "f1", "poll-1")
+        assert ledger.poll_id("ra", "bob", "f1") == "poll-1"
+        for elsewhere in (("", "bob", "f1"), ("ra", "eve", "f1"), ("ra", "bob", "f2")):
+            assert ledger.poll_id(*elsewhere) is None
+        ledger.keep_poll("ra", "bob", "f1", "poll-2")  # the CA gave a new identifier
+        assert ledger.poll_id("ra", "bob", "f1") == "poll-2"
+    # Kept across a restart, and seen by another process's connection at once.
+    with SqliteLedger(db_path) as reopened, SqliteLedger(db_path) as other:
+        assert reopened.poll_id("ra", "bob", "f1") == "poll-2"
+        other.forget_poll("ra", "bob", "f1")
+        assert reopened.poll_id("ra", "bob", "f1") is None
+        other.forget_poll("ra", "bob", "f1")  # forgetting twice is harmless
+
+
 def test_find_pending_returns_the_newest(
     ledger: SqliteLedger, key: ec.EllipticCurvePrivateKey
 ) -> None:

@@ -14,7 +14,13 @@ from python_est.cli.logs import audit_operator_action
 from python_est.config import Config
 from python_est.config.model import DEFAULT_CA
 from python_est.errors import EstError, NotImplementedOperation, UserStoreError
-from python_est.ledger import REVOCATION_REASONS, IssuedCertificate, UnknownSerial, serial_hex
+from python_est.ledger import (
+    REVOCATION_REASONS,
+    IssuedCertificate,
+    Ledger,
+    UnknownSerial,
+    serial_hex,
+)
 from python_est.ops.revocation import CrlPublisher
 from python_est.safetext import escape
 from python_est.state import State, open_state
@@ -149,7 +155,7 @@ def _certs_revoke(args: argparse.Namespace, config: Config) -> int:
     _check_ca(config, args.ca)
     state = open_state(config, create=False)
     issued = state.ledger.get(_parse_serial(args.serial))
-    if issued is not None and not _revoked_at_backend(config, issued, args.reason):
+    if issued is not None and not _revoked_at_backend(config, state.ledger, issued, args.reason):
         return 1
     try:
         entry = state.ledger.revoke(_parse_serial(args.serial), args.reason, ca=args.ca)
@@ -175,13 +181,15 @@ def _certs_revoke(args: argparse.Namespace, config: Config) -> int:
     return publish_crl(config, state, entry.ca)
 
 
-def _revoked_at_backend(config: Config, entry: IssuedCertificate, reason: str) -> bool:
+def _revoked_at_backend(
+    config: Config, ledger: Ledger, entry: IssuedCertificate, reason: str
+) -> bool:
     # A certificate a CA handler issued is revoked there first (issue 18 item 1); one from an
     # upstream EST server cannot be (EST has no revocation), which is said, not hidden.
     label = config.labels.get(entry.label)
     if label is None or label.backend == "embedded":
         return True
-    backend = build_backends(config)[label.name]
+    backend = build_backends(config, ledger)[label.name]
     try:
         backend.revoke(x509.load_pem_x509_certificate(entry.pem.encode("ascii")), reason)
     except NotImplementedOperation as exc:

@@ -112,7 +112,7 @@ def _verify(args: argparse.Namespace, config: Config) -> int:
             name: (*state.ca_named(name).chain, *past_roots(config, name))
             for name in config.ca_names
         }
-        chains.update(_backend_issuers(config))
+        chains.update(_backend_issuers(config, state.ledger))
         total, problems = verify_ledger(
             state.ledger, state.ledger.integrity_check(), chains, ca=args.ca
         )
@@ -134,11 +134,11 @@ def _verify(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def _backend_issuers(config: Config) -> dict[str, tuple[x509.Certificate, ...]]:
+def _backend_issuers(config: Config, ledger: Ledger) -> dict[str, tuple[x509.Certificate, ...]]:
     # Certificates an upstream EST server or a CA handler issued are recorded under the CA
     # name "KIND:LABEL" and signed by its CA (issue 18 item 1): its /cacerts chain, asked now.
     issuers: dict[str, tuple[x509.Certificate, ...]] = {}
-    for label, backend in build_backends(config).items():
+    for label, backend in build_backends(config, ledger).items():
         try:
             issuers[f"{backend.kind}:{label}"] = tuple(backend.ca_certs())
         except EstError as exc:
