@@ -9,6 +9,7 @@ revoked, expired or look-alike factory certificate, one claiming cmcRA, all refu
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from est_harness import RunningServer, build_request, csr_body, https, write_credentials
+from est_harness import RunningServer, build_request, csr_body, daemon, https, write_credentials
 from python_est.ca import certificate_pem
 from python_est.cli import main
 from python_est.oids import ID_KP_CMC_RA
@@ -233,3 +234,49 @@ def test_a_factory_certificate_is_not_taken_for_one_of_our_device_certificates(
             label, cert.subject, factory.credentials(cert, key), operation="simplereenroll"
         )
         assert status == 403, body
+
+
+def test_a_new_crl_applies_on_sighup_and_a_foreign_one_is_refused(tmp_path: Path) -> None:
+    maker, stranger = manufacturer(), manufacturer("Someone Else's CA")
+    cert, key = idevid(maker, "SN-0100")
+    files = tmp_path / "factory"
+    files.mkdir()
+    ca_file, crl_file = files / "acme-ca.pem", files / "acme.crl"
+    ca_file.write_bytes(certificate_pem(maker.cert))
+    crl_file.write_bytes(crl(maker, []).public_bytes(Encoding.DER))
+    creds = write_credentials(files, "idevid", cert, key)
+    extra = f"[label:same]\nmanufacturer_cas = {ca_file}\nmanufacturer_crls = {crl_file}\n"
+    root = tmp_path / "server"
+    with daemon(root, extra) as running:
+        assert running.notify is not None
+        running.notify.wait_for("READY=1")
+
+        def enroll() -> tuple[int, str]:
+            csr = (
+                x509.CertificateSigningRequestBuilder()
+                .subject_name(cert.subject)
+                .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+            )
+            headers = {"Content-Type": "application/pkcs10", "User-Agent": "idevid-test"}
+            request = build_request(
+                "POST", f"{EST}/same/simpleenroll", csr_body(csr), headers, running.port
+            )
+            reply = https(
+                running.port, request, cafile=root / "state" / "ca" / "ca.pem", client_cert=creds
+            )
+            return reply.status, reply.body.decode(errors="replace")
+
+        assert enroll()[0] == 200
+        crl_file.write_bytes(crl(maker, [cert]).public_bytes(Encoding.PEM))
+        running.send(signal.SIGHUP)
+        running.wait_for(r"reloaded the configuration from ")
+        status, body = enroll()
+        assert status == 401 and "revoked by its manufacturer" in body
+
+        # A CRL that no manufacturer CA of the label signed would never be consulted: the
+        # reload is refused, naming the key, and the CRL in force stays.
+        crl_file.write_bytes(crl(stranger, []).public_bytes(Encoding.DER))
+        running.send(signal.SIGHUP)
+        [refused] = running.wait_for(r"reload refused")
+        assert "[label:same] manufacturer_crls" in refused and "not signed by" in refused
+        assert enroll()[0] == 401
