@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from itertools import pairwise
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.x509.verification import (
     PolicyBuilder,
     Store,
@@ -55,7 +55,10 @@ class ManufacturerTrust:
             raise ValueError("at least one manufacturer CA is required")
         self._store = Store(list(anchors))
         self._names = frozenset(cert.subject.public_bytes() for cert in anchors)
-        self._crls = dict(crls)
+        self._crls: dict[x509.Certificate, list[x509.CertificateRevocationList]] = {}
+        for signer, crl in crls:
+            # Two labels may list CRLs of one CA: each is consulted.
+            self._crls.setdefault(signer, []).append(crl)
 
     def claims(self, chain: Sequence[x509.Certificate]) -> bool:
         """Whether `chain` names a manufacturer CA as an issuer (its failures are ours to tell)."""
@@ -77,21 +80,38 @@ class ManufacturerTrust:
             reason = str(exc).split(" (encountered processing", 1)[0][:160]
             return _refused(presented, f"factory certificate: {reason}")
         path = built.chain
-        for cert, issuer in pairwise(path):
-            crl = self._crls.get(issuer)
-            if crl is None:
-                continue
-            next_update = crl.next_update_utc
-            if next_update is not None and next_update < now:
-                # Fail closed: a stale CRL cannot say the certificate is still good.
-                return _refused(
-                    presented,
-                    f"the CRL of manufacturer CA {_cn(issuer)} expired at "
-                    f"{next_update.isoformat(timespec='seconds')}",
-                )
-            if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
-                return _refused(presented, "factory certificate revoked by its manufacturer")
+        for cert in path:
+            refusal = self._revocation(cert, now)
+            if refusal is not None:
+                return _refused(presented, refusal)
         return ClientCertificate(presented, valid=True, anchor=path[-1], factory=True)
+
+    def _revocation(self, cert: x509.Certificate, now: datetime) -> str | None:
+        # Every CRL of every manufacturer certificate that issued `cert`, the anchor included:
+        # a label listing a root and its intermediate builds paths that end at the
+        # intermediate, whose revocation only the root's CRL can tell.
+        for signer, crls in self._crls.items():
+            if signer == cert or signer.subject != cert.issuer or not _issued(cert, signer):
+                continue
+            for crl in crls:
+                next_update = crl.next_update_utc
+                if next_update is not None and next_update < now:
+                    # Fail closed: a stale CRL cannot say the certificate is still good.
+                    return (
+                        f"the CRL of manufacturer CA {_cn(signer)} expired at "
+                        f"{next_update.isoformat(timespec='seconds')}"
+                    )
+                if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+                    return "factory certificate revoked by its manufacturer"
+        return None
+
+
+def _issued(cert: x509.Certificate, signer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(signer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
 
 
 def _refused(chain: tuple[x509.Certificate, ...], reason: str) -> ClientCertificate:

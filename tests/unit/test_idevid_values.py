@@ -198,3 +198,39 @@ def test_config_keys(tmp_path: Path) -> None:
     ):
         with pytest.raises(ConfigError, match=rf"\[label:g\] {key}: .*{reason}"):
             load_manufacturers(load_config(write(tmp_path, extra)))
+
+
+def intermediate(root: Manufacturer) -> Manufacturer:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Acme Line 2 CA")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(root.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(FOREVER)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(root.key, hashes.SHA384())
+    )
+    return Manufacturer(key, cert)
+
+
+def test_a_root_crl_revokes_a_listed_intermediate_and_every_crl_counts() -> None:
+    root = manufacturer()
+    line = intermediate(root)
+    cert = idevid(line, "SN-1")[0]
+    # Root and intermediate both listed (both anchors): the path may end at the intermediate,
+    # and the root's CRL revoking the intermediate must still be consulted.
+    listed = ManufacturerTrust([root.cert, line.cert], [])
+    assert listed.validate([cert], NOW).valid
+    revoking = ManufacturerTrust([root.cert, line.cert], [(root.cert, crl(root, [line.cert]))])
+    assert (
+        revoking.validate([cert], NOW).reason == "factory certificate revoked by its manufacturer"
+    )
+    # Two CRLs of one CA (two labels): the one that lists the certificate wins.
+    both = ManufacturerTrust(
+        [line.cert], [(line.cert, crl(line, [])), (line.cert, crl(line, [cert]))]
+    )
+    assert not both.validate([cert], NOW).valid
