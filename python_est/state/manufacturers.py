@@ -9,7 +9,9 @@ consulted, so it stops start-up instead of leaving revoked devices accepted.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from cryptography import x509
@@ -18,6 +20,8 @@ from python_est.ca import load_pem_certificates
 from python_est.config import Config, LabelConfig
 from python_est.errors import ConfigError
 from python_est.state.cafiles import read_file
+
+log = logging.getLogger("python_est.idevid")
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ def load_manufacturers(config: Config) -> Manufacturers:
                     "manufacturer_crls",
                     f"{path} is not signed by a certificate of manufacturer_cas",
                 )
+            _warn_if_stale(section, path, crl)
             crls.append((signer, crl))
     return Manufacturers(anchors, tuple(crls))
 
@@ -89,6 +94,20 @@ def _crl(config: Config, section: str, path: Path) -> x509.CertificateRevocation
         raise ConfigError(
             config.source, section, "manufacturer_crls", f"{path} is not a CRL (PEM or DER)"
         ) from None
+
+
+def _warn_if_stale(section: str, path: Path, crl: x509.CertificateRevocationList) -> None:
+    # Loaded all the same: a stale CRL refuses its CA's devices (`policy.idevid`), which the
+    # operator should learn now rather than from the devices.
+    next_update = crl.next_update_utc
+    if next_update is not None and next_update < datetime.now(timezone.utc):
+        log.warning(
+            "[%s] manufacturer_crls: %s is past its nextUpdate (%s): its CA's factory "
+            "certificates are refused until a fresh CRL is installed and the server reloaded",
+            section,
+            path,
+            next_update.isoformat(timespec="seconds"),
+        )
 
 
 def _signed_by(crl: x509.CertificateRevocationList, cert: x509.Certificate) -> bool:

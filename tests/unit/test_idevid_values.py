@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from python_est.policy import ClientChainValidator
 from python_est.policy.factory import hardware_serial, template_subject
 from python_est.policy.idevid import ManufacturerTrust
 from python_est.state.manufacturers import load_manufacturers
+from tests.conftest import captured_records
 from tests.idevid_support import (
     FOREVER,
     Manufacturer,
@@ -234,3 +236,18 @@ def test_a_root_crl_revokes_a_listed_intermediate_and_every_crl_counts() -> None
         [line.cert], [(line.cert, crl(line, [])), (line.cert, crl(line, [cert]))]
     )
     assert not both.validate([cert], NOW).valid
+
+
+def test_a_stale_crl_is_loaded_with_a_warning(tmp_path: Path) -> None:
+    maker = manufacturer()
+    ca_file, crl_file = tmp_path / "maker.pem", tmp_path / "maker.crl"
+    ca_file.write_bytes(maker.cert.public_bytes(Encoding.PEM))
+    stale = crl(maker, [], next_update=NOW - timedelta(minutes=1))
+    crl_file.write_bytes(stale.public_bytes(Encoding.PEM))
+    text = f"[label:f]\nmanufacturer_cas = {ca_file}\nmanufacturer_crls = {crl_file}\n"
+    with captured_records("python_est.idevid", logging.WARNING) as records:
+        loaded = load_manufacturers(load_config(write(tmp_path, text)))
+    assert len(loaded.crls) == 1
+    [record] = records
+    assert "[label:f] manufacturer_crls" in record.getMessage()
+    assert "past its nextUpdate" in record.getMessage()
