@@ -9,6 +9,7 @@ exact stored name (NFC): the folded form only compares, it never authenticates.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 
 
 def fold_username(name: str) -> str:
@@ -19,3 +20,9 @@ def fold_username(name: str) -> str:
     second NFKC closes the few cases where case folding leaves a non-normalised string.
     """
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+
+
+def same_account(name: str, existing: Iterable[str]) -> str | None:
+    """The first of `existing` that is `name` or folds to it (`fold_username`), or None."""
+    folded = fold_username(name)
+    return next((other for other in existing if fold_username(other) == folded), None)

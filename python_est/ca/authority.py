@@ -6,8 +6,7 @@ An instance is immutable once built, so one CA may serve many worker threads.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -16,27 +15,13 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.x509.oid import ExtensionOID, NameOID, ObjectIdentifier
 
 from python_est import oids
-from python_est.ca import pem, rules, signer
-from python_est.ca.rules import CLOCK_SKEW, SERIAL_BITS, IpAddress, IssuerPrivateKey
+from python_est.ca import material, rules, signer
+from python_est.ca.material import CaMaterial
+from python_est.ca.rules import SERIAL_BITS, IpAddress, IssuerPrivateKey
 from python_est.ca.signer import CaKey, ExternalKey
 from python_est.errors import CaError, InvalidCsr
 from python_est.keys import KeyType, generate_private_key, weak_key_reason
 from python_est.profile import IssuanceProfile
-
-
-@dataclass(frozen=True)
-class CaMaterial:
-    """The issuing certificate, its private key, and the chain from it up to the root.
-
-    Attributes:
-        certificate: the certificate that signs issued certificates.
-        private_key: the key of `certificate`: in memory, or on a token (`ExternalKey`).
-        chain: `certificate` first, then each issuer up to and including the self-signed root.
-    """
-
-    certificate: x509.Certificate
-    private_key: CaKey
-    chain: tuple[x509.Certificate, ...]
 
 
 class CertificateAuthority:
@@ -76,27 +61,16 @@ class CertificateAuthority:
         Returns:
             The CA that signs issued certificates.
         """
-        if not issuing_ca:
-            return cls.create_root(
+        return cls(
+            material.new_ca(
                 common_name=common_name,
                 key_type=key_type,
                 validity_days=validity_days,
+                issuing_ca=issuing_ca,
+                issuing_key_type=issuing_key_type,
                 organization=organization,
                 key=key,
             )
-        root = cls.create_root(
-            common_name=f"{common_name} Root",
-            key_type=key_type,
-            validity_days=validity_days,
-            organization=organization,
-            path_length=1,
-        )
-        return root.create_issuing_ca(
-            common_name=common_name,
-            key_type=issuing_key_type or key_type,
-            validity_days=validity_days,
-            organization=organization,
-            key=key,
         )
 
     @classmethod
@@ -120,16 +94,17 @@ class CertificateAuthority:
         Returns:
             The root CA; its chain is its own certificate.
         """
-        if key is None:
-            key = generate_private_key(key_type)
-        subject = _ca_name(common_name, organization)
-        not_before = _utc(now) - CLOCK_SKEW
-        not_after = not_before + timedelta(days=validity_days)
-        builder = _builder(subject, subject, key.public_key(), not_before, not_after)
-        builder = builder.serial_number(rules.random_serial())
-        builder = rules.add_ca_extensions(builder, key.public_key(), path_length, key.public_key())
-        cert = signer.sign_certificate(builder, key)
-        return cls(CaMaterial(certificate=cert, private_key=key, chain=(cert,)))
+        return cls(
+            material.new_root(
+                common_name=common_name,
+                key_type=key_type,
+                validity_days=validity_days,
+                organization=organization,
+                path_length=path_length,
+                now=now,
+                key=key,
+            )
+        )
 
     def create_issuing_ca(
         self,
@@ -154,22 +129,18 @@ class CertificateAuthority:
         Raises:
             ValueError: this CA's pathLenConstraint forbids a CA below it.
         """
-        constraints = self.certificate.extensions.get_extension_for_class(x509.BasicConstraints)
-        if constraints.value.path_length == 0:
-            raise ValueError("this CA's pathLenConstraint of 0 forbids an intermediate CA")
-        if key is None:
-            key = generate_private_key(key_type)
-        not_before, not_after = self._validity(validity_days, _utc(now))
-        subject = _ca_name(common_name, organization)
-        builder = _builder(
-            subject, self.certificate.subject, key.public_key(), not_before, not_after
+        return CertificateAuthority(
+            material.new_issuing(
+                self._material,
+                common_name=common_name,
+                key_type=key_type,
+                validity_days=validity_days,
+                organization=organization,
+                path_length=path_length,
+                now=now,
+                key=key,
+            )
         )
-        builder = builder.serial_number(rules.random_serial())
-        issuer_key = self.key.public_key()
-        builder = rules.add_ca_extensions(builder, key.public_key(), path_length, issuer_key)
-        cert = signer.sign_certificate(builder, self.key)
-        chain = (cert, *self.chain)
-        return CertificateAuthority(CaMaterial(certificate=cert, private_key=key, chain=chain))
 
     @classmethod
     def from_pem(
@@ -191,14 +162,7 @@ class CertificateAuthority:
                 weak; a certificate that is not a CA; a chain that does not reach a
                 self-signed root.
         """
-        certs = pem.load_pem_certificates(cert_pem)
-        if not certs:
-            raise ValueError("the CA certificate PEM holds no certificate")
-        key = pem.load_issuer_key(key_pem, password)
-        if not pem.same_public_key(key.public_key(), certs[0].public_key()):
-            raise ValueError("the CA private key does not match the CA certificate")
-        chain = pem.order_chain(certs[0], certs[1:] + pem.load_pem_certificates(chain_pem))
-        return cls(CaMaterial(certificate=certs[0], private_key=key, chain=chain))
+        return cls(material.from_pem(cert_pem, key_pem, chain_pem, password))
 
     @classmethod
     def with_external_key(
@@ -209,13 +173,7 @@ class CertificateAuthority:
         Raises:
             ValueError: as `from_pem`; the token key is not the certificate's key.
         """
-        certs = pem.load_pem_certificates(cert_pem)
-        if not certs:
-            raise ValueError("the CA certificate PEM holds no certificate")
-        if not pem.same_public_key(key.public_key(), certs[0].public_key()):
-            raise ValueError(f"the key {key.location} is not the key of the CA certificate")
-        chain = pem.order_chain(certs[0], certs[1:] + pem.load_pem_certificates(chain_pem))
-        return cls(CaMaterial(certificate=certs[0], private_key=key, chain=chain))
+        return cls(material.with_external_key(cert_pem, key, chain_pem))
 
     def close(self) -> None:
         """Release a token key's session; a key in memory needs nothing."""
@@ -300,7 +258,7 @@ class CertificateAuthority:
         if len(csr.subject) == 0 and san is None:
             raise InvalidCsr("CSR has neither a subject nor a subjectAltName")
         subject = rules.issued_subject(csr.subject, profile)
-        return self._sign(subject, public_key, san, profile, serial, _utc(now))
+        return self._sign(subject, public_key, san, profile, serial, material.utc(now))
 
     def issue_server_certificate(
         self,
@@ -380,22 +338,9 @@ class CertificateAuthority:
         key = generate_private_key(key_type)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         cert = self._sign(
-            subject, key.public_key(), san, profile, None, _utc(now), whole_span=whole_span
+            subject, key.public_key(), san, profile, None, material.utc(now), whole_span=whole_span
         )
         return cert, key
-
-    def _validity(
-        self, days: int, now: datetime, *, whole_span: bool = False
-    ) -> tuple[datetime, datetime]:
-        # Never outlive the issuer nor start before it: a relying party would otherwise see
-        # a certificate whose issuer is not valid for part of its lifetime.
-        issuer = self.certificate
-        if now >= issuer.not_valid_after_utc:
-            raise CaError("the issuing CA certificate has expired")
-        not_before = max(now - CLOCK_SKEW, issuer.not_valid_before_utc)
-        end = (now - CLOCK_SKEW if whole_span else now) + timedelta(days=days)
-        not_after = min(end, issuer.not_valid_after_utc)
-        return not_before, not_after
 
     def _sign(
         self,
@@ -412,13 +357,20 @@ class CertificateAuthority:
             serial = rules.random_serial()
         elif not 0 < serial < 1 << SERIAL_BITS:
             raise ValueError(f"serial must be positive and below 2**{SERIAL_BITS}")
-        not_before, not_after = self._validity(profile.validity_days, now, whole_span=whole_span)
+        not_before, not_after = material.validity(
+            self.certificate, profile.validity_days, now, whole_span=whole_span
+        )
         builder = (
-            _builder(subject, self.certificate.subject, public_key, not_before, not_after)
+            material.certificate_builder(
+                subject, self.certificate.subject, public_key, not_before, not_after
+            )
             .serial_number(serial)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(self._authority_key_identifier(), critical=False)
+            .add_extension(
+                rules.authority_key_identifier(self.certificate, self.key.public_key()),
+                critical=False,
+            )
         )
         prescribed = {oid for oid, _, _ in profile.prescribed_extensions}
         key_usage = rules.key_usage(profile.key_usage, public_key)
@@ -449,43 +401,3 @@ class CertificateAuthority:
             return signer.sign_certificate(builder, self.key)
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise CaError("the CA could not sign the certificate") from exc
-
-    def _authority_key_identifier(self) -> x509.AuthorityKeyIdentifier:
-        # RFC 5280 §4.2.1.1: the AKI keyIdentifier matches the issuer's SKI, whatever method
-        # produced that SKI; derive one from the key only when the CA certificate has none.
-        try:
-            ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-        except x509.ExtensionNotFound:
-            return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key())
-        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
-
-
-def _builder(
-    subject: x509.Name,
-    issuer: x509.Name,
-    public_key: CertificatePublicKeyTypes,
-    not_before: datetime,
-    not_after: datetime,
-) -> x509.CertificateBuilder:
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-    )
-
-
-def _ca_name(common_name: str, organization: str | None) -> x509.Name:
-    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
-    if organization:
-        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
-    return x509.Name(attributes)
-
-
-def _utc(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(timezone.utc)
-    # A naive time is taken as UTC, as cryptography's builders do.
-    return now if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)

@@ -18,7 +18,8 @@ from datetime import datetime, timedelta, timezone
 from cryptography import x509
 
 from python_est.ca import rules
-from python_est.ca.authority import CaMaterial, CertificateAuthority
+from python_est.ca.authority import CertificateAuthority
+from python_est.ca.material import CaMaterial
 from python_est.ca.rules import CLOCK_SKEW
 from python_est.keys import KeyType, generate_private_key
 

@@ -236,3 +236,16 @@ def add_ca_extensions(
         .add_extension(ski, critical=False)
         .add_extension(aki, critical=False)
     )
+
+
+def authority_key_identifier(
+    issuer: x509.Certificate, issuer_key: IssuerPublicKey
+) -> x509.AuthorityKeyIdentifier:
+    """The AKI of a certificate `issuer` signs with `issuer_key`."""
+    # RFC 5280 §4.2.1.1: the AKI keyIdentifier matches the issuer's SKI, whatever method
+    # produced that SKI; derive one from the key only when the CA certificate has none.
+    try:
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key)
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)

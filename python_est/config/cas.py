@@ -74,6 +74,7 @@ def named_cas(
         cfg, more = read_ca(view)
         if not reader.parser.has_option(section, "common_name"):
             cfg = replace(cfg, common_name=f"python-est {name} CA")
+        cfg = _sources_in(cfg, section)
         own = crl.for_ca(name)
         if own.path == crl.path or own.file == crl.file:
             raise reader.error(
@@ -82,6 +83,17 @@ def named_cas(
         cas[name] = cfg
         warnings.extend(more)
     return cas, warnings
+
+
+def _sources_in(cfg: CaConfig, section: str) -> CaConfig:
+    """`cfg` with its secret sources naming `section`: the view read them as `[ca]`, and an
+    unreadable PIN or passphrase file must be reported under the section that names it."""
+    if cfg.pkcs11 is not None:
+        pin = replace(cfg.pkcs11.pin, section=section)
+        cfg = replace(cfg, pkcs11=replace(cfg.pkcs11, pin=pin))
+    if cfg.key_passphrase is not None:
+        cfg = replace(cfg, key_passphrase=replace(cfg.key_passphrase, section=section))
+    return cfg
 
 
 def check_label_cas(

@@ -93,8 +93,11 @@ class State:
 
     def close(self) -> None:
         """Close the ledger and the database connections (a closed SQLite ledger refuses work;
-        a database connects again when used), and the CA token's session."""
+        a database connects again when used), and the CA tokens' sessions."""
         self.ca.close()
+        for ca in self.cas.values():
+            if ca is not self.ca:
+                ca.close()  # a [ca:NAME] key on a token holds its own session
         self.ledger.close()
         if self.database is not None:
             self.database.close()

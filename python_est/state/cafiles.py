@@ -23,10 +23,12 @@ from python_est.ca import (
 from python_est.ca.rollover import RootRollover
 from python_est.config import CaConfig, Config
 from python_est.config.keys import CA_PREFIX
-from python_est.config.model import DEFAULT_CA, EMBEDDED
+from python_est.config.model import DEFAULT_CA
 from python_est.config.passphrase import read_passphrase
 from python_est.errors import ConfigError
 from python_est.fileio import atomic_write, ensure_private_dir
+from python_est.state.guards import ca_command
+from python_est.state.token_ca import load_token_ca, open_ca_token_key
 from python_est.statedir import StateDir
 
 
@@ -76,17 +78,14 @@ def configured_ca(config: Config, section: str, cfg: CaConfig) -> CertificateAut
 def key_location(config: Config, name: str) -> str:
     """Where the key of the CA `name` is, for operators (`python-est ca show`)."""
     cfg = config.ca_config(name)
+    if cfg.pkcs11 is not None:
+        token = cfg.pkcs11
+        return f"PKCS#11 pkcs11:token={token.token};object={token.key_label} ({token.module})"
     if cfg.key_file is not None:
         return f"file {cfg.key_file}"
     layout = StateDir(config.server.state_dir)
     key = layout.ca_key if name == DEFAULT_CA else layout.named_ca(name).key
     return f"file {key} (generated)"
-
-
-def ca_command(config: Config, action: str) -> str:
-    """The `python-est ca ACTION` command line for this configuration, to quote in messages."""
-    config_arg = "" if config.source == EMBEDDED else f" -c {config.source}"
-    return f"python-est{config_arg} ca {action}"
 
 
 def load_named_ca(config: Config, name: str) -> CertificateAuthority:
@@ -97,7 +96,12 @@ def load_named_ca(config: Config, name: str) -> CertificateAuthority:
     """
     section = CA_PREFIX + name
     cfg = config.cas[name]
-    if cfg.cert_file is not None and cfg.key_file is not None:
+    if cfg.pkcs11 is not None:
+        # The key on the token, never a file: a key file left in the folder is not read.
+        token_ca = load_token_ca(config, name)
+        if token_ca is not None:
+            return token_ca
+    elif cfg.cert_file is not None and cfg.key_file is not None:
         return configured_ca(config, section, cfg)
     files = StateDir(config.server.state_dir).named_ca(name)
     if not files.cert.exists():
@@ -106,8 +110,10 @@ def load_named_ca(config: Config, name: str) -> CertificateAuthority:
             section,
             None,
             f"the CA {name!r} does not exist yet; create it with "
-            f"`{ca_command(config, 'create ' + name)}` or name its cert_file and key_file",
+            f"`{ca_command(config, 'create ' + name)}` or name its "
+            + ("cert_file" if cfg.pkcs11 is not None else "cert_file and key_file"),
         )
+    assert cfg.pkcs11 is None  # load_token_ca found the certificate
     if not files.key.exists():
         raise ConfigError(
             config.source,
@@ -128,6 +134,9 @@ def load_named_ca(config: Config, name: str) -> CertificateAuthority:
 
 def create_named_ca(config: Config, name: str) -> tuple[CertificateAuthority, Path]:
     """Generate the `[ca:NAME]` CA `name` under the state directory; returns it and its folder.
+
+    With `pkcs11_*` in the section the key is created on the token (refused when a key of
+    that label exists) and only the certificates are written.
 
     Raises:
         ConfigError: no such `[ca:NAME]`, it names existing files, or it exists already (a new
@@ -150,6 +159,7 @@ def create_named_ca(config: Config, name: str) -> tuple[CertificateAuthority, Pa
             None,
             f"the CA {name!r} already exists in {files.folder}; it is never replaced",
         )
+    token_key = open_ca_token_key(config, name, create=True) if cfg.pkcs11 is not None else None
     ca = CertificateAuthority.create(
         common_name=cfg.common_name,
         key_type=cfg.key_type,
@@ -157,11 +167,13 @@ def create_named_ca(config: Config, name: str) -> tuple[CertificateAuthority, Pa
         issuing_ca=cfg.issuing_ca,
         issuing_key_type=cfg.issuing_key_type,
         organization=cfg.organization or None,
+        key=token_key,
     )
     ensure_private_dir(config.server.state_dir)
     ensure_private_dir(files.folder.parent)
     ensure_private_dir(files.folder)
-    atomic_write(files.key, private_key_pem(ca.private_key))
+    if token_key is None:
+        atomic_write(files.key, private_key_pem(ca.private_key))
     if len(ca.chain) > 1:
         atomic_write(files.chain, certificates_pem(ca.chain[1:]), mode=0o644)
     # The certificate last: its presence is what marks the CA as existing.

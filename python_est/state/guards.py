@@ -22,6 +22,12 @@ def init_command(config: Config) -> str:
     return f"python-est{config_arg} init"
 
 
+def ca_command(config: Config, action: str) -> str:
+    """The `python-est ca ACTION` command line for this configuration, to quote in messages."""
+    config_arg = "" if config.source == EMBEDDED else f" -c {config.source}"
+    return f"python-est{config_arg} ca {action}"
+
+
 def orphaned_ledger_problem(config: Config) -> str:
     """Why a new CA must not be created here ("" when it may): the generated CA's key is gone
     but the ledger holds certificates it issued.

@@ -122,19 +122,39 @@ def load_rollovers(config: Config) -> dict[str, RootRollover]:
     return found
 
 
-def begin(config: Config, name: str, current: CertificateAuthority) -> RootRollover:
-    """Start the rollover of CA `name`, whose current CA is `current`.
+def refuse_unsupported(config: Config, name: str) -> None:
+    """Refuse, before anything is written, a rollover of a CA whose root python-est does not
+    hold as generated files: a rollover writes the old and the new root keys to files.
 
     Raises:
-        ConfigError: the CA is given as files, has an offline root (issuing_ca), or is in a
-            rollover already.
+        ConfigError: the CA's key is on a PKCS#11 token, or the CA is given as files.
     """
     cfg = config.ca_config(name)
     section = "ca" if name == DEFAULT_CA else CA_PREFIX + name
+    if cfg.pkcs11 is not None:
+        raise ConfigError(
+            config.source,
+            section,
+            "pkcs11_key_label",
+            f"the key {cfg.pkcs11.key_label!r} is on a PKCS#11 token, and python-est rolls over "
+            "only generated roots with key files; nothing was changed (docs/ca.md, Root rollover)",
+        )
     if cfg.cert_file is not None:
         raise ConfigError(
             config.source, section, "cert_file", "a CA given as files is rolled over by its owner"
         )
+
+
+def begin(config: Config, name: str, current: CertificateAuthority) -> RootRollover:
+    """Start the rollover of CA `name`, whose current CA is `current`.
+
+    Raises:
+        ConfigError: the CA is given as files or on a token (`refuse_unsupported`), has an
+            offline root (issuing_ca), or is in a rollover already.
+    """
+    cfg = config.ca_config(name)
+    section = "ca" if name == DEFAULT_CA else CA_PREFIX + name
+    refuse_unsupported(config, name)
     if len(current.chain) != 1:
         raise ConfigError(
             config.source,
@@ -162,9 +182,11 @@ def finish(config: Config, name: str, ledger: Ledger, *, force: bool) -> Finishe
     """Retire the old root of CA `name`: the new root becomes ca.pem and ca.key.
 
     Raises:
+        ConfigError: the CA cannot be rolled over (`refuse_unsupported`).
         UserStoreError: no rollover is in progress, or certificates of the old root are still
             valid and `force` is false.
     """
+    refuse_unsupported(config, name)
     rollover = load_rollover(config, name)
     if rollover is None:
         raise UserStoreError(f"CA {name}: no rollover in progress (start one: ca rollover {name})")

@@ -244,3 +244,47 @@ def test_a_named_ca_rolls_over_and_what_cannot_is_refused(
     )
     assert main(["-c", str(files), "ca", "rollover", "own"]) == 2
     assert "rolled over by its owner" in capsys.readouterr().err
+
+
+def test_what_cannot_roll_over_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A CA given as files ([ca] or [ca:NAME]) and an offline root (issuing_ca): one line each,
+    # exit 2, and neither the state directory nor the CA files change.
+    made = tmp_path / "made.cfg"
+    made.write_text(merge_config(TEST_CFG, "[ca:second]\n[ca:offline]\nissuing_ca = yes\n"))
+    assert main(["-c", str(made), "ca", "create", "second"]) == 0
+    assert main(["-c", str(made), "ca", "create", "offline"]) == 0
+    assert main(["-c", str(made), "init"]) == 0
+    ca_dir = tmp_path / "state" / "cas" / "second"
+    files = tmp_path / "files.cfg"
+    files.write_text(
+        merge_config(
+            TEST_CFG,
+            f"[ca]\ncert_file = {ca_dir / 'ca.pem'}\nkey_file = {ca_dir / 'ca.key'}\n"
+            f"[ca:own]\ncert_file = {ca_dir / 'ca.pem'}\nkey_file = {ca_dir / 'ca.key'}\n"
+            "[ca:offline]\nissuing_ca = yes\n",
+        )
+    )
+
+    def snapshot() -> dict[str, bytes]:
+        return {
+            str(path): path.read_bytes()
+            for path in sorted((tmp_path / "state").rglob("*"))
+            if path.is_file() and "ledger" not in path.name
+        }
+
+    before = snapshot()
+    for args, where in (
+        (["ca", "rollover"], "[ca] cert_file"),
+        (["ca", "rollover", "--finish"], "[ca] cert_file"),
+        (["ca", "rollover", "own"], "[ca:own] cert_file"),
+        (["ca", "rollover", "own", "--finish"], "[ca:own] cert_file"),
+        (["ca", "rollover", "offline"], "[ca:offline] issuing_ca"),
+    ):
+        capsys.readouterr()
+        assert main(["-c", str(files), *args]) == 2, args
+        err = capsys.readouterr().err
+        assert where in err and len(err.strip().splitlines()) == 1, err
+    assert snapshot() == before
+    assert not list((tmp_path / "state").rglob("rollover"))

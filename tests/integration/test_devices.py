@@ -285,3 +285,63 @@ def test_a_password_instead_of_a_code(
     assert "code:" not in capsys.readouterr().out
     assert enroll(server, "chosen", "my own device password", cn("chosen")).status == 200
     refused(enroll(server, "chosen", "my own device password", cn("chosen")), 403, "used already")
+
+
+def user_cli(server: RunningServer, *args: str) -> int:
+    logger = logging.getLogger("python_est")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    try:
+        return main(["-c", str(server.root / "est.cfg"), "user", *args])
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
+
+
+def test_a_device_cannot_take_a_user_name_nor_a_user_a_device_name(
+    server: RunningServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # A device named after a user would turn that user's Basic logins on the label into code
+    # logins: the user's password would stop working there, a look-alike would pass for it.
+    assert server.state.users is not None
+    server.state.users.add("\uff4biosk", PASSWORD)  # FULLWIDTH LATIN SMALL LETTER K
+    for name, user in (("alice", "alice"), ("ALICE", "alice"), ("kiosk", "\uff4biosk")):
+        capsys.readouterr()
+        assert cli(server, "add", "--label", "iot", "--subject", "CN=x", "--name", name) == 1
+        err = capsys.readouterr().err
+        assert f"device name {name!r} is the user {user!r}" in err, err
+    rows = tmp_path / "devices.csv"
+    rows.write_text("label,subject,name\niot,CN=fine,fine\niot,CN=x,Alice\n")
+    capsys.readouterr()
+    assert cli(server, "import", str(rows)) == 1
+    assert "device name 'Alice' is the user 'alice'" in capsys.readouterr().err
+    assert device_registry(server.config).list() == []  # nothing registered by either
+    # Alice's password still enrolls on the label.
+    assert enroll(server, "alice", PASSWORD, cn("alice")).status == 200
+
+    name, code = register(server, capsys, "--label", "iot", "--subject", "CN=dev-7")
+    for user in ("dev-7", "DEV-7"):
+        monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+        capsys.readouterr()
+        assert user_cli(server, "add", user, "--password-stdin") == 1
+        err = capsys.readouterr().err
+        assert f"user {user!r} is the device 'dev-7' registered on label 'iot'" in err, err
+    assert server.state.users.list_users() == ["alice", "\uff4biosk"]
+    assert enroll(server, name, code, cn("dev-7")).status == 200
+
+
+def test_user_import_refuses_a_registered_device_name(
+    server: RunningServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from tests.unit.test_users import OPENSSL_SRPVFILE  # users alice and carol
+
+    register(server, capsys, "--label", "other", "--subject", "CN=Carol")
+    source = tmp_path / "srpvfile.txt"
+    source.write_text(OPENSSL_SRPVFILE)
+    capsys.readouterr()
+    assert user_cli(server, "import", "openssl", str(source), "--overwrite") == 1
+    err = capsys.readouterr().err
+    assert "user 'carol' is the device 'Carol' registered on label 'other'" in err, err
+    assert server.state.users is not None
+    assert server.state.users.list_users() == ["alice"]  # all or nothing

@@ -185,3 +185,29 @@ def test_ca_commands_list_show_and_create(
     assert "SHA-256:      " in shown and "CRL:          /crl/iot.crl" in shown
     assert main(["-c", cfg, "ca", "show", "nope"]) == 1
     assert "no CA 'nope'" in capsys.readouterr().err
+
+
+def test_a_ca_sections_secret_sources_name_that_section(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from python_est.config.passphrase import read_passphrase
+
+    monkeypatch.delenv("TOK_PIN", raising=False)
+    cfg = load_config(
+        config_file(
+            tmp_path,
+            "[ca:tok]\npkcs11_module = lib.so\npkcs11_token = t\npkcs11_key_label = k\n"
+            "pkcs11_pin = env:TOK_PIN\n[ca:files]\ncert_file = c.pem\nkey_file = c.key\n"
+            "key_passphrase = env:TOK_PIN\n",
+        )
+    )
+    token = cfg.cas["tok"].pkcs11
+    passphrase = cfg.cas["files"].key_passphrase
+    assert token is not None and passphrase is not None
+    for source, where in (
+        (token.pin, "[ca:tok] pkcs11_pin"),
+        (passphrase, "[ca:files] key_passphrase"),
+    ):
+        with pytest.raises(ConfigError) as raised:
+            read_passphrase(source, cfg.source)
+        assert where in str(raised.value), raised.value

@@ -25,7 +25,7 @@ from python_est.ledger import serial_hex
 from python_est.safetext import escape
 from python_est.state import State, create_server_credentials, load_ca, open_state
 from python_est.state.cafiles import create_named_ca, key_location
-from python_est.state.rollover import begin, finish, load_rollover
+from python_est.state.rollover import begin, finish, load_rollover, refuse_unsupported
 
 
 def add_command(sub: Any) -> None:
@@ -123,6 +123,12 @@ def _create(args: argparse.Namespace, config: Config) -> int:
     print(
         f"python-est: created CA {args.name} ({escape(cert.subject.rfc4514_string())}) in {folder}"
     )
+    token = config.cas[args.name].pkcs11
+    if token is not None:
+        print(
+            f"python-est: its key {token.key_label!r} was created on the token {token.token!r} "
+            "(not extractable); the folder holds only certificates"
+        )
     print(f"python-est: SHA-256 {fingerprint(cert)}; back up {folder} with the rest of the state")
     _audit("ca-create", "created", args.name, cert)
     return 0
@@ -139,6 +145,7 @@ def _rollover(args: argparse.Namespace, config: Config) -> int:
     if args.force and not args.finish:
         print("python-est: --force goes with --finish", file=sys.stderr)
         return 1
+    refuse_unsupported(config, name)  # before the state (and a token) is opened
     with open_state(config, create=False) as state:
         if args.finish:
             _finish(config, state, name, force=args.force)

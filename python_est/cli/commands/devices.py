@@ -29,8 +29,9 @@ from python_est.devices import (
 )
 from python_est.errors import ConfigError, UserStoreError
 from python_est.safetext import escape
-from python_est.state import is_first_start
+from python_est.state import is_first_start, open_state
 from python_est.state.guards import init_command
+from python_est.usernames import same_account
 
 
 def add_command(sub: Any) -> None:
@@ -97,6 +98,7 @@ def _add(args: argparse.Namespace, config: Config) -> int:
         name = check_name(args.name) if args.name else default_name(subject)
     except ValueError as exc:
         raise UserStoreError(str(exc)) from None
+    refuse_user_names(config, [name])
     if args.password_stdin:
         code = read_new_password(args, config.srp.min_password_length)
     else:
@@ -154,6 +156,7 @@ def _import(args: argparse.Namespace, config: Config) -> int:
             raise UserStoreError(
                 f"{path}:{row.line}: label {row.label!r} already has a device named {row.name!r}"
             )
+    refuse_user_names(config, [row.name for row in rows], where=f"{path}: ")
     # Checked in full first, so a bad line imports nothing; codes go to stdout only.
     for row in rows:
         code = generate_code()
@@ -163,6 +166,31 @@ def _import(args: argparse.Namespace, config: Config) -> int:
         sys.stdout.write(f"{row.name},{row.label},{code}\n")
     print(f"python-est: registered {len(rows)} device(s) from {path}", file=sys.stderr)
     return 0
+
+
+def refuse_user_names(config: Config, names: list[str], *, where: str = "") -> None:
+    """Refuse a device name that is, or folds to, a user of the user store.
+
+    A Basic login whose user is a device registered on the label is a code login, and the user
+    store is not consulted for it (`service.devices`): a device named after a user would
+    shadow that user's password on the label, and a look-alike one would pass for it in logs.
+
+    Raises:
+        UserStoreError: naming the device and the user.
+    """
+    if not config.srp.enabled:
+        return
+    with open_state(config, create=False) as state:
+        assert state.users is not None  # enabled above
+        users = state.users.list_users()
+    for name in names:
+        user = same_account(name, users)
+        if user is not None:
+            raise UserStoreError(
+                f"{where}device name {name!r} is the user {user!r} of the user store (names "
+                "equal under Unicode NFKC and case folding are one account); choose another "
+                "--name"
+            )
 
 
 def _when(moment: datetime | None) -> str:

@@ -8,13 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from python_est.app import device_registry
 from python_est.cli.commands.db import import_user_file
 from python_est.config import Config
 from python_est.errors import UserStoreError
 from python_est.safetext import escape
 from python_est.state import open_state, user_store_path
+from python_est.statedir import StateDir
+from python_est.usernames import same_account
 from python_est.users import UserDirectory, UserStore
-from python_est.users.imports import read_tlslite_verifierdb
+from python_est.users.imports import read_openssl_srpvfile, read_tlslite_verifierdb
 
 
 def add_command(sub: Any) -> None:
@@ -66,6 +69,7 @@ def _store(config: Config) -> UserDirectory:
 
 def _user_add(args: argparse.Namespace, config: Config) -> int:
     store = _store(config)
+    _refuse_device_names(config, [args.name])
     password = read_new_password(args, config.srp.min_password_length)
     store.add(
         args.name,
@@ -75,6 +79,22 @@ def _user_add(args: argparse.Namespace, config: Config) -> int:
     )
     print(f"python-est: added user {args.name!r}")
     return 0
+
+
+def _refuse_device_names(config: Config, names: list[str]) -> None:
+    # A Basic login naming a registered device is that device's code login on its label, never
+    # the user's password (service.devices): one name cannot be both.
+    if not StateDir(config.server.state_dir).devices.exists():
+        return  # no device was ever registered (and none is created by looking)
+    devices = device_registry(config).list()
+    for name in names:
+        for device in devices:
+            if same_account(name, [device.name]) is not None:
+                raise UserStoreError(
+                    f"user {name!r} is the device {device.name!r} registered on label "
+                    f"{device.label!r} (names equal under Unicode NFKC and case folding are one "
+                    "account); remove the device first or choose another name"
+                )
 
 
 def _user_passwd(args: argparse.Namespace, config: Config) -> int:
@@ -108,14 +128,17 @@ def _user_import(args: argparse.Namespace, config: Config) -> int:
     if args.format == "file":
         return import_user_file(args, config)
     target = user_store_path(config)
-    if args.format == "tlslite" and _creates_store(config, target):
+    creates = args.format == "tlslite" and _creates_store(config, target)
+    store = None if creates else _store(config)
+    read = read_tlslite_verifierdb if args.format == "tlslite" else read_openssl_srpvfile
+    found = read(Path(args.path))
+    _refuse_device_names(config, [name for name, _ in found.users])
+    if store is None:
         # The older python-est's users become the store in one write: no empty store first.
-        found = read_tlslite_verifierdb(Path(args.path))
         UserStore.create_imported(target, found)
         listed = ", ".join(escape(name) for name, _ in found.users)
         print(f"python-est: created {target} with {len(found.users)} user(s): {listed}")
         return 0
-    store = _store(config)
     if args.format == "openssl":
         names = store.import_openssl_srpvfile(Path(args.path), overwrite=args.overwrite)
     else:
