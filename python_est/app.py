@@ -36,12 +36,14 @@ from python_est.ops.metrics import Metrics
 from python_est.ops.ocsp import OcspAuthority, OcspEndpoint, OcspResponder
 from python_est.ops.revocation import CrlPublisher
 from python_est.policy import ClientChainValidator, PeerIdentity
+from python_est.policy.idevid import ManufacturerTrust
 from python_est.ratelimit import CounterStore, Limits, LoginLimiter, SqliteCounters
 from python_est.routes import RoutingTable, est_resolver
 from python_est.server import EstServer, Handshaker, Listener, MetricsListener, PlainHandshaker
 from python_est.server.courier import build_webhooks
 from python_est.service import EstService, LabelError, check_label, signer_from
 from python_est.state import State, lockouts_path
+from python_est.state.manufacturers import Manufacturers, load_manufacturers
 from python_est.state.ocsp import load_ocsp_signer
 from python_est.statedir import StateDir
 from python_est.tls import TicketKeys, TlsEndpoint
@@ -73,6 +75,7 @@ def build_app(
     check_csrattrs(config)
     limiter = failure_limiter(config, state)  # shared by the workers and `lockouts`
     authorizers, notify = build_webhooks(config)
+    manufacturers = load_manufacturers(config)  # re-read on every reload: new CRLs apply
     counted = None if metrics is None else lambda e: metrics.issued(e.label, e.operation)
     service = EstService(
         labels=issuing_labels(config, state),
@@ -92,6 +95,7 @@ def build_app(
         client_anchors=label_anchors(config, state),
         rollovers=state.rollovers,
         backends=build_backends(config, state.ledger),
+        manufacturers=manufacturers.anchors,
     )
     # Clients (libest's estclient, openssl s_client -cert) often send only their leaf, so the
     # EST CAs' own issuing certificates help build paths without becoming trust anchors.
@@ -99,6 +103,7 @@ def build_app(
         state.client_trust_anchors,
         state.ledger.is_revoked,
         intermediates=[cert for ca in all_cas(state).values() for cert in ca.chain[:-1]],
+        manufacturers=manufacturer_trust(manufacturers),
     )
     endpoint = TlsEndpoint(
         cert_chain=server_chain(state),
@@ -340,6 +345,12 @@ def label_anchors(config: Config, state: State) -> dict[str, tuple[x509.Certific
             roots.append(rollover.old.root)  # its certificates renew until --finish
         anchors[name] = tuple(roots)
     return anchors
+
+
+def manufacturer_trust(manufacturers: Manufacturers) -> ManufacturerTrust | None:
+    """Every label's manufacturer CAs for the TLS layer (`policy.idevid`); None without any."""
+    anchors = [cert for certs in manufacturers.anchors.values() for cert in certs]
+    return ManufacturerTrust(anchors, manufacturers.crls) if anchors else None
 
 
 def issuing_generation(state: State, name: str) -> int:

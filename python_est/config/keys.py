@@ -58,6 +58,8 @@ LABEL_KEYS: dict[str, Callable[[str], object]] = {
     "upstream_url": to_upstream_url,
     "upstream_user": str,
     "upstream_timeout": to_positive_float,
+    "idevid_subject": to_choice("same", "template", "registration"),
+    "idevid_template": str,
 }
 # Label keys naming files, resolved against the config file's directory like other paths.
 LABEL_PATH_KEYS = (
@@ -69,6 +71,8 @@ LABEL_PATH_KEYS = (
     "upstream_client_key",
     "handler_file",
 )
+# Label keys naming a list of files, each resolved like LABEL_PATH_KEYS.
+LABEL_PATH_LIST_KEYS = ("manufacturer_cas", "manufacturer_crls")
 # A label key read as a secret's source (`file:`, `env:`, `credential:`), never the secret.
 LABEL_SECRET_KEYS = ("upstream_password",)
 PROFILE_FIELD = {
@@ -161,7 +165,8 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
     "profile": frozenset(PROFILE_KEYS)
     | frozenset(LABEL_KEYS)
     | frozenset(LABEL_PATH_KEYS)
-    | frozenset(LABEL_SECRET_KEYS),
+    | frozenset(LABEL_SECRET_KEYS)
+    | frozenset(LABEL_PATH_LIST_KEYS),
     # The older python-est's and est_proxy's sections (est_proxy's docs/est_proxy.cfg.md and its
     # openssl CA handler's docs); what they map onto is in `config/python_est.cfg`.
     "DEFAULT": frozenset({"debug"}),

@@ -36,9 +36,11 @@ from python_est.config.convert import (
     to_version,
     to_web_path,
 )
+from python_est.config.idevid import parse_template
 from python_est.config.keys import (
     LABEL_KEYS,
     LABEL_PATH_KEYS,
+    LABEL_PATH_LIST_KEYS,
     LABEL_PREFIX,
     LABEL_SECRET_KEYS,
     NO_NAMES,
@@ -370,6 +372,7 @@ def _check_labels(reader: Reader, labels: dict[str, LabelConfig]) -> list[str]:
                 "is held for manual approval although approval = auto"
             )
         _check_webhooks(reader, section, label)
+        _check_idevid(reader, section, label)
         labels[name] = check_backend(reader, section, label)
     return warnings
 
@@ -388,6 +391,16 @@ def _check_webhooks(reader: Reader, section: str, label: LabelConfig) -> None:
         )
 
 
+def _check_idevid(reader: Reader, section: str, label: LabelConfig) -> None:
+    if label.manufacturer_crls and not label.manufacturer_cas:
+        raise reader.error(section, "manufacturer_crls", "needs manufacturer_cas")
+    if label.idevid_subject == "template":
+        try:
+            parse_template(label.idevid_template)
+        except ValueError as exc:
+            raise reader.error(section, "idevid_template", str(exc)) from None
+
+
 def _label_config(reader: Reader, section: str, name: str, base: LabelConfig) -> LabelConfig:
     profile_changes: dict[str, object] = {"name": name}
     for key, convert in PROFILE_KEYS.items():
@@ -403,6 +416,11 @@ def _label_config(reader: Reader, section: str, name: str, base: LabelConfig) ->
         path = reader.path(section, key, None, reader.base)
         if path is not None:
             label_changes[key] = path
+    for key in LABEL_PATH_LIST_KEYS:
+        items = reader.get(section, key, None, to_list)
+        if items is not None:
+            folder = reader.base
+            label_changes[key] = tuple(resolve(Path(i).expanduser(), folder) for i in items)
     for key in LABEL_SECRET_KEYS:
         secret = reader.get(
             section, key, None, lambda text: to_passphrase(text, reader.base) if text else None

@@ -327,6 +327,12 @@ class LabelConfig:
     handler_file: Path | None = None
     # The handler's `[CAhandler]` section, as it reads it (backend = handler only).
     handler_options: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # Factory (IDevID, IEEE 802.1AR) certificates (`policy.idevid`): the manufacturer CAs whose
+    # certificates authenticate /simpleenroll here, their CRLs, and which subject they obtain.
+    manufacturer_cas: tuple[Path, ...] = ()
+    manufacturer_crls: tuple[Path, ...] = ()
+    idevid_subject: str = "same"
+    idevid_template: str = ""
 
 
 @dataclass(frozen=True)

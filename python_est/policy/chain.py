@@ -7,8 +7,6 @@ from datetime import datetime, timezone
 
 from cryptography import x509
 from cryptography.x509.verification import (
-    Criticality,
-    ExtensionPolicy,
     PolicyBuilder,
     Store,
     VerificationError,
@@ -16,20 +14,9 @@ from cryptography.x509.verification import (
 
 from python_est.errors import LedgerError, Unavailable
 from python_est.oids import ID_KP_CLIENT_AUTH, ID_KP_CMC_RA
+from python_est.policy.extpolicy import CA_POLICY, EE_POLICY
 from python_est.policy.identity import ClientCertificate
-
-# EST device certificates often lack a subjectAltName or an authorityKeyIdentifier, and their CAs
-# a keyUsage, all of which the Web PKI profile requires. Relax exactly those: a CA must still
-# assert basicConstraints cA (checked by the path builder), and the leaf keeps the other Web PKI
-# end-entity rules (EKU, no cA, key sizes, signature algorithms).
-_CA_POLICY = ExtensionPolicy.permit_all().require_present(
-    x509.BasicConstraints, Criticality.AGNOSTIC, None
-)
-_EE_POLICY = (
-    ExtensionPolicy.webpki_defaults_ee()
-    .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
-    .may_be_present(x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None)
-)
+from python_est.policy.idevid import ManufacturerTrust
 
 
 class ClientChainValidator:
@@ -45,6 +32,9 @@ class ClientChainValidator:
         is_revoked: the ledger's revocation lookup by serial number.
         intermediates: CA certificates to build paths with, without trusting them as anchors
             (the EST CA's issuing CA: many clients, libest's among them, send only their leaf).
+        manufacturers: the labels' manufacturer CAs (`policy.idevid`): a chain that does not
+            validate here and names one of them as an issuer is validated as a factory
+            certificate instead.
     """
 
     def __init__(
@@ -53,12 +43,14 @@ class ClientChainValidator:
         is_revoked: Callable[[int], bool],
         *,
         intermediates: Sequence[x509.Certificate] = (),
+        manufacturers: ManufacturerTrust | None = None,
     ) -> None:
         if not trust_anchors:
             raise ValueError("at least one client trust anchor is required")
         self._store = Store(list(trust_anchors))
         self._is_revoked = is_revoked
         self._intermediates = list(intermediates)
+        self._manufacturers = manufacturers
 
     def validate(
         self, chain: Sequence[x509.Certificate], *, now: datetime | None = None
@@ -75,12 +67,22 @@ class ClientChainValidator:
         presented = tuple(chain)
         if not presented:
             raise ValueError("empty certificate chain")
+        when = now or datetime.now(timezone.utc)
+        own = self._validate_own(presented, when)
+        factory = self._manufacturers
+        if own.valid or factory is None or not factory.claims(presented):
+            return own
+        return factory.validate(presented, when)
+
+    def _validate_own(
+        self, presented: tuple[x509.Certificate, ...], now: datetime
+    ) -> ClientCertificate:
         leaf = presented[0]
         verifier = (
             PolicyBuilder()
             .store(self._store)
-            .time(now or datetime.now(timezone.utc))
-            .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
+            .time(now)
+            .extension_policies(ca_policy=CA_POLICY, ee_policy=EE_POLICY)
             .build_client_verifier()
         )
         try:

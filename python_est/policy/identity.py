@@ -51,6 +51,8 @@ class ClientCertificate:
     is_ra: bool = False
     # The trust anchor the chain was built to (set when valid): each label accepts only its own.
     anchor: x509.Certificate | None = None
+    # Validated against a manufacturer CA (`policy.idevid`), not the EST CA's anchors.
+    factory: bool = False
 
     @property
     def leaf(self) -> x509.Certificate:

@@ -10,7 +10,7 @@ from cryptography import x509
 
 from python_est.config import AuthMethod, AuthRequirement, LabelConfig
 from python_est.errors import AuthenticationRequired
-from python_est.messages import HttpRequest
+from python_est.messages import HttpRequest, Operation
 from python_est.policy import (
     Authentication,
     BasicCredentials,
@@ -129,14 +129,26 @@ def scoped(
     peer: PeerIdentity,
     label: LabelConfig,
     anchors: Mapping[str, frozenset[x509.Certificate]] | None,
+    operation: Operation,
+    manufacturers: Mapping[str, frozenset[x509.Certificate]] | None = None,
 ) -> PeerIdentity:
-    """`peer` as `label` sees it: a client certificate that chained to an anchor the label does
-    not trust (another label's CA) authenticates nobody here (issue 16: a label's client trust
-    anchors default to its own CA)."""
+    """`peer` as `label` sees it for `operation`: a client certificate that chained to an anchor
+    the label does not trust (another label's CA) authenticates nobody here (issue 16: a label's
+    client trust anchors default to its own CA). A factory certificate (`policy.idevid`)
+    authenticates only /simpleenroll, and only on a label trusting its manufacturer (issue 18)."""
     cert = peer.client_cert
-    if anchors is None or cert is None or not cert.valid:
+    if cert is None or not cert.valid:
         return peer
-    if cert.anchor in anchors.get(label.name, frozenset()):
+    if cert.factory:
+        trusted = (manufacturers or {}).get(label.name, frozenset())
+        if cert.anchor not in trusted:
+            reason = "factory certificate of a manufacturer this label does not trust"
+        elif operation is not Operation.SIMPLEENROLL:
+            reason = "a factory (IDevID) certificate authenticates only /simpleenroll"
+        else:
+            return peer
+        return replace(peer, client_cert=replace(cert, valid=False, reason=reason))
+    if anchors is None or cert.anchor in anchors.get(label.name, frozenset()):
         return peer
     refused = replace(cert, valid=False, reason="not issued under this label's CA")
     return replace(peer, client_cert=refused)

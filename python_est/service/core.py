@@ -56,6 +56,7 @@ from python_est.service.enforce import (
     csr_requirements,
     serverkeygen_key_type,
 )
+from python_est.service.factory import authorize_factory
 from python_est.service.issuance import (
     B64,
     Issuer,
@@ -141,6 +142,8 @@ class EstService:
             anchor is not valid on that label.
         backends: label name to the backend that issues for it (`python_est.backends`);
             labels not named here use their CA.
+        manufacturers: label name to the manufacturer CAs whose factory (IDevID) certificates
+            authenticate its /simpleenroll (`policy.idevid`); None: none.
         rollovers: CA name to what its /cacerts returns during a root rollover (the four
             certificates of RFC 7030 §4.1.3) and the old root, whose certificates still renew.
 
@@ -169,6 +172,7 @@ class EstService:
         client_anchors: Mapping[str, Collection[x509.Certificate]] | None = None,
         rollovers: Mapping[str, RootRollover] | None = None,
         backends: Mapping[str, Backend] | None = None,
+        manufacturers: Mapping[str, Collection[x509.Certificate]] | None = None,
     ) -> None:
         self._plans = {label.name: _plan(label) for label in labels.values()}
         self._labels = {key: self._plans[label.name].label for key, label in labels.items()}
@@ -215,6 +219,8 @@ class EstService:
             for name, authority in authorities.items()
         }
         self._authorizers = dict(authorizers or {})
+        self._registry = devices
+        self._manufacturers = {name: frozenset(c) for name, c in (manufacturers or {}).items()}
         self._devices = DeviceGate(devices, limiter, realm, clock)
         self._clock = clock
         self._protector = KeyProtector(key_signer, keks, self._held_certificates)
@@ -258,7 +264,8 @@ class EstService:
                 f"/{operation.value} takes {method}, not {request.method[:16]!r}",
                 allowed=(method,),
             )
-        response = self._operations[operation](request, scoped(peer, label, self._anchors), label)
+        seen = scoped(peer, label, self._anchors, operation, self._manufacturers)
+        response = self._operations[operation](request, seen, label)
         one_line = wants_one_line(request.header("user-agent"), label.base64_lines)
         return laid_out(response, one_line)
 
@@ -451,6 +458,10 @@ class EstService:
     ) -> Registration | None:
         # A device's code: the registration is its allow-list (`service.devices`).
         if auth.device is not None:
+            return self._devices.bind(csr, label, device)
+        if auth.certificate is not None and auth.certificate.factory:
+            factory = auth.certificate.leaf
+            device = authorize_factory(csr, factory, label, self._registry, self._clock())
             return self._devices.bind(csr, label, device)
         if auth.certificate is not None and not auth.is_ra:
             self._renewals[label.ca].check_holder(auth.certificate.leaf, label)
