@@ -117,11 +117,15 @@ def crl(
     maker: Manufacturer, revoked: list[x509.Certificate], *, next_update: datetime | None = None
 ) -> x509.CertificateRevocationList:
     now = datetime.now(timezone.utc)
+    next_update = next_update or now + timedelta(days=7)
+    # A stale CRL's lastUpdate must still precede its nextUpdate, however long ago the caller
+    # computed it (a module-level NOW may be minutes old in a long run).
+    last_update = min(now, next_update) - timedelta(minutes=5)
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(maker.cert.subject)
-        .last_update(now - timedelta(minutes=5))
-        .next_update(next_update or now + timedelta(days=7))
+        .last_update(last_update)
+        .next_update(next_update)
     )
     for cert in revoked:
         builder = builder.add_revoked_certificate(

@@ -152,7 +152,9 @@ def test_crls_revoke_and_a_stale_crl_fails_closed() -> None:
         False,
         "factory certificate revoked by its manufacturer",
     )
-    stale = trust(maker, crl(maker, [], next_update=NOW - timedelta(minutes=1)))
+    stale = trust(
+        maker, crl(maker, [], next_update=datetime.now(timezone.utc) - timedelta(minutes=1))
+    )
     result = stale.validate([good], NOW)
     assert not result.valid and "expired at" in result.reason
 
@@ -242,7 +244,7 @@ def test_a_stale_crl_is_loaded_with_a_warning(tmp_path: Path) -> None:
     maker = manufacturer()
     ca_file, crl_file = tmp_path / "maker.pem", tmp_path / "maker.crl"
     ca_file.write_bytes(maker.cert.public_bytes(Encoding.PEM))
-    stale = crl(maker, [], next_update=NOW - timedelta(minutes=1))
+    stale = crl(maker, [], next_update=datetime.now(timezone.utc) - timedelta(minutes=1))
     crl_file.write_bytes(stale.public_bytes(Encoding.PEM))
     text = f"[label:f]\nmanufacturer_cas = {ca_file}\nmanufacturer_crls = {crl_file}\n"
     with captured_records("python_est.idevid", logging.WARNING) as records:
