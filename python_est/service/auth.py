@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from cryptography import x509
@@ -31,12 +31,21 @@ class Authenticator:
         users: the password store for HTTP Basic (None: Basic never succeeds).
         limiter: failure counters for password attempts.
         realm: the HTTP Basic realm of challenges.
+        device_login: whether a TLS-SRP user name logged in with a device's one-time code
+            (`service.devices`); such a name never counts as a user here.
     """
 
-    def __init__(self, users: UserDirectory | None, limiter: FailureCounter, realm: str) -> None:
+    def __init__(
+        self,
+        users: UserDirectory | None,
+        limiter: FailureCounter,
+        realm: str,
+        device_login: Callable[[str], bool] | None = None,
+    ) -> None:
         self._users = users
         self._limiter = limiter
         self._realm = realm
+        self._device_login = device_login
 
     def authenticate(
         self, request: HttpRequest, peer: PeerIdentity, requirement: AuthRequirement
@@ -54,7 +63,7 @@ class Authenticator:
         present = set[AuthMethod]()
         if client is not None:
             present.add(AuthMethod.CERT)
-        if peer.srp_user is not None:
+        if peer.srp_user is not None and not self._is_device(peer.srp_user):
             present.add(AuthMethod.SRP)
         basic_user = None
         satisfied = satisfied_methods(requirement, frozenset(present))
@@ -73,6 +82,9 @@ class Authenticator:
             srp_user=peer.srp_user if AuthMethod.SRP in satisfied else None,
             basic_user=basic_user if AuthMethod.BASIC in satisfied else None,
         )
+
+    def _is_device(self, srp_user: str) -> bool:
+        return self._device_login is not None and self._device_login(srp_user)
 
     def _basic_credentials(
         self, request: HttpRequest, requirement: AuthRequirement, peer: PeerIdentity
