@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -236,3 +237,26 @@ def test_half_open_srp_handshakes_on_a_device_name_count_against_the_address(
     finally:
         lockouts.close()
     assert srp_alert(server.port, "probed", code) == "access_denied"
+
+
+def test_imported_codes_work_over_srp_and_a_name_on_two_labels_is_refused(
+    server: RunningServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    twice = tmp_path / "twice.csv"
+    twice.write_text("label,subject\niot,CN=bulk1\nother,CN=bulk1\n")
+    capsys.readouterr()
+    assert cli(server, "import", str(twice)) != 0
+    assert "twice.csv:3" in capsys.readouterr().err
+    assert device_registry(server.config).list() == []  # nothing imported
+    good = tmp_path / "good.csv"
+    good.write_text("label,subject\niot,CN=bulk1\niot,CN=bulk2\n")
+    assert cli(server, "import", str(good)) == 0
+    codes = {
+        name: code
+        for name, _, code in (line.split(",") for line in capsys.readouterr().out.splitlines())
+    }
+    assert srp_enroll(server, "bulk2", codes["bulk2"], cn("bulk2"))[0].status == 200
+    again = tmp_path / "again.csv"
+    again.write_text("label,subject\nother,CN=bulk1\n")
+    assert cli(server, "import", str(again)) != 0
+    assert "already has an unused TLS-SRP code on label 'iot'" in capsys.readouterr().err
