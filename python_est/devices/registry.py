@@ -215,16 +215,17 @@ class DeviceRegistry:
             cursor = db.execute("DELETE FROM devices WHERE label = ? AND name = ?", (label, name))
             return cursor.rowcount == 1
 
-    def srp_labels(self, name: str) -> Sequence[str]:
-        """The labels where `name` has an unused TLS-SRP code (expired ones included)."""
+    def srp_labels(self, name: str, *, unused: bool = True) -> Sequence[str]:
+        """The labels where `name` has an unused TLS-SRP code (expired ones included), or with
+        `unused=False` any TLS-SRP code, used ones too."""
         with self._connect() as db:
-            return self._srp_labels(db, name)
+            return self._srp_labels(db, name, unused)
 
     @staticmethod
-    def _srp_labels(db: sqlite3.Connection, name: str) -> Sequence[str]:
+    def _srp_labels(db: sqlite3.Connection, name: str, unused: bool = True) -> Sequence[str]:
         rows = db.execute(
             "SELECT label FROM devices WHERE name = ? AND srp_verifier IS NOT NULL "
-            "AND used_at IS NULL ORDER BY label",
+            f"{'AND used_at IS NULL ' if unused else ''}ORDER BY label",
             (name,),
         )
         return [str(row[0]) for row in rows.fetchall()]

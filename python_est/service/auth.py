@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 
 from cryptography import x509
@@ -31,21 +31,12 @@ class Authenticator:
         users: the password store for HTTP Basic (None: Basic never succeeds).
         limiter: failure counters for password attempts.
         realm: the HTTP Basic realm of challenges.
-        device_login: whether a TLS-SRP user name logged in with a device's one-time code
-            (`service.devices`); such a name never counts as a user here.
     """
 
-    def __init__(
-        self,
-        users: UserDirectory | None,
-        limiter: FailureCounter,
-        realm: str,
-        device_login: Callable[[str], bool] | None = None,
-    ) -> None:
+    def __init__(self, users: UserDirectory | None, limiter: FailureCounter, realm: str) -> None:
         self._users = users
         self._limiter = limiter
         self._realm = realm
-        self._device_login = device_login
 
     def authenticate(
         self, request: HttpRequest, peer: PeerIdentity, requirement: AuthRequirement
@@ -63,7 +54,7 @@ class Authenticator:
         present = set[AuthMethod]()
         if client is not None:
             present.add(AuthMethod.CERT)
-        if peer.srp_user is not None and not self._is_device(peer.srp_user):
+        if peer.srp_user is not None and self._is_user(peer.srp_user):
             present.add(AuthMethod.SRP)
         basic_user = None
         satisfied = satisfied_methods(requirement, frozenset(present))
@@ -83,8 +74,10 @@ class Authenticator:
             basic_user=basic_user if AuthMethod.BASIC in satisfied else None,
         )
 
-    def _is_device(self, srp_user: str) -> bool:
-        return self._device_login is not None and self._device_login(srp_user)
+    def _is_user(self, srp_user: str) -> bool:
+        # The handshake also accepts one-time device codes (`state.device_srp`), and a user
+        # removed since the handshake is no user either: only a name of the store counts.
+        return self._users is not None and self._users.exists(srp_user)
 
     def _basic_credentials(
         self, request: HttpRequest, requirement: AuthRequirement, peer: PeerIdentity

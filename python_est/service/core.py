@@ -203,7 +203,7 @@ class EstService:
         self._ledger = ledger
         self._users = users
         self._devices = DeviceGate(devices, users, limiter, realm, clock)
-        self._auth = Authenticator(users, limiter, realm, self._devices.is_device_login)
+        self._auth = Authenticator(users, limiter, realm)
         self._issuers = {
             name: Issuer(authority, ledger, clock, on_issued, ca_name=name, backends=backends)
             for name, authority in authorities.items()

@@ -17,9 +17,10 @@ keeps its code usable until the approved retry is issued.
 
 A code is also a TLS-SRP password (`state.device_srp` gives the handshake its verifier): a
 `peer.srp_user` that is not a user of the user store and has an unused SRP registration is a
-device. It counts on its own label only (the handshake names none): there it is a code login
-like the Basic one, anywhere else a 403. The ordinary `Authenticator` never counts such a name
-as an SRP user (`is_device_login`).
+device (its code used or not: a keep-alive connection outlives the use). It counts on its own
+label only (the handshake names none): there it is a code login like the Basic one, a used or
+expired code a 403, anywhere else a 403. The ordinary `Authenticator` counts an SRP name only
+when it is a user of the user store, so never a device's.
 """
 
 from __future__ import annotations
@@ -100,10 +101,10 @@ class DeviceGate:
         )
         return login or (others.authenticate(request, peer, requirement), None)
 
-    def is_device_login(self, srp_user: str) -> bool:
+    def _is_device_login(self, srp_user: str) -> bool:
         """Whether a TLS-SRP login by `srp_user` used a device's code (module docstring)."""
         # As `state.device_srp` chose the verifier: a user of the store first.
-        if self._registry is None or not self._registry.srp_labels(srp_user):
+        if self._registry is None or not self._registry.srp_labels(srp_user, unused=False):
             return False
         return self._users is None or not self._users.exists(srp_user)
 
@@ -111,7 +112,7 @@ class DeviceGate:
         self, peer: PeerIdentity, label: LabelConfig, requirement: AuthRequirement
     ) -> tuple[Authentication, Registration] | None:
         name = peer.srp_user
-        if name is None or self._registry is None or not self.is_device_login(name):
+        if name is None or self._registry is None or not self._is_device_login(name):
             return None
         registration = self._registry.get(label.name, name)
         if registration is None or not registration.srp:

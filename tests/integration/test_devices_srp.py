@@ -260,3 +260,39 @@ def test_imported_codes_work_over_srp_and_a_name_on_two_labels_is_refused(
     again.write_text("label,subject\nother,CN=bulk1\n")
     assert cli(server, "import", str(again)) != 0
     assert "already has an unused TLS-SRP code on label 'iot'" in capsys.readouterr().err
+
+
+def test_a_code_used_or_removed_after_the_handshake_gains_nothing(
+    server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    used = register(server, capsys, "--label", "iot", "--subject", "CN=used")
+    gone = register(server, capsys, "--label", "iot", "--subject", "CN=gone")
+
+    def handshake(user: str, code: str) -> TLSConnection:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        conn = TLSConnection(sock)
+        conn.handshakeClientSRP(user, code, settings=_settings())
+        return conn
+
+    def post(conn: TLSConnection, subject: x509.Name) -> Reply:
+        der, _ = der_csr(subject)
+        raw = build_request(
+            "POST", f"{EST}/iot/simpleenroll", base64.b64encode(der),
+            {"Content-Type": "application/pkcs10"}, server.port,
+        )  # fmt: skip
+        try:
+            conn.sendall(raw)
+            return parse_reply(read_all(conn))
+        finally:
+            conn.close()
+
+    # Shaken hands with the code, which another connection then uses up: 403, no second one.
+    first = handshake("used", used)
+    assert srp_enroll(server, "used", used, cn("used"))[0].status == 200
+    refused(post(first, cn("used")), 403, "used already")
+    # Shaken hands, then the registration is removed: the name is no device any more, and no
+    # user either (a password user may ask for its own name), so nothing authenticated it.
+    second = handshake("gone", gone)
+    assert cli(server, "remove", "--label", "iot", "gone") == 0
+    refused(post(second, cn("gone")), 401)
+    assert server.state.ledger.count() == 1
