@@ -5,6 +5,7 @@ guessing, and the ordinary authentication never taking a device for a user."""
 from __future__ import annotations
 
 import base64
+import io
 import logging
 import socket
 import threading
@@ -169,19 +170,18 @@ def test_a_device_name_has_one_srp_code_at_a_time(
 def test_a_chosen_password_is_no_srp_password_without_the_flag(
     server: RunningServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registry = device_registry(server.config)
-    now = datetime.now(timezone.utc)
-    registry.add(
-        Registration("iot", "chosen", "CN=chosen", (), now, None), "pw-chosen-1", chosen=True
-    )
+    base = ("add", "--label", "iot", "--password-stdin")
+    monkeypatch.setattr("sys.stdin", io.StringIO("pw-chosen-1\n"))
+    assert cli(server, *base, "--subject", "CN=chosen") == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("pw-chosen-2\n"))
+    assert cli(server, *base, "--subject", "CN=flagged", "--srp") == 0
+    capsys.readouterr()
+    assert cli(server, "list") == 0
+    lines = {line.split("\t")[1]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["chosen"].endswith(", basic") and lines["flagged"].endswith(", basic+srp")
+    # Without --srp the chosen password is a Basic password only: over SRP the name fails like
+    # an unknown user.
     assert srp_alert(server.port, "chosen", "pw-chosen-1") == "bad_record_mac"
-    srp = srp_verifier(server.config, "flagged", "pw-chosen-2")
-    registry.add(
-        Registration("iot", "flagged", "CN=flagged", (), now, None),
-        "pw-chosen-2",
-        chosen=True,
-        srp=srp,
-    )
     assert srp_enroll(server, "flagged", "pw-chosen-2", cn("flagged"))[0].status == 200
 
 
