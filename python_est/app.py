@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from cryptography import x509
 
@@ -43,6 +43,7 @@ from python_est.server import EstServer, Handshaker, Listener, MetricsListener, 
 from python_est.server.courier import build_webhooks
 from python_est.service import EstService, LabelError, check_label, signer_from
 from python_est.state import State, lockouts_path
+from python_est.state.device_srp import DeviceSrpVerifiers
 from python_est.state.manufacturers import Manufacturers, load_manufacturers
 from python_est.state.ocsp import load_ocsp_signer
 from python_est.statedir import StateDir
@@ -77,6 +78,7 @@ def build_app(
     authorizers, notify = build_webhooks(config)
     manufacturers = load_manufacturers(config)  # re-read on every reload: new CRLs apply
     counted = None if metrics is None else lambda e: metrics.issued(e.label, e.operation)
+    devices = device_registry(config)
     service = EstService(
         labels=issuing_labels(config, state),
         ca=state.ca,
@@ -87,7 +89,7 @@ def build_app(
         pending_retry_after=config.server.pending_retry_after,
         on_issued=_each(counted, notify),
         authorizers=authorizers,
-        devices=device_registry(config),
+        devices=devices,
         # RFC 7030 §4.4.2: the EST server generates the key, so its TLS identity signs it.
         key_signer=signer_from(state.server.private_key, state.server.chain),
         keks=KekStore(StateDir(config.server.state_dir).keks).lookup,
@@ -108,7 +110,12 @@ def build_app(
     endpoint = TlsEndpoint(
         cert_chain=server_chain(state),
         private_key=state.server.private_key,
-        verifier_db=state.users.srp_verifiers() if state.users is not None else None,
+        # One-time device codes are SRP passwords too (issue 18 item 2, `state.device_srp`).
+        verifier_db=(
+            DeviceSrpVerifiers(state.users.srp_verifiers(), devices, _utc_now)
+            if state.users is not None
+            else None
+        ),
         chain_validator=validator,
         params=config.tls,
         limiter=limiter,  # shared with the service: SRP and Basic failures count together
@@ -206,6 +213,10 @@ def build_backends(config: Config, polls: PollStore) -> dict[str, Backend]:
             except HandlerLoadError as exc:
                 raise ConfigError(config.source, section, "handler_file", str(exc)) from None
     return backends
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def device_registry(config: Config) -> DeviceRegistry:

@@ -5,7 +5,9 @@ A prober that sends a ClientHello with an SRP user name and times the answer up 
 ServerHelloDone learns whether the name exists if the two cost different amounts of work. This
 script starts a python-est server on 127.0.0.1 with a few real users, probes real names and never
 seen names in alternation (the prober never completes a handshake: no password is needed), and
-prints the median and spread of each kind. It prints figures; it never asserts a time.
+prints the median and spread of each kind. It prints figures; it never asserts a time. Names of
+one-time device codes (issue 18 item 2) are probed too: usable ones, and used ones, which must
+look like unknown names.
 
     .venv/bin/python scripts/bench_srp_probe.py [--rounds 200]
 
@@ -22,12 +24,16 @@ import struct
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from tlslite.constants import CipherSuite, HandshakeType
 from tlslite.messages import ClientHello
 
-from est_harness import running_server
+from est_harness import RunningServer, running_server
+from python_est.app import device_registry
+from python_est.devices import Registration, generate_code
+from python_est.users.srp import compute_verifier, new_salt
 
 # Pure SRP suites (RFC 5054 §2.7), as curl and libest offer them.
 _SUITES = [
@@ -116,16 +122,42 @@ def main(argv: list[str] | None = None) -> int:
         known = [f"device{i}" for i in range(5)]
         for name in known:
             users.add(name, "password of " + name, group_bits=args.group_bits)
-        for name in known:  # warm-up: first connections pay for imports and caches
+        devices, used = _register_devices(server, args.group_bits)
+        for name in known + devices + used:  # warm-up: first connections pay for imports
             first_flight_seconds(server.port, name)
-        timings: dict[str, list[float]] = {"known": [], "fresh unknown": []}
+        timings: dict[str, list[float]] = {
+            "known": [],
+            "fresh unknown": [],
+            "device code": [],
+            "used code": [],
+        }
         for i in range(args.rounds):
             timings["known"].append(first_flight_seconds(server.port, known[i % len(known)]))
             fresh = f"nobody-{os.getpid()}-{i}"
             timings["fresh unknown"].append(first_flight_seconds(server.port, fresh))
+            device, spent = devices[i % len(devices)], used[i % len(used)]
+            timings["device code"].append(first_flight_seconds(server.port, device))
+            timings["used code"].append(first_flight_seconds(server.port, spent))
         for kind, samples in timings.items():
             print(f"{kind:>14}: {summary(samples)}")
     return 0
+
+
+def _register_devices(server: RunningServer, group_bits: int) -> tuple[list[str], list[str]]:
+    """Five devices with usable SRP codes and five whose codes were used."""
+    registry = device_registry(server.config)
+    now = datetime.now(timezone.utc)
+    usable, used = [f"code{i}" for i in range(5)], [f"spent{i}" for i in range(5)]
+    for name in usable + used:
+        code = generate_code()
+        salt = new_salt()
+        verifier = compute_verifier(group_bits, salt, name.encode(), code.encode())
+        registration = Registration("", name, f"CN={name}", (), now)
+        registry.add(registration, code, srp=(group_bits, salt, verifier))
+    for name in used:
+        assert registry.claim("", name, "bench", now)
+        registry.mark_used("", name, "bench", "01", now)
+    return usable, used
 
 
 if __name__ == "__main__":

@@ -2,10 +2,10 @@
 
 `python-est devices add` registers a device for exactly one subject and set of subjectAltNames
 on one label and prints a one-time code (or takes a password). The device enrolls with HTTP
-Basic: its name as the user, the code as the password. The code works once (`registry.claim`
-is atomic) and not after its expiry. A label with `require_registration = yes` issues on
-/simpleenroll and /serverkeygen only what matches an unused registration. See
-docs/integrations.md.
+Basic or TLS-SRP credentials: its name as the user, the code as the password. The code works
+once (`registry.claim` is atomic) and not after its expiry. A label with
+`require_registration = yes` issues on /simpleenroll and /serverkeygen only what matches an
+unused registration. See docs/integrations.md.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from python_est.devices.entries import (
     parse_subject,
     read_csv,
 )
-from python_est.devices.registry import DeviceRegistry, Registration
+from python_est.devices.registry import DeviceRegistry, Registration, SrpVerifier
 
 __all__ = [
     "CSV_COLUMNS",
     "DeviceRegistry",
     "Registration",
     "Row",
+    "SrpVerifier",
     "check_name",
     "default_name",
     "generate_code",

@@ -11,6 +11,11 @@ Using a code is a claim, not a read: `claim` is one conditional UPDATE (unused, 
 expired -> claimed by this attempt), so of two enrollments racing with one code exactly one
 wins, in one process or several sharing the state directory. The winner signs, then `mark_used`
 records the serial; if signing fails, `release` gives the code back.
+
+A code may also be a TLS-SRP password (RFC 5054): beside the hash, `add` stores the SRP
+verifier the caller computed (the `users` layer owns the maths), and `srp_entry` hands the TLS
+layer the one usable SRP registration of a name. The handshake does not know the label, so a
+name has an SRP verifier on one label at a time (`add` refuses a second unused one).
 """
 
 from __future__ import annotations
@@ -48,8 +53,15 @@ CREATE TABLE IF NOT EXISTS devices (
     PRIMARY KEY (label, name)
 )
 """
+# Files made before codes worked over TLS-SRP lack these columns; `__init__` adds them.
+_SRP_COLUMNS = {"srp_group": "INTEGER", "srp_salt": "BLOB", "srp_verifier": "BLOB"}
 _FAST, _SLOW = "sha256", "scrypt"
-_COLUMNS = "label, name, subject, sans, salt, code_hash, created_at, expires_at, used_at, serial"
+_COLUMNS = (
+    "label, name, subject, sans, salt, code_hash, created_at, expires_at, used_at, serial, "
+    "srp_verifier IS NOT NULL"
+)
+#: What `add` stores and `srp_entry` returns for TLS-SRP: (group bits, salt, verifier).
+SrpVerifier = tuple[int, bytes, int]
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,7 @@ class Registration:
         sans: the exact subjectAltNames ("DNS:x", "IP:..." as the ledger writes them).
         expires_at: when the code stops working (None: never).
         used_at, serial: set once a certificate was issued with the code.
+        srp: the code also works as a TLS-SRP password.
     """
 
     label: str
@@ -73,6 +86,7 @@ class Registration:
     expires_at: datetime | None = None
     used_at: datetime | None = None
     serial: str | None = None
+    srp: bool = False
 
     def usable(self, now: datetime) -> bool:
         return self.used_at is None and (self.expires_at is None or now < self.expires_at)
@@ -93,6 +107,10 @@ class DeviceRegistry:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
+            present = {str(row[1]) for row in db.execute("PRAGMA table_info(devices)")}
+            for column, kind in _SRP_COLUMNS.items():
+                if column not in present:
+                    db.execute(f"ALTER TABLE devices ADD COLUMN {column} {kind}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -116,24 +134,43 @@ class DeviceRegistry:
         except sqlite3.Error:
             raise Unavailable("the device registry is unavailable", retry_after=30) from None
 
-    def add(self, registration: Registration, code: str, *, chosen: bool = False) -> None:
+    def add(
+        self,
+        registration: Registration,
+        code: str,
+        *,
+        chosen: bool = False,
+        srp: SrpVerifier | None = None,
+    ) -> None:
         """Register a device with its code (hashed here).
 
         Args:
             registration: the device.
             code: its one-time code.
             chosen: the code is an operator's password, not `generate_code`'s: hash it slowly.
+            srp: the code's TLS-SRP verifier, when it may also be an SRP password.
 
         Raises:
-            UserStoreError: the label already has a device of that name.
+            UserStoreError: the label already has a device of that name, or `srp` is given and
+                another label has an unused SRP registration of that name.
         """
         salt = secrets.token_bytes(16)
         scheme = _SLOW if chosen else _FAST
+        bits, srp_salt, verifier = srp if srp is not None else (None, None, None)
         try:
             with self._connect() as db:
+                db.execute("BEGIN IMMEDIATE")  # the check below and the insert are one step
+                if srp is not None and self._srp_labels(db, registration.name):
+                    db.execute("ROLLBACK")
+                    raise UserStoreError(
+                        f"device name {registration.name!r} already has an unused TLS-SRP code "
+                        f"on label {self._srp_labels(db, registration.name)[0]!r}; a TLS-SRP "
+                        "handshake names no label, so choose another --name"
+                    )
                 db.execute(
-                    f"INSERT INTO devices ({_COLUMNS}, scheme) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
+                    "INSERT INTO devices (label, name, subject, sans, salt, code_hash, "
+                    "created_at, expires_at, scheme, srp_group, srp_salt, srp_verifier) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         registration.label,
                         registration.name,
@@ -144,8 +181,12 @@ class DeviceRegistry:
                         _text(registration.created_at),
                         _text(registration.expires_at),
                         scheme,
+                        bits,
+                        srp_salt,
+                        None if verifier is None else _int_bytes(verifier),
                     ),
                 )
+                db.execute("COMMIT")
         except sqlite3.IntegrityError:
             raise UserStoreError(
                 f"label {registration.label!r} already has a device named {registration.name!r}"
@@ -173,6 +214,36 @@ class DeviceRegistry:
         with self._connect() as db:
             cursor = db.execute("DELETE FROM devices WHERE label = ? AND name = ?", (label, name))
             return cursor.rowcount == 1
+
+    def srp_labels(self, name: str, *, unused: bool = True) -> Sequence[str]:
+        """The labels where `name` has an unused TLS-SRP code (expired ones included), or with
+        `unused=False` any TLS-SRP code, used ones too."""
+        with self._connect() as db:
+            return self._srp_labels(db, name, unused)
+
+    @staticmethod
+    def _srp_labels(db: sqlite3.Connection, name: str, unused: bool = True) -> Sequence[str]:
+        rows = db.execute(
+            "SELECT label FROM devices WHERE name = ? AND srp_verifier IS NOT NULL "
+            f"{'AND used_at IS NULL ' if unused else ''}ORDER BY label",
+            (name,),
+        )
+        return [str(row[0]) for row in rows.fetchall()]
+
+    def srp_entry(self, name: str, now: datetime) -> SrpVerifier | None:
+        """The TLS-SRP verifier of the one usable SRP registration of `name`; None when there
+        is none (used, expired, unknown) or, against `add`'s rule, more than one."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT srp_group, srp_salt, srp_verifier FROM devices WHERE name = ? "
+                "AND srp_verifier IS NOT NULL AND used_at IS NULL "
+                "AND (expires_at IS NULL OR expires_at > ?)",
+                (name, _text(now)),
+            ).fetchall()
+        if len(rows) != 1:
+            return None
+        bits, salt, verifier = rows[0]
+        return int(bits), bytes(salt), int.from_bytes(bytes(verifier), "big")
 
     def check_code(self, label: str, name: str, code: str) -> bool:
         """Whether `code` is the device's code (whatever its state), in constant time."""
@@ -231,6 +302,10 @@ def _hash(code: str, salt: bytes, scheme: str) -> bytes:
     return hashlib.sha256(salt + code.encode()).digest()
 
 
+def _int_bytes(value: int) -> bytes:
+    return value.to_bytes((value.bit_length() + 7) // 8 or 1, "big")
+
+
 def _text(moment: datetime | None) -> str | None:
     # One fixed width, so that SQL compares instants as text.
     if moment is None:
@@ -243,7 +318,7 @@ def _moment(text: str | None) -> datetime | None:
 
 
 def _registration(row: tuple[object, ...]) -> Registration:
-    label, name, subject, sans, _salt, _digest, created, expires, used, serial = row
+    label, name, subject, sans, _salt, _digest, created, expires, used, serial, srp = row
     created_at = _moment(str(created))
     assert created_at is not None
     return Registration(
@@ -255,4 +330,5 @@ def _registration(row: tuple[object, ...]) -> Registration:
         expires_at=_moment(None if expires is None else str(expires)),
         used_at=_moment(None if used is None else str(used)),
         serial=None if serial is None else str(serial),
+        srp=bool(srp),
     )

@@ -54,7 +54,7 @@ class Authenticator:
         present = set[AuthMethod]()
         if client is not None:
             present.add(AuthMethod.CERT)
-        if peer.srp_user is not None:
+        if peer.srp_user is not None and self._is_user(peer.srp_user):
             present.add(AuthMethod.SRP)
         basic_user = None
         satisfied = satisfied_methods(requirement, frozenset(present))
@@ -73,6 +73,11 @@ class Authenticator:
             srp_user=peer.srp_user if AuthMethod.SRP in satisfied else None,
             basic_user=basic_user if AuthMethod.BASIC in satisfied else None,
         )
+
+    def _is_user(self, srp_user: str) -> bool:
+        # The handshake also accepts one-time device codes (`state.device_srp`), and a user
+        # removed since the handshake is no user either: only a name of the store counts.
+        return self._users is not None and self._users.exists(srp_user)
 
     def _basic_credentials(
         self, request: HttpRequest, requirement: AuthRequirement, peer: PeerIdentity

@@ -202,6 +202,7 @@ class EstService:
         }
         self._ledger = ledger
         self._users = users
+        self._devices = DeviceGate(devices, users, limiter, realm, clock)
         self._auth = Authenticator(users, limiter, realm)
         self._issuers = {
             name: Issuer(authority, ledger, clock, on_issued, ca_name=name, backends=backends)
@@ -221,7 +222,6 @@ class EstService:
         self._authorizers = dict(authorizers or {})
         self._registry = devices
         self._manufacturers = {name: frozenset(c) for name, c in (manufacturers or {}).items()}
-        self._devices = DeviceGate(devices, limiter, realm, clock)
         self._clock = clock
         self._protector = KeyProtector(key_signer, keks, self._held_certificates)
         self._operations: dict[Operation, _Operation] = {

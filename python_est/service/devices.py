@@ -14,6 +14,13 @@ The code is used up only when a certificate is issued: `once` claims it right be
 (one conditional UPDATE, so of two racing requests exactly one signs), records the serial after,
 and gives the claim back if signing failed. A held request (manual approval, a webhook's hold)
 keeps its code usable until the approved retry is issued.
+
+A code is also a TLS-SRP password (`state.device_srp` gives the handshake its verifier): a
+`peer.srp_user` that is not a user of the user store and has an unused SRP registration is a
+device (its code used or not: a keep-alive connection outlives the use). It counts on its own
+label only (the handshake names none): there it is a code login like the Basic one, a used or
+expired code a 403, anywhere else a 403. The ordinary `Authenticator` counts an SRP name only
+when it is a user of the user store, so never a device's.
 """
 
 from __future__ import annotations
@@ -40,11 +47,13 @@ from python_est.policy import (
 from python_est.policy.subject import names_equal, san_key, sans_of
 from python_est.ratelimit import FailureCounter
 from python_est.service.auth import Authenticator
+from python_est.users import UserDirectory
 
 log = logging.getLogger("python_est.service")
 
 Fulfil = Callable[[x509.CertificateSigningRequest], tuple[x509.Certificate, HttpResponse]]
 _BASIC = frozenset({AuthMethod.BASIC})
+_SRP = frozenset({AuthMethod.SRP})
 
 
 class DeviceGate:
@@ -52,6 +61,7 @@ class DeviceGate:
 
     Args:
         registry: the registrations (None: no device is registered anywhere).
+        users: the user store (None: none), whose names are never devices over TLS-SRP.
         limiter: the password-failure counters (a wrong code counts like a wrong password).
         realm: the HTTP Basic realm of challenges.
         clock: the current time.
@@ -60,11 +70,13 @@ class DeviceGate:
     def __init__(
         self,
         registry: DeviceRegistry | None,
+        users: UserDirectory | None,
         limiter: FailureCounter,
         realm: str,
         clock: Callable[[], datetime],
     ) -> None:
         self._registry = registry
+        self._users = users
         self._limiter = limiter
         self._realm = realm
         self._clock = clock
@@ -84,8 +96,43 @@ class DeviceGate:
             TooManyRequests: the name or the address is locked out.
             Forbidden: the code was used already or has expired.
         """
-        login = self._login(request, peer, label, requirement)
+        login = self._srp_login(peer, label, requirement) or self._login(
+            request, peer, label, requirement
+        )
         return login or (others.authenticate(request, peer, requirement), None)
+
+    def _is_device_login(self, srp_user: str) -> bool:
+        """Whether a TLS-SRP login by `srp_user` used a device's code (module docstring)."""
+        # As `state.device_srp` chose the verifier: a user of the store first.
+        if self._registry is None or not self._registry.srp_labels(srp_user, unused=False):
+            return False
+        return self._users is None or not self._users.exists(srp_user)
+
+    def _srp_login(
+        self, peer: PeerIdentity, label: LabelConfig, requirement: AuthRequirement
+    ) -> tuple[Authentication, Registration] | None:
+        name = peer.srp_user
+        if name is None or self._registry is None or not self._is_device_login(name):
+            return None
+        registration = self._registry.get(label.name, name)
+        if registration is None or not registration.srp:
+            raise Forbidden(f"device {name!r} is not registered on this CA label")
+        if satisfied_methods(requirement, _SRP) is None:
+            return None  # TLS-SRP alone cannot authenticate here; others ignores the name
+        self._check_unused(registration)
+        auth = Authentication(methods=_SRP, srp_user=name, device=name)
+        return auth, registration
+
+    def _check_unused(self, registration: Registration) -> None:
+        name = registration.name
+        if registration.used_at is not None:
+            raise Forbidden(f"the enrollment code of device {name!r} was used already")
+        if not registration.usable(self._clock()):
+            assert registration.expires_at is not None
+            raise Forbidden(
+                f"the enrollment code of device {name!r} expired at "
+                f"{registration.expires_at.isoformat(timespec='seconds')}"
+            )
 
     def _login(
         self,
@@ -112,15 +159,7 @@ class DeviceGate:
             log.info("enrollment code rejected for device %r", name)
             raise AuthenticationRequired("invalid user name or password", basic_realm=self._realm)
         self._limiter.record_success(name, peer.address)
-        now = self._clock()
-        if registration.used_at is not None:
-            raise Forbidden(f"the enrollment code of device {name!r} was used already")
-        if not registration.usable(now):
-            assert registration.expires_at is not None
-            raise Forbidden(
-                f"the enrollment code of device {name!r} expired at "
-                f"{registration.expires_at.isoformat(timespec='seconds')}"
-            )
+        self._check_unused(registration)
         auth = Authentication(methods=_BASIC, basic_user=name, device=name)
         return auth, registration
 

@@ -3,6 +3,7 @@ one-time claim, without a server."""
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -120,3 +121,51 @@ def test_a_chosen_password_is_hashed_slowly_and_checks_like_a_code(tmp_path: Pat
     with sqlite3.connect(path) as db:
         schemes = dict(db.execute("SELECT name, scheme FROM devices").fetchall())
     assert schemes == {"fast": "sha256", "slow": "scrypt"}
+
+
+def test_srp_verifiers_are_stored_and_handed_out_while_usable(tmp_path: Path) -> None:
+    registry = DeviceRegistry(tmp_path / "devices.sqlite3")
+    verifier = (2048, b"\x01salt", 2**2000 + 12345)
+    expiry = NOW + timedelta(hours=1)
+    registry.add(Registration("iot", "d1", "CN=d1", (), NOW, expiry), "code", srp=verifier)
+    registry.add(Registration("iot", "basic", "CN=basic", (), NOW), "code")
+    assert registry.srp_entry("d1", NOW) == verifier
+    assert registry.srp_entry("basic", NOW) is None
+    assert registry.srp_entry("nobody", NOW) is None
+    assert registry.srp_entry("d1", expiry) is None  # expired
+    listed = {r.name: r.srp for r in registry.list()}
+    assert listed == {"basic": False, "d1": True}
+    # The handshake names no label: a second unused SRP code for the name is refused.
+    with pytest.raises(UserStoreError, match="names no label"):
+        registry.add(Registration("other", "d1", "CN=d1", (), NOW), "code2", srp=verifier)
+    registry.add(Registration("other", "d1", "CN=d1", (), NOW), "code2")  # Basic only: fine
+    assert registry.srp_labels("d1") == ["iot"]
+    assert registry.claim("iot", "d1", "t", NOW)
+    registry.mark_used("iot", "d1", "t", "0B", NOW)
+    assert registry.srp_entry("d1", NOW) is None
+    assert registry.srp_labels("d1") == []
+    registry.add(Registration("third", "d1", "CN=d1", (), NOW), "code3", srp=verifier)
+    assert registry.srp_entry("d1", NOW) == verifier
+
+
+def test_an_older_registry_file_gains_the_srp_columns(tmp_path: Path) -> None:
+    path = tmp_path / "devices.sqlite3"
+    with sqlite3.connect(path) as db:  # the schema before codes worked over TLS-SRP
+        db.execute(
+            "CREATE TABLE devices (label TEXT NOT NULL, name TEXT NOT NULL, subject TEXT NOT "
+            "NULL, sans TEXT NOT NULL, salt BLOB NOT NULL, code_hash BLOB NOT NULL, scheme TEXT "
+            "NOT NULL, created_at TEXT NOT NULL, expires_at TEXT, claim TEXT, used_at TEXT, "
+            "serial TEXT, PRIMARY KEY (label, name))"
+        )
+        db.execute(
+            "INSERT INTO devices VALUES ('iot', 'old', 'CN=old', '[]', ?, ?, 'sha256', ?, NULL, "
+            "NULL, NULL, NULL)",
+            (b"salt", hashlib.sha256(b"saltold-code").digest(), NOW.isoformat()),
+        )
+    db.close()
+    DeviceRegistry(path)
+    registry = DeviceRegistry(path)  # opened again: the columns exist already
+    old = registry.get("iot", "old")
+    assert old is not None and not old.srp
+    assert registry.check_code("iot", "old", "old-code")
+    assert registry.srp_entry("old", NOW) is None

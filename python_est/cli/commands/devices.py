@@ -3,6 +3,11 @@
 Works while the server runs (the registry is a SQLite file in the state directory that every
 server process reads per request). A code is printed once and stored only as a hash: whoever
 loses it registers the device again (`remove`, then `add`).
+
+A generated code also works as a TLS-SRP password: its SRP verifier (`[srp] group_bits`) is
+stored beside the hash. An SRP verifier is a fast function of the password, so whoever reads the
+registry can test guesses at it quickly: fine for 160 random bits, not for an operator's chosen
+password, which gets one only with `--srp`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from python_est.config import Config
 from python_est.devices import (
     DeviceRegistry,
     Registration,
+    Row,
+    SrpVerifier,
     check_name,
     default_name,
     generate_code,
@@ -32,6 +39,7 @@ from python_est.safetext import escape
 from python_est.state import is_first_start, open_state
 from python_est.state.guards import init_command
 from python_est.usernames import same_account
+from python_est.users.srp import compute_verifier, new_salt
 
 
 def add_command(sub: Any) -> None:
@@ -52,6 +60,12 @@ def add_command(sub: Any) -> None:
     add.add_argument("--name", help="the device's name, its HTTP Basic user (default: the CN)")
     add.add_argument(
         "--password-stdin", action="store_true", help="read a password instead of making a code"
+    )
+    add.add_argument(
+        "--srp",
+        action="store_true",
+        help="with --password-stdin: let the password also be a TLS-SRP password (its verifier "
+        "is a fast function of it, see docs/integrations.md)",
     )
     add.set_defaults(func=_add)
     listing = actions.add_parser("list", help="registered devices and their state")
@@ -98,13 +112,18 @@ def _add(args: argparse.Namespace, config: Config) -> int:
         name = check_name(args.name) if args.name else default_name(subject)
     except ValueError as exc:
         raise UserStoreError(str(exc)) from None
+    if args.srp and not args.password_stdin:
+        raise UserStoreError(
+            "--srp goes with --password-stdin (generated codes always work over SRP)"
+        )
     refuse_user_names(config, [name])
     if args.password_stdin:
         code = read_new_password(args, config.srp.min_password_length)
     else:
         code = generate_code()
     registration = Registration(args.label, name, subject, sans, now, expires_at)
-    registry.add(registration, code, chosen=args.password_stdin)
+    srp = srp_verifier(config, name, code) if args.srp or not args.password_stdin else None
+    registry.add(registration, code, chosen=args.password_stdin, srp=srp)
     until = "never expires" if expires_at is None else f"valid until {_when(expires_at)}"
     print(f"python-est: registered device {name!r} on label {args.label!r} for {subject}; {until}")
     if not args.password_stdin:
@@ -123,6 +142,7 @@ def _list(args: argparse.Namespace, config: Config) -> int:
         else:
             state = "usable" + (f" until {_when(device.expires_at)}" if device.expires_at else "")
         sans = " ".join(escape(san) for san in device.sans) or "-"
+        state += ", basic+srp" if device.srp else ", basic"
         print(
             f"{escape(device.label) or '-'}\t{escape(device.name)}\t{escape(device.subject)}\t"
             f"{sans}\t{state}"
@@ -157,15 +177,40 @@ def _import(args: argparse.Namespace, config: Config) -> int:
                 f"{path}:{row.line}: label {row.label!r} already has a device named {row.name!r}"
             )
     refuse_user_names(config, [row.name for row in rows], where=f"{path}: ")
+    _refuse_srp_ambiguity(registry, rows, path)
     # Checked in full first, so a bad line imports nothing; codes go to stdout only.
     for row in rows:
         code = generate_code()
         registry.add(
-            Registration(row.label, row.name, row.subject, row.sans, now, row.expires_at), code
+            Registration(row.label, row.name, row.subject, row.sans, now, row.expires_at),
+            code,
+            srp=srp_verifier(config, row.name, code),
         )
         sys.stdout.write(f"{row.name},{row.label},{code}\n")
     print(f"python-est: registered {len(rows)} device(s) from {path}", file=sys.stderr)
     return 0
+
+
+def srp_verifier(config: Config, name: str, code: str) -> SrpVerifier:
+    """The code's TLS-SRP verifier in the server's group (RFC 5054 §2.4)."""
+    salt = new_salt()
+    bits = config.srp.group_bits
+    return bits, salt, compute_verifier(bits, salt, name.encode(), code.encode())
+
+
+def _refuse_srp_ambiguity(registry: DeviceRegistry, rows: list[Row], path: Path) -> None:
+    # A TLS-SRP handshake names no label: one unused SRP code per name (`DeviceRegistry.add`).
+    labels: dict[str, str] = {}
+    for row in rows:
+        taken = registry.srp_labels(row.name)
+        other = taken[0] if taken else labels.get(row.name)
+        if other is not None:
+            raise UserStoreError(
+                f"{path}:{row.line}: device name {row.name!r} already has an unused TLS-SRP "
+                f"code on label {other!r}; a TLS-SRP handshake names no label, so choose "
+                "another name"
+            )
+        labels[row.name] = row.label
 
 
 def refuse_user_names(config: Config, names: list[str], *, where: str = "") -> None:
