@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from python_est.backends import (
-    Backend,
-    EstBackend,
-    HandlerBackend,
-    HandlerLoadError,
-    PollStore,
-)
+from python_est.backends import Backend, EstBackend, HandlerBackend, HandlerLoadError, PollStore
 from python_est.client.upstream import upstream_exchange, upstream_name
 from python_est.config import Config
 from python_est.errors import ConfigError

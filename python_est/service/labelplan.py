@@ -9,11 +9,7 @@ from dataclasses import dataclass, replace
 from python_est import wire
 from python_est.config import LabelConfig
 from python_est.keys import KeyType
-from python_est.service.enforce import (
-    CsrRequirements,
-    csr_requirements,
-    serverkeygen_key_type,
-)
+from python_est.service.enforce import CsrRequirements, csr_requirements, serverkeygen_key_type
 from python_est.service.prescribed import (
     Prescription,
     csrattrs_items,
