@@ -92,7 +92,8 @@ def request_bytes(linked: bool) -> bytes:
 def measure(ca_type: str, n: int, workdir: Path, linked: bool) -> dict[str, float]:
     """Median µs of CPU per step for `n` enrollments under a fresh state with a `ca_type` CA."""
     from python_est import wire
-    from python_est.app import build_app, failure_limiter
+    from python_est.app import build_app
+    from python_est.app.access import failure_limiter
     from python_est.audit import audit
     from python_est.ca.rules import verified_csr_key
     from python_est.cli.logs import make_formatter

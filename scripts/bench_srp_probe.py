@@ -31,7 +31,7 @@ from tlslite.constants import CipherSuite, HandshakeType
 from tlslite.messages import ClientHello
 
 from est_harness import RunningServer, running_server
-from python_est.app import device_registry
+from python_est.app.access import device_registry
 from python_est.devices import Registration, generate_code
 from python_est.users.srp import compute_verifier, new_salt
 

@@ -6,7 +6,8 @@ problem. It is the only code that sets up logging, installs signal handlers or e
 Split in two: `commands/` holds one module per command, named after it (`python-est user ...`
 is `commands/user.py`), each registering itself with `add_command(sub)`; `supervisor/` is the
 serving process (`serve`: start-up, `daemon`: reload and stop, `workers`: pre-fork, `signals`,
-`sdnotify`). `logs` (logging set-up) and `csrview` (CSR display) serve both.
+`sdnotify`). `logs` (logging set-up) and `csrview` (CSR display) serve both; `clientargs` reads
+the arguments of the `client` commands.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ import configparser
 from dataclasses import replace
 from pathlib import Path
 
-from python_est.config.backend import check_backend
 from python_est.config.cas import check_label_cas, named_cas
 from python_est.config.convert import (
     to_address,
@@ -25,7 +24,6 @@ from python_est.config.convert import (
     to_group_bits,
     to_key_type,
     to_list,
-    to_names,
     to_networks,
     to_nonempty,
     to_port,
@@ -33,29 +31,16 @@ from python_est.config.convert import (
     to_positive_int,
     to_realm,
     to_server_names,
-    to_version,
     to_web_path,
 )
-from python_est.config.idevid import parse_template
 from python_est.config.keys import (
-    LABEL_KEYS,
-    LABEL_PATH_KEYS,
-    LABEL_PATH_LIST_KEYS,
-    LABEL_PREFIX,
-    LABEL_SECRET_KEYS,
     NO_NAMES,
-    PROFILE_FIELD,
-    PROFILE_KEYS,
 )
+from python_est.config.labels import check_labels, read_labels
 from python_est.config.legacy import bootstrap_path, ca_passphrase, check_sections, legacy_handler
 from python_est.config.model import (
-    CIPHER_NAMES,
     EMBEDDED,
-    FORBIDDEN_KEY_EXCHANGES,
     HEALTH_PATH,
-    KEY_EXCHANGE_NAMES,
-    MAC_NAMES,
-    TLS_VERSIONS,
     AuthConfig,
     BootstrapConfig,
     CaConfig,
@@ -67,17 +52,14 @@ from python_est.config.model import (
     MetricsConfig,
     ServerConfig,
     SrpConfig,
-    TlsConfig,
     legacy_tls_warnings,
-    weak_tls_settings,
 )
 from python_est.config.ocsp import read_ocsp, with_ocsp_url
-from python_est.config.passphrase import to_passphrase
 from python_est.config.pkcs11 import read_pkcs11_key
 from python_est.config.reader import Reader, resolve
+from python_est.config.tls import read_tls
 from python_est.errors import ConfigError
 from python_est.keys import KeyType
-from python_est.oids import ID_KP_CMC_RA
 from python_est.statedir import StateDir
 
 
@@ -117,7 +99,7 @@ def _build(reader: Reader) -> Config:
     server = _server(reader, base)
     state = StateDir(server.state_dir)
     ca, ca_warnings = _ca(reader, base)
-    tls = _tls(reader, base)
+    tls = read_tls(reader, base)
     srp_user_db = reader.path("SRP", "userdb", state.users, base)
     user_db = reader.path("srp", "user_db", srp_user_db, base) or state.users
     srp = SrpConfig(
@@ -162,8 +144,8 @@ def _build(reader: Reader) -> Config:
     )
     metrics = _metrics(reader)
     crl = _crl(reader, base, state, bootstrap)
-    labels = _labels(reader)
-    label_warnings = _check_labels(reader, labels) + legacy_handler(reader)[1]
+    labels = read_labels(reader)
+    label_warnings = check_labels(reader, labels) + legacy_handler(reader)[1]
     cas, named_warnings = named_cas(reader, lambda view: _ca(view, base), crl)
     check_label_cas(reader, labels, cas)
     ca_warnings += named_warnings
@@ -281,154 +263,6 @@ def _ca(reader: Reader, base: Path) -> tuple[CaConfig, list[str]]:
         key = "cert_file" if cfg.cert_file is None else "key_file"
         raise reader.error("ca", key, "cert_file and key_file must be given together")
     return cfg, warnings
-
-
-def _tls(reader: Reader, base: Path) -> TlsConfig:
-    d = TlsConfig()
-    cert = reader.path(
-        "Daemon", "cert_file", reader.path("ClientAuth", "cert_file", None, base), base
-    )
-    key = reader.path("Daemon", "key_file", reader.path("ClientAuth", "key_file", None, base), base)
-    anchors = reader.get("tls", "client_trust_anchors", NO_NAMES, to_list)
-    cfg = TlsConfig(
-        cert_file=reader.path("tls", "cert_file", cert, base),
-        key_file=reader.path("tls", "key_file", key, base),
-        server_key_type=reader.get("tls", "server_key_type", d.server_key_type, to_key_type),
-        server_validity_days=reader.get("tls", "server_validity_days", 825, to_positive_int),
-        min_version=reader.get("tls", "min_version", d.min_version, to_version),
-        max_version=reader.get("tls", "max_version", d.max_version, to_version),
-        cipher_names=reader.get("tls", "cipher_names", d.cipher_names, to_names(CIPHER_NAMES)),
-        mac_names=reader.get("tls", "mac_names", d.mac_names, to_names(MAC_NAMES)),
-        key_exchange_names=reader.get(
-            "tls", "key_exchange_names", d.key_exchange_names, to_names(KEY_EXCHANGE_NAMES)
-        ),
-        srp_min_version=reader.get("tls", "srp_min_version", d.srp_min_version, to_version),
-        srp_cipher_names=reader.get(
-            "tls", "srp_cipher_names", d.srp_cipher_names, to_names(CIPHER_NAMES)
-        ),
-        srp_mac_names=reader.get("tls", "srp_mac_names", d.srp_mac_names, to_names(MAC_NAMES)),
-        allow_legacy=reader.get("tls", "allow_legacy", False, to_bool),
-        client_trust_anchors=tuple(resolve(Path(item), base) for item in anchors),
-        session_cache_size=reader.get("tls", "session_cache_size", 10000, to_positive_int),
-        session_lifetime=reader.get("tls", "session_lifetime", 3600, to_positive_int),
-    )
-    if (cfg.cert_file is None) != (cfg.key_file is None):
-        key_name = "cert_file" if cfg.cert_file is None else "key_file"
-        raise reader.error("tls", key_name, "cert_file and key_file must be given together")
-    if TLS_VERSIONS[cfg.min_version] > TLS_VERSIONS[cfg.max_version]:
-        raise reader.error("tls", "min_version", "is above max_version")
-    if TLS_VERSIONS[cfg.srp_min_version] > TLS_VERSIONS["1.2"]:
-        # RFC 5054 suites exist only up to TLS 1.2.
-        raise reader.error("tls", "srp_min_version", "SRP suites exist only up to TLS 1.2")
-    forbidden = FORBIDDEN_KEY_EXCHANGES & set(cfg.key_exchange_names)
-    if forbidden:
-        raise reader.error(
-            "tls",
-            "key_exchange_names",
-            f"anonymous key exchange {sorted(forbidden)[0]} is never allowed",
-        )
-    if any(kx.startswith("srp") for kx in cfg.key_exchange_names):
-        raise reader.error(
-            "tls", "key_exchange_names", "SRP key exchange is chosen per connection; remove srp_*"
-        )
-    weak = weak_tls_settings(cfg)
-    if weak and not cfg.allow_legacy:
-        raise reader.error(
-            "tls", None, f"weak setting {weak[0]} needs allow_legacy = yes (refused by default)"
-        )
-    return cfg
-
-
-def _labels(reader: Reader) -> dict[str, LabelConfig]:
-    default = _label_config(reader, "profile", "", LabelConfig())
-    legacy_days = reader.get("CAhandler", "cert_validity_days", None, to_positive_int)
-    if legacy_days is not None and not reader.parser.has_option("profile", "validity_days"):
-        default = replace(default, profile=replace(default.profile, validity_days=legacy_days))
-    handler_file, _ = legacy_handler(reader)
-    if handler_file is not None and not reader.parser.has_option("profile", "backend"):
-        # The older python-est (an est_proxy fork) ran this file: it still does.
-        default = replace(default, backend="handler", handler_file=handler_file)
-    labels = {"": default}
-    for section in reader.parser.sections():
-        if section.startswith(LABEL_PREFIX):
-            name = section[len(LABEL_PREFIX) :]
-            labels[name] = _label_config(reader, section, name, default)
-    return labels
-
-
-def _check_labels(reader: Reader, labels: dict[str, LabelConfig]) -> list[str]:
-    """Refuse `reenroll_from` naming no label; warn where cmcRA overrides `approval = auto`."""
-    warnings = []
-    for name, label in labels.items():
-        section = f"{LABEL_PREFIX}{name}" if name else "profile"
-        for source in label.reenroll_from:
-            if source not in labels:
-                raise reader.error(
-                    section, "reenroll_from", f'no CA label {source!r} ("" names the default)'
-                )
-        if ID_KP_CMC_RA in label.profile.extended_key_usage and label.approval == "auto":
-            warnings.append(
-                f"{reader.source}: [{section}] extended_key_usage grants cmcRA: every request "
-                "is held for manual approval although approval = auto"
-            )
-        _check_webhooks(reader, section, label)
-        _check_idevid(reader, section, label)
-        labels[name] = check_backend(reader, section, label)
-    return warnings
-
-
-def _check_webhooks(reader: Reader, section: str, label: LabelConfig) -> None:
-    # The webhook's own trust anchors only: the system store would let any public CA vouch
-    # for an internal authorization service.
-    urls = (label.authorize_url, label.notify_url)
-    if any(url.startswith("https:") for url in urls) and label.webhook_ca_file is None:
-        raise reader.error(
-            section, "webhook_ca_file", "an https:// webhook needs the CA bundle that signs it"
-        )
-    if (label.webhook_client_cert is None) != (label.webhook_client_key is None):
-        raise reader.error(
-            section, "webhook_client_key", "webhook_client_cert and webhook_client_key go together"
-        )
-
-
-def _check_idevid(reader: Reader, section: str, label: LabelConfig) -> None:
-    if label.manufacturer_crls and not label.manufacturer_cas:
-        raise reader.error(section, "manufacturer_crls", "needs manufacturer_cas")
-    if label.idevid_subject == "template":
-        try:
-            parse_template(label.idevid_template)
-        except ValueError as exc:
-            raise reader.error(section, "idevid_template", str(exc)) from None
-
-
-def _label_config(reader: Reader, section: str, name: str, base: LabelConfig) -> LabelConfig:
-    profile_changes: dict[str, object] = {"name": name}
-    for key, convert in PROFILE_KEYS.items():
-        value = reader.get(section, key, None, convert)
-        if value is not None:
-            profile_changes[PROFILE_FIELD[key]] = value
-    label_changes: dict[str, object] = {"name": name}
-    for key, convert in LABEL_KEYS.items():
-        value = reader.get(section, key, None, convert)
-        if value is not None:
-            label_changes[key] = value
-    for key in LABEL_PATH_KEYS:
-        path = reader.path(section, key, None, reader.base)
-        if path is not None:
-            label_changes[key] = path
-    for key in LABEL_PATH_LIST_KEYS:
-        items = reader.get(section, key, None, to_list)
-        if items is not None:
-            folder = reader.base
-            label_changes[key] = tuple(resolve(Path(i).expanduser(), folder) for i in items)
-    for key in LABEL_SECRET_KEYS:
-        secret = reader.get(
-            section, key, None, lambda text: to_passphrase(text, reader.base) if text else None
-        )
-        if secret is not None:
-            label_changes[key] = replace(secret, section=section, key=key)
-    profile = replace(base.profile, **profile_changes)  # type: ignore[arg-type]
-    return replace(base, profile=profile, **label_changes)  # type: ignore[arg-type]
 
 
 def _metrics(reader: Reader) -> MetricsConfig:

@@ -30,7 +30,8 @@ handshake and under its deadline; the client it names is then the connection's a
 per-address cap, the handshake's `PeerIdentity` (and so the failed-login counters) and the log
 line. Connections from other addresses are direct clients.
 
-Split by concept: `loop` (`EstServer`), `table` (who holds the workers: per-address shares,
+Split by concept: `loop` (`EstServer`), `stream` (one request read from a handshaken
+connection, one response serialized), `table` (who holds the workers: per-address shares,
 eviction, refusal warnings), `outcome` (the connection log line and the audit event of a refused
 enrollment), `http11` (HTTP/1.1 framing: bytes in, `HttpRequest` out, no sockets), `proxyproto`
 (the PROXY v1/v2 header parser, no sockets), `workers` (threads that accept for themselves),

@@ -16,40 +16,22 @@ from types import TracebackType
 from typing import Protocol
 
 from python_est.errors import EstError, HandshakeFailed
-from python_est.messages import (
-    HttpRequest,
-    HttpResponse,
-    bare_challenge,
-    error_response,
-    text_response,
-)
+from python_est.messages import HttpResponse, bare_challenge, error_response, text_response
 from python_est.policy import PeerIdentity
 from python_est.routes import Handler, RoutingTable, as_table
-from python_est.server.http11 import CONTINUE, RequestParser, serialize_response
+from python_est.server.http11 import RequestParser
 from python_est.server.outcome import Outcome, audit_refusal, basic_user, printable
 from python_est.server.proxied import NoProxyHeader, proxied_client
 from python_est.server.proxyproto import Network, is_trusted
+from python_est.server.stream import Stream, read_request, serialized
 from python_est.server.system import Listener, bind_listener
 from python_est.server.table import ConnectionTable, Held
 from python_est.server.workers import Workers
 
 log = logging.getLogger("python_est.server")
 
-_RECV_SIZE = 65536
 _POLL = 0.5  # seconds between checks for stop, and for eviction while every worker is busy
 _CUT_WAIT = 5.0  # seconds for connection threads to notice that their socket was cut
-
-
-class Stream(Protocol):
-    """A connection after its handshake (`python_est.tls.TlsStream`, or plain: `plain`)."""
-
-    def set_deadline(self, deadline: float) -> None: ...
-
-    def recv(self, size: int) -> bytes: ...
-
-    def sendall(self, data: bytes) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class Handshaker(Protocol):
@@ -353,7 +335,7 @@ class EstServer:
             if response is not None:
                 outcome.status = response.status
                 outcome.note = response.note
-                stream.sendall(_serialize(response))  # one write: one TLS record
+                stream.sendall(serialized(response))  # one write: one TLS record
         except TimeoutError:
             outcome.failure = "deadline passed while sending"
         except OSError as exc:  # includes ConnectionError from the TLS layer
@@ -372,7 +354,12 @@ class EstServer:
     ) -> HttpResponse | None:
         parser = RequestParser(max_body=self.max_body_bytes)
         try:
-            request = self._read_request(stream, parser)
+            request = read_request(
+                stream,
+                parser,
+                header_timeout=self.header_timeout,
+                request_timeout=self.request_timeout,
+            )
         except EstError as err:
             return error_response(err)
         except TimeoutError:
@@ -396,35 +383,3 @@ class EstServer:
         except Exception:
             log.exception("handler failed on %s from %s", outcome.request, peer.address)
             return text_response(500, "Internal Server Error")
-
-    def _read_request(self, stream: Stream, parser: RequestParser) -> HttpRequest:
-        # Two absolute deadlines from the handshake's end: the head must be in within
-        # header_timeout, the whole request (and then the response) within request_timeout.
-        begun = time.monotonic()
-        end = begun + self.request_timeout
-        stream.set_deadline(min(end, begun + self.header_timeout))
-        continued = False
-        try:
-            while True:
-                data = stream.recv(_RECV_SIZE)
-                if not data:
-                    raise ConnectionError("peer closed before the request was complete")
-                request = parser.feed(data)
-                if request is not None:
-                    return request
-                if parser.headers_complete:
-                    stream.set_deadline(end)
-                if parser.wants_continue and not continued:
-                    # RFC 9110 §10.1.1: the client waits for this before sending the body.
-                    stream.sendall(CONTINUE)
-                    continued = True
-        finally:
-            stream.set_deadline(end)
-
-
-def _serialize(response: HttpResponse) -> bytes:
-    try:
-        return serialize_response(response)
-    except ValueError:
-        log.exception("handler returned a response that cannot be sent")
-        return serialize_response(text_response(500, "Internal Server Error"))

@@ -6,9 +6,10 @@ through `messages.error_response`, turns it into a short text/plain answer). It 
 from many worker threads at once.
 
 Split by concept: `core` (`EstService`: the operations, and the handler of each for the routing
-table), `auth` (who asked), `enforce` (what /csrattrs demands of a CSR), `issuance` (signing,
-the ledger record, success bodies), `approval` (manual approval: 202 and the pending queue) and
-`renewal` (which certificate a reenrollment renews, and on which labels).
+table), `labelplan` (what start-up derives from each label), `intake` (reading and checking
+the CSR of a request), `auth` (who asked), `enforce` (what /csrattrs demands of a CSR),
+`issuance` (signing, the ledger record, success bodies), `approval` (manual approval: 202 and
+the pending queue) and `renewal` (which certificate a reenrollment renews, and on which labels).
 
 Routing. `/.well-known/est[/<label>]/<operation>` (resolved by `python_est.routes` through
 `EstService.operation`); an unknown label is 404, a wrong method 405
@@ -72,14 +73,9 @@ collision signs again, up to three times), then one audit line is logged on "pyt
 
 from __future__ import annotations
 
-from python_est.service.core import (
-    PENDING_RETRY_AFTER,
-    EstService,
-    LabelError,
-    check_label,
-    utcnow,
-)
+from python_est.service.core import PENDING_RETRY_AFTER, EstService, utcnow
 from python_est.service.keyprotect import signer_from
+from python_est.service.labelplan import LabelError, check_label
 
 __all__ = [
     "PENDING_RETRY_AFTER",

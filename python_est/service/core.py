@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import partial
 
@@ -20,18 +19,14 @@ from python_est.devices import DeviceRegistry, Registration
 from python_est.errors import (
     CaError,
     Forbidden,
-    InvalidCsr,
     MethodNotAllowed,
     NotFound,
     NotImplementedOperation,
-    UnsupportedMediaType,
 )
-from python_est.keys import KeyType
 from python_est.ledger import IssuedCertificate, Ledger
 from python_est.messages import (
     CSRATTRS,
     PKCS7_MIME,
-    PKCS10,
     EstPath,
     HttpRequest,
     HttpResponse,
@@ -42,21 +37,13 @@ from python_est.policy import (
     Authentication,
     PeerIdentity,
     authorize_enrollment,
-    check_csr_names,
-    check_linking,
-    fixed_refusal,
 )
 from python_est.ratelimit import FailureCounter
 from python_est.service.approval import ApprovalGate, needs_approval
 from python_est.service.auth import Authenticator, scoped
 from python_est.service.devices import DeviceGate
-from python_est.service.enforce import (
-    CsrRequirements,
-    check_csr,
-    csr_requirements,
-    serverkeygen_key_type,
-)
 from python_est.service.factory import authorize_factory
+from python_est.service.intake import check_request_csr, read_csr
 from python_est.service.issuance import (
     B64,
     Issuer,
@@ -66,14 +53,8 @@ from python_est.service.issuance import (
     serverkeygen_response,
 )
 from python_est.service.keyprotect import KekLookup, KeyProtector, KeySigner
+from python_est.service.labelplan import plan_label
 from python_est.service.layout import laid_out, wants_one_line
-from python_est.service.prescribed import (
-    Prescription,
-    csrattrs_items,
-    parse_extensions,
-    parse_subject,
-)
-from python_est.service.prescribed_check import filled_profile, prescription_problems
 from python_est.service.renewal import Renewals
 from python_est.service.webhook import consult
 from python_est.users import UserDirectory
@@ -91,26 +72,6 @@ _Operation = Callable[[HttpRequest, PeerIdentity, LabelConfig], HttpResponse]
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(timezone.utc)
-
-
-@dataclass(frozen=True)
-class _LabelPlan:
-    """What start-up derives once from a label's config."""
-
-    attrs: wire.CsrAttrs
-    requirements: CsrRequirements
-    keygen_type: KeyType
-    prescription: Prescription
-    # The label as the service applies it: its profile fills in the prescribed values.
-    label: LabelConfig
-
-
-class LabelError(ValueError):
-    """A label's CSR attribute settings cannot be served; `key` names the config key."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
 
 
 class EstService:
@@ -174,7 +135,7 @@ class EstService:
         backends: Mapping[str, Backend] | None = None,
         manufacturers: Mapping[str, Collection[x509.Certificate]] | None = None,
     ) -> None:
-        self._plans = {label.name: _plan(label) for label in labels.values()}
+        self._plans = {label.name: plan_label(label) for label in labels.values()}
         self._labels = {key: self._plans[label.name].label for key, label in labels.items()}
         authorities = dict(cas) if cas is not None else {DEFAULT_CA: ca}
         for label in self._labels.values():
@@ -292,8 +253,8 @@ class EstService:
         auth, device = self._devices.authenticate(
             request, peer, label, label.enroll_auth, self._auth
         )
-        csr = self._read_csr(request)
-        self._check_csr(csr, peer, label, client_key=True)
+        csr = read_csr(request)
+        check_request_csr(csr, peer, label, self._plans[label.name], client_key=True)
         device = self._authorize(csr, auth, label, device)
         return self._certify(csr, label, auth, Operation.SIMPLEENROLL, None, peer, device)
 
@@ -306,8 +267,8 @@ class EstService:
         if not client.valid:
             raise Forbidden(f"{REENROLL_NEEDS_CERT}; the certificate presented: {client.reason}")
         auth = self._auth.authenticate(request, peer, label.reenroll_auth)
-        csr = self._read_csr(request)
-        self._check_csr(csr, peer, label, client_key=True)
+        csr = read_csr(request)
+        check_request_csr(csr, peer, label, self._plans[label.name], client_key=True)
         renewed = self._renewals[label.ca].renewed(csr, client.leaf, auth, label)
         return self._certify(csr, label, auth, Operation.SIMPLEREENROLL, renewed.label, peer, None)
 
@@ -358,10 +319,10 @@ class EstService:
         auth, device = self._devices.authenticate(
             request, peer, label, label.serverkeygen_auth, self._auth
         )
-        csr = self._read_csr(request)
+        csr = read_csr(request)
         # §4.4.1: the CSR's key and signature are ignored; everything else is checked as for
         # /simpleenroll, linking included (libest does the same).
-        self._check_csr(csr, peer, label, client_key=False)
+        check_request_csr(csr, peer, label, self._plans[label.name], client_key=False)
         device = self._authorize(csr, auth, label, device)
         # §4.4.1.1/§4.4.1.2: an encrypted key that cannot be delivered is refused here, before
         # anything is issued; a plaintext key never answers an encryption request.
@@ -406,49 +367,6 @@ class EstService:
             if entry.requester == requester
         ]
 
-    # --- checks ---------------------------------------------------------------------------------
-
-    def _read_csr(self, request: HttpRequest) -> x509.CertificateSigningRequest:
-        # §4.2.1: the body is a base64 PKCS#10 labelled application/pkcs10 (R08). Parameters,
-        # case and spacing are accepted; any Content-Transfer-Encoding is ignored (RFC 8951 §3).
-        value = request.header("content-type")
-        if value is None:
-            raise UnsupportedMediaType(f"missing Content-Type: send {PKCS10}")
-        media_type, _ = wire.parse_media_type(value)
-        if media_type != PKCS10:
-            raise UnsupportedMediaType(f"Content-Type must be {PKCS10}")
-        return wire.decode_csr(request.body)
-
-    def _check_csr(
-        self,
-        csr: x509.CertificateSigningRequest,
-        peer: PeerIdentity,
-        label: LabelConfig,
-        *,
-        client_key: bool,
-    ) -> None:
-        # §3.5 linking first (its reason is the most specific), then the names, then §4.5.2.
-        is_ra = peer.client_cert is not None and peer.client_cert.valid and peer.client_cert.is_ra
-        check_linking(
-            wire.csr_challenge_password(csr), peer.tls, required=label.require_pop, is_ra=is_ra
-        )
-        # Issue 13: names that deceive a reader or exceed the caps (400), and values that
-        # conflict with the profile's fixed subject attributes (403), for every requester.
-        check_csr_names(csr, label.profile)
-        if label.enforce_csrattrs:
-            plan = self._plans[label.name]
-            check_csr(plan.requirements, csr, client_key=client_key, is_ra=is_ra)
-            # RFC 9908: the values prescribed, not only the presence of what is announced.
-            problems = prescription_problems(plan.prescription, csr)
-            if problems:
-                raise InvalidCsr(
-                    "the CSR does not use the values this CA prescribes "
-                    "(see /csrattrs, RFC 9908): " + "; ".join(problems)
-                )
-        refusal = fixed_refusal(csr.subject, label.profile)
-        if refusal is not None:
-            raise Forbidden(refusal)
-
     def _authorize(
         self,
         csr: x509.CertificateSigningRequest,
@@ -477,52 +395,3 @@ class EstService:
             profile=label.profile,
         )
         return self._devices.bind(csr, label, device)
-
-
-def check_label(label: LabelConfig) -> None:
-    """Check that the service can serve `label`, as `EstService` does at start-up.
-
-    For the CLI, which reports the problem as a config error on the key `LabelError` names.
-
-    Raises:
-        LabelError: `csrattrs` does not parse or cannot be read as requirements (see
-            `enforce`), or announces only key types /serverkeygen cannot generate; or
-            `csrattrs_subject` / `csrattrs_extensions` cannot be read (see `prescribed`).
-    """
-    _derive(label)
-
-
-def _plan(label: LabelConfig) -> _LabelPlan:
-    # Derived once at start-up, so a bad spec stops the server instead of failing requests.
-    try:
-        return _derive(label)
-    except LabelError as exc:
-        raise LabelError(exc.key, f"CA label {label.name!r}: {exc.key}: {exc}") from None
-
-
-def _derive(label: LabelConfig) -> _LabelPlan:
-    try:
-        attrs = wire.parse_csrattrs_spec(label.csrattrs)
-        if label.require_pop:
-            # §3.5: a server that requires linking MUST list challengePassword (R48).
-            attrs = wire.with_challenge_password(attrs)
-        requirements = csr_requirements(attrs)
-        keygen_type = label.serverkeygen_key_type
-        if label.serverkeygen:
-            keygen_type = serverkeygen_key_type(requirements, keygen_type)
-    except ValueError as exc:
-        raise LabelError("csrattrs", str(exc)) from None
-    try:
-        subject = parse_subject(label.csrattrs_subject)
-    except ValueError as exc:
-        raise LabelError("csrattrs_subject", str(exc)) from None
-    try:
-        prescription = Prescription(subject, parse_extensions(label.csrattrs_extensions))
-    except ValueError as exc:
-        raise LabelError("csrattrs_extensions", str(exc)) from None
-    try:
-        served = csrattrs_items(attrs, prescription, requirements)
-    except ValueError as exc:
-        raise LabelError("csrattrs_extensions", str(exc)) from None
-    effective = replace(label, profile=filled_profile(label.profile, prescription))
-    return _LabelPlan(served, requirements, keygen_type, prescription, effective)

@@ -14,7 +14,7 @@ from python_est.ca import CertificateAuthority, certificate_pem, certificates_pe
 from python_est.config import Config
 from python_est.errors import ConfigError
 from python_est.fileio import atomic_write
-from python_est.state import default_server_names
+from python_est.state.server_tls import default_server_names
 
 
 def write_configured_credentials(config: Config) -> list[str]:

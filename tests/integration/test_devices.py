@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from est_harness import Reply, RunningServer, basic, build_request, https
-from python_est.app import device_registry
+from python_est.app.access import device_registry
 from python_est.cli import main
 from python_est.devices import Registration
 from tests.policy_support import PASSWORD, cn, der_csr, held_id, refused

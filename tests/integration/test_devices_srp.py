@@ -22,7 +22,7 @@ from tlslite.errors import TLSRemoteAlert
 
 from bench_srp_probe import first_flight_seconds
 from est_harness import Reply, RunningServer, basic, build_request, parse_reply, read_all, srp_alert
-from python_est.app import device_registry, failure_limiter
+from python_est.app.access import device_registry, failure_limiter
 from python_est.cli import main
 from python_est.cli.commands.devices import srp_verifier
 from python_est.devices import Registration

@@ -29,7 +29,8 @@ from est_harness import (
     prepare_state,
     srp,
 )
-from python_est.app import ProcessMetrics, build_server, start_metrics_listener
+from python_est.app import build_server
+from python_est.app.metrics import ProcessMetrics, start_metrics_listener
 from python_est.ca import certificate_pem
 from python_est.config import Config, load_config
 from python_est.errors import ConfigError

@@ -19,7 +19,7 @@ from tlslite.errors import TLSRemoteAlert
 
 from bench_srp_probe import first_flight_seconds, summary
 from est_harness import RunningServer, build_request, parse_reply, read_all
-from python_est.app import failure_limiter
+from python_est.app.access import failure_limiter
 from python_est.users import UserStore
 
 pytestmark = pytest.mark.integration

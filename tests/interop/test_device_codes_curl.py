@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from est_harness import RunningServer
-from python_est.app import device_registry
+from python_est.app.access import device_registry
 from python_est.devices import Registration, generate_code
 from tests.conftest import require_tool
 from tests.interop.test_curl_est import curl, openssl_csr, pkcs7_to_pem, run

@@ -23,9 +23,10 @@ from python_est.config.model import DEFAULT_CA
 from python_est.errors import ConfigError
 from python_est.ledger import serial_hex
 from python_est.safetext import escape
-from python_est.state import State, create_server_credentials, load_ca, open_state
+from python_est.state import State, load_ca, open_state
 from python_est.state.cafiles import create_named_ca, key_location
 from python_est.state.rollover import begin, finish, load_rollover, refuse_unsupported
+from python_est.state.server_tls import create_server_credentials
 
 
 def add_command(sub: Any) -> None:

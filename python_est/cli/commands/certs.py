@@ -8,7 +8,8 @@ from typing import Any
 
 from cryptography import x509
 
-from python_est.app import build_backends, build_crl_publisher
+from python_est.app.backends import build_backends
+from python_est.app.crl import build_crl_publisher
 from python_est.ca import crl_number
 from python_est.cli.logs import audit_operator_action
 from python_est.config import Config

@@ -6,27 +6,29 @@ Exit status: 0 success, 1 failure, 2 usage, 75 (EX_TEMPFAIL) the request still a
 from __future__ import annotations
 
 import argparse
-import getpass
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from python_est.ca import certificates_pem
+from python_est.cli.clientargs import (
+    credentials_from,
+    est_client,
+    file_stem,
+    key_opener,
+    refuse_overwrite,
+    require_name,
+    save_certificate,
+)
 from python_est.client import (
-    CertificateFiles,
     ClientError,
     ClientKey,
     Credentials,
     EnrollmentPending,
     EstClient,
-    KeyOpener,
-    Password,
-    Trust,
     build_csr,
     fingerprint,
     is_self_signed,
@@ -48,7 +50,6 @@ from python_est.client.template import (
     template_renewal_csr,
 )
 from python_est.config import Config
-from python_est.keks import check_kek_id, parse_kek
 from python_est.keys import KeyType
 from python_est.wire.keyrequest import with_key_protection
 
@@ -198,7 +199,7 @@ def _command(run: Run) -> Callable[[argparse.Namespace, Config], int]:
 
 def _cacerts(args: argparse.Namespace) -> int:
     bootstrap = args.cacert is None
-    client = _client(args, Credentials(), verify=not bootstrap)
+    client = est_client(args, Credentials(), verify=not bootstrap)
     certs = client.cacerts()
     for cert in certs:
         kind = "root" if is_self_signed(cert) else "CA"
@@ -232,7 +233,7 @@ def _cacerts(args: argparse.Namespace) -> int:
 
 
 def _csrattrs(args: argparse.Namespace) -> int:
-    attrs = _client(args, Credentials()).csrattrs()
+    attrs = est_client(args, Credentials()).csrattrs()
     if not attrs:
         print("no CSR attributes requested")
     for item in attrs:
@@ -248,21 +249,21 @@ def _enroll(args: argparse.Namespace) -> int:
     if args.key is not None and args.cert is None:
         # `--key K` alone (no certificate to authenticate with) means: reuse K for the CSR.
         args.private_key, args.key = args.private_key or args.key, None
-    client = _client(args, _credentials(args))
+    client = est_client(args, credentials_from(args))
     key: ClientKey | None = None
     if args.csr is not None:
         csr = load_csr(args.csr)
-        stem = _stem(csr.subject)
+        stem = file_stem(csr.subject)
     else:
-        name = _require_name(args)
-        stem = _stem(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        name = require_name(args)
+        stem = file_stem(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
     new_key_out = (args.key_out or Path(f"{stem}.key")) if args.private_key is None else None
     cert_out = args.cert_out or Path(f"{stem}.pem")
     if args.csr is None:
-        _refuse_overwrite(args, new_key_out, cert_out)
+        refuse_overwrite(args, new_key_out, cert_out)
         key, csr = _enroll_csr(args, client, name)
     else:
-        _refuse_overwrite(args, None, cert_out)
+        refuse_overwrite(args, None, cert_out)
     try:
         cert = client.simpleenroll(csr, max_wait=args.max_wait)
     except EnrollmentPending:
@@ -276,7 +277,7 @@ def _enroll(args: argparse.Namespace) -> int:
     if key is not None and new_key_out is not None:
         write_private_key(new_key_out, key)
         print(f"wrote private key to {new_key_out}")
-    return _save(cert, cert_out)
+    return save_certificate(cert, cert_out)
 
 
 def _enroll_csr(
@@ -307,7 +308,7 @@ def _enroll_csr(
 def _reenroll(args: argparse.Namespace) -> int:
     if args.cert is None or args.key is None:
         raise ValueError("reenroll needs --cert and --key (the certificate being renewed)")
-    client = _client(args, _credentials(args))
+    client = est_client(args, credentials_from(args))
     current = load_certificates(args.cert)[0]
     key = new_key(args.key_type) if args.rekey else load_private_key(args.key)
     # RFC 9908 §4: the renewal follows the CA's CSR template too, within RFC 7030 §4.2.2.
@@ -321,137 +322,23 @@ def _reenroll(args: argparse.Namespace) -> int:
         key_out = args.key_out or args.key
         write_private_key(key_out, key)
         print(f"wrote private key to {key_out}")
-    return _save(cert, args.cert_out or args.cert)
+    return save_certificate(cert, args.cert_out or args.cert)
 
 
 def _serverkeygen(args: argparse.Namespace) -> int:
-    client = _client(args, _credentials(args))
-    name = _require_name(args)
+    client = est_client(args, credentials_from(args))
+    name = require_name(args)
     # §4.4.1: the server ignores this key; the CSR only carries the requested names.
     csr_key = new_key(KeyType.EC_P256)
     csr = build_csr(csr_key, common_name=name, dns_names=args.dns, ip_addresses=args.ip)
-    stem = _stem(csr.subject)
+    stem = file_stem(csr.subject)
     key_out = args.key_out or Path(f"{stem}.key")
     cert_out = args.cert_out or Path(f"{stem}.pem")
-    _refuse_overwrite(args, key_out, cert_out)
-    opener = _key_opener(args)
+    refuse_overwrite(args, key_out, cert_out)
+    opener = key_opener(args)
     if opener is not None:
         csr = with_key_protection(csr, csr_key, opener.protection)
     result = client.serverkeygen(csr, max_wait=args.max_wait, opener=opener)
     write_private_key(key_out, result.private_key)
     print(f"wrote private key to {key_out}")
-    return _save(result.certificate, cert_out)
-
-
-def _key_opener(args: argparse.Namespace) -> KeyOpener | None:
-    if args.kek_file is not None and args.kek is None:
-        raise ValueError("--kek-file goes with --kek")
-    if args.encrypt_to is None and args.kek is None:
-        return None
-    if args.cacert is None:
-        raise ValueError("an encrypted key needs --cacert to verify the server's signature on it")
-    trust = load_certificates(args.cacert)
-    if args.kek is not None:
-        check_kek_id(args.kek)
-        if args.kek_file is None:
-            raise ValueError("--kek needs --kek-file with the key-encryption key (hex)")
-        try:
-            kek = parse_kek(args.kek_file.read_bytes())
-        except ValueError as exc:
-            raise ValueError(f"{args.kek_file}: {exc}") from None
-        return KeyOpener.to_kek(args.kek, kek, trust)
-    recipient = load_certificates(args.encrypt_to)[0]
-    key_file = args.encrypt_key
-    if key_file is None and args.cert is not None and load_certificates(args.cert)[0] == recipient:
-        key_file = args.key
-    if key_file is None:
-        raise ValueError("--encrypt-to needs --encrypt-key, the private key of that certificate")
-    key = load_private_key(key_file)
-    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        raise ValueError(f"{key_file}: only RSA and EC keys can receive an encrypted key")
-
-    try:
-        return KeyOpener.to_certificate(recipient, key, trust)
-    except ValueError as exc:
-        raise ValueError(f"{key_file}: {exc}") from None
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-
-def _client(
-    args: argparse.Namespace, credentials: Credentials, *, verify: bool = True
-) -> EstClient:
-    anchors = tuple(load_certificates(args.cacert)) if args.cacert is not None else ()
-    return EstClient(
-        args.server,
-        args.port,
-        label=args.label,
-        trust=Trust(anchors=anchors, verify=verify),
-        credentials=credentials,
-        timeout=args.timeout,
-    )
-
-
-def _credentials(args: argparse.Namespace) -> Credentials:
-    client_cert = None
-    if (args.cert is None) != (args.key is None):
-        raise ValueError("--cert and --key go together")
-    if args.cert is not None:
-        client_cert = CertificateFiles(args.cert, args.key)
-    if args.user is None:
-        if args.srp:
-            raise ValueError("--srp needs --user")
-        return Credentials(client_cert=client_cert)
-    password = Password(args.user, _password(args))
-    if args.srp:
-        return Credentials(srp=password, client_cert=client_cert)
-    return Credentials(basic=password, client_cert=client_cert)
-
-
-def _password(args: argparse.Namespace) -> str:
-    if args.password is not None:
-        return str(args.password)
-    if args.password_file is not None:
-        return str(args.password_file.read_text(encoding="utf-8").rstrip("\r\n"))
-    if not sys.stdin.isatty():
-        raise ValueError("no password: give --password-file or run on a terminal")
-    return getpass.getpass(f"Password for {args.user}: ")
-
-
-def _refuse_overwrite(args: argparse.Namespace, key_out: Path | None, cert_out: Path) -> None:
-    """Stop before contacting the server if a file would be replaced without --force."""
-    if args.force:
-        return
-    if key_out is not None and key_out.exists():
-        raise ValueError(
-            f"{key_out} exists (the key of an earlier certificate?); nothing was sent. Reuse it "
-            f"with --key {key_out}, write the new key elsewhere with --key-out, or replace it "
-            "with --force"
-        )
-    if cert_out.exists():
-        raise ValueError(
-            f"{cert_out} exists; nothing was sent. Write elsewhere with --cert-out, or replace "
-            "it with --force"
-        )
-
-
-def _require_name(args: argparse.Namespace) -> str:
-    if not args.common_name:
-        raise ValueError("--common-name is required")
-    return str(args.common_name)
-
-
-def _save(cert: x509.Certificate, path: Path) -> int:
-    write_certificates(path, [cert])
-    print(f"wrote certificate to {path}")
-    print(f"  subject: {cert.subject.rfc4514_string()}")
-    print(f"  serial:  {cert.serial_number:X}")
-    print(f"  valid:   {cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d}")
-    return 0
-
-
-def _stem(subject: x509.Name) -> str:
-    names = subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    raw = str(names[0].value) if names else ""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", raw).strip("._")[:64] or "certificate"
+    return save_certificate(result.certificate, cert_out)

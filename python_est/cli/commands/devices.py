@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from python_est.app import device_registry
+from python_est.app.access import device_registry
 from python_est.cli.commands.user import read_new_password
 from python_est.config import Config
 from python_est.devices import (

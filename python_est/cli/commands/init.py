@@ -12,14 +12,10 @@ from cryptography import x509
 from python_est.ca import CertificateAuthority
 from python_est.config import Config
 from python_est.keys import KeyType
-from python_est.state import (
-    create_ca,
-    create_server_credentials,
-    has_ca_or_server_certificate,
-    open_state,
-)
+from python_est.state import create_ca, has_ca_or_server_certificate, open_state
 from python_est.state.guards import orphaned_ledger_problem, token_key_problem
 from python_est.state.ocsp import create_ocsp_signer
+from python_est.state.server_tls import create_server_credentials
 from python_est.state.token_ca import signing_key_type
 from python_est.statedir import StateDir
 

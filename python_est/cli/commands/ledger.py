@@ -22,7 +22,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from python_est.app import build_backends
+from python_est.app.backends import build_backends
 from python_est.config import Config
 from python_est.errors import EstError, UserStoreError
 from python_est.ledger import IssuedCertificate, Ledger, serial_hex

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from python_est.app import failure_limiter
+from python_est.app.access import failure_limiter
 from python_est.audit import audit
 from python_est.config import Config
 from python_est.ratelimit import LoginLimiter

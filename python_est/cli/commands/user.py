@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from python_est.app import device_registry
+from python_est.app.access import device_registry
 from python_est.cli.commands.db import import_user_file
 from python_est.config import Config
 from python_est.errors import UserStoreError

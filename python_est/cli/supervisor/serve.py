@@ -12,13 +12,10 @@ from pathlib import Path
 
 from cryptography import x509
 
-from python_est.app import (
-    ProcessMetrics,
-    build_app,
-    build_ocsp_server,
-    build_server,
-    shared_ticket_keys,
-)
+from python_est.app import build_app, build_server
+from python_est.app.access import shared_ticket_keys
+from python_est.app.metrics import ProcessMetrics
+from python_est.app.ocsp import build_ocsp_server
 from python_est.cli.banner import banner_lines, program_command
 from python_est.cli.logs import setup_logging
 from python_est.cli.supervisor.daemon import (
