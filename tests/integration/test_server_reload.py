@@ -43,7 +43,9 @@ def get(port: int, cafile: Path) -> Reply:
 def refused(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
+        # Reset: the probe reached the listen queue just as the closing listener dropped it
+        # (the workers accept for themselves, so the socket can close between two accepts).
         return True
     return False
 
