@@ -18,7 +18,8 @@ three things a CA signs, with either kind of key.
 from __future__ import annotations
 
 import functools
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -102,10 +103,7 @@ def sign_certificate(builder: x509.CertificateBuilder, key: CaKey) -> x509.Certi
         return builder.sign(key, algorithm)
     draft = builder.sign(_stand_in(key.public_key()), algorithm)
     tbs = draft.tbs_certificate_bytes
-    der = _with_signature(draft.public_bytes(_DER), key.sign(tbs, algorithm))
-    cert = x509.load_der_x509_certificate(der)
-    _check(key, cert.signature, tbs, algorithm)
-    return cert
+    return _signed_on_token(key, algorithm, draft, tbs, x509.load_der_x509_certificate)
 
 
 def sign_crl(
@@ -120,11 +118,24 @@ def sign_crl(
     if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         return builder.sign(key, algorithm)
     draft = builder.sign(_stand_in(key.public_key()), algorithm)
-    tbs = draft.tbs_certlist_bytes
-    der = _with_signature(draft.public_bytes(_DER), key.sign(tbs, algorithm))
-    crl = x509.load_der_x509_crl(der)
-    _check(key, crl.signature, tbs, algorithm)
-    return crl
+    return _signed_on_token(key, algorithm, draft, draft.tbs_certlist_bytes, x509.load_der_x509_crl)
+
+
+_Signed = TypeVar("_Signed", x509.Certificate, x509.CertificateRevocationList)
+
+
+def _signed_on_token(
+    key: ExternalKey,
+    algorithm: SignatureHash,
+    draft: _Signed,
+    tbs: bytes,
+    load: Callable[[bytes], _Signed],
+) -> _Signed:
+    """`draft` (signed by a stand-in) with `key`'s signature over `tbs` in its place, checked
+    as it reads in the rebuilt DER before it is returned (module docstring)."""
+    signed = load(_with_signature(draft.public_bytes(_DER), key.sign(tbs, algorithm)))
+    _check(key, signed.signature, tbs, algorithm)
+    return signed
 
 
 def sign_ocsp_response(
