@@ -50,7 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -59,7 +59,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, x25519  # noqa: E402
 from cryptography.hazmat.primitives.serialization import pkcs7  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
@@ -69,6 +69,7 @@ from bench_report import (  # noqa: E402
     HEADER,
     Cell,
     best,
+    issue20_targets,
     issue_table,
     make_cell,
     ratios,
@@ -91,6 +92,8 @@ SCENARIOS = (
 INDEPENDENT = frozenset({"handshake", "cacerts", "enroll-basic"})
 # Measured on the P-256 CA server too (`--p256-ca`): issue 20's table.
 P256_SCENARIOS = frozenset({"cacerts", "enroll-basic"})
+# Measured on the server running a Cython-compiled tlslite too (`--compiled-tlslite`).
+COMPILED_SCENARIOS = frozenset({"handshake", "cacerts", "enroll-basic"})
 ENROLLING = frozenset({"enroll-basic", "enroll-cert", "enroll-srp", "reenroll", "serverkeygen"})
 USER, PASSWORD = "bench", "bench password 1"
 CSR_POOL = 16
@@ -103,6 +106,10 @@ import python_est.tls
 import python_est.tls.endpoint
 if {pure}:  # tickets too: only an accelerated endpoint switches their ciphers to OpenSSL
     python_est.tls.endpoint.TlsEndpoint.__init__.__kwdefaults__["accelerated"] = False
+if {compiled}:  # --compiled-tlslite: refuse to measure the installed tlslite under its name
+    import tlslite.tlsconnection
+    if tlslite.tlsconnection.__file__.endswith(".py"):
+        sys.exit("--compiled-tlslite: the server imported " + tlslite.tlsconnection.__file__)
 from python_est.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -110,7 +117,7 @@ sys.exit(main(sys.argv[1:]))
 
 @dataclass(frozen=True)
 class Server:
-    name: str  # "tlslite", "tlslite-p256" (a P-256 CA), "openssl"
+    name: str  # "tlslite", "tlslite-p256" (a P-256 CA), "tlslite-compiled", "openssl"
     workers: int
     pid: int | None  # None: CPU not measured
     port: int
@@ -121,11 +128,13 @@ class Server:
 
 
 @contextlib.contextmanager
-def started(command: Sequence[str], log: Path) -> Iterator[tuple[int, int]]:
+def started(
+    command: Sequence[str], log: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[int, int]]:
     """Run a server; yield (pid, port) once it prints "listening on HOST:PORT"."""
     with log.open("ab") as err:
         proc = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1
+            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1, env=env
         )
     try:
         assert proc.stdout is not None
@@ -255,6 +264,55 @@ def calibration() -> str:
     return f"1e6 Python additions {python_ms:.1f} ms, 200 P-256 signatures {openssl_ms:.1f} ms"
 
 
+def floor(ca_key_type: str, workdir: Path) -> str:
+    """The OpenSSL and gmpy2 work one Basic enrollment cannot avoid, timed here (best of 3).
+
+    A lower bound for issue 20 item 4: the CA's signature, the TLS server key's signature in a
+    full handshake (the default rsa-2048 key), an X25519 exchange, the CSR's P-256 signature
+    check and the Basic password's SRP verifier (g^x mod N). Python, the ledger's commit and
+    the kernel come on top.
+    """
+    from python_est.keys import KeyType, generate_private_key
+    from python_est.users import UserStore
+
+    users = UserStore.create(workdir / f"floor-{ca_key_type}.srp", reload_interval=None)
+    users.add(USER, PASSWORD)
+    ca_key = generate_private_key(KeyType(ca_key_type))
+    tls_key = generate_private_key(KeyType.RSA_2048)
+    csr_key = ec.generate_private_key(ec.SECP256R1())
+    signature = csr_key.sign(b"csr", ec.ECDSA(hashes.SHA256()))
+
+    def sign(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> Callable[[], object]:
+        if isinstance(key, rsa.RSAPrivateKey):
+            return lambda: key.sign(b"tbs", padding.PKCS1v15(), hashes.SHA256())
+        return lambda: key.sign(b"tbs", ec.ECDSA(hashes.SHA256()))
+
+    def x25519_exchange() -> None:
+        peer = x25519.X25519PrivateKey.generate().public_key()
+        x25519.X25519PrivateKey.generate().exchange(peer)
+
+    steps: dict[str, Callable[[], object]] = {
+        f"CA signature ({ca_key_type})": sign(ca_key),
+        "TLS signature (rsa-2048)": sign(tls_key),
+        "X25519": x25519_exchange,
+        "CSR check (P-256)": lambda: csr_key.public_key().verify(
+            signature, b"csr", ec.ECDSA(hashes.SHA256())
+        ),
+        "password verifier": lambda: users.check_password(USER, PASSWORD),
+    }
+    costs = {}
+    for name, step in steps.items():
+        best_ms = float("inf")
+        for _ in range(3):
+            start = time.process_time()
+            for _ in range(20):
+                step()
+            best_ms = min(best_ms, (time.process_time() - start) / 20 * 1000)
+        costs[name] = best_ms
+    parts = ", ".join(f"{name} {ms:.2f}" for name, ms in costs.items())
+    return f"{sum(costs.values()):.2f} ms ({parts})"
+
+
 def measure(
     server: Server, job: Job, clients: int, seconds: float, warmup: float, generator: str
 ) -> Cell:
@@ -310,6 +368,8 @@ def plan(
                         continue
                     if server.name == "tlslite-p256" and scenario not in P256_SCENARIOS:
                         continue
+                    if server.name == "tlslite-compiled" and scenario not in COMPILED_SCENARIOS:
+                        continue
                     cells.append((server, scenario, resume, generator))
     return cells
 
@@ -360,7 +420,7 @@ def profiled(server: Server, output: Path | None, idle: bool) -> Iterator[None]:
         spy.wait(timeout=60)
 
 
-def print_results(cells: Sequence[Cell], rounds: int) -> None:
+def print_results(cells: Sequence[Cell], rounds: int, floors: str) -> None:
     print(f"\nBest of {rounds} round(s) per cell (times in ms):")
     print(HEADER)
     for cell in cells:
@@ -368,14 +428,19 @@ def print_results(cells: Sequence[Cell], rounds: int) -> None:
     generators = sorted({c.generator for c in cells})
     for generator in generators:
         name = "own generator" if generator == "bench" else "independent generator"
-        print(f"\ntlslite / OpenSSL, workers = 1, {name}:")
-        print("\n".join(ratios(cells, generator)))
+        for server in sorted({c.server for c in cells if c.server.startswith("tlslite")}):
+            if any(c.generator == generator and c.server == server for c in cells):
+                print(f"\n{server} / OpenSSL, workers = 1, {name}:")
+                print("\n".join(ratios(cells, generator, server)))
         print(f"\nEnrollments (Basic, P-256 CSRs), {name}:")
         print("\n".join(scaling(cells, generator)))
         print(f"\nIssue 20's table, {name} (the OpenSSL baseline stands for the C server):")
         print("\n".join(issue_table(cells, generator)))
     print("\nTargets (issue 8; docs/performance.md):")
     print("\n".join(targets(cells)))
+    print("\nTargets (issue 20; docs/performance.md):")
+    print("\n".join(issue20_targets(cells)))
+    print(f"  4: floor, the OpenSSL and gmpy2 work of one enrollment: {floors}")
     failed = sum(sum(c.errors.values()) for c in cells)
     if failed:
         print(f"\n{failed} requests failed in the reported rounds (see the errors column)")
@@ -409,6 +474,12 @@ def parse_args() -> argparse.Namespace:
         help="who drives the load: bench_load (own), bench_ssl_clients.py (independent), both",
     )
     add("--p256-ca", action="store_true", help="also a server with a P-256 CA (issue 20)")
+    add(
+        "--compiled-tlslite",
+        type=Path,
+        metavar="DIR",
+        help="also a server importing tlslite from DIR (scripts/build_compiled_tlslite.py)",
+    )
     add("--host", help="benchmark a running server instead (no baseline)")
     add("--port", type=int)
     add("--state-dir", type=Path, help="with --host: its state directory (for ca/ca.pem)")
@@ -453,7 +524,7 @@ def main() -> int:
             prepare_state(write_config(workdir, 1, args))
             ca_file = str(workdir / "state" / "ca" / "ca.pem")
             log = workdir / "server.log"
-            boot = BOOT.format(no_gmpy2=args.no_gmpy2, pure=args.pure_python_tls)
+            boot = BOOT.format(no_gmpy2=args.no_gmpy2, pure=args.pure_python_tls, compiled=False)
             servers = []
             for n in (int(n) for n in args.workers.split(",") if n):
                 cfg = write_config(workdir, n, args)
@@ -471,11 +542,23 @@ def main() -> int:
                 pid, port = stack.enter_context(started(command, log))
                 p256_ca = str(workdir / "state-ec-p256" / "ca" / "ca.pem")
                 servers.append(Server("tlslite-p256", 1, pid, port, p256_ca))
+            if args.compiled_tlslite:
+                cfg = write_config(workdir, 1, args)
+                env = dict(os.environ, PYTHONPATH=str(args.compiled_tlslite.resolve()))
+                boot = BOOT.format(no_gmpy2=args.no_gmpy2, pure=args.pure_python_tls, compiled=True)
+                command = [sys.executable, "-c", boot, "-c", str(cfg)]
+                pid, port = stack.enter_context(started(command, log, env))
+                servers.append(Server("tlslite-compiled", 1, pid, port))
         base = Job("", host, 0, False, 0.0, 0.0, ca_file, args.user, args.password, "", "", ())
         cert, key = client_credentials(base, servers[0].port, workdir)
         base = replace(base, cert_file=cert, key_file=key)
         cells = run_cells(servers, scenarios, base, args)
-    print_results(cells, args.rounds)
+        floors = "; ".join(
+            f"{kind} CA {floor(kind, workdir)}"
+            for kind in dict.fromkeys([args.ca_key_type, "ec-p256" if args.p256_ca else ""])
+            if kind
+        )
+    print_results(cells, args.rounds, floors)
     print(f"calibration at the end: {calibration()}; load average {os.getloadavg()[0]:.1f}")
     return 0
 

@@ -17,7 +17,7 @@ from bench_load import SRP_SCENARIOS, Result
 class Cell:
     """One measured cell; the rates and CPU figures are per completed request."""
 
-    server: str  # "tlslite" or "openssl"
+    server: str  # "tlslite", "tlslite-p256", "tlslite-compiled" or "openssl"
     workers: int
     scenario: str
     resume: bool
@@ -99,7 +99,7 @@ def best(cells: Sequence[Cell]) -> list[Cell]:
 
 
 HEADER = (
-    f"{'server':12} {'w':>2} {'scenario':13} {'mode':8} {'gen':5} {'req/s':>7} {'p50':>6} "
+    f"{'server':16} {'w':>2} {'scenario':13} {'mode':8} {'gen':5} {'req/s':>7} {'p50':>6} "
     f"{'p90':>6} {'p99':>6} {'srv ms/r':>8} {'sys':>3}% {'cores':>5} {'runq':>5} "
     f"{'cs/r':>5} {'gen ms/r':>8}  errors"
 )
@@ -109,7 +109,7 @@ def row(cell: Cell) -> str:
     errors = ", ".join(f"{k} x{v}" for k, v in cell.errors.most_common()) or "-"
     generator = "own" if cell.generator == "bench" else "indep"
     return (
-        f"{cell.server:12} {cell.workers:>2} {cell.scenario:13} {cell.mode:8} {generator:5} "
+        f"{cell.server:16} {cell.workers:>2} {cell.scenario:13} {cell.mode:8} {generator:5} "
         f"{cell.rate:7.1f} {cell.p50:6.1f} {cell.p90:6.1f} {cell.p99:6.1f} "
         f"{cell.server_cpu:8.2f} {cell.server_sys * 100:3.0f}% {cell.server_cores:5.2f} "
         f"{cell.server_runq:5.2f} {cell.server_switches:5.1f} {cell.client_cpu:8.2f}  {errors}"
@@ -122,10 +122,10 @@ def _ratio(ours: float, theirs: float) -> str:
     return f"{ours / theirs:6.2f}"
 
 
-def ratios(cells: Sequence[Cell], generator: str = "bench") -> list[str]:
-    """tlslite / OpenSSL for every figure of every scenario measured on both (workers = 1)."""
+def ratios(cells: Sequence[Cell], generator: str = "bench", server: str = "tlslite") -> list[str]:
+    """`server` / OpenSSL for every figure of every scenario measured on both (workers = 1)."""
     cells = [c for c in cells if c.generator == generator]
-    ours = {(c.scenario, c.mode): c for c in cells if c.server == "tlslite" and c.workers == 1}
+    ours = {(c.scenario, c.mode): c for c in cells if c.server == server and c.workers == 1}
     theirs = {(c.scenario, c.mode): c for c in cells if c.server == "openssl"}
     lines = [f"{'scenario':13} {'mode':8} {'req/s':>6} {'p50':>6} {'p90':>6} {'p99':>6} srv cpu"]
     for (scenario, mode), a in ours.items():
@@ -179,6 +179,43 @@ def targets(cells: Sequence[Cell]) -> list[str]:
     }
     two = scaled[2] / scaled[1] if scaled.get(1) and 2 in scaled else None
     check("enrollments/s, workers = 2 / workers = 1", two, 1.5, "x", False)
+    return lines
+
+
+def issue20_targets(cells: Sequence[Cell]) -> list[str]:
+    """Issue 20's targets (items 1, 3, 4), each with its figure from this run."""
+    cells = [c for c in cells if c.generator == "bench" and c.workers == 1]
+    table = {(c.server, c.scenario, c.mode): c for c in cells}
+    lines = []
+
+    def check(name: str, value: float | None, limit: float, unit: str, at_most: bool) -> None:
+        if value is None or math.isnan(value):
+            lines.append(f"  {name:52} not measured in this run")
+            return
+        met = value <= limit if at_most else value >= limit
+        sign = "<=" if at_most else ">="
+        lines.append(
+            f"  {name:52} {value:6.2f}{unit} ({sign} {limit}{unit}: {'met' if met else 'MISSED'})"
+        )
+
+    def cpu(server: str, scenario: str, mode: str = "full") -> float | None:
+        cell = table.get((server, scenario, mode))
+        return None if cell is None else cell.server_cpu
+
+    def over(server: str, mode: str) -> float | None:
+        a, b = cpu(server, "handshake", mode), cpu("openssl", "handshake", mode)
+        return a / b if a and b else None
+
+    enroll = table.get(("tlslite", "enroll-basic", "full"))
+    cores = None if enroll is None else enroll.server_cores
+    check("1: cores busy during enroll-basic", cores, 0.95, "", False)
+    for server in sorted({c.server for c in cells} - {"openssl", "tlslite-p256"}):
+        check(f"3: full handshake CPU, {server} / OpenSSL", over(server, "full"), 1.5, "x", True)
+        check(
+            f"3: resumed handshake CPU, {server} / OpenSSL", over(server, "resumed"), 2, "x", True
+        )
+    check("4: enrollment CPU, RSA-3072 CA", cpu("tlslite", "enroll-basic"), 3.0, " ms", True)
+    check("4: enrollment CPU, P-256 CA", cpu("tlslite-p256", "enroll-basic"), 2.5, " ms", True)
     return lines
 
 
@@ -237,7 +274,7 @@ def scaling(cells: Sequence[Cell], generator: str) -> list[str]:
                 f"{_ratio(cell.server_cpu, base.server_cpu).strip()}x its CPU"
             )
         lines.append(
-            f"  {cell.server:12} workers = {cell.workers}: {cell.rate:6.0f}/s, "
+            f"  {cell.server:16} workers = {cell.workers}: {cell.rate:6.0f}/s, "
             f"{cell.server_cpu:5.2f} ms CPU, {cell.server_cores:4.2f} cores{versus}"
         )
     return lines

@@ -11,6 +11,12 @@ runs each cell with both. Prints figures; asserts nothing. The whole-service ben
 
     python scripts/bench_tls.py [--seconds 3] [--engine fast|python|both] [--py-spy DIR]
     python scripts/bench_tls.py --ab-suite-cache [--ab-blocks 12] [--ab-size 120]
+    python scripts/bench_tls.py --engine fast --compiled-tlslite DIR [--rounds 3]
+
+`--compiled-tlslite DIR` adds the engine `compiled`: the fast path with tlslite imported from
+DIR, a Cython-compiled copy of the installed tlslite (`scripts/build_compiled_tlslite.py`);
+`--rounds N` repeats every cell N times, the engines alternating, so that both see the same
+machine.
 
 `--py-spy DIR` samples the server during each cell (`py-spy record --gil`, attached to the
 child, so only Python and C called without releasing the GIL: OpenSSL's RSA and ECDSA signing
@@ -69,7 +75,8 @@ def make_endpoint(key: str, workdir: Path, accelerated: bool) -> TlsEndpoint:
         key_type=KeyType.RSA_2048 if key == "rsa" else KeyType.EC_P256,
         validity_days=1,
     )
-    users = UserStore.create(workdir / f"users-{key}-{accelerated}.srp", reload_interval=None)
+    path = workdir / f"users-{key}-{accelerated}-{os.getpid()}.srp"  # one per server process
+    users = UserStore.create(path, reload_interval=None)
     users.add(USER, PASSWORD)
     return TlsEndpoint(
         cert_chain=[cert, *ca.chain[:-1]],
@@ -96,7 +103,10 @@ def serve(key: str, workdir: Path, accelerated: bool) -> None:
         max_body_bytes=1024,
     )
     thread = server.start_in_thread()
-    print(server.server_address[1], flush=True)
+    import tlslite.tlsconnection
+
+    compiled = not tlslite.tlsconnection.__file__.endswith(".py")
+    print(server.server_address[1], "compiled" if compiled else "python", flush=True)
     sys.stdin.read()
     server.shutdown()
     thread.join()
@@ -298,6 +308,13 @@ def main() -> None:
     )
     parser.add_argument("--ab-blocks", type=int, default=12, help="A/B: blocks per side")
     parser.add_argument("--ab-size", type=int, default=120, help="A/B: handshakes per block")
+    parser.add_argument(
+        "--compiled-tlslite",
+        type=Path,
+        metavar="DIR",
+        help="add the engine 'compiled': tlslite from DIR (scripts/build_compiled_tlslite.py)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="repeat every cell, alternating")
     parser.add_argument("--ab-client", choices=["full", "resumed"], help=argparse.SUPPRESS)
     parser.add_argument("--ab-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--ab-count", type=int, help=argparse.SUPPRESS)
@@ -323,24 +340,36 @@ def main() -> None:
     print(f"{'cell':42} {'hs':>6} {'rate':>10} {'CPU/hs':>12} {'resumed':>7}")
     curl = shutil.which("curl")
     engines = ["fast", "python"] if args.engine == "both" else [args.engine]
+    if args.compiled_tlslite:
+        if not (args.compiled_tlslite / "tlslite").is_dir():
+            parser.error(f"--compiled-tlslite: no tlslite in {args.compiled_tlslite}")
+        engines.append("compiled")
     if args.py_spy:
         if find_py_spy() is None:
             parser.error("--py-spy needs py-spy (pip install py-spy)")
         args.py_spy.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        for (key, suite), engine in itertools.product(
+        for _, (key, suite), engine in itertools.product(
+            range(args.rounds),
             (("rsa", "ECDHE-RSA-AES128-GCM-SHA256"), ("ec", "ECDHE-ECDSA-AES128-GCM-SHA256")),
             engines,
         ):
             command = [sys.executable, __file__, "--serve", key, "--workdir", str(workdir)]
             if engine == "python":
                 command.append("--python-engine")
+            env = dict(os.environ)
+            if engine == "compiled":
+                path = [str(args.compiled_tlslite), env.get("PYTHONPATH", "")]
+                env["PYTHONPATH"] = os.pathsep.join(p for p in path if p)
             child = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
             )
             assert child.stdout is not None and child.stdin is not None
-            port = int(child.stdout.readline())
+            port_text, kind = child.stdout.readline().split()
+            port = int(port_text)
+            if (kind == "compiled") != (engine == "compiled"):
+                parser.error(f"engine {engine}: the server imported a {kind} tlslite")
             cells: list[tuple[str, Callable[[], int], int]] = []
             for resume in (False, True):
                 mode = "resumed" if resume else "full"
