@@ -12,7 +12,8 @@ Each configuration runs in a fresh child process on a fresh ledger: grouping `of
 limit. Writer threads call `record` back to back with certificates made before the clock starts,
 so the figures are the ledger's alone: records/s, the child's process CPU per record (the client
 side), and transactions per record. Every configuration runs --rounds times, the rounds one
-after another, and the table shows each configuration's median run (by time).
+after another (every other one in reverse order), and the table shows each configuration's
+median run (by time).
 
 SQLite (always, unless --postgres): a fresh file in a temporary directory on the file system of
 --dir, WAL, synchronous=FULL; fsync and fdatasync calls per record counted by `strace -f -c`
@@ -23,9 +24,10 @@ recorded before group commit (its lock let one writer commit at a time).
 (initdb in a temporary directory under --dir, 127.0.0.1 on a free port, fsync, synchronous_commit
 and full_page_writes on, wal_sync_method at its default; as root it runs as the `postgres` user
 or $PG_TEST_USER) and stops and deletes at the end, Ctrl-C included; a fresh database per
-configuration. PostgreSQL gets a third row per writer count, `parallel`: how PostgresLedger
-recorded before group commit, each record its own transaction, the writers' transactions
-concurrent on the connection pool (PostgreSQL's own WAL flush may then cover several commits).
+configuration, and a CHECKPOINT before each. PostgreSQL gets a third row per writer count,
+`parallel`: how PostgresLedger recorded before group commit, each record its own transaction,
+the writers' transactions concurrent on the connection pool (PostgreSQL's own WAL flush may then
+cover several commits).
 The server's WAL fsyncs and writes per record are the deltas of `pg_stat_wal` (wal_sync,
 wal_write; PostgreSQL 14 or later), read once the run's sessions have ended (a backend
 publishes its counts when it exits): every server process's, the WAL writer's included.
@@ -251,6 +253,9 @@ def fresh_database(cluster: PgCluster) -> str:
     db = Database(url, pool_size=1)
     try:
         upgrade(db)
+        # Every run starts from the same clean state: nothing left for the checkpointer and the
+        # background writer from the previous run or from CREATE DATABASE.
+        db.run(lambda cursor: cursor.execute("CHECKPOINT"))
     finally:
         db.close()
     return url
@@ -285,8 +290,9 @@ def table(
     print(f"\n{title}, {args.n} records per run, load average {os.getloadavg()[0]:.2f}")
     configurations = [(writers, limit) for writers in args.writers for limit in limits]
     runs: dict[tuple[int, int], list[dict[str, float]]] = {c: [] for c in configurations}
-    for _ in range(args.rounds):
-        for writers, limit in configurations:
+    for round_ in range(args.rounds):
+        # Every other round backwards, so no configuration always runs right after another.
+        for writers, limit in configurations[:: -1 if round_ % 2 else 1]:
             runs[writers, limit].append(measure(writers, limit))
     print(f"median of {args.rounds} round(s) by time, load average {os.getloadavg()[0]:.2f}")
     print(HEADER)
