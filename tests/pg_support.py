@@ -73,6 +73,9 @@ class PgCluster:
     root: Path
     port: int
     run_as: str | None
+    # fsync, synchronous_commit and full_page_writes on (PostgreSQL's defaults), for measuring
+    # durable commits (scripts/bench_group_commit.py); tests run without.
+    durable: bool = False
 
     @property
     def data_dir(self) -> Path:
@@ -93,19 +96,40 @@ class PgCluster:
     def pg_ctl(self, *args: str) -> None:
         self._run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *args], timeout=60)
 
-    def start(self) -> None:
-        options = " ".join(
+    def init(self) -> None:
+        """initdb: superuser `SUPERUSER`, local connections trusted."""
+        self._run(
             [
-                "-c listen_addresses=127.0.0.1",
-                f"-c port={self.port}",
-                f"-c unix_socket_directories={self.root}",
-                "-c max_connections=200",
-                # Throwaway data: durability off makes initdb-to-ready quick.
-                "-c fsync=off",
-                "-c full_page_writes=off",
-            ]
+                str(self.bin_dir / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                SUPERUSER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            timeout=120,
         )
-        self.pg_ctl("-l", str(self.root / "server.log"), "-w", "-t", "60", "-o", options, "start")
+
+    def start(self) -> None:
+        options = [
+            "-c listen_addresses=127.0.0.1",
+            f"-c port={self.port}",
+            f"-c unix_socket_directories={self.root}",
+            "-c max_connections=200",
+        ]
+        if self.durable:
+            options += ["-c fsync=on", "-c synchronous_commit=on", "-c full_page_writes=on"]
+        else:
+            # Throwaway data: durability off makes initdb-to-ready quick.
+            options += ["-c fsync=off", "-c full_page_writes=off"]
+        self.pg_ctl(
+            "-l", str(self.root / "server.log"), "-w", "-t", "60", "-o", " ".join(options), "start"
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self.pg_ctl("-m", mode, "-w", "-t", "60", "stop")
@@ -162,22 +186,7 @@ def postgres_cluster() -> Iterator[PgCluster]:
         os.chown(root, owner.pw_uid, owner.pw_gid)
     cluster = PgCluster(bin_dir=bin_dir, root=root, port=free_port(), run_as=run_as)
     try:
-        cluster._run(
-            [
-                str(bin_dir / "initdb"),
-                "-D",
-                str(cluster.data_dir),
-                "-U",
-                SUPERUSER,
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ],
-            timeout=120,
-        )
+        cluster.init()
         cluster.start()
         try:
             yield cluster

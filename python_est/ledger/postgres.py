@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from python_est.ledger.group import DEFAULT_LIMIT, GroupCommit
-from python_est.ledger.pgrows import certificate, insert_certificate, pending
+from python_est.ledger.pgrows import certificate, insert_certificates, pending
 from python_est.ledger.queue import Clause, PendingQueue, Statements
 from python_est.ledger.records import (
     DuplicateSerial,
@@ -99,9 +99,12 @@ class PostgresLedger(PendingQueue, ClosesOnExit):
 
     def _record_batch(self, entries: Sequence[IssuedCertificate]) -> list[BaseException | None]:
         def work(cursor: Cursor) -> list[BaseException | None]:
+            inserted = insert_certificates(cursor, entries)
             outcomes: list[BaseException | None] = []
             for entry in entries:
-                if insert_certificate(cursor, entry):
+                if serial_hex(entry.serial) in inserted:
+                    # Once: the same serial again in this batch finds this row below.
+                    inserted.discard(serial_hex(entry.serial))
                     outcomes.append(None)
                     continue
                 # The serial is taken. A retried transaction whose first attempt had in fact

@@ -158,9 +158,12 @@ class Daemon:
         return self._proc is not None and self._proc.poll() is None
 
     def kill9(self) -> None:
-        """SIGKILL: no shutdown code runs (a power cut, the OOM killer)."""
-        self.proc.send_signal(signal.SIGKILL)
+        """SIGKILL to the whole server at once, as a power cut would: the main process and
+        every worker (the workers are forked into its process group). No shutdown code runs.
+        Returns once none of them runs any more."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
+        poll(f"every process of group {self.proc.pid} to die", lambda: not _group_alive(self.pid))
 
     def stop(self, timeout: float = 20.0) -> int:
         """SIGTERM, then the exit status (SIGKILL after `timeout` seconds: then -9)."""
@@ -197,6 +200,19 @@ class Daemon:
 
     def fds(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group `pgid` still runs (zombies, already dead, do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended while we looked
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def _status_field(pid: int, name: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -48,10 +49,24 @@ def _enroll(port: int, cafile: Path, name: str = "device") -> h.Reply:
 # --- kill -9 under load ---------------------------------------------------------------------
 
 
-def test_kill_9_under_load_then_restart_loses_nothing(tmp_path: Path) -> None:
+# With `[server] workers = N` (N > 1) the log names each worker's pid, "worker I started (pid
+# P)", and every response as python_est.server[P]: ADDRESS TLS... "METHOD PATH" STATUS.
+WORKER_STARTED = r"worker \d started \(pid (\d+)\)"
+ENROLLED = re.compile(r"python_est\.server\[(\d+)\]: .*\"POST \S*/simpleenroll\" 200 ")
+
+
+def _enrolling_pids(server: h.Daemon) -> set[int]:
+    """The workers that logged a successful enrollment so far (none with one process)."""
+    return {int(pid) for pid in ENROLLED.findall(server.log())}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kill_9_under_load_then_restart_loses_nothing(tmp_path: Path, workers: int) -> None:
     # 16 clients keep enough enrollments in flight that records share transactions (group
     # commit); killed twice, mid-load each time, the second time right after WAL recovery.
-    cfg = h.write_config(tmp_path, CONFIG)
+    # With two workers both write to the one ledger, each grouping its own commits, and the
+    # kill hits the main process and both workers at once.
+    cfg = h.write_config(tmp_path, CONFIG, f"[server]\nworkers = {workers}\n")
     h.init_state(cfg, {USER: PASSWORD})
     cafile = tmp_path / "state" / "ca" / "ca.pem"
     received: list[int] = []
@@ -60,6 +75,10 @@ def test_kill_9_under_load_then_restart_loses_nothing(tmp_path: Path) -> None:
 
     for round_ in range(2):
         server = h.Daemon(cfg, logs=tmp_path / f"round-{round_}").start()
+        serving: set[int] = set()  # one process logs no pid
+        if workers > 1:
+            started = "\n".join(server.wait_for(WORKER_STARTED, count=workers))
+            serving = {int(pid) for pid in re.findall(WORKER_STARTED, started)}
         stop = threading.Event()
         cut_before = len(failures)
 
@@ -80,14 +99,20 @@ def test_kill_9_under_load_then_restart_loses_nothing(tmp_path: Path) -> None:
             thread.start()
         wanted = 40 * (round_ + 1)
         deadline = time.monotonic() + 30
-        while len(received) < wanted and time.monotonic() < deadline:
+        # Until every serving process has enrolled (which one accepts is the kernel's choice).
+        while (
+            len(received) < wanted or _enrolling_pids(server) != serving
+        ) and time.monotonic() < deadline:
             time.sleep(0.05)
-        server.kill9()  # mid-load: requests are in flight
+        server.kill9()  # mid-load, every process at once: requests are in flight
         stop.set()
         for thread in threads:
             thread.join(timeout=40)
         server.stop()
         assert len(received) >= wanted, server.log_tail()
+        assert _enrolling_pids(server) == serving, server.log_tail()
+        # No process ran its shutdown code: the kill reached the workers too.
+        assert not re.search(r"stopping$|: stopped$", server.log(), re.MULTILINE)
         assert len(failures) > cut_before, "the kill should have cut some requests in flight"
 
     # Restart on the same state (WAL recovery), and verify while it runs, as an operator would.

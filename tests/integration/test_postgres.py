@@ -233,6 +233,21 @@ def test_concurrent_records_share_a_transaction_and_a_collision_fails_only_its_o
     assert ledger.get(old.serial) == old
 
 
+def test_a_serial_twice_in_one_transaction_is_recorded_once(
+    databases: Callable[[], Database],
+) -> None:
+    # One INSERT carries the whole group: a serial twice in it goes in once, the same
+    # certificate again is that row, another certificate with its serial is refused alone.
+    ledger = ledger_on(databases())
+    entry, other = issued("twice"), issued("other")
+    clash = replace(issued("clash"), serial=entry.serial)
+    outcomes = ledger._record_batch([entry, clash, entry, other])
+    assert outcomes[0] is None and outcomes[2] is None and outcomes[3] is None
+    assert isinstance(outcomes[1], DuplicateSerial)
+    assert ledger.count() == 2
+    assert ledger.get(entry.serial) == entry and ledger.get(other.serial) == other
+
+
 def test_a_serverkeygen_match_finds_the_retry(databases: Callable[[], Database]) -> None:
     a, b = ledger_on(databases()), ledger_on(databases())
     csr, _ = make_csr("gateway-1")
