@@ -20,6 +20,9 @@ SQLite (always, unless --postgres): a fresh file in a temporary directory on the
 when strace is installed (setup included: a few calls per run). `off` is how SqliteLedger
 recorded before group commit (its lock let one writer commit at a time).
 
+PostgreSQL's rows: `off` (batch_limit=1), `on, 1` (grouped, one transaction in flight at a
+time, as first built) and `≤64` (grouped, the default two in flight: ledger.group).
+
 --local-postgres: then the same against a throwaway PostgreSQL cluster that this script starts
 (initdb in a temporary directory under --dir, 127.0.0.1 on a free port, fsync, synchronous_commit
 and full_page_writes on, wal_sync_method at its default; as root it runs as the `postgres` user
@@ -75,6 +78,7 @@ if TYPE_CHECKING:
 
 NAN = float("nan")
 PARALLEL = 0  # --limit for PostgreSQL's baseline: no group at all (see `child`)
+ONE_IN_FLIGHT = -1  # --limit for PostgreSQL grouped with one transaction at a time (before 2)
 
 
 def entries(count: int) -> list[IssuedCertificate]:
@@ -109,7 +113,9 @@ def child(args: argparse.Namespace) -> None:
         from python_est.pgsql import Database
 
         ledger: SqliteLedger | PostgresLedger = PostgresLedger(
-            Database(args.postgres, pool_size=args.writers), batch_limit=max(args.limit, 1)
+            Database(args.postgres, pool_size=args.writers),
+            batch_limit=DEFAULT_LIMIT if args.limit == ONE_IN_FLIGHT else max(args.limit, 1),
+            in_flight=1 if args.limit == ONE_IN_FLIGHT else 2,
         )
     else:
         ledger = SqliteLedger(Path(args.ledger), batch_limit=args.limit)
@@ -261,8 +267,8 @@ def fresh_database(cluster: PgCluster) -> str:
     return url
 
 
-PG_LIMITS = (PARALLEL, 1, DEFAULT_LIMIT)
-LABELS = {PARALLEL: "parallel", 1: "off"}
+PG_LIMITS = (PARALLEL, 1, ONE_IN_FLIGHT, DEFAULT_LIMIT)
+LABELS = {PARALLEL: "parallel", 1: "off", ONE_IN_FLIGHT: "on, 1"}
 HEADER = (
     f"{'writers':>7} {'grouping':>9} {'records/s':>10} {'CPU ms/rec':>11}"
     f" {'tx/rec':>7} {'fsync/rec':>10} {'WAL writes/rec':>15}"

@@ -50,17 +50,24 @@ class PostgresLedger(PendingQueue, ClosesOnExit):
         db: the database (schema from `python-est db upgrade`); closed by `close()`.
         export_dir: also write each recorded certificate to `<SERIAL_HEX>.pem` here (0600).
         batch_limit: most certificates one transaction carries (1: each its own transaction).
+        in_flight: most of those transactions committing at once (ledger.group): two, so that
+            one group's rows travel while the server flushes the other's WAL.
     """
 
     _PLACEHOLDER = "%s"
     _TIEBREAK = "seq"
 
     def __init__(
-        self, db: Database, *, export_dir: Path | None = None, batch_limit: int = DEFAULT_LIMIT
+        self,
+        db: Database,
+        *,
+        export_dir: Path | None = None,
+        batch_limit: int = DEFAULT_LIMIT,
+        in_flight: int = 2,
     ) -> None:
         self._db = db
         self._export_dir = export_dir
-        self._group = GroupCommit(self._record_batch, limit=batch_limit)
+        self._group = GroupCommit(self._record_batch, limit=batch_limit, in_flight=in_flight)
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         return self._db.run(lambda cursor: cursor.execute(sql, params).fetchall())

@@ -192,7 +192,10 @@ def test_concurrent_records_share_a_transaction_and_a_collision_fails_only_its_o
 ) -> None:
     import psycopg
 
-    ledger = ledger_on(databases())
+    from python_est.ledger.postgres import PostgresLedger
+
+    # One transaction at a time, so that the queue behind the blocked one is what it carries.
+    ledger = PostgresLedger(databases(), in_flight=1)
     old = issued("old")
     ledger.record(old)
     first = issued("first")
@@ -216,7 +219,7 @@ def test_concurrent_records_share_a_transaction_and_a_collision_fails_only_its_o
         blocker.execute("LOCK TABLE certificates IN EXCLUSIVE MODE")
         threads[0].start()
         deadline = time.monotonic() + 10
-        while not ledger._group._leading:
+        while not ledger._group._leaders:
             assert time.monotonic() < deadline
             time.sleep(0.005)
         for thread in threads[1:]:
@@ -231,6 +234,48 @@ def test_concurrent_records_share_a_transaction_and_a_collision_fails_only_its_o
     assert isinstance(results[len(entries) - 1], DuplicateSerial)
     assert ledger.count() == 1 + 1 + len(good)
     assert ledger.get(old.serial) == old
+
+
+def test_two_groups_commit_at_once_and_the_rest_queue_behind_them(
+    url: str, databases: Callable[[], Database]
+) -> None:
+    import psycopg
+
+    ledger = ledger_on(databases())  # in_flight = 2, the default
+    entries = [issued(f"g-{i}") for i in range(8)]
+    results: dict[int, BaseException | None] = {}
+
+    def record(index: int) -> None:
+        try:
+            ledger.record(entries[index])
+        except BaseException as exc:
+            results[index] = exc
+        else:
+            results[index] = None
+
+    threads = [threading.Thread(target=record, args=(i,)) for i in range(len(entries))]
+    deadline = time.monotonic() + 10
+
+    def until(condition: Callable[[], bool]) -> None:
+        while not condition():
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.005)
+
+    # The table locked by another session: both transactions in flight wait inside their INSERT.
+    with psycopg.connect(url) as blocker:
+        blocker.execute("LOCK TABLE certificates IN EXCLUSIVE MODE")
+        threads[0].start()
+        until(lambda: ledger._group._leaders == 1)
+        threads[1].start()
+        until(lambda: ledger._group._leaders == 2)  # a second group did not wait for the first
+        for thread in threads[2:]:
+            thread.start()
+        until(lambda: len(ledger._group._queue) == len(entries) - 2)  # no third in flight
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results == dict.fromkeys(range(len(entries)))
+    assert ledger._group.commits == 3  # the six queued went in one transaction
+    assert ledger.count() == len(entries)
 
 
 def test_a_serial_twice_in_one_transaction_is_recorded_once(

@@ -74,7 +74,7 @@ def test_entries_queued_during_a_commit_share_the_next_transaction() -> None:
     group: GroupCommit[object] = GroupCommit(commit)
     outcomes = Outcomes()
     outcomes.start(group.submit, 0)
-    wait_for(lambda: group._leading)
+    wait_for(lambda: group._leaders > 0)
     for item in range(1, 9):
         outcomes.start(group.submit, item)
     wait_for(lambda: queued(group) == 8)
@@ -101,6 +101,36 @@ def test_a_lone_entry_commits_at_once_and_a_limit_of_one_never_groups() -> None:
     assert sizes == [1] * 7
     with pytest.raises(ValueError):
         GroupCommit(commit, limit=0)
+
+
+def test_with_two_in_flight_a_second_group_commits_beside_the_first_and_a_third_waits() -> None:
+    release = threading.Event()
+    batches: list[list[object]] = []
+    lock = threading.Lock()
+
+    def commit(batch: Sequence[object]) -> list[BaseException | None]:
+        with lock:
+            batches.append(list(batch))
+        release.wait(10)  # every transaction stays in flight until released
+        return [None] * len(batch)
+
+    group: GroupCommit[object] = GroupCommit(commit, in_flight=2)
+    outcomes = Outcomes()
+    outcomes.start(group.submit, 0)
+    wait_for(lambda: len(batches) == 1)
+    outcomes.start(group.submit, 1)
+    wait_for(lambda: len(batches) == 2)  # did not wait for the first to end
+    for item in range(2, 8):
+        outcomes.start(group.submit, item)
+    wait_for(lambda: queued(group) == 6)
+    assert group._leaders == 2 and len(batches) == 2  # no third transaction while two run
+    release.set()
+    assert outcomes.join() == dict.fromkeys(range(8))
+    assert batches[:2] == [[0], [1]]
+    assert sorted(batches[2]) == list(range(2, 8))  # type: ignore[type-var]
+    assert group.commits == 3
+    with pytest.raises(ValueError):
+        GroupCommit(commit, in_flight=0)
 
 
 def test_a_failed_transaction_fails_exactly_its_own_entries() -> None:
@@ -156,7 +186,7 @@ def held_batch(
     outcomes = Outcomes()
     with ledger._lock:
         outcomes.start(ledger.record, first)  # type: ignore[arg-type]
-        wait_for(lambda: ledger._group._leading)
+        wait_for(lambda: ledger._group._leaders > 0)
         for entry in rest:
             outcomes.start(ledger.record, entry)  # type: ignore[arg-type]
         wait_for(lambda: queued(ledger._group) == len(rest))
