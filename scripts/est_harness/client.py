@@ -143,9 +143,26 @@ def https(
         assert cafile is not None, "https() needs cafile or context"
         context = client_context(cafile, client_cert)
     with _connect(port, timeout, source) as raw:
-        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        with _wrap(context, raw) as tls:
             tls.sendall(request)
             return parse_reply(read_all(tls))
+
+
+def _wrap(context: ssl.SSLContext, raw: socket.socket) -> ssl.SSLSocket:
+    try:
+        return context.wrap_socket(raw, server_hostname="127.0.0.1")
+    except OSError as exc:
+        # When the server resets the connection before the handshake (a killed server), CPython's
+        # SSLSocket._create has already taken over raw's descriptor and raises from its
+        # pre-handshake recv(1) without closing the SSLSocket it made, leaving it to the garbage
+        # collector (a ResourceWarning, an error in the suite). Close it from the traceback.
+        trace = exc.__traceback__
+        while trace is not None:
+            made = trace.tb_frame.f_locals.get("self")
+            if isinstance(made, ssl.SSLSocket):
+                made.close()
+            trace = trace.tb_next
+        raise
 
 
 def srp(
