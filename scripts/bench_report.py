@@ -141,22 +141,24 @@ def ratios(cells: Sequence[Cell], generator: str = "bench", server: str = "tlsli
     return lines
 
 
+def _verdict(name: str, value: float | None, limit: float, unit: str, at_most: bool) -> str:
+    """One target's line: its figure from this run and whether it is met."""
+    if value is None or math.isnan(value):
+        return f"  {name} not measured in this run"
+    met = value <= limit if at_most else value >= limit
+    sign = "<=" if at_most else ">="
+    return f"  {name} {value:6.2f}{unit} ({sign} {limit}{unit}: {'met' if met else 'MISSED'})"
+
+
 def targets(cells: Sequence[Cell]) -> list[str]:
     """Issue 8's targets, each with its figure from this run (docs/performance.md)."""
     cells = [c for c in cells if c.generator == "bench"]
     ours = {(c.scenario, c.mode): c for c in cells if c.server == "tlslite" and c.workers == 1}
     theirs = {(c.scenario, c.mode): c for c in cells if c.server == "openssl"}
-    lines = []
+    lines: list[str] = []
 
     def check(name: str, value: float | None, limit: float, unit: str, at_most: bool) -> None:
-        if value is None or math.isnan(value):
-            lines.append(f"  {name:44} not measured in this run")
-            return
-        met = value <= limit if at_most else value >= limit
-        sign = "<=" if at_most else ">="
-        lines.append(
-            f"  {name:44} {value:6.2f}{unit} ({sign} {limit}{unit}: {'met' if met else 'MISSED'})"
-        )
+        lines.append(_verdict(f"{name:44}", value, limit, unit, at_most))
 
     def cpu(scenario: str, mode: str = "full") -> float | None:
         cell = ours.get((scenario, mode))
@@ -186,17 +188,10 @@ def issue20_targets(cells: Sequence[Cell]) -> list[str]:
     """Issue 20's targets (items 1, 3, 4), each with its figure from this run."""
     cells = [c for c in cells if c.generator == "bench" and c.workers == 1]
     table = {(c.server, c.scenario, c.mode): c for c in cells}
-    lines = []
+    lines: list[str] = []
 
     def check(name: str, value: float | None, limit: float, unit: str, at_most: bool) -> None:
-        if value is None or math.isnan(value):
-            lines.append(f"  {name:52} not measured in this run")
-            return
-        met = value <= limit if at_most else value >= limit
-        sign = "<=" if at_most else ">="
-        lines.append(
-            f"  {name:52} {value:6.2f}{unit} ({sign} {limit}{unit}: {'met' if met else 'MISSED'})"
-        )
+        lines.append(_verdict(f"{name:52}", value, limit, unit, at_most))
 
     def cpu(server: str, scenario: str, mode: str = "full") -> float | None:
         cell = table.get((server, scenario, mode))
