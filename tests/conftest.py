@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -72,6 +73,13 @@ def require_tool(name: str) -> str:
     if path is None:
         pytest.skip(f"{name} is not installed (scripts/install-system-deps installs it)")
     return path
+
+
+def run_openssl(*args: str) -> subprocess.CompletedProcess[str]:
+    """`openssl ARGS...` to completion, text output, whatever its exit status."""
+    return subprocess.run(
+        [require_tool("openssl"), *args], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 # The one skip policy (DESIGN.md, Tests): `.ci/run` installs every tool, so under CI=true a

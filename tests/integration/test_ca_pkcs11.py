@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -42,26 +40,14 @@ from python_est.config import load_config
 from python_est.errors import CaError
 from python_est.ledger import serial_hex
 from python_est.state import open_state
-from tests.conftest import require_tool
+from tests.conftest import run_openssl
 from tests.integration.test_workers import wait_until_stopped
 from tests.softhsm_support import SoftToken, new_label, soft_token
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "token ca password"
 CRL_CFG = "[crl]\nbase_url = https://est.example.net:8443\nvalidity_hours = 24\n"
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "python_est", "-c", str(config), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def token_config(root: Path, token: SoftToken, label: str, key_type: str) -> tuple[Path, str]:
@@ -77,7 +63,7 @@ def token_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Run
     token = soft_token()
     root = tmp_path / "server"
     config, extra = token_config(root, token, new_label("ca"), request.param)
-    made = cli(config, "init", "--create-token-key")
+    made = run_cli(config, "init", "--create-token-key")
     assert made.returncode == 0, made.stderr
     assert "not extractable" in made.stdout
     with running_server(root, extra) as server:
@@ -109,12 +95,6 @@ def reenroll(server: RunningServer, credentials: tuple[Path, Path]) -> tuple[int
     return reply.status, reply.body
 
 
-def openssl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [require_tool("openssl"), *args], capture_output=True, text=True, timeout=60, check=False
-    )
-
-
 def test_enroll_renew_and_revoke_with_the_ca_key_on_the_token(
     token_server: RunningServer, tmp_path: Path
 ) -> None:
@@ -133,7 +113,7 @@ def test_enroll_renew_and_revoke_with_the_ca_key_on_the_token(
     cert, key = enroll(server)
     leaf = tmp_path / "device.pem"
     leaf.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    verified = openssl("verify", "-CAfile", str(chain_file), str(leaf))
+    verified = run_openssl("verify", "-CAfile", str(chain_file), str(leaf))
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
     credentials = write_credentials(tmp_path, "device", cert, key)
@@ -142,7 +122,7 @@ def test_enroll_renew_and_revoke_with_the_ca_key_on_the_token(
     [renewed] = wire.decode_certs_only(body)
     renewed.verify_directly_issued_by(ca.certificate)
 
-    revoked = cli(
+    revoked = run_cli(
         server.root / "est.cfg",
         "certs",
         "revoke",
@@ -163,13 +143,13 @@ def test_enroll_renew_and_revoke_with_the_ca_key_on_the_token(
     assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
     crl_file = tmp_path / "ca.crl"
     crl_file.write_bytes(served.body)
-    crl_check = openssl(
+    crl_check = run_openssl(
         "crl", "-inform", "DER", "-in", str(crl_file), "-noout", "-CAfile", str(chain_file)
     )
     assert crl_check.returncode == 0 and "verify OK" in crl_check.stderr + crl_check.stdout
     pem_crl = tmp_path / "ca-crl.pem"
     pem_crl.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
-    with_crl = openssl(
+    with_crl = run_openssl(
         "verify", "-crl_check", "-CRLfile", str(pem_crl), "-CAfile", str(chain_file), str(leaf)
     )
     assert with_crl.returncode != 0
@@ -192,7 +172,7 @@ def test_enroll_renew_and_revoke_with_the_ca_key_on_the_token(
     response_file.write_bytes(response.public_bytes(serialization.Encoding.DER))
     issuer_file = tmp_path / "issuer.pem"
     issuer_file.write_bytes(ca.certificate.public_bytes(serialization.Encoding.PEM))
-    checked = openssl(
+    checked = run_openssl(
         "ocsp",
         "-respin",
         str(response_file),
@@ -295,7 +275,7 @@ def test_forked_workers_each_sign_on_the_token_and_reload(tmp_path: Path) -> Non
 def test_a_reload_shares_the_session_and_a_dead_one_is_replaced(tmp_path: Path) -> None:
     token = soft_token()
     config_path, _ = token_config(tmp_path, token, new_label("reload"), "ec-p256")
-    assert cli(config_path, "init", "--create-token-key").returncode == 0
+    assert run_cli(config_path, "init", "--create-token-key").returncode == 0
     config = load_config(config_path)
     running = open_state(config, create=False)
     reloaded = open_state(config, create=False, ledger=running.ledger)

@@ -8,8 +8,6 @@ an unsupported or extractable key, a key that is not the CA certificate's; and `
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from est_harness import (
     write_credentials,
 )
 from est_harness.config import TEST_CFG, merge_config
+from est_harness.process import run_cli
 from python_est.ca import CertificateAuthority
 from python_est.ca.pkcs11 import open_token_key
 from python_est.config import load_config
@@ -36,19 +35,6 @@ from python_est.state import open_state
 from tests.softhsm_support import SoftToken, new_label, soft_token
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "python_est", "-c", str(config), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def write(root: Path, *extras: str) -> Path:
@@ -150,7 +136,7 @@ def test_each_wrong_setting_is_named(
 
 def test_the_cli_says_it_in_one_line_and_exits_2(token: SoftToken, tmp_path: Path) -> None:
     path = write(tmp_path, token.config("no-such-key"))
-    result = cli(path, "init")
+    result = run_cli(path, "init")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -208,7 +194,7 @@ def test_a_key_that_is_not_the_certificates_is_refused(
         ca_pem = tmp_path / "first" / "state" / "ca" / "ca.pem"
         assert state.ca.certificate.public_key() == state.ca.key.public_key()
     other = new_label("other")
-    made = cli(write(tmp_path / "other", token.config(other)), "init", "--create-token-key")
+    made = run_cli(write(tmp_path / "other", token.config(other)), "init", "--create-token-key")
     assert made.returncode == 0, made.stderr
     swapped = write(tmp_path / "swapped", token.config(other), f"[ca]\ncert_file = {ca_pem}\n")
     error = start_error(swapped)
@@ -220,23 +206,23 @@ def test_init_never_replaces_a_token_key(
     token: SoftToken, existing_key: str, tmp_path: Path
 ) -> None:
     path = write(tmp_path, token.config(existing_key))
-    result = cli(path, "init", "--create-token-key")
+    result = run_cli(path, "init", "--create-token-key")
     assert result.returncode == 2
     assert "[ca] pkcs11_key_label" in result.stderr and "never overwritten" in result.stderr
     assert not (tmp_path / "state" / "ca").exists()
     # Made once; asked again, it refuses without touching the certificate it made.
     fresh = write(tmp_path / "fresh", token.config(new_label("fresh")))
-    assert cli(fresh, "init", "--create-token-key").returncode == 0
+    assert run_cli(fresh, "init", "--create-token-key").returncode == 0
     ca_pem = tmp_path / "fresh" / "state" / "ca" / "ca.pem"
     before = ca_pem.read_bytes()
-    again = cli(fresh, "init", "--create-token-key")
+    again = run_cli(fresh, "init", "--create-token-key")
     assert again.returncode == 1
     assert "--force replaces it" in again.stderr and "nothing was changed" in again.stderr
     assert ca_pem.read_bytes() == before
 
 
 def test_init_without_token_settings_refuses_to_create_one(tmp_path: Path) -> None:
-    result = cli(write(tmp_path), "init", "--create-token-key")
+    result = run_cli(write(tmp_path), "init", "--create-token-key")
     assert result.returncode == 1
     assert "needs the [ca] pkcs11_* keys" in result.stderr
     assert not (tmp_path / "state").exists()
@@ -302,7 +288,7 @@ def test_a_new_token_key_never_orphans_issued_certificates(
         )
     (tmp_path / "state" / "ca" / "ca.pem").unlink()
     moved = write(tmp_path, token.config(new_label("replacement")))
-    result = cli(moved, "init", "--create-token-key", "--force")
+    result = run_cli(moved, "init", "--create-token-key", "--force")
     assert result.returncode == 1
     assert (
         "ledger holds 1 certificate(s)" in result.stderr and "nothing was changed" in result.stderr

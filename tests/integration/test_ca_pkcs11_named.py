@@ -10,8 +10,6 @@ is written.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,19 +27,19 @@ from est_harness import (
     running_server,
     write_credentials,
 )
-from est_harness.config import TEST_CFG, merge_config
+from est_harness.config import TEST_CFG, write_config
+from est_harness.process import run_cli
 from python_est import wire
 from python_est.ca import certificate_pem
 from python_est.config import load_config
 from python_est.errors import CaError, ConfigError
 from python_est.ledger import serial_hex
 from python_est.state import open_state
-from tests.conftest import require_tool
+from tests.conftest import run_openssl
 from tests.softhsm_support import SoftToken, new_label, soft_token
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "device-1", "token label password"
 LABEL = "[label:t]\nca = tok\n[crl]\nbase_url = https://est.example.net:8443\n"
 
@@ -50,30 +48,6 @@ def named_token(token: SoftToken, key_label: str, *, pin: str = "", extra: str =
     """A `[ca:tok]` with its key `key_label` on the token, and label `t` using it."""
     keys = token.config(key_label, pin=pin).replace("[ca]\n", "[ca:tok]\n", 1)
     return keys + extra + LABEL
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "python_est", "-c", str(config), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def openssl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [require_tool("openssl"), *args], capture_output=True, text=True, timeout=60, check=False
-    )
-
-
-def write_config(root: Path, extra: str) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / "est.cfg"
-    path.write_text(merge_config(TEST_CFG, extra))
-    return path
 
 
 def listing(root: Path) -> list[str]:
@@ -85,8 +59,8 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningSe
     token = soft_token()
     root = tmp_path / "server"
     extra = named_token(token, new_label("named"), extra=f"key_type = {request.param}\n")
-    config = write_config(root, extra)
-    made = cli(config, "ca", "create", "tok")
+    config = write_config(root, extra, base=TEST_CFG)
+    made = run_cli(config, "ca", "create", "tok")
     assert made.returncode == 0, made.stderr
     assert "created on the token" in made.stdout and "not extractable" in made.stdout
     # Only the certificate is written: the key stays on the token.
@@ -131,7 +105,7 @@ def ocsp_verdict(server: RunningServer, tmp_path: Path, leaf: Path, issuer: Path
     # The TLS server certificate is the [ca] CA's; the answer is signed by the tok CA.
     trust = tmp_path / "trust.pem"
     trust.write_bytes(server.ca_file.read_bytes() + issuer.read_bytes())
-    done = openssl(
+    done = run_openssl(
         "ocsp", "-issuer", str(issuer), "-cert", str(leaf), "-CAfile", str(trust),
         "-url", f"https://127.0.0.1:{server.port}/ocsp", "-timeout", "20",
     )  # fmt: skip
@@ -153,7 +127,7 @@ def test_a_label_of_a_token_ca_enrolls_renews_and_revokes(
     cert, key = enroll(server)
     leaf = tmp_path / "leaf.pem"
     leaf.write_bytes(certificate_pem(cert))
-    verified = openssl("verify", "-CAfile", str(anchors), str(leaf))
+    verified = run_openssl("verify", "-CAfile", str(anchors), str(leaf))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     entry = server.state.ledger.get(cert.serial_number)
     assert entry is not None and (entry.label, entry.ca) == ("t", "tok")
@@ -186,7 +160,7 @@ def test_a_label_of_a_token_ca_enrolls_renews_and_revokes(
     # /healthz signs a probe with every CA, the token CA's key among them.
     assert get(server, "/healthz").startswith(b"ok")
 
-    revoked = cli(
+    revoked = run_cli(
         server.root / "est.cfg", "certs", "revoke", serial_hex(cert.serial_number),
         "--ca", "tok", "--reason", "keyCompromise",
     )  # fmt: skip
@@ -196,7 +170,7 @@ def test_a_label_of_a_token_ca_enrolls_renews_and_revokes(
 
     crl_der = tmp_path / "tok.crl"
     crl_der.write_bytes(get(server, "/crl/tok.crl"))
-    crl_check = openssl(
+    crl_check = run_openssl(
         "crl", "-inform", "DER", "-in", str(crl_der), "-noout", "-CAfile", str(anchors)
     )
     assert "verify OK" in crl_check.stderr + crl_check.stdout, crl_check.stderr
@@ -214,13 +188,13 @@ def test_a_label_of_a_token_ca_enrolls_renews_and_revokes(
 def test_ca_create_never_creates_over_an_existing_key_label(tmp_path: Path) -> None:
     token = soft_token()
     key_label = new_label("taken")
-    first = write_config(tmp_path / "first", named_token(token, key_label))
-    assert cli(first, "ca", "create", "tok").returncode == 0
-    again = cli(first, "ca", "create", "tok")
+    first = write_config(tmp_path / "first", named_token(token, key_label), base=TEST_CFG)
+    assert run_cli(first, "ca", "create", "tok").returncode == 0
+    again = run_cli(first, "ca", "create", "tok")
     assert again.returncode == 2 and "never replaced" in again.stderr, again.stderr
     # Another state directory naming the same key label: the key on the token is kept.
-    second = write_config(tmp_path / "second", named_token(token, key_label))
-    refused = cli(second, "ca", "create", "tok")
+    second = write_config(tmp_path / "second", named_token(token, key_label), base=TEST_CFG)
+    refused = run_cli(second, "ca", "create", "tok")
     assert refused.returncode == 2, refused.stderr
     assert "[ca:tok] pkcs11_key_label" in refused.stderr, refused.stderr
     assert "exists already; it is never overwritten" in refused.stderr, refused.stderr
@@ -243,9 +217,9 @@ def test_a_wrong_token_setting_is_one_line_naming_the_ca_section(
 ) -> None:
     token = soft_token()
     key_label = new_label("wrong")
-    good = write_config(tmp_path / "good", named_token(token, key_label))
-    assert cli(good, "ca", "create", "tok").returncode == 0
-    assert cli(good, "init").returncode == 0
+    good = write_config(tmp_path / "good", named_token(token, key_label), base=TEST_CFG)
+    assert run_cli(good, "ca", "create", "tok").returncode == 0
+    assert run_cli(good, "init").returncode == 0
     wrong_pin = tmp_path / "wrong-pin"
     wrong_pin.write_text("not-the-pin\n")
     text = named_token(token, key_label)
@@ -255,29 +229,29 @@ def test_a_wrong_token_setting_is_one_line_naming_the_ca_section(
         text = text.replace(f"file:{token.pin_file}", f"file:{wrong_pin}")
     else:
         text = text.replace(f"pkcs11_token = {token.label}", "pkcs11_token = no-such-token")
-    config = write_config(tmp_path / "good", text)
+    config = write_config(tmp_path / "good", text, base=TEST_CFG)
     with pytest.raises(ConfigError) as raised:
         open_state(load_config(config), create=False)
     line = str(raised.value)
     assert "\n" not in line
     assert f"[ca:tok] {key}" in line and words.format(cfg=config) in line, line
-    shown = cli(config, "ca", "show", "tok")
+    shown = run_cli(config, "ca", "show", "tok")
     assert shown.returncode == 2 and f"[ca:tok] {key}" in shown.stderr, shown.stderr
 
 
 def test_rollover_of_a_token_ca_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     token = soft_token()
     extra = named_token(token, new_label("roll")) + token.config(new_label("rootroll"))
-    config = write_config(tmp_path, extra)
-    assert cli(config, "ca", "create", "tok").returncode == 0
-    assert cli(config, "init", "--create-token-key").returncode == 0
+    config = write_config(tmp_path, extra, base=TEST_CFG)
+    assert run_cli(config, "ca", "create", "tok").returncode == 0
+    assert run_cli(config, "init", "--create-token-key").returncode == 0
     before = listing(tmp_path / "state")
     for args, section in [
         (("ca", "rollover"), "[ca]"),
         (("ca", "rollover", "tok"), "[ca:tok]"),
         (("ca", "rollover", "tok", "--finish"), "[ca:tok]"),
     ]:
-        done = cli(config, *args)
+        done = run_cli(config, *args)
         assert done.returncode == 2, done.stdout + done.stderr
         assert f"{section} pkcs11_key_label" in done.stderr, done.stderr
         assert "PKCS#11 token" in done.stderr and "nothing was changed" in done.stderr
@@ -285,16 +259,16 @@ def test_rollover_of_a_token_ca_is_refused_before_anything_is_written(tmp_path: 
     assert listing(tmp_path / "state") == before
     # A key file left in the token CA's folder is never read: the key is the token's.
     (tmp_path / "state" / "cas" / "tok" / "ca.key").write_text("not a key\n")
-    shown = cli(config, "ca", "show", "tok")
+    shown = run_cli(config, "ca", "show", "tok")
     assert shown.returncode == 0, shown.stderr
     assert f"key:          PKCS#11 pkcs11:token={token.label};object=" in shown.stdout
 
 
 def test_a_reload_shares_the_named_token_session_and_closing_lets_it_go(tmp_path: Path) -> None:
     token = soft_token()
-    config_path = write_config(tmp_path, named_token(token, new_label("reload")))
-    assert cli(config_path, "ca", "create", "tok").returncode == 0
-    assert cli(config_path, "init").returncode == 0
+    config_path = write_config(tmp_path, named_token(token, new_label("reload")), base=TEST_CFG)
+    assert run_cli(config_path, "ca", "create", "tok").returncode == 0
+    assert run_cli(config_path, "init").returncode == 0
     config = load_config(config_path)
     running = open_state(config, create=False)
     reloaded = open_state(config, create=False, ledger=running.ledger)
