@@ -282,6 +282,9 @@ def soak(
         "latency": latency,
         "unexpected_errors": len(unexpected),
         "error_samples": [f"{o.op}: {o.error}" for o in unexpected[:10]],
+        # Connections the server cut as idle holders (docs/security.md §8); a soak client
+        # never holds one idle, so each is also an unexpected error above.
+        "evictions": log_text.count("evicted while waiting for the client"),
         "certificates_received": len(received),
         "ledger_certificates": len(in_ledger),
         "missing_from_ledger": len(missing),
@@ -320,7 +323,8 @@ def report(result: dict[str, object]) -> str:
         f"RSS KiB idle {rss['idle']} peak {rss['peak']} after {rss['after']} "
         f"(growth {(rss['after'] - rss['idle']) / 1024:.1f} MiB); threads {result['threads']}; "
         f"fds {result['fds']} (settled in {result['settle_s']} s)",
-        f"unexpected errors: {result['unexpected_errors']} {result['error_samples']}",
+        f"unexpected errors: {result['unexpected_errors']} {result['error_samples']}; "
+        f"connections evicted by the server: {result['evictions']}",
     ]
     checks = result["checks"]
     assert isinstance(checks, dict)

@@ -6,7 +6,6 @@ for its client when every worker is busy and a new one is queued, and drains on 
 from __future__ import annotations
 
 import logging
-import select
 import selectors
 import socket
 import threading
@@ -19,12 +18,13 @@ from python_est.errors import EstError, HandshakeFailed
 from python_est.messages import HttpResponse, bare_challenge, error_response, text_response
 from python_est.policy import PeerIdentity
 from python_est.routes import Handler, RoutingTable, as_table
+from python_est.server.clientwait import ClientSocket
 from python_est.server.http11 import RequestParser
 from python_est.server.outcome import Outcome, audit_refusal, basic_user, printable
 from python_est.server.proxied import NoProxyHeader, proxied_client
 from python_est.server.proxyproto import Network, is_trusted
 from python_est.server.stream import Stream, read_request, serialized
-from python_est.server.system import Listener, bind_listener
+from python_est.server.system import Listener, bind_listener, queued_connections
 from python_est.server.table import ConnectionTable, Held
 from python_est.server.workers import Workers
 
@@ -214,28 +214,29 @@ class EstServer:
     ) -> None:
         self.shutdown()
 
-    def _take(self, accepted: tuple[socket.socket, str]) -> None:
+    def _take(self, accepted: tuple[ClientSocket, str]) -> None:
         """Serve one accepted connection in the worker that accepted it."""
         sock, address = accepted
         proxies = self._proxies
         # A proxy's connections carry many clients: each is capped once its header names it
         # (in `_serve`), not here under the proxy's own address.
         proxied = proxies is not None and is_trusted(address, proxies)
-        held = self._table.admit(sock, address, counted=not proxied)
+        held = self._table.admit(sock, address, counted=not proxied, wait=sock.wait)
         if held is None:
             sock.close()  # closed before any TLS: the cheapest refusal
             return
         self._serve(held, self._app, proxied)
 
     def _evict_if_full(self) -> None:
-        """With every worker busy and a connection queued, evict one that is still waiting
-        for its own client (`table`), so that the queued one gets its worker."""
+        """With every worker busy and connections queued, evict as many connections that keep
+        their worker waiting for their own client (`table`), so that the queued ones get
+        workers. One per check would let a few hundred slow connections keep a normal client
+        in the listen queue for many seconds (docs/security.md §8)."""
         if not self._workers.full:
             return
-        queued = select.poll()  # poll, not select: no FD_SETSIZE limit
-        queued.register(self._listener, select.POLLIN)
-        if queued.poll(0):
-            self._table.evict_idle()  # its thread logs it when it ends
+        queued = queued_connections(self._listener)
+        if queued:
+            self._table.evict_idle(limit=queued)  # each thread logs its own when it ends
 
     def _drain(self) -> None:
         if not self._table.wait_empty(self._grace):
@@ -246,7 +247,7 @@ class EstServer:
         self._wake_recv.close()
         self._wake_send.close()
 
-    def _accept(self) -> tuple[socket.socket, str] | None:
+    def _accept(self) -> tuple[ClientSocket, str] | None:
         """Wait for and accept one connection (the leader, under the accept lock); None if none."""
         selector = self._selector
         assert selector is not None
@@ -265,7 +266,7 @@ class EstServer:
                     return None
                 sock.setblocking(True)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                return sock, str(peer[0])
+                return ClientSocket.adopt(sock), str(peer[0])
         return None
 
     def _serve(
@@ -370,7 +371,9 @@ class EstServer:
         except OSError as exc:
             outcome.failure = f"no request: {exc}"
             return None
-        self._table.serving(held)
+        if not self._table.serving(held):
+            outcome.failure = "request complete, but its connection was already cut"
+            return None
         outcome.request = f"{request.method} {printable(request.target)}"
         outcome.basic_user = basic_user(request)
         try:

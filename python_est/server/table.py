@@ -8,10 +8,12 @@ Three defences keep a few addresses from holding every worker with slow or idle 
 - absolute deadlines per phase (handshake, request head, whole request; in `loop`), so that a
   held worker comes back on time;
 - eviction: when every worker is busy and a new connection waits in the listen queue, the
-  server cuts one connection that is still waiting for its client (in the handshake or the
-  request, not yet served), taken from the address that holds the most connections, oldest
-  first, and at least `EVICT_MIN_AGE` old. The queued connection then gets the worker, and the
-  evicted client's reconnection queues behind it.
+  server cuts one connection whose worker is blocked waiting for its client right now (in the
+  handshake or the request, not yet served) and has waited for it at least `EVICT_MIN_WAIT`
+  in total (`clientwait`), taken from the address that holds the most connections, the
+  longest waited first. The queued connection then gets the worker, and the evicted client's
+  reconnection queues behind it. A connection's age is not the test: on a busy server that is
+  the server's own time, and a client whose request has arrived is never cut (`serving`).
 """
 
 from __future__ import annotations
@@ -25,12 +27,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from python_est.ratelimit import address_key
+from python_est.server.clientwait import ClientWait
 
 log = logging.getLogger("python_est.server")
 
-# A connection waiting for its client is evicted only after this long: a real client finishes
-# its handshake and request in well under a second, so a busy but healthy pool keeps its work.
-EVICT_MIN_AGE = 1.0
+# A connection is evicted only after its worker has waited this long for the client in all. A
+# healthy client keeps the server waiting about three round trips (ClientHello, key exchange,
+# request) plus its own computing: well under a second on a LAN, over one on a poor mobile
+# link. Under a slow-connection flood it also sets how fast workers come back (all that
+# qualify are cut, as many as are queued), so it is not larger either.
+EVICT_MIN_WAIT = 2.0
 # At most one warning per this many seconds for connections refused by the per-address share.
 REFUSAL_WARNING_INTERVAL = 10.0
 
@@ -44,8 +50,8 @@ class Held:
     sock: socket.socket
     address: str
     key: str | None  # the per-address key it counts against; None while it counts against none
-    since: float
-    waiting: bool = True  # the server is waiting for the client: may be evicted
+    wait: ClientWait  # how long the worker has waited for this client
+    waiting: bool = True  # not served yet: may be evicted while blocked on its client
     evicted: bool = field(default=False)
 
 
@@ -111,15 +117,28 @@ class ConnectionTable:
         with self._changed:
             return self._counts[address_key(address)]
 
-    def admit(self, sock: socket.socket, address: str, *, counted: bool = True) -> Held | None:
-        """Hold a new connection; None (and a rate-limited warning) if its address is full."""
+    def admit(
+        self,
+        sock: socket.socket,
+        address: str,
+        *,
+        counted: bool = True,
+        wait: ClientWait | None = None,
+    ) -> Held | None:
+        """Hold a new connection; None (and a rate-limited warning) if its address is full.
+
+        `wait` times the worker's reads from this client (`ClientSocket`); without one the
+        connection is never blocked on its client as far as eviction can tell.
+        """
         with self._changed:
             key = self._claim(address) if counted else None
             if counted and key is None:
                 refused = True
             else:
                 refused = False
-                held = Held(sock, address, key, self._clock())
+                if wait is None:
+                    wait = ClientWait(self._clock)
+                held = Held(sock, address, key, wait)
                 self._held.add(held)
         if refused:
             self.refusals.refused(address, self.per_address)
@@ -135,10 +154,15 @@ class ConnectionTable:
             self.refusals.refused(address, self.per_address)
         return not refused
 
-    def serving(self, held: Held) -> None:
-        """The request is complete: the server works for this client now, never evict it."""
+    def serving(self, held: Held) -> bool:
+        """The request is complete: the server works for this client now, never evict it.
+
+        False if it was evicted first: its socket is cut, so nothing may be done for it (a
+        certificate issued now would reach nobody).
+        """
         with self._changed:
             held.waiting = False
+            return not held.evicted
 
     def finished(self, held: Held) -> None:
         """The exchange is over (only the close remains): stop counting it against its
@@ -154,25 +178,33 @@ class ConnectionTable:
             self._uncount(held)
             self._changed.notify_all()
 
-    def evict_idle(self, min_age: float = EVICT_MIN_AGE) -> Held | None:
-        """Cut one connection waiting for its client, if any is old enough; return it.
+    def evict_idle(self, min_wait: float = EVICT_MIN_WAIT, limit: int = 1) -> list[Held]:
+        """Cut up to `limit` connections blocked on their clients that have waited `min_wait`.
 
-        The victim comes from the address holding the most connections, oldest first, so a
-        client with one connection is evicted only when every address holds just one.
+        Victims come from the address holding the most connections, the longest waited
+        first, so a client with one connection is evicted only when every address holds just
+        one. Returns the victims.
         """
         with self._changed:
-            now = self._clock()
-            candidates = [h for h in self._held if h.waiting and not h.evicted]
-            candidates = [h for h in candidates if now - h.since >= min_age]
-            if not candidates:
-                return None
-            victim = max(
-                candidates,
-                key=lambda h: (self._counts[h.key] if h.key is not None else 0, -h.since),
-            )
-            victim.evicted = True
-        _cut(victim.sock)
-        return victim
+            waited = {
+                h: h.wait.seconds()
+                for h in self._held
+                if h.waiting and not h.evicted and h.wait.blocked
+            }
+            candidates = {h for h, seconds in waited.items() if seconds >= min_wait}
+            # Connections already cut are on their way out: they no longer weigh on an address.
+            counts = Counter(h.key for h in self._held if h.key and not h.evicted)
+            victims: list[Held] = []
+            while candidates and len(victims) < limit:
+                victim = max(candidates, key=lambda h: (counts[h.key] if h.key else 0, waited[h]))
+                candidates.discard(victim)
+                if victim.key:
+                    counts[victim.key] -= 1
+                victim.evicted = True
+                victims.append(victim)
+        for victim in victims:
+            _cut(victim.sock)
+        return victims
 
     def wait_empty(self, timeout: float) -> bool:
         with self._changed:

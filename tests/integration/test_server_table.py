@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from python_est.server.table import ConnectionTable, RefusalLog
+from python_est.server.clientwait import ClientSocket, ClientWait
+from python_est.server.system import queued_connections
+from python_est.server.table import EVICT_MIN_WAIT, ConnectionTable, RefusalLog
 from tests.conftest import captured_records
 
 pytestmark = pytest.mark.integration
@@ -68,30 +72,87 @@ def test_the_share_per_address_and_its_release(pairs: Pairs) -> None:
     assert table.admit(pair(pairs)[0], "192.0.2.1:443") is not None  # the port is ignored
 
 
-def test_eviction_takes_the_biggest_holder_oldest_first_and_never_one_being_served(
+def test_eviction_takes_the_biggest_holder_longest_waited_first_and_never_one_being_served(
     pairs: Pairs,
 ) -> None:
     clock = Clock()
     table = ConnectionTable(0, clock=clock)
     lone_ours, lone = pair(pairs)
-    table.admit(lone_ours, "192.0.2.9")  # the oldest, but its address holds one
+    lone_entry = table.admit(lone_ours, "192.0.2.9")  # waits longest, but its address holds one
+    assert lone_entry is not None
+    lone_entry.wait.begin()
     clock.now += 1
     crowd = []
-    for _ in range(3):
+    for _ in range(4):
         ours, theirs = pair(pairs)
         entry = table.admit(ours, "198.51.100.7")
         assert entry is not None
+        entry.wait.begin()
         crowd.append((entry, theirs))
         clock.now += 1
     table.serving(crowd[0][0])  # its request is complete: the server works for it
-    assert table.evict_idle(min_age=5.0) is None  # nobody has waited that long yet
-    victim = table.evict_idle(min_age=1.0)
-    assert victim is crowd[1][0]  # the crowd's oldest that still waits for its client
-    assert victim.evicted and cut(crowd[1][1])
-    assert not cut(crowd[0][1]) and not cut(crowd[2][1]) and not cut(lone)
-    assert table.evict_idle(min_age=1.0) is crowd[2][0]  # not the same one twice
-    assert table.evict_idle(min_age=1.0) is not None and cut(lone)  # then the lone one
-    assert table.evict_idle(min_age=1.0) is None  # the one being served stays
+    crowd[1][0].wait.end()  # its bytes arrived; the server works (or waits for the GIL)
+    assert table.evict_idle(min_wait=6.0) == []  # nobody has waited that long yet
+    [victim] = table.evict_idle(min_wait=1.0)
+    assert victim is crowd[2][0]  # the crowd's longest waiting that is blocked on its client
+    assert victim.evicted and cut(crowd[2][1])
+    assert not any(cut(theirs) for _, theirs in (crowd[0], crowd[1], crowd[3])) and not cut(lone)
+    assert table.evict_idle(min_wait=1.0) == [crowd[3][0]]  # not the same one twice
+    assert table.evict_idle(min_wait=1.0) == [lone_entry] and cut(lone)  # then the lone one
+    # The served one and the one the server is working on stay.
+    assert table.evict_idle(min_wait=0.0) == []
+
+
+def test_several_are_evicted_at_once_spreading_over_the_addresses(pairs: Pairs) -> None:
+    # As many as are queued: one per check would leave a normal client queued behind a few
+    # hundred reconnecting holders for many seconds.
+    clock = Clock()
+    table = ConnectionTable(0, clock=clock)
+    entries = {}
+    for name, address in [("b", "192.0.2.2"), ("a1", "192.0.2.1"), ("a2", "192.0.2.1")]:
+        entries[name] = table.admit(pair(pairs)[0], address)
+        entries[name].wait.begin()  # type: ignore[union-attr]
+        clock.now += 1
+    for name, address in [("c", "192.0.2.3"), ("a3", "192.0.2.1")]:
+        entries[name] = table.admit(pair(pairs)[0], address)
+        entries[name].wait.begin()  # type: ignore[union-attr]
+        clock.now += 0.5
+    clock.now += 2
+    victims = table.evict_idle(min_wait=2.0, limit=3)
+    # 192.0.2.1 holds three: its two longest waiting go first; then every address holds one,
+    # and b has waited longest.
+    assert victims == [entries["a1"], entries["a2"], entries["b"]]
+    # Those cut no longer count against 192.0.2.1: c has waited longer than a3.
+    assert table.evict_idle(min_wait=2.0, limit=10) == [entries["c"], entries["a3"]]
+
+
+def test_a_wait_counts_in_total_so_trickling_does_not_reset_it(pairs: Pairs) -> None:
+    clock = Clock()
+    table = ConnectionTable(0, clock=clock)
+    entry = table.admit(pair(pairs)[0], "192.0.2.1")
+    assert entry is not None
+    for _ in range(3):  # a byte every 0.4 s: never a whole second at once
+        entry.wait.begin()
+        clock.now += 0.4
+        entry.wait.end()
+        clock.now += 0.05  # the server handles the byte
+    entry.wait.begin()
+    assert entry.wait.seconds() == pytest.approx(1.2)
+    assert table.evict_idle(min_wait=1.0) == [entry]
+
+
+def test_a_request_completed_after_its_eviction_is_not_served(pairs: Pairs) -> None:
+    # The cut and the end of the request can cross: the worker must then do nothing for it.
+    clock = Clock()
+    table = ConnectionTable(0, clock=clock)
+    entry = table.admit(pair(pairs)[0], "192.0.2.1")
+    assert entry is not None
+    entry.wait.begin()
+    clock.now += EVICT_MIN_WAIT
+    assert table.evict_idle() == [entry]
+    assert table.serving(entry) is False
+    other = table.admit(pair(pairs)[0], "192.0.2.2")
+    assert other is not None and table.serving(other) is True
 
 
 def test_refusals_warn_once_per_interval_and_count_what_they_held_back() -> None:
@@ -120,8 +181,56 @@ def test_a_finished_exchange_stops_counting_before_its_close(pairs: Pairs) -> No
     assert table.admit(pair(pairs)[0], "192.0.2.1") is None
     table.finished(first)  # response sent; only the close remains
     assert table.held_by("192.0.2.1") == 0 and len(table) == 1
-    assert table.evict_idle(min_age=0.0) is None  # not waiting for its client either
+    first.wait.begin()
+    assert table.evict_idle(min_wait=0.0) == []  # not waiting for its client either
     second = table.admit(pair(pairs)[0], "192.0.2.1")
     assert second is not None
     table.release(first)  # counted once only
     assert table.held_by("192.0.2.1") == 1 and len(table) == 1
+
+
+def test_a_client_socket_times_the_reads_that_block_and_a_peek_does_not_end_the_wait(
+    pairs: Pairs,
+) -> None:
+    ours, theirs = pair(pairs)
+    clock = Clock()
+    sock = ClientSocket.adopt(ours, ClientWait(clock))
+    pairs.append((sock, sock))
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(sock.recv(10)))
+    reader.start()
+    wait_until(lambda: sock.wait.blocked)  # the worker blocks on its client
+    clock.now += 3
+    theirs.sendall(b"abc")
+    reader.join(5)
+    assert got == [b"abc"] and not sock.wait.blocked and sock.wait.seconds() == 3
+    theirs.sendall(b"de")
+    assert sock.recv(10, socket.MSG_PEEK) == b"de"  # only looked: still waiting for more
+    assert blocked(sock)
+    clock.now += 1
+    assert sock.recv(10) == b"de" and not sock.wait.blocked and sock.wait.seconds() == 4
+
+
+def blocked(sock: ClientSocket) -> bool:
+    return sock.wait.blocked
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_the_accept_queue_length_is_read_from_the_listener() -> None:
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as listener:
+        assert queued_connections(listener) == 0
+        clients = [socket.create_connection(listener.getsockname()) for _ in range(3)]
+        try:
+            wait_until(lambda: queued_connections(listener) == 3)
+            accepted, _ = listener.accept()
+            accepted.close()
+            assert queued_connections(listener) == 2
+        finally:
+            for client in clients:
+                client.close()
