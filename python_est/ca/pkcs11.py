@@ -18,6 +18,7 @@ import hmac
 import os
 import secrets
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -46,6 +47,8 @@ _PROBE = b"python-est: does this token key match its public key?"
 # runs once per process, and a forked child must run its own (PKCS#11 v2.40 §6.7.7).
 _INITIALISED_BY: dict[str, int] = {}
 _LIBRARIES_LOCK = threading.Lock()
+# Seconds between the attempts to find a token whose module fails in general (`_find_token`).
+_TOKEN_RETRY_PAUSES = (0.05, 0.2, 0.5)
 # The SHA-256 of the PIN that logged this process in to each token (slot, serial).
 _LOGINS: dict[tuple[int, bytes], bytes] = {}
 # The open keys by (module, token, key label, PIN digest): a reload, which loads the state again
@@ -129,6 +132,29 @@ class TokenKey:
             pass  # already gone with the token: nothing is left to release
 
 
+def _find_token(library: p11_library, module: Path, token_label: str) -> pkcs11.Token:
+    """The token labelled `token_label`, asked again after a short pause when the module
+    fails in general: SoftHSM does when forked workers open its token in the same moment, and
+    an HSM may while it restarts. Without a retry the worker died with a bare GeneralError
+    (and was restarted a second later)."""
+    from pkcs11 import PKCS11Error, exceptions
+
+    for pause in (*_TOKEN_RETRY_PAUSES, None):
+        try:
+            return library.get_token(token_label=token_label)
+        except exceptions.NoSuchToken:
+            raise TokenError("token", f"no token labelled {token_label!r} in {module}") from None
+        except exceptions.MultipleTokensReturned:
+            raise TokenError("token", f"several tokens are labelled {token_label!r}") from None
+        except PKCS11Error as exc:
+            if pause is None:
+                raise TokenError(
+                    "token", f"the token {token_label!r} cannot be read ({_name(exc)})"
+                ) from None
+            time.sleep(pause)
+    raise AssertionError("unreachable")  # the last pass returns or raises
+
+
 def open_token_key(
     module: Path, token_label: str, key_label: str, pin: bytes, *, create: KeyType | None = None
 ) -> TokenKey:
@@ -154,12 +180,7 @@ def open_token_key(
         held = _join(shared_as)
         if held is not None:
             return held
-    try:
-        token = library.get_token(token_label=token_label)
-    except exceptions.NoSuchToken:
-        raise TokenError("token", f"no token labelled {token_label!r} in {module}") from None
-    except exceptions.MultipleTokensReturned:
-        raise TokenError("token", f"several tokens are labelled {token_label!r}") from None
+    token = _find_token(library, module, token_label)
     try:
         session = _log_in(token, create is not None, pin)
     except (exceptions.PinIncorrect, exceptions.PinInvalid, exceptions.PinLenRange):

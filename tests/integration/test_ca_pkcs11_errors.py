@@ -294,3 +294,37 @@ def test_a_new_token_key_never_orphans_issued_certificates(
         "ledger holds 1 certificate(s)" in result.stderr and "nothing was changed" in result.stderr
     )
     assert not (tmp_path / "state" / "ca" / "ca.pem").exists()
+
+
+class FlakyModule:
+    """A PKCS#11 library whose token lookup fails in general `failures` times first."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    def get_token(self, *, token_label: str) -> str:
+        from pkcs11 import exceptions
+
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise exceptions.GeneralError()
+        return f"token {token_label}"
+
+
+def test_a_token_lookup_that_fails_in_general_is_retried_then_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # SoftHSM fails so when forked workers open its token in the same moment: the worker
+    # died and was restarted a second later, under a bare GeneralError.
+    from python_est.ca import pkcs11 as token_module
+
+    monkeypatch.setattr(token_module, "_TOKEN_RETRY_PAUSES", (0.0, 0.0, 0.0))
+    passing = FlakyModule(failures=2)
+    found = token_module._find_token(passing, Path("softhsm.so"), "ca")  # type: ignore[arg-type]
+    assert found == "token ca" and passing.calls == 3
+    failing = FlakyModule(failures=10)
+    with pytest.raises(token_module.TokenError) as refused:
+        token_module._find_token(failing, Path("softhsm.so"), "ca")  # type: ignore[arg-type]
+    assert failing.calls == 4
+    assert "the token 'ca' cannot be read (GeneralError)" in str(refused.value)
