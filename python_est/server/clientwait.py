@@ -14,6 +14,10 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from python_est.server.linger import Lingerer
 
 
 class ClientWait:
@@ -51,14 +55,36 @@ class ClientWait:
 
 
 class ClientSocket(socket.socket):
-    """An accepted socket whose reads are timed into `wait`.
+    """An accepted socket whose reads are timed into `wait`, and whose close lingers.
 
     A `MSG_PEEK` read only looks at what has arrived so far (the ClientHello and PROXY header
     checks peek, then pause, then peek again until enough is there), so it starts a wait but
     does not end it: the wait ends when the server takes bytes off the socket.
+
+    With a `lingerer`, `close` sends FIN and hands the socket to it, which drains the client's
+    last bytes and closes it (`server.linger`); the TLS layer's own drain is then skipped
+    (`drains_itself`). Later calls to `close` do nothing; `close_at_once` closes without
+    draining (a connection refused at accept).
     """
 
     wait: ClientWait
+    lingerer: Lingerer | None = None
+    _handed_over = False
+
+    @property
+    def drains_itself(self) -> bool:
+        return self.lingerer is not None
+
+    def close(self) -> None:
+        lingerer = self.lingerer
+        if lingerer is None:
+            super().close()
+        elif not self._handed_over:
+            self._handed_over = True
+            lingerer.close(self)
+
+    def close_at_once(self) -> None:
+        super().close()
 
     @classmethod
     def adopt(cls, sock: socket.socket, wait: ClientWait | None = None) -> ClientSocket:

@@ -20,6 +20,7 @@ from python_est.policy import PeerIdentity
 from python_est.routes import Handler, RoutingTable, as_table
 from python_est.server.clientwait import ClientSocket
 from python_est.server.http11 import RequestParser
+from python_est.server.linger import Lingerer
 from python_est.server.outcome import Outcome, audit_refusal, basic_user, printable
 from python_est.server.proxied import NoProxyHeader, proxied_client
 from python_est.server.proxyproto import Network, is_trusted
@@ -110,6 +111,7 @@ class EstServer:
         self._stopped = threading.Event()
         self._stopped.set()
         self._wake_recv, self._wake_send = socket.socketpair()
+        self._lingerer: Lingerer | None = None  # from serve_forever on
         self._table = ConnectionTable(max_connections_per_address)
         self._proxies: tuple[Network, ...] | None = None
         self.set_proxy_protocol(proxy_protocol, trusted_proxies)
@@ -164,6 +166,8 @@ class EstServer:
     def serve_forever(self) -> None:
         """Serve connections until a stop is requested, then drain and return."""
         self._stopped.clear()
+        self._lingerer = Lingerer()
+        self._lingerer.start()
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._listener, selectors.EVENT_READ)
         self._selector.register(self._wake_recv, selectors.EVENT_READ)
@@ -177,6 +181,7 @@ class EstServer:
                 self._selector.close()
                 self._listener.close()
             self._drain()
+            self._lingerer.stop()
             self._stopped.set()
 
     def request_stop(self, grace: float = 5.0) -> None:
@@ -223,7 +228,7 @@ class EstServer:
         proxied = proxies is not None and is_trusted(address, proxies)
         held = self._table.admit(sock, address, counted=not proxied, wait=sock.wait)
         if held is None:
-            sock.close()  # closed before any TLS: the cheapest refusal
+            sock.close_at_once()  # closed before any TLS: the cheapest refusal
             return
         self._serve(held, self._app, proxied)
 
@@ -266,7 +271,9 @@ class EstServer:
                     return None
                 sock.setblocking(True)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                return ClientSocket.adopt(sock), str(peer[0])
+                client = ClientSocket.adopt(sock)
+                client.lingerer = self._lingerer
+                return client, str(peer[0])
         return None
 
     def _serve(

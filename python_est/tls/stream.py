@@ -74,10 +74,18 @@ class DeadlineSocket:
 
     def close(self) -> None:
         """Send FIN, drain briefly, then close: closing with unread input sends an RST, which
-        can destroy the response or alert before the client reads it."""
+        can destroy the response or alert before the client reads it.
+
+        A socket that `drains_itself` (the server's accepted sockets: its close hands them to
+        a thread that drains every closing connection) is closed at once, so the worker does
+        not wait for the client's FIN.
+        """
         if self._closed:
             return
         self._closed = True
+        if getattr(self._sock, "drains_itself", False):
+            self._sock.close()
+            return
         try:
             self._sock.shutdown(socket.SHUT_WR)
             until = min(self.deadline, time.monotonic() + _LINGER)

@@ -18,6 +18,7 @@ from contextlib import ExitStack
 import pytest
 
 from est_harness import RunningServer, build_request, parse_reply, read_all
+from python_est.server import linger
 from tests.conftest import captured_records
 
 pytestmark = pytest.mark.integration
@@ -98,6 +99,28 @@ def test_a_normal_client_is_served_while_four_addresses_hold_every_worker(
     assert waited < DEADLINE
     evicted = [r.getMessage() for r in records if "evicted" in r.getMessage()]
     assert evicted and evicted[0].startswith(HOLDERS), evicted
+
+
+def test_clients_that_never_close_do_not_keep_the_workers(
+    start_est_server: Callable[[str], RunningServer],
+    holders: ExitStack,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # After its response the server drains the client's last bytes until the client closes,
+    # up to the linger time (30 s here, to make it plain). Were that done by the workers, the
+    # first two connections would take both workers until a deadline (10 s) and the third
+    # would time out.
+    monkeypatch.setattr(linger, "LINGER", 30.0)
+    server = start_est_server("[server]\nmax_connections = 2\nmax_connections_per_address = 0\n")
+    for _ in range(5):
+        raw = holders.enter_context(connect(server, HOLDERS[0]))
+        raw.settimeout(5)  # a worker held by an earlier drain fails this
+        tls = holders.enter_context(
+            server.ssl_context().wrap_socket(raw, server_hostname="127.0.0.1")
+        )
+        tls.sendall(build_request("GET", "/.well-known/est/cacerts", port=server.port))
+        assert parse_reply(read_all(tls)).status == 200  # and the client keeps its socket
+    wait_until(lambda: server.server.in_flight == 0, "no worker holds a finished connection")
 
 
 def closed_by_server(sock: socket.socket) -> bool:
