@@ -24,7 +24,7 @@ class ClientWait:
     """Seconds a worker has spent blocked reading from one client, in total.
 
     Written by the connection's own thread and read by the eviction check in another; a read
-    may be a moment stale, which a one-second threshold does not notice.
+    may be a moment stale, which a threshold of seconds does not notice.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:

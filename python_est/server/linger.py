@@ -4,9 +4,9 @@ After the response the server sends FIN, then must read what the client still se
 client's own FIN: closing a socket with unread input sends a reset, which can destroy the
 response before the client has read it (libest sends a stray CRLF after its request). That
 drain lasts until the client closes, up to `LINGER` seconds. Done by the worker, it held a
-worker per finished connection for as long as the client took to close: a client that never
-closes held one for a second per cheap request, and a loaded client process kept a fifth of a
-full pool draining (docs/performance.md). One `Lingerer` thread per server drains every closing
+worker per finished connection for as long as the client took to close (6-8% of a
+connection's wall time in the profile of docs/performance.md), and a client that never closes
+held one for a second per cheap request. One `Lingerer` thread per server drains every closing
 connection at once with epoll, and the worker is free as soon as its response is out.
 
 At most `limit` sockets linger; past that the one that has lingered longest is closed at once

@@ -7,13 +7,14 @@ Three defences keep a few addresses from holding every worker with slow or idle 
   whole pool takes many addresses;
 - absolute deadlines per phase (handshake, request head, whole request; in `loop`), so that a
   held worker comes back on time;
-- eviction: when every worker is busy and a new connection waits in the listen queue, the
-  server cuts one connection whose worker is blocked waiting for its client right now (in the
-  handshake or the request, not yet served) and has waited for it at least `EVICT_MIN_WAIT`
-  in total (`clientwait`), taken from the address that holds the most connections, the
-  longest waited first. The queued connection then gets the worker, and the evicted client's
-  reconnection queues behind it. A connection's age is not the test: on a busy server that is
-  the server's own time, and a client whose request has arrived is never cut (`serving`).
+- eviction: when every worker is busy and new connections wait in the listen queue, the
+  server cuts, as many as are queued, connections whose worker is blocked waiting for its
+  client right now (in the handshake or the request, not yet served) and has waited for it at
+  least `EVICT_MIN_WAIT` in total (`clientwait`), taken from the address that holds the most
+  connections, the longest waited first. The queued connections then get the workers, and an
+  evicted client's reconnection queues behind them. A connection's age is not the test: on a
+  busy server that is the server's own time, and a client whose request has arrived is never
+  cut (`serving`).
 """
 
 from __future__ import annotations
