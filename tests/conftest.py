@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -73,6 +74,16 @@ def require_tool(name: str) -> str:
     if path is None:
         pytest.skip(f"{name} is not installed (scripts/install-system-deps installs it)")
     return path
+
+
+def wait_until(
+    condition: Callable[[], bool], what: str = "the condition holds", timeout: float = 10.0
+) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)
 
 
 def run_openssl(*args: str) -> subprocess.CompletedProcess[str]:

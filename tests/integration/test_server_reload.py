@@ -17,6 +17,7 @@ import pytest
 from est_harness import Reply, build_request, https
 from python_est.messages import HttpRequest, HttpResponse, text_response
 from python_est.policy import PeerIdentity
+from tests.conftest import wait_until
 from tests.tls_support import Pki, make_pki, running_server
 
 pytestmark = pytest.mark.integration
@@ -48,15 +49,6 @@ def refused(port: int) -> bool:
         # (the workers accept for themselves, so the socket can close between two accepts).
         return True
     return False
-
-
-def wait_until(condition: Callable[[], bool]) -> None:
-    event = threading.Event()
-    for _ in range(200):
-        if condition():
-            return
-        event.wait(0.02)
-    raise AssertionError("condition not met")
 
 
 def test_connections_in_flight_keep_the_app_they_started_with(pki: Pki) -> None:

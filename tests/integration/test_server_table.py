@@ -9,15 +9,14 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from python_est.server.clientwait import ClientSocket, ClientWait
 from python_est.server.system import queued_connections
 from python_est.server.table import EVICT_MIN_WAIT, ConnectionTable, RefusalLog
-from tests.conftest import captured_records
+from tests.conftest import captured_records, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -213,13 +212,6 @@ def test_a_client_socket_times_the_reads_that_block_and_a_peek_does_not_end_the_
 
 def blocked(sock: ClientSocket) -> bool:
     return sock.wait.blocked
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_the_accept_queue_length_is_read_from_the_listener() -> None:

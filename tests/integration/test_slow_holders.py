@@ -19,7 +19,7 @@ import pytest
 
 from est_harness import RunningServer, build_request, parse_reply, read_all
 from python_est.server import linger
-from tests.conftest import captured_records
+from tests.conftest import captured_records, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -33,13 +33,6 @@ handshake_timeout = {DEADLINE}
 header_timeout = {DEADLINE}
 request_timeout = {DEADLINE}
 """
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.02)
 
 
 def connect(server: RunningServer, source: str) -> socket.socket:
